@@ -1,0 +1,156 @@
+"""Topic declarations: the one place that says what a topic is and carries.
+
+The application declares its topics (in `topics/`); the library only knows
+the `TopicSpec` shape and loads the application's catalogue by module name
+(`PIPELINE_CATALOGUE_MODULE`), so `pipeline` never imports the application.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+
+from pipeline.errors import ConfigError, UnknownTopicError
+
+CleanupPolicy = Literal["delete", "compact", "compact,delete"]
+DLQ_SUFFIX = ".dlq"
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as the catalogue wants it on the cluster."""
+
+    name: str
+    event_model: type[BaseModel]
+    key_field: str
+    partitions: int = 6
+    replication_factor: int = 3
+    min_insync_replicas: int = 2
+    retention_ms: int | None = 7 * DAY_MS
+    cleanup_policy: CleanupPolicy = "delete"
+    dlq: bool = True
+    event_type: str = ""
+    schema_version: int = 1
+    is_dlq: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c not in _TOPIC_CHARS for c in self.name) or len(self.name) > 249:
+            raise ConfigError(
+                f"topic name {self.name!r} is not a legal Kafka topic name "
+                "(letters, digits, '.', '_', '-'; at most 249 characters)"
+            )
+        if self.partitions < 1:
+            raise ConfigError(f"topic {self.name!r}: partitions must be at least 1")
+        if self.replication_factor < 1:
+            raise ConfigError(f"topic {self.name!r}: replication_factor must be at least 1")
+        if self.key_field not in self.event_model.model_fields:
+            raise ConfigError(
+                f"topic {self.name!r}: key field {self.key_field!r} is not a field of "
+                f"{self.event_model.__name__} (fields: {', '.join(self.event_model.model_fields)})"
+            )
+        if not self.event_type:
+            object.__setattr__(self, "event_type", self.event_model.__name__)
+
+    def topic_configs(self, replication_factor: int) -> dict[str, str]:
+        """Kafka topic configs the catalogue manages; others are left alone."""
+        configs = {
+            "cleanup.policy": self.cleanup_policy,
+            "min.insync.replicas": str(min(self.min_insync_replicas, replication_factor)),
+        }
+        configs["retention.ms"] = str(self.retention_ms if self.retention_ms is not None else -1)
+        return configs
+
+    @property
+    def dlq_name(self) -> str:
+        return self.name + DLQ_SUFFIX
+
+    def dlq_spec(self) -> TopicSpec:
+        """The dead-letter topic: same partitions and key, kept longer, never compacted."""
+        return dataclasses.replace(
+            self,
+            name=self.dlq_name,
+            cleanup_policy="delete",
+            retention_ms=max(self.retention_ms or 0, 14 * DAY_MS) if self.retention_ms else None,
+            dlq=False,
+            is_dlq=True,
+        )
+
+    def with_name(self, name: str) -> TopicSpec:
+        return dataclasses.replace(self, name=name)
+
+
+_TOPIC_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+class Catalogue:
+    """The declared topics, looked up by their logical name."""
+
+    def __init__(self, specs: Iterable[TopicSpec], prefix: str = "") -> None:
+        self.prefix = prefix
+        self._by_name: dict[str, TopicSpec] = {}
+        for spec in specs:
+            if spec.name in self._by_name:
+                raise ConfigError(f"topic {spec.name!r} is declared twice in the catalogue")
+            self._by_name[spec.name] = spec
+
+    def with_prefix(self, prefix: str) -> Catalogue:
+        """The same topics under `prefix + name` on the cluster."""
+        if not prefix:
+            return self
+        return Catalogue((spec.with_name(prefix + spec.name) for spec in self), prefix=prefix)
+
+    def __iter__(self) -> Iterator[TopicSpec]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def get(self, name: str) -> TopicSpec:
+        """Accepts the logical name (`orders`) or the prefixed one on the cluster."""
+        spec = self._by_name.get(name) or self._by_name.get(self.prefix + name)
+        if spec is None:
+            for candidate in self:
+                if candidate.dlq and candidate.dlq_name in (name, self.prefix + name):
+                    return candidate.dlq_spec()
+            raise UnknownTopicError(name, [s.name.removeprefix(self.prefix) for s in self])
+        return spec
+
+    def with_dlqs(self) -> list[TopicSpec]:
+        """Every topic the cluster should have: the declared ones and their DLQs."""
+        specs: list[TopicSpec] = []
+        for spec in self:
+            specs.append(spec)
+            if spec.dlq:
+                specs.append(spec.dlq_spec())
+        return specs
+
+
+def load_catalogue(module_name: str, prefix: str = "") -> Catalogue:
+    """Import the application's catalogue by name (e.g. `topics`).
+
+    The working directory is searched too: an installed `pipeline` script
+    does not have it on sys.path, but users run it from their project folder.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"cannot import the topic catalogue module {module_name!r} ({exc}); "
+            "run from the project folder or set PIPELINE_CATALOGUE_MODULE."
+        ) from exc
+    catalogue = getattr(module, "CATALOGUE", None)
+    if not isinstance(catalogue, Catalogue):
+        raise ConfigError(
+            f"module {module_name!r} has no CATALOGUE of type pipeline.catalogue.Catalogue"
+        )
+    return catalogue.with_prefix(prefix)

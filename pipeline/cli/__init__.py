@@ -1,0 +1,36 @@
+"""`pipeline`: the one front door (infra, topics, produce, and later more)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from pipeline.cli import infra_cmd, produce_cmd, topics_cmd
+from pipeline.cli.common import console
+from pipeline.errors import PipelineError
+
+app = typer.Typer(
+    name="pipeline",
+    help=(
+        "Event pipelines on Apache Kafka.\n\n"
+        "Example, from a fresh checkout:\n\n"
+        "  pipeline infra up && export PIPELINE_BOOTSTRAP_SERVERS=$(pipeline infra bootstrap)\n\n"
+        "  pipeline topics apply\n\n"
+        "  pipeline produce --topic orders --file events.jsonl"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(infra_cmd.app, name="infra")
+app.add_typer(topics_cmd.app, name="topics")
+app.command("produce")(produce_cmd.produce)
+
+
+def main() -> None:
+    try:
+        app()
+    except PipelineError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

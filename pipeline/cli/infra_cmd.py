@@ -1,0 +1,106 @@
+"""`pipeline infra`: a local Kafka cluster for development, tests and demos."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from pipeline.cli.common import console, stdout
+from pipeline.localkafka import LocalKafka
+from pipeline.paths import cache_dir, kafka_state_dir
+
+app = typer.Typer(
+    help=(
+        "Run Apache Kafka (KRaft) locally from Maven Central jars.\n\n"
+        "Example: pipeline infra up --brokers 3; pipeline infra status; pipeline infra down"
+    ),
+    no_args_is_help=True,
+)
+
+
+def _cluster(heap_mb: int = 384) -> LocalKafka:
+    return LocalKafka(kafka_state_dir(), cache_dir(), heap_mb=heap_mb)
+
+
+def _progress(message: str) -> None:
+    console.print(f"[dim]… {message}[/]")
+
+
+@app.command()
+def up(
+    brokers: int = typer.Option(1, "--brokers", help="1, or 3 for a real quorum with RF 3."),
+    heap_mb: int = typer.Option(384, "--heap-mb", help="Java heap per broker."),
+    timeout: float = typer.Option(120.0, help="Seconds to wait for the cluster to answer."),
+) -> None:
+    """Start the cluster (or confirm the running one) and print its bootstrap address.
+
+    Example: pipeline infra up --brokers 3
+    """
+    state = _cluster(heap_mb).up(brokers=brokers, timeout_s=timeout, progress=_progress)
+    console.print(
+        f"[green]Kafka is up[/]: {state.brokers} broker(s), state in {kafka_state_dir()}"
+    )
+    stdout.print(state.bootstrap, highlight=False)
+
+
+@app.command()
+def status() -> None:
+    """Show each local node: pid, port, whether it runs. Exit 1 if any is down.
+
+    Example: pipeline infra status
+    """
+    cluster = _cluster()
+    nodes = cluster.status()
+    state = cluster.load_state()
+    if state is None:
+        console.print("no local cluster (start one with `pipeline infra up`)")
+        raise typer.Exit(1)
+    table = Table(title=f"local Kafka {state.bootstrap}")
+    for column in ("node", "pid", "port", "process", "port open"):
+        table.add_column(column)
+    for node in nodes:
+        table.add_row(
+            str(node.node_id),
+            str(node.pid),
+            str(node.broker_port),
+            "[green]running[/]" if node.alive else "[red]dead[/]",
+            "yes" if node.port_open else "no",
+        )
+    stdout.print(table)
+    if not all(node.alive and node.port_open for node in nodes):
+        raise typer.Exit(1)
+
+
+@app.command()
+def bootstrap() -> None:
+    """Print the local cluster's bootstrap address (for PIPELINE_BOOTSTRAP_SERVERS).
+
+    Example: export PIPELINE_BOOTSTRAP_SERVERS=$(pipeline infra bootstrap)
+    """
+    state = _cluster().load_state()
+    if state is None:
+        console.print("no local cluster (start one with `pipeline infra up`)")
+        raise typer.Exit(1)
+    stdout.print(state.bootstrap, highlight=False)
+
+
+@app.command()
+def down() -> None:
+    """Stop every local node (SIGTERM, SIGKILL after 30 s).
+
+    Example: pipeline infra down
+    """
+    stopped = _cluster().down()
+    console.print("Kafka stopped" if stopped else "nothing was running")
+
+
+@app.command()
+def fetch() -> None:
+    """Resolve the Kafka jars with Maven now (the first `up` does it otherwise).
+
+    Example: pipeline infra fetch
+    """
+    from pipeline.localkafka import resolve_classpath
+
+    classpath = resolve_classpath(cache_dir(), _progress)
+    console.print(f"Kafka jars ready ({len(classpath.split(':'))} jars, cached in ~/.m2)")

@@ -1,0 +1,176 @@
+"""`pipeline topics`: make the cluster match the catalogue, and look at it."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from pipeline.catalogue import TopicSpec
+from pipeline.cli.common import catalogue_for, console, settings_for_cli, stdout
+from pipeline.kafka_probe import run_sync
+from pipeline.topic_admin import TopicAdmin
+from pipeline.topic_plan import TopicPlan, plan_topics
+
+app = typer.Typer(
+    help=(
+        "Topics from the catalogue (topics/): apply, list, describe.\n\n"
+        "Example: pipeline topics apply --dry-run && pipeline topics apply"
+    ),
+    no_args_is_help=True,
+)
+
+BootstrapOption = typer.Option(
+    None, "--bootstrap", help="host:port list; default PIPELINE_BOOTSTRAP_SERVERS or the local cluster."
+)
+
+
+def _print_plan(plan: TopicPlan) -> None:
+    table = Table(title="topics: catalogue vs cluster")
+    table.add_column("topic")
+    table.add_column("action")
+    table.add_column("detail")
+    colours = {"create": "green", "update": "yellow", "unchanged": "dim"}
+    for change in plan.changes:
+        colour = colours[change.action]
+        table.add_row(change.topic, f"[{colour}]{change.action}[/]", change.describe())
+    stdout.print(table)
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for error in plan.errors:
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+
+
+async def _plan(admin: TopicAdmin, specs: list[TopicSpec]) -> tuple[TopicPlan, int]:
+    brokers = await admin.broker_count()
+    observed = await admin.observe([spec.name for spec in specs])
+    recorded = await admin.recorded_keys()
+    return plan_topics(specs, observed, recorded, brokers), brokers
+
+
+@app.command()
+def apply(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the changes, make none."),
+    bootstrap: str | None = BootstrapOption,
+) -> None:
+    """Create missing topics and their DLQs, add partitions, update configs.
+
+    Refuses, changing nothing, when the catalogue asks for fewer partitions or
+    a different key than the cluster has.
+
+    Example: pipeline topics apply --dry-run
+    """
+    settings = settings_for_cli(bootstrap)
+    specs = catalogue_for(settings).with_dlqs()
+
+    async def run() -> int:
+        async with TopicAdmin(settings) as admin:
+            plan, brokers = await _plan(admin, specs)
+            _print_plan(plan)
+            if plan.errors:
+                console.print("[bold red]nothing was changed[/]: fix the errors above first")
+                return 1
+            if dry_run:
+                console.print(f"dry run: {len(plan.pending)} topic(s) would change")
+                return 0
+            await admin.apply(plan, brokers)
+            console.print(f"[green]applied[/]: {len(plan.pending)} topic(s) changed")
+            return 0
+
+    raise typer.Exit(run_sync(run()))
+
+
+@app.command("list")
+def list_topics(bootstrap: str | None = BootstrapOption) -> None:
+    """Catalogue topics with their state on the cluster.
+
+    Example: pipeline topics list
+    """
+    settings = settings_for_cli(bootstrap)
+    specs = catalogue_for(settings).with_dlqs()
+
+    async def run() -> None:
+        async with TopicAdmin(settings) as admin:
+            layouts = await admin.partitions([spec.name for spec in specs])
+        table = Table(title=f"topics at {settings.bootstrap_servers}")
+        for column in ("topic", "event", "key", "partitions", "RF", "cleanup", "on cluster"):
+            table.add_column(column)
+        for spec in specs:
+            layout = layouts.get(spec.name)
+            table.add_row(
+                spec.name,
+                spec.event_type,
+                spec.key_field,
+                str(len(layout)) if layout else str(spec.partitions),
+                str(len(layout[0].replicas)) if layout else str(spec.replication_factor),
+                spec.cleanup_policy,
+                "[green]yes[/]" if layout else "[red]missing[/]",
+            )
+        stdout.print(table)
+
+    run_sync(run())
+
+
+@app.command()
+def describe(
+    name: str = typer.Argument(..., help="Topic name, e.g. orders or orders.dlq."),
+    bootstrap: str | None = BootstrapOption,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """One topic: its declaration, partitions (leader, replicas, ISR), configs and schema.
+
+    Example: pipeline topics describe orders
+    """
+    settings = settings_for_cli(bootstrap)
+    spec = catalogue_for(settings).get(name)
+
+    async def run() -> None:
+        async with TopicAdmin(settings) as admin:
+            layouts = await admin.partitions([spec.name])
+            configs = (await admin.configs([spec.name])).get(spec.name, {}) if layouts else {}
+        layout = layouts.get(spec.name, [])
+        if as_json:
+            stdout.print_json(
+                json.dumps(
+                    {
+                        "topic": spec.name,
+                        "event_type": spec.event_type,
+                        "schema_version": spec.schema_version,
+                        "key_field": spec.key_field,
+                        "exists": bool(layout),
+                        "partitions": [info.__dict__ for info in layout],
+                        "configs": {k: configs.get(k) for k in sorted(spec.topic_configs(3))},
+                        "schema": spec.event_model.model_json_schema(),
+                    }
+                )
+            )
+            return
+        stdout.print(
+            f"[bold]{spec.name}[/]: {spec.event_type} v{spec.schema_version}, "
+            f"keyed by {spec.key_field!r}, "
+            + ("on the cluster" if layout else "[red]missing on the cluster[/]")
+        )
+        if layout:
+            table = Table(title="partitions")
+            for column in ("partition", "leader", "replicas", "in sync"):
+                table.add_column(column)
+            for info in layout:
+                table.add_row(
+                    str(info.partition),
+                    str(info.leader),
+                    ",".join(map(str, info.replicas)),
+                    ",".join(map(str, info.isr)),
+                )
+            stdout.print(table)
+            for key in sorted(spec.topic_configs(3)):
+                stdout.print(f"  {key} = {configs.get(key)}")
+        fields = Table(title=f"{spec.event_model.__name__} fields")
+        fields.add_column("field")
+        fields.add_column("type")
+        fields.add_column("required")
+        for field_name, info in spec.event_model.model_fields.items():
+            fields.add_row(field_name, str(info.annotation), "yes" if info.is_required() else "no")
+        stdout.print(fields)
+
+    run_sync(run())

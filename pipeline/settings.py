@@ -1,0 +1,166 @@
+"""One settings class for every process: CLI, producers, workers, gateway.
+
+Sources, strongest first: keyword arguments, environment (`PIPELINE_*`), a
+TOML file named by `PIPELINE_CONFIG_FILE` (or `pipeline.toml` in the working
+directory), then defaults. Secrets are `SecretStr`, so printing the settings
+or logging them never shows a password.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from pipeline.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "pipeline.toml"
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("PIPELINE_CONFIG_FILE")
+    if named:
+        path = Path(named)
+        if not path.exists():
+            raise ConfigError(
+                f"PIPELINE_CONFIG_FILE names {path}, which does not exist; "
+                "unset it or create the file."
+            )
+        return path
+    local = Path(DEFAULT_CONFIG_FILE)
+    return local if local.exists() else None
+
+
+class ProducerTuning(BaseSettings):
+    """Knobs of the shared producer; defaults favour throughput with acks=all."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    batch_bytes: int = Field(
+        default=512 * 1024, ge=16 * 1024, description="Largest record batch built per partition."
+    )
+    linger_ms: int = Field(
+        default=5, ge=0, description="How long publish() waits to fill a batch."
+    )
+    max_in_flight_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes handed to the client but not yet acknowledged; publishers wait above it.",
+    )
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024 * 1024)
+
+
+class PipelineSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PIPELINE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        description="Comma-separated host:port list. `pipeline infra up` prints the local one.",
+    )
+    client_id: str = "pipeline"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+
+    catalogue_module: str = Field(
+        default="topics",
+        description="Module whose CATALOGUE attribute declares the topics.",
+    )
+    topic_prefix: str = Field(
+        default="",
+        description="Prepended to every catalogue topic name (environments sharing a cluster).",
+    )
+    producer: ProducerTuning = Field(default_factory=ProducerTuning)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> PipelineSettings:
+        if self.security_protocol.startswith("SASL") and (
+            self.sasl_mechanism is None or self.sasl_username is None or self.sasl_password is None
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism, "
+                "sasl_username and sasl_password (PIPELINE_SASL_MECHANISM, "
+                "PIPELINE_SASL_USERNAME, PIPELINE_SASL_PASSWORD)"
+            )
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.security_protocol:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+        )
+        if self.ssl_certfile:
+            context.load_cert_chain(
+                str(self.ssl_certfile),
+                str(self.ssl_keyfile) if self.ssl_keyfile else None,
+                self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
+            )
+        return context
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Connection arguments shared by aiokafka producers, consumers and admins."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        context = self.ssl_context()
+        if context is not None:
+            kwargs["ssl_context"] = context
+        if self.sasl_mechanism is not None:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return kwargs
+
+
+def load_settings(**overrides: Any) -> PipelineSettings:
+    """Settings with a ConfigError (not a pydantic traceback) when they are wrong."""
+    from pydantic import ValidationError
+
+    try:
+        return PipelineSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings ({problems}); see `pipeline --help`") from exc

@@ -1,0 +1,71 @@
+"""Shared fixtures: a real Kafka for the session, unique topics per test.
+
+The cluster comes from KAFKA_BOOTSTRAP if set, else from testcontainers if a
+Docker engine answers, else from the local Maven jars (this machine kind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.localkafka import LocalKafka
+from pipeline.paths import cache_dir
+from pipeline.settings import PipelineSettings
+from tests.support import log_progress
+
+
+def _docker_kafka() -> contextlib.AbstractContextManager[str] | None:
+    """A testcontainers Kafka where a Docker engine answers, else None."""
+    try:
+        import docker  # type: ignore[import-not-found]
+        from testcontainers.kafka import KafkaContainer  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        docker.from_env().ping()
+    except Exception:  # noqa: BLE001 - no engine is the normal case here
+        return None
+
+    @contextlib.contextmanager
+    def run() -> Iterator[str]:
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+
+    return run()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    existing = os.environ.get("KAFKA_BOOTSTRAP")
+    if existing:
+        yield existing
+        return
+    docker_kafka = _docker_kafka()
+    if docker_kafka is not None:
+        with docker_kafka as bootstrap:
+            yield bootstrap
+        return
+    with tempfile.TemporaryDirectory(prefix="pipeline-test-kafka-") as folder:
+        cluster = LocalKafka(Path(folder), cache_dir(), heap_mb=512)
+        try:
+            yield cluster.up(brokers=1, progress=log_progress).bootstrap
+        finally:
+            cluster.down()
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str) -> PipelineSettings:
+    return PipelineSettings(bootstrap_servers=kafka_bootstrap)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A prefix no other test uses, so tests never read each other's records."""
+    return f"t{uuid.uuid4().hex[:10]}."

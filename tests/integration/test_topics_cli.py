@@ -1,0 +1,93 @@
+"""`pipeline topics` against a real broker, through the real command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.settings import PipelineSettings
+from pipeline.topic_admin import TopicAdmin
+from tests.support import run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def cli_env(settings: PipelineSettings, unique: str, catalogue: str) -> dict[str, str]:
+    return {
+        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "PIPELINE_TOPIC_PREFIX": unique,
+        "PIPELINE_CATALOGUE_MODULE": f"tests.integration.catalogues.{catalogue}",
+    }
+
+
+async def observe(settings: PipelineSettings, *names: str):  # type: ignore[no-untyped-def]
+    async with TopicAdmin(settings) as admin:
+        return await admin.observe(list(names))
+
+
+async def test_apply_creates_topic_and_dlq_then_is_a_no_op(settings: PipelineSettings, unique: str) -> None:
+    env = cli_env(settings, unique, "v1")
+    dry = run_cli("topics", "apply", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "create" in dry.stdout
+    assert await observe(settings, unique + "samples") == {}
+
+    applied = run_cli("topics", "apply", env=env)
+    assert applied.returncode == 0, applied.stderr
+    assert "replication factor 3 clamped to 1" in applied.stderr
+    topics = await observe(settings, unique + "samples", unique + "samples.dlq")
+    main, dlq = topics[unique + "samples"], topics[unique + "samples.dlq"]
+    assert main.partitions == 4 and dlq.partitions == 4
+    assert main.configs == {"cleanup.policy": "delete", "retention.ms": "3600000", "min.insync.replicas": "1"}
+    assert dlq.configs["retention.ms"] == str(14 * 24 * 3600 * 1000)
+
+    again = run_cli("topics", "apply", env=env)
+    assert again.returncode == 0
+    assert "applied: 0 topic(s) changed" in again.stderr
+
+    listed = run_cli("topics", "list", env=env)
+    assert listed.returncode == 0
+    assert unique + "samples.dlq" in listed.stdout
+    described = run_cli("topics", "describe", "samples", env=env)
+    assert described.returncode == 0
+    assert "keyed by 'entity_id'" in described.stdout
+    assert "retention.ms = 3600000" in described.stdout
+
+
+async def test_grow_partitions_and_update_config(settings: PipelineSettings, unique: str) -> None:
+    assert run_cli("topics", "apply", env=cli_env(settings, unique, "v1")).returncode == 0
+    grown = run_cli("topics", "apply", env=cli_env(settings, unique, "grown"))
+    assert grown.returncode == 0, grown.stderr
+    assert "partitions 4 → 6" in grown.stdout
+    topic = (await observe(settings, unique + "samples"))[unique + "samples"]
+    assert topic.partitions == 6
+    assert topic.configs["retention.ms"] == "7200000"
+
+
+async def test_fewer_partitions_is_refused_and_nothing_changes(settings: PipelineSettings, unique: str) -> None:
+    assert run_cli("topics", "apply", env=cli_env(settings, unique, "v1")).returncode == 0
+    refused = run_cli("topics", "apply", env=cli_env(settings, unique, "shrunk"))
+    assert refused.returncode == 1
+    message = " ".join(refused.stderr.split())
+    assert (
+        f"topic '{unique}samples' has 4 partitions on the cluster and 2 in the catalogue. "
+        "Kafka cannot remove partitions." in message
+    )
+    assert "nothing was changed" in message
+    topic = (await observe(settings, unique + "samples"))[unique + "samples"]
+    assert topic.partitions == 4
+    assert topic.configs["retention.ms"] == "3600000"
+
+
+async def test_changing_the_key_is_refused(settings: PipelineSettings, unique: str) -> None:
+    assert run_cli("topics", "apply", env=cli_env(settings, unique, "v1")).returncode == 0
+    refused = run_cli("topics", "apply", env=cli_env(settings, unique, "rekeyed"))
+    assert refused.returncode == 1
+    message = " ".join(refused.stderr.split())
+    assert f"topic '{unique}samples' was applied keyed by 'entity_id' and the catalogue now keys it by 'note'" in message
+
+
+def test_describe_unknown_topic_says_what_exists(settings: PipelineSettings, unique: str) -> None:
+    result = run_cli("topics", "describe", "nope", env=cli_env(settings, unique, "v1"))
+    assert result.returncode == 2
+    assert "unknown topic 'nope'" in result.stderr
+    assert "Known topics: samples" in result.stderr

@@ -1,0 +1,42 @@
+"""The topic catalogue: one declaration per topic. `pipeline topics apply` reads CATALOGUE."""
+
+from pipeline.catalogue import DAY_MS, Catalogue, TopicSpec
+from topics.models import Customer, EnrichedOrder, Order
+
+ORDERS = TopicSpec(
+    name="orders",
+    event_model=Order,
+    key_field="customer_id",
+    partitions=12,
+    replication_factor=3,
+    min_insync_replicas=2,
+    retention_ms=7 * DAY_MS,
+    event_type="order.placed",
+)
+
+CUSTOMERS = TopicSpec(
+    name="customers",
+    event_model=Customer,
+    key_field="customer_id",
+    partitions=6,
+    replication_factor=3,
+    min_insync_replicas=2,
+    retention_ms=None,
+    cleanup_policy="compact",
+    event_type="customer.upserted",
+)
+
+ORDERS_ENRICHED = TopicSpec(
+    name="orders.enriched",
+    event_model=EnrichedOrder,
+    key_field="customer_id",
+    partitions=12,
+    replication_factor=3,
+    min_insync_replicas=2,
+    retention_ms=3 * DAY_MS,
+    event_type="order.enriched",
+)
+
+CATALOGUE = Catalogue([ORDERS, CUSTOMERS, ORDERS_ENRICHED])
+
+__all__ = ["CATALOGUE", "CUSTOMERS", "ORDERS", "ORDERS_ENRICHED", "Customer", "EnrichedOrder", "Order"]
