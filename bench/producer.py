@@ -60,7 +60,9 @@ def make_orders(count: int) -> list[Order]:
             currency=rng.choice(["EUR", "USD", "GBP"]),
             country=rng.choice(["DE", "FR", "US", "GB", "PL"]),
             placed_at=start + timedelta(seconds=i),
-            lines=[OrderLine(sku=f"sku-{rng.randrange(5000)}", quantity=1, unit_price=Decimal("9.99"))],
+            lines=[
+                OrderLine(sku=f"sku-{rng.randrange(5000)}", quantity=1, unit_price=Decimal("9.99"))
+            ],
         )
         for i in range(count)
     ]
@@ -90,6 +92,15 @@ class Result:
         )
 
 
+def _record_latency(latencies: list[float], sent_at: float, count: int) -> Callable[[object], None]:
+    """A done-callback that books one latency per record of a batch or chunk."""
+
+    def record(_: object) -> None:
+        latencies.extend([(time.perf_counter() - sent_at) * 1000] * count)
+
+    return record
+
+
 def raw_client(bootstrap: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -107,18 +118,14 @@ async def run_ours(settings: PipelineSettings, topic: str, orders: list[Order]) 
     async with EventProducer(settings) as producer:
         await producer.publish_many(spec, orders[:100])  # metadata, connections
         started = time.perf_counter()
-        pending: list[tuple[float, int, asyncio.Future[list[object]]]] = []
+        pending = []
         for offset in range(0, len(orders), CHUNK):
             chunk = orders[offset : offset + CHUNK]
             submitted = time.perf_counter()
             future = await producer.submit_many(spec, chunk)
-            future.add_done_callback(
-                lambda _, t=submitted, n=len(chunk): latencies.extend(
-                    [(time.perf_counter() - t) * 1000] * n
-                )
-            )
-            pending.append((submitted, len(chunk), future))  # type: ignore[arg-type]
-        for _, _, future in pending:
+            future.add_done_callback(_record_latency(latencies, submitted, len(chunk)))
+            pending.append(future)
+        for future in pending:
             await future
         seconds = time.perf_counter() - started
     size = sum(len(encode_event(spec, o).value) for o in orders[:1000]) / 1000 * len(orders)
@@ -135,10 +142,10 @@ async def run_raw_send(bootstrap: str, topic: str, encoded: list[EncodedEvent]) 
         futures = []
         for event in encoded:
             sent_at = time.perf_counter()
-            future = await client.send(topic, value=event.value, key=event.key, headers=event.headers)
-            future.add_done_callback(
-                lambda _, t=sent_at: latencies.append((time.perf_counter() - t) * 1000)
+            future = await client.send(
+                topic, value=event.value, key=event.key, headers=event.headers
             )
+            future.add_done_callback(_record_latency(latencies, sent_at, 1))
             futures.append(future)
         await asyncio.gather(*futures)
         seconds = time.perf_counter() - started
@@ -171,11 +178,20 @@ async def run_raw_send_batch(bootstrap: str, topic: str, encoded: list[EncodedEv
                 batch = client.create_batch()
                 count = 0
                 for event in share:
-                    if batch.append(key=event.key, value=event.value, timestamp=None, headers=event.headers) is None:
-                        futures.append(await _send(client, batch, topic, partition, count, latencies))
+                    if (
+                        batch.append(
+                            key=event.key, value=event.value, timestamp=None, headers=event.headers
+                        )
+                        is None
+                    ):
+                        futures.append(
+                            await _send(client, batch, topic, partition, count, latencies)
+                        )
                         batch = client.create_batch()
                         count = 0
-                        batch.append(key=event.key, value=event.value, timestamp=None, headers=event.headers)
+                        batch.append(
+                            key=event.key, value=event.value, timestamp=None, headers=event.headers
+                        )
                     count += 1
                 futures.append(await _send(client, batch, topic, partition, count, latencies))
         await asyncio.gather(*futures)
@@ -187,13 +203,16 @@ async def run_raw_send_batch(bootstrap: str, topic: str, encoded: list[EncodedEv
 
 
 async def _send(
-    client: AIOKafkaProducer, batch: object, topic: str, partition: int, count: int, latencies: list[float]
+    client: AIOKafkaProducer,
+    batch: object,
+    topic: str,
+    partition: int,
+    count: int,
+    latencies: list[float],
 ) -> asyncio.Future[object]:
     sent_at = time.perf_counter()
     future = await client.send_batch(batch, topic, partition=partition)
-    future.add_done_callback(
-        lambda _: latencies.extend([(time.perf_counter() - sent_at) * 1000] * count)
-    )
+    future.add_done_callback(_record_latency(latencies, sent_at, count))
     return future
 
 
@@ -204,7 +223,10 @@ async def main_async(bootstrap: str, count: int) -> dict[str, float]:
     names = {variant: f"bench.producer.{run_id}.{variant}" for variant in ("ours", "send", "batch")}
     await ensure_topics(
         settings,
-        [dataclasses.replace(ORDERS, name=name, partitions=PARTITIONS, replication_factor=1) for name in names.values()],
+        [
+            dataclasses.replace(ORDERS, name=name, partitions=PARTITIONS, replication_factor=1)
+            for name in names.values()
+        ],
     )
     print(f"generating {count:,} orders", file=sys.stderr)
     orders = make_orders(count)
@@ -218,8 +240,11 @@ async def main_async(bootstrap: str, count: int) -> dict[str, float]:
     t0 = time.perf_counter()
     encoded = encode_events(spec, orders)
     encode_seconds = time.perf_counter() - t0
-    print(f"encoding takes {encode_seconds:.2f}s ({count / encode_seconds:,.0f}/s); "
-          "added to the raw loops' time", file=sys.stderr)
+    print(
+        f"encoding takes {encode_seconds:.2f}s ({count / encode_seconds:,.0f}/s); "
+        "added to the raw loops' time",
+        file=sys.stderr,
+    )
 
     results: list[Result] = []
     steps: list[tuple[str, Callable[[], Awaitable[Result]]]] = [
@@ -243,10 +268,14 @@ async def main_async(bootstrap: str, count: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=500_000)
     args = parser.parse_args()
-    with ephemeral_kafka(brokers=1, progress=lambda m: print(f"[kafka] {m}", file=sys.stderr)) as bootstrap:
+    with ephemeral_kafka(
+        brokers=1, progress=lambda m: print(f"[kafka] {m}", file=sys.stderr)
+    ) as bootstrap:
         figures = asyncio.run(main_async(bootstrap, args.events))
     print(json.dumps(figures))
 

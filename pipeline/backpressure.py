@@ -3,12 +3,15 @@
 Input can be faster than the broker for a while (a bulk file, a burst at the
 gateway). Every byte handed to the client is taken from this budget and
 given back when the broker acknowledges it, so memory is bounded by
-configuration and the fast side slows to the broker's pace.
+configuration and the fast side slows to the broker's pace. Waiters are
+served first come, first served, so a large request is not starved by a
+stream of small ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 
 class ByteBudget:
@@ -17,27 +20,40 @@ class ByteBudget:
             raise ValueError("limit_bytes must be positive")
         self.limit_bytes = limit_bytes
         self.in_use = 0
-        self._changed = asyncio.Condition()
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
 
     def _fits(self, size: int) -> bool:
         # One oversized request alone is let through, or it would wait forever.
         return self.in_use == 0 or self.in_use + size <= self.limit_bytes
 
     async def acquire(self, size: int) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._fits(size))
+        if not self._waiters and self._fits(size):
             self.in_use += size
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((size, granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release(size)  # granted just as the caller gave up
+            raise
 
     def try_acquire(self, size: int) -> bool:
-        if not self._fits(size):
+        if self._waiters or not self._fits(size):
             return False
         self.in_use += size
         return True
 
     def release(self, size: int) -> None:
         self.in_use = max(0, self.in_use - size)
-        asyncio.ensure_future(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        while self._waiters:
+            wanted, granted = self._waiters[0]
+            if granted.cancelled():
+                self._waiters.popleft()
+                continue
+            if not self._fits(wanted):
+                break
+            self._waiters.popleft()
+            self.in_use += wanted
+            granted.set_result(None)

@@ -8,10 +8,10 @@ decimal never turns into a float on the way.
 
 from __future__ import annotations
 
-import time
 import os
-from dataclasses import dataclass
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -86,7 +86,9 @@ def encode_event(
         (HEADER_EVENT_ID, event_id.encode()),
         (
             HEADER_PRODUCED_AT,
-            str(produced_at_ms if produced_at_ms is not None else time.time_ns() // 1_000_000).encode(),
+            str(
+                produced_at_ms if produced_at_ms is not None else time.time_ns() // 1_000_000
+            ).encode(),
         ),
     ]
     if trace_id:

@@ -62,9 +62,7 @@ def parse_line(spec: TopicSpec, number: int, text: str) -> BaseModel | Reject:
     except json.JSONDecodeError as exc:
         return Reject(number, None, f"not valid JSON: {exc.msg} at column {exc.colno}", text)
     if not isinstance(data, dict):
-        return Reject(
-            number, None, f"expected a JSON object, got {type(data).__name__}", text
-        )
+        return Reject(number, None, f"expected a JSON object, got {type(data).__name__}", text)
     if data.get(spec.key_field) in (None, ""):
         return Reject(
             number,

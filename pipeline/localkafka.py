@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from string import Template
 
-from pipeline.errors import InfraError
 from pipeline import paths
+from pipeline.errors import InfraError
 from pipeline.paths import infra_dir
 
 STATE_FILE = "cluster.json"
@@ -404,7 +404,9 @@ class LocalKafka:
         state = self.load_state()
         if state is None:
             return False
-        running = [node.pid for node in state.nodes if node.pid is not None and _pid_alive(node.pid)]
+        running = [
+            node.pid for node in state.nodes if node.pid is not None and _pid_alive(node.pid)
+        ]
         for pid in running:
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s

@@ -151,7 +151,7 @@ class EventProducer:
             return
         try:
             deliveries = await self.publish_encoded(topic, [encoded for encoded, _ in pending])
-        except Exception as exc:  # handed to every waiting publisher, none dropped
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting publisher
             for _, future in pending:
                 if not future.done():
                     future.set_exception(exc)

@@ -48,13 +48,11 @@ class ProducerTuning(BaseSettings):
     batch_bytes: int = Field(
         default=512 * 1024, ge=16 * 1024, description="Largest record batch built per partition."
     )
-    linger_ms: int = Field(
-        default=5, ge=0, description="How long publish() waits to fill a batch."
-    )
+    linger_ms: int = Field(default=5, ge=0, description="How long publish() waits to fill a batch.")
     max_in_flight_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024 * 1024,
-        description="Bytes handed to the client but not yet acknowledged; publishers wait above it.",
+        description="Bytes sent but not yet acknowledged; publishers wait above it.",
     )
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     request_timeout_ms: int = Field(default=30_000, ge=1_000)

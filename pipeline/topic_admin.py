@@ -85,7 +85,9 @@ class TopicAdmin:
         result: dict[str, dict[str, str]] = {}
         for response in responses:
             for resource in response.to_object()["resources"]:
-                _raise_for(resource["error_code"], f"describing configs of {resource['resource_name']!r}")
+                _raise_for(
+                    resource["error_code"], f"describing configs of {resource['resource_name']!r}"
+                )
                 result[resource["resource_name"]] = {
                     entry["config_names"]: entry["config_value"]
                     for entry in resource["config_entries"]

@@ -48,7 +48,7 @@ async def read_all(
             if time.monotonic() > deadline:
                 raise AssertionError(f"reading {topic} did not reach the end offsets {end}")
             batches = await consumer.getmany(timeout_ms=500, max_records=50_000)
-            for tp, batch in batches.items():
+            for batch in batches.values():
                 records.extend(batch)
             for tp in list(remaining):
                 if await consumer.position(tp) >= end[tp]:
@@ -59,7 +59,10 @@ async def read_all(
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, input_text: str | None = None, timeout: float = 180
+    *args: str,
+    env: dict[str, str] | None = None,
+    input_text: str | None = None,
+    timeout: float = 180,
 ) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(

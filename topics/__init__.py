@@ -39,4 +39,12 @@ ORDERS_ENRICHED = TopicSpec(
 
 CATALOGUE = Catalogue([ORDERS, CUSTOMERS, ORDERS_ENRICHED])
 
-__all__ = ["CATALOGUE", "CUSTOMERS", "ORDERS", "ORDERS_ENRICHED", "Customer", "EnrichedOrder", "Order"]
+__all__ = [
+    "CATALOGUE",
+    "CUSTOMERS",
+    "ORDERS",
+    "ORDERS_ENRICHED",
+    "Customer",
+    "EnrichedOrder",
+    "Order",
+]

@@ -37,9 +37,7 @@ def up(
     Example: pipeline infra up --brokers 3
     """
     state = _cluster(heap_mb).up(brokers=brokers, timeout_s=timeout, progress=_progress)
-    console.print(
-        f"[green]Kafka is up[/]: {state.brokers} broker(s), state in {kafka_state_dir()}"
-    )
+    console.print(f"[green]Kafka is up[/]: {state.brokers} broker(s), state in {kafka_state_dir()}")
     stdout.print(state.bootstrap, highlight=False)
 
 

@@ -79,9 +79,7 @@ def produce(
         source: IO[str] = (
             sys.stdin if file == "-" else stack.enter_context(open(file, encoding="utf-8"))
         )
-        rejects_out = (
-            stack.enter_context(open(rejects, "w", encoding="utf-8")) if rejects else None
-        )
+        rejects_out = stack.enter_context(open(rejects, "w", encoding="utf-8")) if rejects else None
         progress = stack.enter_context(
             Progress(
                 TextColumn(f"[bold]{spec.name}[/]"),

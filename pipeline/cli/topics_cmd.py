@@ -22,7 +22,9 @@ app = typer.Typer(
 )
 
 BootstrapOption = typer.Option(
-    None, "--bootstrap", help="host:port list; default PIPELINE_BOOTSTRAP_SERVERS or the local cluster."
+    None,
+    "--bootstrap",
+    help="host:port list; default PIPELINE_BOOTSTRAP_SERVERS or the local cluster.",
 )
 
 
@@ -169,8 +171,12 @@ def describe(
         fields.add_column("field")
         fields.add_column("type")
         fields.add_column("required")
-        for field_name, info in spec.event_model.model_fields.items():
-            fields.add_row(field_name, str(info.annotation), "yes" if info.is_required() else "no")
+        for field_name, field_info in spec.event_model.model_fields.items():
+            fields.add_row(
+                field_name,
+                str(field_info.annotation),
+                "yes" if field_info.is_required() else "no",
+            )
         stdout.print(fields)
 
     run_sync(run())

@@ -63,7 +63,11 @@ async def test_every_acknowledged_event_survives_a_killed_broker_exactly_once(
         producer=ProducerTuning(request_timeout_ms=20_000, batch_bytes=128 * 1024),
     )
     spec = dataclasses.replace(
-        SAMPLE_SPEC, name=f"failover-{uuid4().hex[:8]}", partitions=6, replication_factor=3, min_insync_replicas=2
+        SAMPLE_SPEC,
+        name=f"failover-{uuid4().hex[:8]}",
+        partitions=6,
+        replication_factor=3,
+        min_insync_replicas=2,
     )
     await ensure_topics(settings, [spec])
     async with TopicAdmin(settings) as admin:
@@ -110,7 +114,9 @@ async def test_every_acknowledged_event_survives_a_killed_broker_exactly_once(
     duplicated = [d for d in acknowledged if stored[d.event_id] > 1]
     assert missing == []
     assert duplicated == []
-    by_position = {(r.partition, r.offset): header_value(r.headers, HEADER_EVENT_ID) for r in records}
+    by_position = {
+        (r.partition, r.offset): header_value(r.headers, HEADER_EVENT_ID) for r in records
+    }
     assert all(by_position[(d.partition, d.offset)] == d.event_id for d in acknowledged)
     log_progress(
         f"{len(acknowledged)} acknowledged, {failed_chunks} chunks failed, {len(records)} stored"

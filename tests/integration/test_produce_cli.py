@@ -57,10 +57,15 @@ async def test_bad_lines_are_reported_kept_and_not_published(
         + "\n"
     )
     rejects = tmp_path / "rejects.jsonl"
-    result = run_cli("produce", "--topic", "samples", "--file", str(source), "--rejects", str(rejects), env=env)
+    result = run_cli(
+        "produce", "--topic", "samples", "--file", str(source), "--rejects", str(rejects), env=env
+    )
     assert result.returncode == 1, result.stderr
     stderr = " ".join(result.stderr.split())
-    assert "rejected line 2: not valid JSON: Expecting property name enclosed in double quotes at column 24" in stderr
+    assert (
+        "rejected line 2: not valid JSON: "
+        "Expecting property name enclosed in double quotes at column 24" in stderr
+    )
     assert "rejected line 3, field 'amount': Input should be a valid decimal" in stderr
     assert "rejected line 4, field 'entity_id': missing key field 'entity_id'" in stderr
     assert "2 published to " in stderr and "3 rejected" in stderr
@@ -78,7 +83,9 @@ async def test_allow_rejects_exits_zero_and_stdin_works(
     env: dict[str, str], settings: PipelineSettings, unique: str
 ) -> None:
     text = line(entity_id="a") + "\nnot json\n" + line(entity_id="b") + "\n"
-    result = run_cli("produce", "-t", "samples", "-f", "-", "--allow-rejects", env=env, input_text=text)
+    result = run_cli(
+        "produce", "-t", "samples", "-f", "-", "--allow-rejects", env=env, input_text=text
+    )
     assert result.returncode == 0, result.stderr
     assert len(await read_all(settings, unique + "samples")) == 2
 
@@ -88,7 +95,9 @@ async def test_all_good_file_exits_zero_with_rate_limit(
 ) -> None:
     source = tmp_path / "events.jsonl"
     source.write_text("".join(line(entity_id=f"k{i}", count=i) + "\n" for i in range(300)))
-    result = run_cli("produce", "--topic", "samples", "--file", str(source), "--rate", "1000/s", env=env)
+    result = run_cli(
+        "produce", "--topic", "samples", "--file", str(source), "--rate", "1000/s", env=env
+    )
     assert result.returncode == 0, result.stderr
     assert "300 published" in result.stderr
     assert len(await read_all(settings, unique + "samples")) == 300
@@ -99,12 +108,16 @@ def test_unknown_topic_is_refused_before_reading(env: dict[str, str], tmp_path: 
     source.write_text(line() + "\n")
     result = run_cli("produce", "--topic", "nope", "--file", str(source), env=env)
     assert result.returncode == 2
-    assert "unknown topic 'nope': it is not in the catalogue. Known topics: samples." in " ".join(result.stderr.split())
+    assert "unknown topic 'nope': it is not in the catalogue. Known topics: samples." in " ".join(
+        result.stderr.split()
+    )
 
 
 def test_bad_rate_is_a_usage_error(env: dict[str, str], tmp_path: Path) -> None:
     source = tmp_path / "events.jsonl"
     source.write_text(line() + "\n")
-    result = run_cli("produce", "--topic", "samples", "--file", str(source), "--rate", "fast", env=env)
+    result = run_cli(
+        "produce", "--topic", "samples", "--file", str(source), "--rate", "fast", env=env
+    )
     assert result.returncode == 2
     assert "'fast' is not a rate" in result.stderr

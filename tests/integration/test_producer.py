@@ -39,12 +39,16 @@ def sample(key: str, count: int = 0) -> Sample:
 
 
 async def topic_for(settings: PipelineSettings, unique: str, partitions: int = 6):  # type: ignore[no-untyped-def]
-    spec = dataclasses.replace(SAMPLE_SPEC, name=unique + "samples", partitions=partitions, replication_factor=1)
+    spec = dataclasses.replace(
+        SAMPLE_SPEC, name=unique + "samples", partitions=partitions, replication_factor=1
+    )
     await ensure_topics(settings, [spec])
     return spec
 
 
-async def test_publish_many_returns_where_each_event_was_stored(settings: PipelineSettings, unique: str) -> None:
+async def test_publish_many_returns_where_each_event_was_stored(
+    settings: PipelineSettings, unique: str
+) -> None:
     spec = await topic_for(settings, unique)
     events = [sample(f"k{i % 37}", count=i) for i in range(3000)]
     async with EventProducer(settings) as producer:
@@ -67,10 +71,14 @@ async def test_publish_many_returns_where_each_event_was_stored(settings: Pipeli
         assert offsets == sorted(offsets)
 
 
-async def test_concurrent_single_publishes_share_batches(settings: PipelineSettings, unique: str) -> None:
+async def test_concurrent_single_publishes_share_batches(
+    settings: PipelineSettings, unique: str
+) -> None:
     spec = await topic_for(settings, unique, partitions=3)
     async with EventProducer(settings) as producer:
-        deliveries = await asyncio.gather(*(producer.publish(spec, sample(f"k{i}")) for i in range(500)))
+        deliveries = await asyncio.gather(
+            *(producer.publish(spec, sample(f"k{i}")) for i in range(500))
+        )
     assert len({(d.partition, d.offset) for d in deliveries}) == 500
     assert len(await read_all(settings, spec.name)) == 500
 
@@ -88,7 +96,9 @@ def java_partitions(keys: list[str], partitions: int) -> list[int]:
     return [int(line) for line in result.stdout.split()]
 
 
-async def test_keys_land_where_the_java_client_puts_them(settings: PipelineSettings, unique: str) -> None:
+async def test_keys_land_where_the_java_client_puts_them(
+    settings: PipelineSettings, unique: str
+) -> None:
     spec = await topic_for(settings, unique, partitions=7)
     keys = [f"customer-{i}" for i in range(60)] + ["ü-ñiçødé", "a", "0123456789abcdef0123"]
     async with EventProducer(settings) as producer:
@@ -96,14 +106,18 @@ async def test_keys_land_where_the_java_client_puts_them(settings: PipelineSetti
     assert [d.partition for d in deliveries] == java_partitions(keys, 7)
 
 
-async def test_topic_missing_on_cluster_fails_fast_by_name(settings: PipelineSettings, unique: str) -> None:
+async def test_topic_missing_on_cluster_fails_fast_by_name(
+    settings: PipelineSettings, unique: str
+) -> None:
     spec = dataclasses.replace(SAMPLE_SPEC, name=unique + "never-created")
     async with EventProducer(settings) as producer:
         with pytest.raises(TopicNotOnClusterError, match="pipeline topics apply"):
             await producer.publish(spec, sample("k"))
 
 
-async def test_wrong_type_and_missing_key_publish_nothing(settings: PipelineSettings, unique: str) -> None:
+async def test_wrong_type_and_missing_key_publish_nothing(
+    settings: PipelineSettings, unique: str
+) -> None:
     spec = await topic_for(settings, unique, partitions=2)
     keyed_by_optional = dataclasses.replace(OPTIONAL_KEY_SPEC, name=spec.name)
     async with EventProducer(settings) as producer:
@@ -114,7 +128,9 @@ async def test_wrong_type_and_missing_key_publish_nothing(settings: PipelineSett
     assert await read_all(settings, spec.name) == []
 
 
-async def test_small_in_flight_budget_still_delivers_everything(kafka_bootstrap: str, unique: str) -> None:
+async def test_small_in_flight_budget_still_delivers_everything(
+    kafka_bootstrap: str, unique: str
+) -> None:
     settings = PipelineSettings(
         bootstrap_servers=kafka_bootstrap,
         producer=ProducerTuning(max_in_flight_bytes=1024 * 1024, batch_bytes=64 * 1024),
@@ -124,7 +140,11 @@ async def test_small_in_flight_budget_still_delivers_everything(kafka_bootstrap:
     async with EventProducer(settings) as producer:
         pending = []
         for start in range(0, 20_000, 1000):
-            pending.append(await producer.submit_many(spec, [sample(f"k{i}") for i in range(start, start + 1000)]))
+            pending.append(
+                await producer.submit_many(
+                    spec, [sample(f"k{i}") for i in range(start, start + 1000)]
+                )
+            )
             peak = max(peak, producer.in_flight_bytes)
         for future in pending:
             await future

@@ -24,7 +24,9 @@ async def observe(settings: PipelineSettings, *names: str):  # type: ignore[no-u
         return await admin.observe(list(names))
 
 
-async def test_apply_creates_topic_and_dlq_then_is_a_no_op(settings: PipelineSettings, unique: str) -> None:
+async def test_apply_creates_topic_and_dlq_then_is_a_no_op(
+    settings: PipelineSettings, unique: str
+) -> None:
     env = cli_env(settings, unique, "v1")
     dry = run_cli("topics", "apply", "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
@@ -37,7 +39,11 @@ async def test_apply_creates_topic_and_dlq_then_is_a_no_op(settings: PipelineSet
     topics = await observe(settings, unique + "samples", unique + "samples.dlq")
     main, dlq = topics[unique + "samples"], topics[unique + "samples.dlq"]
     assert main.partitions == 4 and dlq.partitions == 4
-    assert main.configs == {"cleanup.policy": "delete", "retention.ms": "3600000", "min.insync.replicas": "1"}
+    assert main.configs == {
+        "cleanup.policy": "delete",
+        "retention.ms": "3600000",
+        "min.insync.replicas": "1",
+    }
     assert dlq.configs["retention.ms"] == str(14 * 24 * 3600 * 1000)
 
     again = run_cli("topics", "apply", env=env)
@@ -63,7 +69,9 @@ async def test_grow_partitions_and_update_config(settings: PipelineSettings, uni
     assert topic.configs["retention.ms"] == "7200000"
 
 
-async def test_fewer_partitions_is_refused_and_nothing_changes(settings: PipelineSettings, unique: str) -> None:
+async def test_fewer_partitions_is_refused_and_nothing_changes(
+    settings: PipelineSettings, unique: str
+) -> None:
     assert run_cli("topics", "apply", env=cli_env(settings, unique, "v1")).returncode == 0
     refused = run_cli("topics", "apply", env=cli_env(settings, unique, "shrunk"))
     assert refused.returncode == 1
@@ -83,7 +91,10 @@ async def test_changing_the_key_is_refused(settings: PipelineSettings, unique: s
     refused = run_cli("topics", "apply", env=cli_env(settings, unique, "rekeyed"))
     assert refused.returncode == 1
     message = " ".join(refused.stderr.split())
-    assert f"topic '{unique}samples' was applied keyed by 'entity_id' and the catalogue now keys it by 'note'" in message
+    assert (
+        f"topic '{unique}samples' was applied keyed by 'entity_id' "
+        "and the catalogue now keys it by 'note'" in message
+    )
 
 
 def test_describe_unknown_topic_says_what_exists(settings: PipelineSettings, unique: str) -> None:

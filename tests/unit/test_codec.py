@@ -16,8 +16,8 @@ from pipeline.codec import (
     decode_value,
     encode_event,
     encode_events,
-    new_event_ids,
     header_value,
+    new_event_ids,
 )
 from pipeline.errors import (
     EventValidationError,
@@ -32,7 +32,9 @@ samples = st.builds(
     Sample,
     entity_id=st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=1, max_size=64),
     happened_at=st.datetimes(timezones=st.just(UTC)) | st.datetimes(),
-    amount=st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-10**12, max_value=10**12),
+    amount=st.decimals(
+        allow_nan=False, allow_infinity=False, places=4, min_value=-(10**12), max_value=10**12
+    ),
     reference=st.uuids(),
     note=text,
     count=st.integers(min_value=-(2**63), max_value=2**64 - 1),
@@ -50,8 +52,12 @@ def test_round_trip_keeps_every_field(event: Sample) -> None:
 
 
 def test_headers_carry_type_version_id_and_time() -> None:
-    event = Sample(entity_id="e1", happened_at=datetime.now(UTC), amount=Decimal("1.10"), reference=uuid4())
-    encoded = encode_event(SAMPLE_SPEC, event, event_id="id-1", trace_id="trace-9", produced_at_ms=123)
+    event = Sample(
+        entity_id="e1", happened_at=datetime.now(UTC), amount=Decimal("1.10"), reference=uuid4()
+    )
+    encoded = encode_event(
+        SAMPLE_SPEC, event, event_id="id-1", trace_id="trace-9", produced_at_ms=123
+    )
     assert header_value(encoded.headers, HEADER_EVENT_TYPE) == "Sample"
     assert header_value(encoded.headers, HEADER_SCHEMA_VERSION) == "1"
     assert header_value(encoded.headers, HEADER_EVENT_ID) == "id-1"
@@ -61,14 +67,22 @@ def test_headers_carry_type_version_id_and_time() -> None:
 
 
 def test_decimal_survives_as_exact_string() -> None:
-    event = Sample(entity_id="e", happened_at=datetime.now(UTC), amount=Decimal("0.1"), reference=uuid4())
+    event = Sample(
+        entity_id="e", happened_at=datetime.now(UTC), amount=Decimal("0.1"), reference=uuid4()
+    )
     fields = msgpack.unpackb(encode_event(SAMPLE_SPEC, event).value)
     assert fields["amount"] == "0.1"
 
 
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     payload = msgpack.packb(
-        {"entity_id": "e", "happened_at": "2026-01-01T00:00:00Z", "amount": "1", "reference": str(uuid4()), "added_later": 5}
+        {
+            "entity_id": "e",
+            "happened_at": "2026-01-01T00:00:00Z",
+            "amount": "1",
+            "reference": str(uuid4()),
+            "added_later": 5,
+        }
     )
     assert decode_value(SAMPLE_SPEC, payload).entity_id == "e"
 
@@ -79,7 +93,9 @@ def test_garbage_bytes_name_topic_partition_offset() -> None:
     assert caught.value.topic == "samples"
     assert caught.value.partition == 3
     assert caught.value.offset == 42
-    assert str(caught.value).startswith("topic 'samples' partition 3 offset 42: value is not msgpack")
+    assert str(caught.value).startswith(
+        "topic 'samples' partition 3 offset 42: value is not msgpack"
+    )
 
 
 def test_non_map_value_is_undecodable() -> None:
@@ -103,14 +119,18 @@ def test_wrong_event_type_is_refused() -> None:
 
 
 def test_missing_key_is_refused() -> None:
-    event = Sample(entity_id="e", happened_at=datetime.now(UTC), amount=Decimal(1), reference=uuid4())
+    event = Sample(
+        entity_id="e", happened_at=datetime.now(UTC), amount=Decimal(1), reference=uuid4()
+    )
     with pytest.raises(MissingKeyError, match="keyed by field 'optional_key'"):
         encode_event(OPTIONAL_KEY_SPEC, event)
 
 
 def test_batch_encoding_matches_single_encoding() -> None:
     events = [
-        Sample(entity_id=f"e{i}", happened_at=datetime.now(UTC), amount=Decimal(i), reference=uuid4())
+        Sample(
+            entity_id=f"e{i}", happened_at=datetime.now(UTC), amount=Decimal(i), reference=uuid4()
+        )
         for i in range(50)
     ]
     batch = encode_events(SAMPLE_SPEC, events, trace_id="t")
@@ -128,6 +148,8 @@ def test_event_ids_are_version_4_uuids() -> None:
 
 
 def test_batch_with_one_wrong_event_encodes_nothing() -> None:
-    good = Sample(entity_id="e", happened_at=datetime.now(UTC), amount=Decimal(1), reference=uuid4())
+    good = Sample(
+        entity_id="e", happened_at=datetime.now(UTC), amount=Decimal(1), reference=uuid4()
+    )
     with pytest.raises(WrongEventTypeError):
         encode_events(SAMPLE_SPEC, [good, Other(entity_id="x")])

@@ -1,7 +1,10 @@
 from pipeline.file_ingest import Reject, parse_line
 from tests.unit.models import OPTIONAL_KEY_SPEC, SAMPLE_SPEC, Sample
 
-GOOD = '{"entity_id": "e1", "happened_at": "2026-01-01T00:00:00Z", "amount": "2.50", "reference": "6f1c8f0e-0d7a-4a53-9a43-4a0f7d0d2b11"}'
+GOOD = (
+    '{"entity_id": "e1", "happened_at": "2026-01-01T00:00:00Z", "amount": "2.50", '
+    '"reference": "6f1c8f0e-0d7a-4a53-9a43-4a0f7d0d2b11"}'
+)
 
 
 def test_good_line_becomes_an_event() -> None:

@@ -6,7 +6,9 @@ from pipeline.errors import ConfigError
 from pipeline.settings import load_settings
 
 
-def test_environment_configures_bootstrap_and_nested_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_configures_bootstrap_and_nested_tuning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("PIPELINE_BOOTSTRAP_SERVERS", "broker-a:9092,broker-b:9092")
     monkeypatch.setenv("PIPELINE_PRODUCER__LINGER_MS", "17")
     settings = load_settings()
@@ -30,9 +32,13 @@ def test_sasl_without_credentials_is_a_clear_error(monkeypatch: pytest.MonkeyPat
         load_settings()
 
 
-def test_config_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_file_is_read_and_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "pipeline.toml"
-    config.write_text('client_id = "from-file"\nbootstrap_servers = "file:9092"\n[producer]\nlinger_ms = 9\n')
+    config.write_text(
+        'client_id = "from-file"\nbootstrap_servers = "file:9092"\n[producer]\nlinger_ms = 9\n'
+    )
     monkeypatch.setenv("PIPELINE_CONFIG_FILE", str(config))
     monkeypatch.setenv("PIPELINE_BOOTSTRAP_SERVERS", "env:9092")
     settings = load_settings()
@@ -43,11 +49,11 @@ def test_config_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: p
 
 def test_missing_config_file_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_CONFIG_FILE", "/nonexistent/pipeline.toml")
-    with pytest.raises(ConfigError, match="/nonexistent/pipeline.toml"):
+    with pytest.raises(ConfigError, match=r"/nonexistent/pipeline\.toml"):
         load_settings()
 
 
 def test_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_PRODUCER__LINGER_MS", "-1")
-    with pytest.raises(ConfigError, match="producer.linger_ms"):
+    with pytest.raises(ConfigError, match=r"producer\.linger_ms"):
         load_settings()

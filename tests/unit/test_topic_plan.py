@@ -7,7 +7,11 @@ SPEC = dataclasses.replace(SAMPLE_SPEC, partitions=6, replication_factor=3, min_
 
 
 def observed(partitions: int = 6, replication: int = 3, **configs: str) -> dict[str, ObservedTopic]:
-    base = {"cleanup.policy": "delete", "retention.ms": str(SPEC.retention_ms), "min.insync.replicas": "2"}
+    base = {
+        "cleanup.policy": "delete",
+        "retention.ms": str(SPEC.retention_ms),
+        "min.insync.replicas": "2",
+    }
     base.update({key.replace("_", "."): value for key, value in configs.items()})
     return {SPEC.name: ObservedTopic(SPEC.name, partitions, replication, base)}
 
