@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 from pydantic import BaseModel, ValidationError
@@ -34,8 +33,7 @@ HEADER_TRACE_ID = "trace-id"
 Headers = list[tuple[str, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedEvent:
+class EncodedEvent(NamedTuple):
     """An event ready for a record batch."""
 
     key: bytes
@@ -108,20 +106,21 @@ def encode_events(
     type_header = (HEADER_EVENT_TYPE, spec.event_type.encode())
     version_header = (HEADER_SCHEMA_VERSION, str(spec.schema_version).encode())
     produced_header = (HEADER_PRODUCED_AT, str(time.time_ns() // 1_000_000).encode())
-    trace_header = [(HEADER_TRACE_ID, trace_id.encode())] if trace_id else []
-    serializer = model.__pydantic_serializer__
+    trace_headers = [(HEADER_TRACE_ID, trace_id.encode())] if trace_id else []
+    to_python = model.__pydantic_serializer__.to_python
     pack = msgpack.Packer(use_bin_type=True).pack
-    encoded = []
+    encoded: list[EncodedEvent] = []
+    append = encoded.append
     for event, key, event_id in zip(events, keys, new_event_ids(len(events)), strict=True):
         headers: Headers = [
             type_header,
             version_header,
             (HEADER_EVENT_ID, event_id.encode()),
             produced_header,
-            *trace_header,
         ]
-        value = pack(serializer.to_python(event, mode="json"))
-        encoded.append(EncodedEvent(key=key, value=value, headers=headers, event_id=event_id))
+        if trace_headers:
+            headers.extend(trace_headers)
+        append(EncodedEvent(key, pack(to_python(event, mode="json")), headers, event_id))
     return encoded
 
 

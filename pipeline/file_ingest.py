@@ -20,8 +20,9 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.catalogue import TopicSpec
 from pipeline.codec import event_key
+from pipeline.delivery import DeliveryList
 from pipeline.errors import MissingKeyError
-from pipeline.producer import Delivery, EventProducer
+from pipeline.producer import EventProducer
 from pipeline.ratelimit import TokenBucket
 
 CHUNK_EVENTS = 2000
@@ -109,7 +110,7 @@ async def publish_lines(
     if rate_per_s:
         chunk_size = max(1, min(CHUNK_EVENTS, int(rate_per_s / 10)))
 
-    in_flight: deque[asyncio.Future[list[Delivery]]] = deque()
+    in_flight: deque[asyncio.Future[DeliveryList]] = deque()
 
     async def settle(keep: int) -> None:
         while len(in_flight) > keep:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -24,20 +23,11 @@ from pydantic import BaseModel
 from pipeline.backpressure import ByteBudget
 from pipeline.catalogue import Catalogue, TopicSpec
 from pipeline.codec import EncodedEvent, encode_event, encode_events
+from pipeline.delivery import AckedBatch, Delivery, DeliveryList
 from pipeline.errors import PipelineError
 from pipeline.partitioner import kafka_partition
 from pipeline.settings import PipelineSettings
 from pipeline.topic_metadata import partition_count
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """Where the broker stored an event."""
-
-    topic: str
-    partition: int
-    offset: int
-    event_id: str
 
 
 class RecordTooLargeError(PipelineError):
@@ -166,7 +156,7 @@ class EventProducer:
         events: Sequence[BaseModel],
         *,
         trace_id: str | None = None,
-    ) -> list[Delivery]:
+    ) -> DeliveryList:
         """Publish events in order; all are validated before any is sent.
 
         Returns one Delivery per event, in the order given, once the broker has
@@ -180,19 +170,19 @@ class EventProducer:
         events: Sequence[BaseModel],
         *,
         trace_id: str | None = None,
-    ) -> asyncio.Future[list[Delivery]]:
+    ) -> asyncio.Future[DeliveryList]:
         """Like publish_many, but returns once queued; await the result for the acks."""
         spec = self._spec(topic)
         encoded = encode_events(spec, events, trace_id=trace_id)
         return await self.submit_encoded(spec.name, encoded)
 
-    async def publish_encoded(self, topic: str, events: Sequence[EncodedEvent]) -> list[Delivery]:
+    async def publish_encoded(self, topic: str, events: Sequence[EncodedEvent]) -> DeliveryList:
         """Publish already-encoded records (the raw path for gateways and DLQs)."""
         return await (await self.submit_encoded(topic, events))
 
     async def submit_encoded(
         self, topic: str, events: Sequence[EncodedEvent]
-    ) -> asyncio.Future[list[Delivery]]:
+    ) -> asyncio.Future[DeliveryList]:
         """Hand records to the client; the returned future resolves on acknowledgement.
 
         When this returns, every batch is queued behind anything submitted
@@ -203,8 +193,8 @@ class EventProducer:
         """
         loop = asyncio.get_running_loop()
         if not events:
-            done: asyncio.Future[list[Delivery]] = loop.create_future()
-            done.set_result([])
+            done: asyncio.Future[DeliveryList] = loop.create_future()
+            done.set_result(DeliveryList(topic, [], []))
             return done
         partitions = await partition_count(self._client.client, topic)
         by_partition: dict[int, list[int]] = defaultdict(list)
@@ -226,11 +216,11 @@ class EventProducer:
         topic: str,
         events: Sequence[EncodedEvent],
         sent: list[tuple[asyncio.Future[Any], int, list[int]]],
-    ) -> list[Delivery]:
+    ) -> DeliveryList:
         acknowledged = await asyncio.gather(
             *(future for future, _, _ in sent), return_exceptions=True
         )
-        deliveries: list[Delivery | None] = [None] * len(events)
+        batches: list[AckedBatch] = []
         for (_, partition, indexes), metadata in zip(sent, acknowledged, strict=True):
             if isinstance(metadata, BaseException):
                 raise PipelineError(
@@ -239,12 +229,8 @@ class EventProducer:
                     "They may or may not be stored; publishing them again is safe for "
                     "consumers that deduplicate by event-id."
                 ) from metadata
-            base_offset = metadata.offset
-            for position, index in enumerate(indexes):
-                deliveries[index] = Delivery(
-                    topic, partition, base_offset + position, events[index].event_id
-                )
-        return [delivery for delivery in deliveries if delivery is not None]
+            batches.append(AckedBatch(partition, metadata.offset, indexes))
+        return DeliveryList(topic, events, batches)
 
     async def _send_partition(
         self,

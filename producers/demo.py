@@ -18,9 +18,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from pipeline.delivery import Delivery, DeliveryList
 from pipeline.localkafka import ephemeral_kafka
 from pipeline.offsets import end_offsets
-from pipeline.producer import Delivery, EventProducer
+from pipeline.producer import EventProducer
 from pipeline.settings import PipelineSettings
 from pipeline.topic_admin import ensure_topics
 from producers.loadgen import CustomerGenerator, OrderGenerator
@@ -53,7 +54,7 @@ async def demo(bootstrap: str, orders_total: int, customers_total: int) -> None:
             console=console,
         ) as progress:
             task = progress.add_task("orders", total=orders_total, rate=0.0)
-            pending: list[asyncio.Future[list[Delivery]]] = []
+            pending: list[asyncio.Future[DeliveryList]] = []
             for start in range(0, orders_total, 2000):
                 batch = generator.batch(min(2000, orders_total - start))
                 pending.append(await producer.submit_many(ORDERS, batch))

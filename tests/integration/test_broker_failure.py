@@ -16,9 +16,10 @@ from uuid import uuid4
 import pytest
 
 from pipeline.codec import HEADER_EVENT_ID, header_value
+from pipeline.delivery import Delivery, DeliveryList
 from pipeline.localkafka import LocalKafka
 from pipeline.paths import cache_dir
-from pipeline.producer import Delivery, EventProducer
+from pipeline.producer import EventProducer
 from pipeline.settings import PipelineSettings, ProducerTuning
 from pipeline.topic_admin import TopicAdmin, ensure_topics
 from tests.support import log_progress, read_all
@@ -79,7 +80,7 @@ async def test_every_acknowledged_event_survives_a_killed_broker_exactly_once(
     acknowledged: list[Delivery] = []
     failed_chunks = 0
     killed = False
-    in_flight: list[asyncio.Future[list[Delivery]]] = []
+    in_flight: list[asyncio.Future[DeliveryList]] = []
 
     async def settle(keep: int) -> None:
         nonlocal failed_chunks
