@@ -8,6 +8,7 @@ decimal never turns into a float on the way.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Sequence
@@ -58,6 +59,19 @@ def new_event_ids(count: int) -> list[str]:
     return ids
 
 
+def derived_event_id(source_id: str, salt: str) -> str:
+    """A UUID (version 5 layout) fixed by its source: the same input gives the same output id.
+
+    Outputs of a redelivered record then carry the ids they had the first
+    time, so a sink that upserts by event id stays idempotent.
+    """
+    digest = bytearray(hashlib.sha1(f"{source_id}|{salt}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def event_key(spec: TopicSpec, event: BaseModel) -> bytes:
     value = getattr(event, spec.key_field, None)
     if value is None or value == "":
@@ -95,7 +109,11 @@ def encode_event(
 
 
 def encode_events(
-    spec: TopicSpec, events: Sequence[BaseModel], *, trace_id: str | None = None
+    spec: TopicSpec,
+    events: Sequence[BaseModel],
+    *,
+    trace_id: str | None = None,
+    event_ids: Sequence[str] | None = None,
 ) -> list[EncodedEvent]:
     """encode_event for a batch: one id draw, one clock read, shared header bytes."""
     model = spec.event_model
@@ -111,7 +129,8 @@ def encode_events(
     pack = msgpack.Packer(use_bin_type=True).pack
     encoded: list[EncodedEvent] = []
     append = encoded.append
-    for event, key, event_id in zip(events, keys, new_event_ids(len(events)), strict=True):
+    ids = event_ids if event_ids is not None else new_event_ids(len(events))
+    for event, key, event_id in zip(events, keys, ids, strict=True):
         headers: Headers = [
             type_header,
             version_header,

@@ -1,0 +1,420 @@
+"""One assigned partition: a bounded queue and an ordered worker (the bulkhead).
+
+Records are handled in batches, not one task per record: a batch is split
+into `lanes` by key (one key, one lane, so per-key order holds), the lanes
+run concurrently, and the batch's outputs and dead letters are published
+together. Offsets count as finished only when those are acknowledged. While
+a batch's acknowledgements are outstanding the next batch is already being
+handled; the producer keeps their order per partition.
+
+A slow or failing partition only fills its own queue; the runtime then
+pauses that partition's fetch and nobody else's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel
+
+from pipeline.breaker import DependencyError, DependencyUnavailable
+from pipeline.catalogue import TopicSpec
+from pipeline.codec import (
+    HEADER_EVENT_ID,
+    HEADER_TRACE_ID,
+    EncodedEvent,
+    decode_value,
+    derived_event_id,
+    encode_events,
+    header_value,
+)
+from pipeline.delivery import DeliveryList
+from pipeline.dlq import FailedRecord, FloodGuard, dlq_record, now_ms
+from pipeline.errors import EventDecodeError
+from pipeline.offset_tracker import OffsetTracker
+from pipeline.processor import Context, Emit, Handler, PermanentError, Processor, SyncHandler
+
+if TYPE_CHECKING:
+    from pipeline.worker import Runtime
+
+log = logging.getLogger("pipeline.worker")
+
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+DEPENDENCY_BACKOFF_CAP_S = 5.0
+FLOOD_PAUSE_S = 30.0
+MAX_PENDING_ACKS = 3
+
+
+class Abandoned(Exception):
+    """The partition is being revoked or the worker stops: leave this batch unfinished."""
+
+
+@dataclass
+class BatchResult:
+    """What handling one batch produced, ready to publish."""
+
+    outputs: dict[str, tuple[TopicSpec, list[BaseModel], list[str], list[str | None]]] = field(
+        default_factory=dict
+    )
+    dead_letters: list[EncodedEvent] = field(default_factory=list)
+    processed: int = 0
+
+    def add_output(
+        self, spec: TopicSpec, event: BaseModel, event_id: str, trace: str | None
+    ) -> None:
+        entry = self.outputs.get(spec.name)
+        if entry is None:
+            entry = (spec, [], [], [])
+            self.outputs[spec.name] = entry
+        entry[1].append(event)
+        entry[2].append(event_id)
+        entry[3].append(trace)
+
+
+class PartitionWorker:
+    def __init__(
+        self,
+        tp: TopicPartition,
+        start_offset: int | None,
+        processor: Processor,
+        runtime: Runtime,
+    ) -> None:
+        self.tp = tp
+        self.processor = processor
+        self.runtime = runtime
+        self.queue: deque[Record] = deque()
+        self.queued_bytes = 0
+        self.tracker = OffsetTracker(start_offset)
+        self.flood = FloodGuard()
+        self.stopping = asyncio.Event()
+        self._arrived = asyncio.Event()
+        self._rng = random.Random()
+        self.waiting_on_dependency = False
+        self._draining = False
+        self.last_progress = time.monotonic()
+        self._pending_acks: deque[tuple[asyncio.Future[list[DeliveryList]], list[int]]] = deque()
+        self.contexts = [
+            Context(processor, runtime.breakers, runtime.replica_id, log)
+            for _ in range(processor.lanes)
+        ]
+        self.task = asyncio.ensure_future(self._run())
+
+    # -- intake, called by the fetch loop ------------------------------------
+
+    def offer(self, records: list[Record]) -> None:
+        self.queue.extend(records)
+        self.queued_bytes += _size(records)
+        self._arrived.set()
+
+    @property
+    def load(self) -> int:
+        """Records held: queued, or taken and not yet committed."""
+        return len(self.queue) + self.tracker.uncommitted
+
+    def wants_pause(self) -> bool:
+        return (
+            self.load >= self.processor.queue_records
+            or self.queued_bytes >= self.processor.queue_bytes
+        )
+
+    def may_resume(self) -> bool:
+        return (
+            self.load <= self.processor.queue_records // 2
+            and self.queued_bytes <= self.processor.queue_bytes // 2
+        )
+
+    # -- the ordered worker ---------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                if not self.queue:
+                    # Cleared before anything awaits, so records offered meanwhile
+                    # leave it set and the wait below returns at once.
+                    self._arrived.clear()
+                    # Idle: finish what is published so its offsets can be committed.
+                    await self._settle_acks(0)
+                    if self.queue:
+                        continue
+                    if self._draining:
+                        break
+                    await self._wait(self._arrived, None)
+                    continue
+                room = self.processor.queue_records - self.tracker.uncommitted
+                if room < min(len(self.queue), self.processor.batch_records):
+                    # The duplicate bound: never hold more uncommitted records.
+                    await self._settle_acks(0)
+                    self.runtime.request_commit()
+                    await self._wait(self.runtime.committed_signal, 0.5)
+                    continue
+                batch = self._take(min(room, self.processor.batch_records))
+                try:
+                    result = await self._handle(batch)
+                except Abandoned:
+                    return
+                await self._publish(batch, result)
+                await self._settle_acks(MAX_PENDING_ACKS)
+            await self._settle_acks(0)
+        except Abandoned:
+            return
+        except Exception:
+            log.exception(
+                "partition %s-%d failed; stopping the worker", self.tp.topic, self.tp.partition
+            )
+            self.runtime.fail(f"partition {self.tp.topic}-{self.tp.partition} worker crashed")
+            raise
+
+    def _take(self, count: int) -> list[Record]:
+        batch = [self.queue.popleft() for _ in range(min(count, len(self.queue)))]
+        self.queued_bytes -= _size(batch)
+        for record in batch:
+            self.tracker.started(record.offset)
+        return batch
+
+    async def _wait(self, event: asyncio.Event, limit_s: float | None) -> None:
+        """Wait for `event` (or time), but wake at once when the partition stops."""
+        waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.stopping.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Back off; raise Abandoned if the partition stops meanwhile."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return
+        raise Abandoned
+
+    async def _handle(self, batch: list[Record]) -> BatchResult:
+        result = BatchResult()
+        lanes = self.processor.lanes
+        if lanes == 1 or len(batch) == 1:
+            await self._run_lane(batch, self.contexts[0], result)
+            return result
+        split: list[list[Record]] = [[] for _ in range(lanes)]
+        for record in batch:
+            split[hash(record.key) % lanes].append(record)
+        await asyncio.gather(
+            *(
+                self._run_lane(records, self.contexts[i], result)
+                for i, records in enumerate(split)
+                if records
+            )
+        )
+        return result
+
+    async def _run_lane(self, records: list[Record], ctx: Context, result: BatchResult) -> None:
+        processor = self.processor
+        source = processor.source
+        for record in records:
+            ctx.record = record
+            failures = 0
+            dependency_failures = 0
+            first_failure = 0
+            while True:
+                if self.stopping.is_set():
+                    raise Abandoned
+                ctx.attempt = failures + 1
+                try:
+                    event = decode_value(
+                        source, record.value, partition=record.partition, offset=record.offset
+                    )
+                    outcome = await self._call_handler(event, ctx)
+                except DependencyUnavailable as exc:
+                    self.waiting_on_dependency = True
+                    self.runtime.metrics.inc("dependency_waits", labels={"dependency": exc.name})
+                    await self._sleep(max(0.05, exc.retry_after_s))
+                    continue
+                except DependencyError as exc:
+                    # The event is fine; the dependency is not. Never dead-letter for it.
+                    self.waiting_on_dependency = True
+                    dependency_failures += 1
+                    self.runtime.metrics.inc("dependency_failures", labels={"dependency": exc.name})
+                    await self._sleep(
+                        min(
+                            DEPENDENCY_BACKOFF_CAP_S,
+                            processor.retry.delay_s(dependency_failures, self._rng),
+                        )
+                    )
+                    continue
+                except (EventDecodeError, PermanentError) as exc:
+                    first_failure = first_failure or now_ms()
+                    if await self._dead_letter(record, exc, failures + 1, first_failure, result):
+                        break
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a handler bug: retried, then dead-lettered
+                    failures += 1
+                    first_failure = first_failure or now_ms()
+                    self.runtime.metrics.inc("handler_errors", labels={"error": type(exc).__name__})
+                    if failures >= processor.retry.attempts:
+                        if await self._dead_letter(record, exc, failures, first_failure, result):
+                            break
+                        failures = 0
+                        continue
+                    await self._sleep(processor.retry.delay_s(failures, self._rng))
+                    continue
+                self.waiting_on_dependency = False
+                self._collect(outcome, record, result)
+                result.processed += 1
+                break
+
+    async def _call_handler(self, event: BaseModel, ctx: Context) -> Any:
+        processor = self.processor
+        if processor.run_in == "loop":
+            return await cast(Handler, processor.handler)(event, ctx)
+        executor: Executor = self.runtime.executor_for(processor.run_in)
+        sync_handler = cast(SyncHandler, processor.handler)
+        return await asyncio.get_running_loop().run_in_executor(executor, sync_handler, event)
+
+    def _collect(self, outcome: Any, record: Record, result: BatchResult) -> None:
+        if outcome is None:
+            self.flood.record(False)
+            return
+        items: Sequence[Any] = outcome if isinstance(outcome, list | tuple) else (outcome,)
+        source_id = header_value(record.headers, HEADER_EVENT_ID) or (
+            f"{record.topic}/{record.partition}/{record.offset}"
+        )
+        trace = header_value(record.headers, HEADER_TRACE_ID)
+        for index, item in enumerate(items):
+            if isinstance(item, Emit):
+                spec, event = item.topic, item.event
+            else:
+                spec, event = self.processor.output_for(item), item
+            result.add_output(
+                spec, event, derived_event_id(source_id, f"{self.processor.name}:{index}"), trace
+            )
+        self.flood.record(False)
+
+    async def _dead_letter(
+        self,
+        record: Record,
+        error: BaseException,
+        attempts: int,
+        first_failure: int,
+        result: BatchResult,
+    ) -> bool:
+        """Queue a DLQ record; False when the flood guard says to pause instead."""
+        if self.flood.tripped_by_one_more():
+            log.error(
+                "FLOOD GUARD: more than %.0f%% of recent records of %s-%d failed; "
+                "not dead-lettering offset %d, pausing this partition for %.0fs. "
+                "Something systemic is wrong (a bad deploy, a schema change?): last error %s: %s",
+                self.flood.max_share * 100,
+                record.topic,
+                record.partition,
+                record.offset,
+                FLOOD_PAUSE_S,
+                type(error).__name__,
+                error,
+            )
+            self.runtime.metrics.inc("flood_guard_pauses", labels={"topic": record.topic})
+            await self._sleep(FLOOD_PAUSE_S)
+            self.flood.reset()
+            return False
+        self.flood.record(True)
+        result.dead_letters.append(
+            dlq_record(
+                FailedRecord(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    timestamp_ms=record.timestamp,
+                    key=record.key,
+                    value=record.value,
+                    headers=tuple(record.headers),
+                    error=error,
+                    attempts=attempts,
+                    first_failure_ms=first_failure,
+                ),
+                self.runtime.group_id,
+                self.processor.name,
+            )
+        )
+        self.runtime.metrics.inc("dead_lettered", labels={"error": type(error).__name__})
+        return True
+
+    async def _publish(self, batch: list[Record], result: BatchResult) -> None:
+        producer = self.runtime.producer
+        futures: list[asyncio.Future[DeliveryList]] = []
+        for spec, events, ids, traces in result.outputs.values():
+            trace_ids = set(traces)
+            if len(trace_ids) == 1:
+                encoded = encode_events(spec, events, event_ids=ids, trace_id=traces[0])
+            else:
+                encoded = [
+                    item
+                    for event, event_id, trace in zip(events, ids, traces, strict=True)
+                    for item in encode_events(spec, [event], event_ids=[event_id], trace_id=trace)
+                ]
+            futures.append(await producer.submit_encoded(spec.name, encoded))
+        if result.dead_letters:
+            dlq_topic = self.processor.source.dlq_name
+            futures.append(await producer.submit_encoded(dlq_topic, result.dead_letters))
+        self._pending_acks.append(
+            (asyncio.gather(*futures) if futures else _done([]), [r.offset for r in batch])
+        )
+        metrics = self.runtime.metrics
+        metrics.inc("processed", result.processed)
+        metrics.inc("outputs", sum(len(entry[1]) for entry in result.outputs.values()))
+
+    async def _settle_acks(self, keep: int) -> None:
+        while len(self._pending_acks) > keep:
+            acks, offsets = self._pending_acks[0]
+            await acks  # a failed publish raises: the worker stops, nothing is committed
+            self._pending_acks.popleft()
+            for offset in offsets:
+                self.tracker.finished(offset)
+            self.last_progress = time.monotonic()
+
+    # -- revoke and shutdown ----------------------------------------------------
+
+    async def stop(self, deadline_s: float) -> bool:
+        """Finish the batch in hand within the deadline; drop what is only queued.
+
+        Returns whether everything taken was finished (so nothing will be
+        redone by the next owner).
+        """
+        self.queue.clear()
+        self.queued_bytes = 0
+        self._draining = True
+        self._arrived.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), timeout=deadline_s)
+        except TimeoutError:
+            log.warning(
+                "%s-%d: work in hand did not finish within %.1fs; leaving it uncommitted",
+                self.tp.topic,
+                self.tp.partition,
+                deadline_s,
+            )
+        except Exception:  # noqa: BLE001 - already logged by the worker task
+            pass
+        self.stopping.set()
+        if not self.task.done():
+            # A handler stuck in a call that ignores `stopping`: cut it off.
+            self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        return self.tracker.in_progress == 0
+
+
+def _size(records: list[Record]) -> int:
+    return sum(len(r.value or b"") + len(r.key or b"") for r in records)
+
+
+def _done(value: list[DeliveryList]) -> asyncio.Future[list[DeliveryList]]:
+    future: asyncio.Future[list[DeliveryList]] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future

@@ -1,0 +1,155 @@
+"""What a user writes: a processor, its handler and the context it gets.
+
+A handler is `async def handle(event, ctx) -> None | event | [events]`.
+Returned events go to the processor's output topic for their type (or to
+an explicit `Emit(topic, event)`); the source offset is committed only after
+they are acknowledged. Dependencies are called through `ctx.call(name, ...)`
+so their circuit breakers see every outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel
+
+from pipeline.breaker import BreakerPolicy, BreakerRegistry
+from pipeline.catalogue import TopicSpec
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.retry import RetryPolicy
+
+T = TypeVar("T")
+
+
+class PermanentError(PipelineError):
+    """Raise from a handler for input that will never succeed: dead-lettered without retries."""
+
+
+@dataclass(frozen=True)
+class Emit:
+    """An output event for a named output topic (when its type alone is ambiguous)."""
+
+    topic: TopicSpec
+    event: BaseModel
+
+
+HandlerResult = None | BaseModel | Emit | Sequence[BaseModel | Emit]
+Handler = Callable[[Any, "Context"], Awaitable[HandlerResult]]
+SyncHandler = Callable[[Any], HandlerResult]
+
+
+@dataclass(frozen=True)
+class Processor:
+    """A consumer-group job: read `source`, run `handler`, publish to `outputs`."""
+
+    name: str
+    source: TopicSpec
+    handler: Handler | SyncHandler
+    outputs: tuple[TopicSpec, ...] = ()
+    lanes: int = 1
+    """Handlers running at once per partition; one key's events stay in order."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    dependencies: dict[str, BreakerPolicy] = field(default_factory=dict)
+    run_in: Literal["loop", "thread", "process"] = "loop"
+    """`thread`/`process`: a sync `handler(event)` for CPU-heavy work, off the event loop."""
+    group: str | None = None
+    queue_records: int = 5000
+    """Records a partition may hold, queued or uncommitted; also the duplicate bound."""
+    queue_bytes: int = 16 * 1024 * 1024
+    batch_records: int = 500
+
+    def __post_init__(self) -> None:
+        if self.lanes < 1:
+            raise ConfigError(f"processor {self.name!r}: lanes must be at least 1")
+        if self.batch_records > self.queue_records:
+            raise ConfigError(f"processor {self.name!r}: batch_records exceeds queue_records")
+        by_type: dict[type[BaseModel], TopicSpec | None] = {}
+        for spec in self.outputs:
+            # None marks a type that several outputs carry: the handler must Emit.
+            by_type[spec.event_model] = None if spec.event_model in by_type else spec
+        object.__setattr__(self, "_output_by_type", by_type)
+
+    @property
+    def group_id(self) -> str:
+        return self.group or f"{self.name}"
+
+    def output_for(self, event: BaseModel) -> TopicSpec:
+        by_type: dict[type[BaseModel], TopicSpec | None] = self._output_by_type  # type: ignore[attr-defined]
+        if type(event) in by_type:
+            spec = by_type[type(event)]
+            if spec is None:
+                raise PipelineError(
+                    f"processor {self.name!r} has several outputs for "
+                    f"{type(event).__name__}; return Emit(topic, event) to choose"
+                )
+            return spec
+        raise PipelineError(
+            f"processor {self.name!r} returned a {type(event).__name__}, but none of its "
+            f"outputs ({', '.join(s.name for s in self.outputs) or 'none'}) carries that type"
+        )
+
+    def with_prefix(self, prefix: str) -> Processor:
+        """Topics and group under a prefix, as PIPELINE_TOPIC_PREFIX does for the catalogue."""
+        if not prefix:
+            return self
+        return dataclasses.replace(
+            self,
+            source=self.source.with_name(prefix + self.source.name),
+            outputs=tuple(spec.with_name(prefix + spec.name) for spec in self.outputs),
+            group=prefix + self.group_id,
+        )
+
+
+class Context:
+    """What a handler sees besides the event; one per lane, updated per record."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        breakers: BreakerRegistry,
+        replica_id: str,
+        logger: logging.Logger,
+    ) -> None:
+        self.processor = processor
+        self.replica_id = replica_id
+        self.log = logger
+        self.record: ConsumerRecord[bytes, bytes] | None = None
+        self.attempt = 1
+        self._breakers = breakers
+
+    async def call(self, dependency: str, function: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Call a dependency through its breaker.
+
+        When the breaker is open this raises DependencyUnavailable and the
+        partition waits; a failed call raises DependencyError, retried
+        without limit because the event is not at fault.
+        """
+        return await self._breakers.get(dependency).call(lambda: function(*args))
+
+
+def load_processor(module_name: str, name: str, prefix: str = "") -> Processor:
+    """Find a processor by name in the application's module (default `consumers`)."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"cannot import the processors module {module_name!r} ({exc}); "
+            "run from the project folder or set PIPELINE_PROCESSORS_MODULE."
+        ) from exc
+    processors: dict[str, Processor] = getattr(module, "PROCESSORS", {})
+    if name not in processors:
+        raise ConfigError(
+            f"no processor {name!r} in {module_name}.PROCESSORS; "
+            f"known: {', '.join(sorted(processors)) or '(none)'}"
+        )
+    return processors[name].with_prefix(prefix)

@@ -1,0 +1,363 @@
+"""The worker process a consumer group's replicas run.
+
+Fetch loop → one PartitionWorker (bulkhead) per assigned partition →
+outputs and dead letters through the shared producer → commits of each
+partition's low-water mark of finished offsets. Pauses the fetch of a
+partition whose bulkhead is full, and of all partitions when the process
+holds more than its global bound. Rebalances and SIGTERM drain the work in
+hand, commit it and let go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from pipeline.breaker import BreakerRegistry, BreakerState
+from pipeline.metrics import Labels, Metrics, labels_of
+from pipeline.partition_worker import PartitionWorker
+from pipeline.processor import Processor
+from pipeline.producer import EventProducer
+from pipeline.settings import PipelineSettings
+
+log = logging.getLogger("pipeline.worker")
+
+EXIT_OK = 0
+EXIT_DRAIN_INCOMPLETE = 3
+EXIT_FAILED = 4
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    replica_id: str
+    static_membership: bool = False
+    commit_interval_s: float = 1.0
+    drain_deadline_s: float = 20.0
+    """SIGTERM and revocation: how long work in hand may take to finish."""
+    max_in_flight_records: int = 100_000
+    """All partitions together; above it every partition's fetch pauses."""
+    liveness_stall_s: float = 60.0
+    session_timeout_ms: int = 10_000
+    health_port: int | None = None
+
+
+class Runtime:
+    def __init__(
+        self, settings: PipelineSettings, processor: Processor, options: WorkerOptions
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.options = options
+        self.replica_id = options.replica_id
+        self.group_id = processor.group_id
+        self.metrics = Metrics()
+        self.breakers = BreakerRegistry(processor.dependencies)
+        self.producer = EventProducer(settings)
+        self.workers: dict[TopicPartition, PartitionWorker] = {}
+        self.paused: set[TopicPartition] = set()
+        self.committed_signal = asyncio.Event()
+        self._commit_requested = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._failure: str | None = None
+        self._executors: dict[str, Executor] = {}
+        self._start_end_offsets: dict[TopicPartition, int] = {}
+        self.ready = False
+        self._assignment_settled = False
+        self._nothing_to_catch_up: set[TopicPartition] = set()
+        self.drain_clean = True
+        self.consumer = AIOKafkaConsumer(
+            **settings.client_kwargs(),
+            group_id=self.group_id,
+            group_instance_id=f"{self.group_id}-{self.replica_id}"
+            if options.static_membership
+            else None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=2 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            session_timeout_ms=options.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, options.session_timeout_ms // 4),
+            rebalance_timeout_ms=int(options.drain_deadline_s * 1000) + 10_000,
+            isolation_level="read_committed",
+        )
+        self._register_gauges()
+
+    # -- services the partition workers use ----------------------------------------
+
+    def request_commit(self) -> None:
+        self._commit_requested.set()
+
+    def fail(self, reason: str) -> None:
+        self._failure = reason
+        self._stop_requested.set()
+
+    def request_stop(self) -> None:
+        log.info("stop requested: draining, committing, leaving the group")
+        self._stop_requested.set()
+
+    def executor_for(self, kind: str) -> Executor:
+        executor = self._executors.get(kind)
+        if executor is None:
+            workers = max(1, (os.cpu_count() or 2) - 1)
+            executor = (
+                ProcessPoolExecutor(workers) if kind == "process" else ThreadPoolExecutor(workers)
+            )
+            self._executors[kind] = executor
+        return executor
+
+    # -- the main loop ----------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        health = None
+        if self.options.health_port is not None:
+            from pipeline.health import HealthServer
+
+            health = HealthServer(self, self.options.health_port)
+            await health.start()
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe([self.processor.source.name], listener=_Rebalance(self))
+        committer = asyncio.ensure_future(self._commit_loop())
+        log.info(
+            "worker %s of group %s consuming %s",
+            self.replica_id,
+            self.group_id,
+            self.processor.source.name,
+        )
+        try:
+            await self._fetch_loop()
+        finally:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+            await self._shutdown()
+            if health is not None:
+                await health.stop()
+        if self._failure:
+            log.error("worker failed: %s", self._failure)
+            return EXIT_FAILED
+        return EXIT_OK if self.drain_clean else EXIT_DRAIN_INCOMPLETE
+
+    async def _fetch_loop(self) -> None:
+        consumer = self.consumer
+        stop = self._stop_requested
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100, max_records=20_000)
+            for tp, records in batches.items():
+                worker = self.workers.get(tp)
+                if worker is None and tp in consumer.assignment():
+                    # Records can arrive while the assignment callback still runs.
+                    worker = self._add_worker(tp)
+                if worker is not None and not worker.stopping.is_set():
+                    worker.offer(records)
+                    self.metrics.inc("consumed", len(records))
+            self._reconcile_pauses()
+            self._update_readiness()
+
+    def _reconcile_pauses(self) -> None:
+        total = sum(worker.load for worker in self.workers.values())
+        globally_full = total >= self.options.max_in_flight_records
+        to_pause, to_resume = [], []
+        for tp, worker in self.workers.items():
+            if tp in self.paused:
+                if not globally_full and worker.may_resume():
+                    to_resume.append(tp)
+            elif globally_full or worker.wants_pause():
+                to_pause.append(tp)
+        if to_pause:
+            self.consumer.pause(*to_pause)
+            self.paused.update(to_pause)
+        if to_resume:
+            self.consumer.resume(*to_resume)
+            self.paused.difference_update(to_resume)
+
+    def _update_readiness(self) -> None:
+        if self.ready or not self._assignment_settled:
+            return
+        ends = self._start_end_offsets
+        # Caught up: every record before the end offset seen at assignment is
+        # finished, or there was none to begin with.
+        self.ready = all(
+            worker.tracker.committable >= ends.get(tp, 0) or tp in self._nothing_to_catch_up
+            for tp, worker in self.workers.items()
+        )
+        if self.ready:
+            log.info("caught up with the end offsets seen at assignment: ready")
+
+    # -- commits ------------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._commit_requested.wait(), self.options.commit_interval_s
+                )
+            self._commit_requested.clear()
+            await self.commit(list(self.workers.values()))
+
+    async def commit(self, workers: list[PartitionWorker]) -> None:
+        offsets = {
+            worker.tp: worker.tracker.committable
+            for worker in workers
+            if worker.tracker.committable > worker.tracker.committed >= 0
+        }
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:
+            # A rebalance is under way; the revoke handler commits what is finished.
+            log.warning("commit of %d partitions failed (%s); will retry", len(offsets), exc)
+            return
+        for worker in workers:
+            if worker.tp in offsets:
+                worker.tracker.mark_committed(offsets[worker.tp])
+        self.metrics.inc("commits")
+        self.committed_signal.set()
+        self.committed_signal.clear()
+
+    # -- rebalance ------------------------------------------------------------------------
+
+    def _add_worker(self, tp: TopicPartition) -> PartitionWorker:
+        """A bulkhead whose start offset is the first record it gets (the fetch position)."""
+        worker = PartitionWorker(tp, None, self.processor, self)
+        self.workers[tp] = worker
+        return worker
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.metrics.inc("rebalances")
+        # Workers first, with no await in between: the fetch loop may already
+        # have records for these partitions.
+        for tp in assigned:
+            if tp not in self.workers:
+                self._add_worker(tp)
+        if not assigned:
+            return
+        partitions = list(assigned)
+        ends = await self.consumer.end_offsets(partitions)
+        beginnings = await self.consumer.beginning_offsets(partitions)
+        self._start_end_offsets.update(ends)
+        for tp in partitions:
+            committed = await self.consumer.committed(tp)
+            start = committed if committed is not None else beginnings[tp]
+            if start >= ends[tp]:
+                self._nothing_to_catch_up.add(tp)
+        self._assignment_settled = True
+        log.info("assigned %s", sorted(tp.partition for tp in assigned))
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        leaving = [self.workers.pop(tp) for tp in revoked if tp in self.workers]
+        if not leaving:
+            return
+        clean = await self._drain(leaving)
+        self.paused.difference_update(revoked)
+        self._nothing_to_catch_up.difference_update(revoked)
+        log.info(
+            "revoked %s (%s)",
+            sorted(tp.partition for tp in revoked),
+            "drained" if clean else "drain incomplete",
+        )
+
+    async def _drain(self, workers: list[PartitionWorker]) -> bool:
+        results = await asyncio.gather(
+            *(worker.stop(self.options.drain_deadline_s) for worker in workers)
+        )
+        await self.commit(workers)
+        return all(results)
+
+    async def _shutdown(self) -> None:
+        workers = list(self.workers.values())
+        self.workers.clear()
+        if workers:
+            self.drain_clean = await self._drain(workers)
+        try:
+            await self.consumer.stop()
+        finally:
+            await self.producer.stop()
+            for executor in self._executors.values():
+                executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- health ---------------------------------------------------------------------------
+
+    def live(self) -> tuple[bool, str]:
+        """Not live when a partition with lag has not advanced for `liveness_stall_s`."""
+        now = time.monotonic()
+        for tp, worker in self.workers.items():
+            highwater = self.consumer.highwater(tp)
+            lag = (highwater or 0) - worker.tracker.committed
+            stalled = now - worker.last_progress
+            if (
+                lag > 0
+                and stalled > self.options.liveness_stall_s
+                and not worker.waiting_on_dependency
+            ):
+                return (
+                    False,
+                    f"{tp.topic}-{tp.partition} has lag {lag} and no progress for {stalled:.0f}s",
+                )
+        return True, "ok"
+
+    def _register_gauges(self) -> None:
+        def per_partition(read: str) -> dict[Labels, float]:
+            values: dict[Labels, float] = {}
+            for tp, worker in self.workers.items():
+                labels = labels_of(topic=tp.topic, partition=tp.partition)
+                if read == "queued":
+                    values[labels] = len(worker.queue)
+                elif read == "lag":
+                    values[labels] = max(
+                        0, (self.consumer.highwater(tp) or 0) - worker.tracker.committed
+                    )
+                elif read == "committed":
+                    values[labels] = worker.tracker.committed
+                elif read == "paused":
+                    values[labels] = 1.0 if tp in self.paused else 0.0
+            return values
+
+        self.metrics.gauge(
+            "partition_queued_records", lambda: per_partition("queued"), "records in a bulkhead"
+        )
+        self.metrics.gauge(
+            "partition_lag_records", lambda: per_partition("lag"), "end offset minus committed"
+        )
+        self.metrics.gauge(
+            "partition_committed_offset", lambda: per_partition("committed"), "last commit"
+        )
+        self.metrics.gauge(
+            "partition_paused", lambda: per_partition("paused"), "1 while fetch is paused"
+        )
+        self.metrics.gauge(
+            "breaker_open",
+            lambda: {
+                labels_of(dependency=b.name): 0.0 if b.state is BreakerState.CLOSED else 1.0
+                for b in self.breakers.all()
+            },
+            "1 while a dependency's circuit is open or half-open",
+        )
+        self.metrics.gauge(
+            "ready", lambda: {(): 1.0 if self.ready else 0.0}, "assigned and caught up"
+        )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka awaits these around each rebalance (eager protocol)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.runtime.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.runtime.on_assigned(set(assigned))

@@ -1,0 +1,114 @@
+"""Processors the runtime tests run in real worker processes.
+
+Run with PIPELINE_PROCESSORS_MODULE=tests.integration.processors and a
+PIPELINE_TOPIC_PREFIX unique to the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.breaker import BreakerPolicy
+from pipeline.catalogue import TopicSpec
+from pipeline.codec import HEADER_EVENT_ID, header_value
+from pipeline.processor import Context, PermanentError, Processor
+from pipeline.retry import RetryPolicy
+
+
+class Keyed(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    key: str
+    seq: int
+    mode: str = ""
+    payload: str = ""
+
+
+class Handled(BaseModel):
+    key: str
+    seq: int
+    source_id: str
+    replica: str
+
+
+SOURCE = TopicSpec(
+    name="runtime.in", event_model=Keyed, key_field="key", partitions=12, replication_factor=1
+)
+OUTPUT = TopicSpec(
+    name="runtime.out", event_model=Handled, key_field="key", partitions=12, replication_factor=1
+)
+TOPICS = [SOURCE, SOURCE.dlq_spec(), OUTPUT]
+
+
+def handled(event: Keyed, ctx: Context) -> Handled:
+    assert ctx.record is not None
+    return Handled(
+        key=event.key,
+        seq=event.seq,
+        source_id=header_value(ctx.record.headers, HEADER_EVENT_ID) or "",
+        replica=ctx.replica_id,
+    )
+
+
+async def passthrough(event: Keyed, ctx: Context) -> Handled:
+    return handled(event, ctx)
+
+
+async def poison(event: Keyed, ctx: Context) -> Handled:
+    if event.mode == "permanent":
+        raise PermanentError(f"order {event.seq} can never be processed")
+    if event.mode == "bug":
+        raise RuntimeError(f"handler bug on seq {event.seq}")
+    return handled(event, ctx)
+
+
+async def slow(event: Keyed, ctx: Context) -> Handled:
+    if event.mode == "slow":
+        await asyncio.sleep(0.2)
+    return handled(event, ctx)
+
+
+async def _flaky_dependency() -> None:
+    """Down while the file named by RUNTIME_OUTAGE_FILE exists."""
+    marker = os.environ.get("RUNTIME_OUTAGE_FILE")
+    if marker and os.path.exists(marker):  # noqa: ASYNC240 - a stat per call, test only
+        raise ConnectionError("dependency is down")
+
+
+async def outage(event: Keyed, ctx: Context) -> Handled:
+    await ctx.call("flaky-db", _flaky_dependency)
+    return handled(event, ctx)
+
+
+def cpu_heavy(event: Keyed) -> Handled:
+    """Pure CPU for ~50 ms, in a process pool: would starve heartbeats on the loop."""
+    deadline = time.perf_counter() + 0.05
+    spins = 0
+    while time.perf_counter() < deadline:
+        spins += 1
+    return Handled(key=event.key, seq=event.seq, source_id=f"cpu-{spins > 0}", replica="pool")
+
+
+FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
+
+PROCESSORS = {
+    "passthrough": Processor("passthrough", SOURCE, passthrough, outputs=(OUTPUT,), lanes=4),
+    "poison": Processor("poison", SOURCE, poison, outputs=(OUTPUT,), retry=FAST_RETRY),
+    "slow": Processor(
+        "slow", SOURCE, slow, outputs=(OUTPUT,), queue_records=2000, batch_records=50
+    ),
+    "outage": Processor(
+        "outage",
+        SOURCE,
+        outage,
+        outputs=(OUTPUT,),
+        retry=FAST_RETRY,
+        dependencies={"flaky-db": BreakerPolicy(window=10, minimum_calls=5, open_duration_s=1.0)},
+    ),
+    "cpu": Processor(
+        "cpu", SOURCE, cpu_heavy, outputs=(OUTPUT,), run_in="process", batch_records=20, lanes=4
+    ),
+}

@@ -1,0 +1,298 @@
+"""The consumer runtime against a real broker, with replicas as real OS processes."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.codec import HEADER_EVENT_ID, decode_value, header_value
+from pipeline.kafka_probe import run_sync
+from pipeline.offsets import end_offsets
+from pipeline.partitioner import kafka_partition
+from pipeline.producer import EventProducer
+from pipeline.settings import PipelineSettings
+from pipeline.topic_admin import ensure_topics
+from tests.integration.processors import OUTPUT, SOURCE, TOPICS, Handled, Keyed
+from tests.replicas import Replica, poll_until
+from tests.support import read_all
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+class Harness:
+    def __init__(self, settings: PipelineSettings, prefix: str, log_dir: Path) -> None:
+        self.settings = settings
+        self.prefix = prefix
+        self.log_dir = log_dir
+        self.source = SOURCE.with_name(prefix + SOURCE.name)
+        self.output = OUTPUT.with_name(prefix + OUTPUT.name)
+        self.dlq = prefix + SOURCE.dlq_name
+        self.env = {
+            "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "PIPELINE_TOPIC_PREFIX": prefix,
+            "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
+        }
+        self.replicas: list[Replica] = []
+
+    def start(self, processor: str, replica_id: str, *extra: str) -> Replica:
+        replica = Replica(processor, replica_id, self.env, self.log_dir, *extra)
+        self.replicas.append(replica)
+        return replica
+
+    def publish(self, events: list[Keyed]) -> list[str]:
+        async def run() -> list[str]:
+            async with EventProducer(self.settings) as producer:
+                ids: list[str] = []
+                for start in range(0, len(events), 5000):
+                    deliveries = await producer.publish_many(
+                        self.source, events[start : start + 5000]
+                    )
+                    ids.extend(d.event_id for d in deliveries)
+                return ids
+
+        return run_sync(run())
+
+    def count(self, topic: str) -> int:
+        return sum(run_sync(end_offsets(self.settings, topic)).values())
+
+    def wait_outputs(self, expected: int, timeout_s: float = 240) -> None:
+        poll_until(
+            lambda: self.count(self.output.name) + self.count(self.dlq) >= expected,
+            timeout_s,
+            what=f"{expected} outputs",
+        )
+
+    def outputs(self) -> list[tuple[int, int, Handled]]:
+        records = run_sync(read_all(self.settings, self.output.name))
+        return [(r.partition, r.offset, decode_value(self.output, r.value)) for r in records]  # type: ignore[misc]
+
+    def stop_all(self) -> None:
+        for replica in self.replicas:
+            if replica.process.poll() is None:
+                replica.signal(signal.SIGKILL)
+                replica.wait()
+
+
+@pytest.fixture
+def harness(settings: PipelineSettings, unique: str, tmp_path: Path) -> Iterator[Harness]:
+    run_sync(ensure_topics(settings, [spec.with_name(unique + spec.name) for spec in TOPICS]))
+    harness = Harness(settings, unique, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.stop_all()
+
+
+def keyed_events(count: int, keys: int = 1000, **fields: str) -> list[Keyed]:
+    return [
+        Keyed(key=f"k{i % keys}", seq=i // keys, payload="p" * 60, **fields) for i in range(count)
+    ]
+
+
+def assert_per_key_order(outputs: list[tuple[int, int, Handled]]) -> None:
+    by_key: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    for partition, offset, event in outputs:
+        by_key[event.key].append((partition, offset, event.seq))
+    for key, placed in by_key.items():
+        assert len({partition for partition, _, _ in placed}) == 1, key
+        seqs = [seq for _, _, seq in sorted(placed)]
+        # Redelivery may repeat a run of seqs, never go back before one seen first.
+        firsts = list(dict.fromkeys(seqs))
+        assert firsts == sorted(firsts), f"key {key} out of order: {seqs[:20]}"
+
+
+def test_three_replicas_process_everything_once_in_key_order(harness: Harness) -> None:
+    replicas = [harness.start("passthrough", f"r{i}") for i in range(3)]
+    for replica in replicas:
+        replica.wait_ready()
+    events = keyed_events(200_000)
+    ids = harness.publish(events)
+    harness.wait_outputs(len(events))
+    outputs = harness.outputs()
+    seen = Counter(event.source_id for _, _, event in outputs)
+    assert set(seen) == set(ids)
+    assert max(seen.values()) == 1
+    assert_per_key_order(outputs)
+    assert harness.count(harness.dlq) == 0
+    assert len({event.replica for _, _, event in outputs}) == 3
+    for replica in replicas:
+        assert replica.stop() == 0, replica.tail()
+
+
+def test_sigkill_loses_nothing_and_duplicates_stay_within_the_bound(harness: Harness) -> None:
+    replicas = [harness.start("passthrough", f"r{i}") for i in range(3)]
+    for replica in replicas:
+        replica.wait_ready()
+    events = keyed_events(200_000)
+    ids = harness.publish(events[:80_000])
+    victim = replicas[1]
+    poll_until(lambda: harness.count(harness.output.name) >= 30_000, 120, what="40% processed")
+    partitions_of_victim = victim.get("/metrics")[1].count("pipeline_partition_committed_offset{")
+    assert partitions_of_victim > 0
+    victim.signal(signal.SIGKILL)
+    victim.wait()
+    ids += harness.publish(events[80_000:])
+    harness.wait_outputs(len(events))
+    outputs = harness.outputs()
+    seen = Counter(event.source_id for _, _, event in outputs)
+    assert set(ids) <= set(seen), f"{len(set(ids) - set(seen))} events lost"
+    duplicates = sum(count - 1 for count in seen.values())
+    bound = partitions_of_victim * 5000  # Processor.queue_records: uncommitted per partition
+    assert duplicates <= bound, f"{duplicates} duplicates > bound {bound}"
+    assert_per_key_order(outputs)
+    print(f"SIGKILL: {duplicates} duplicates, bound {bound} ({partitions_of_victim} partitions)")
+
+
+def test_rolling_sigterm_restart_loses_and_duplicates_nothing(harness: Harness) -> None:
+    replicas = [harness.start("passthrough", f"r{i}") for i in range(3)]
+    for replica in replicas:
+        replica.wait_ready()
+    events = keyed_events(120_000)
+    ids = harness.publish(events[:40_000])
+    for index, replica in enumerate(list(replicas)):
+        target = 10_000 * (index + 1)
+        poll_until(
+            lambda target=target: harness.count(harness.output.name) >= target,
+            120,
+            what="progress",
+        )
+        assert replica.stop() == 0, replica.tail()
+        harness.start("passthrough", f"r{index}-b")
+        ids += harness.publish(events[40_000 + index * 20_000 : 40_000 + (index + 1) * 20_000])
+    ids += harness.publish(events[100_000:])
+    harness.wait_outputs(len(events))
+    outputs = harness.outputs()
+    seen = Counter(event.source_id for _, _, event in outputs)
+    assert set(seen) == set(ids)
+    assert max(seen.values()) == 1, f"{sum(c - 1 for c in seen.values())} duplicates"
+    assert_per_key_order(outputs)
+
+
+def test_poison_input_goes_to_the_dlq_with_every_header(harness: Harness) -> None:
+    replica = harness.start("poison", "r0")
+    replica.wait_ready()
+    good = keyed_events(2000, keys=50)
+    permanent = [Keyed(key="bad-p", seq=i, mode="permanent") for i in range(5)]
+    bug = [Keyed(key="bad-b", seq=i, mode="bug") for i in range(5)]
+    ids = harness.publish(good + permanent + bug)
+    bad_ids = set(ids[len(good) :])
+
+    async def publish_raw() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=harness.settings.bootstrap_servers)
+        await producer.start()
+        try:
+            await producer.send_and_wait(harness.source.name, b"\xc1 not msgpack", key=b"raw-1")
+            await producer.send_and_wait(
+                harness.source.name,
+                b"\x81\xa3key\xa3raw",
+                key=b"raw-2",
+                headers=[("event-id", b"raw-2-id")],
+            )
+        finally:
+            await producer.stop()
+
+    run_sync(publish_raw())
+    harness.wait_outputs(len(good) + len(permanent) + len(bug) + 2)
+    dead = run_sync(read_all(harness.settings, harness.dlq))
+    assert len(dead) == 12
+    by_key = Counter(r.key for r in dead)
+    assert by_key == {b"bad-p": 5, b"bad-b": 5, b"raw-1": 1, b"raw-2": 1}
+    dead_ids = {header_value(r.headers, HEADER_EVENT_ID) for r in dead}
+    assert bad_ids <= dead_ids
+    for record in dead:
+        headers = dict((k, v.decode()) for k, v in record.headers)
+        for name in (
+            "dlq-error-type",
+            "dlq-error-message",
+            "dlq-traceback",
+            "dlq-source-topic",
+            "dlq-source-partition",
+            "dlq-source-offset",
+            "dlq-source-timestamp",
+            "dlq-group",
+            "dlq-processor",
+            "dlq-attempts",
+            "dlq-first-failure-at",
+        ):
+            assert name in headers, name
+        assert headers["dlq-source-topic"] == harness.source.name
+        assert headers["dlq-group"] == harness.prefix + "poison"
+        assert headers["dlq-processor"] == "poison"
+        expected = {
+            b"bad-p": ("PermanentError", "1"),
+            b"bad-b": ("RuntimeError", "3"),
+            b"raw-1": ("UndecodableRecordError", "1"),
+            b"raw-2": ("EventValidationError", "1"),
+        }[record.key]
+        assert (headers["dlq-error-type"], headers["dlq-attempts"]) == expected
+    outputs = harness.outputs()
+    assert len(outputs) == len(good)
+    assert replica.stop() == 0
+
+
+def test_slow_partition_does_not_hold_back_the_others(harness: Harness) -> None:
+    replica = harness.start("slow", "r0")
+    replica.wait_ready()
+    slow_key = "k-slow"
+    slow_partition = kafka_partition(slow_key.encode(), SOURCE.partitions)
+    slow_events = [Keyed(key=slow_key, seq=i, mode="slow") for i in range(300)]
+    fast_keys = [f"k{i}" for i in range(400)]
+    fast_keys = [
+        k for k in fast_keys if kafka_partition(k.encode(), SOURCE.partitions) != slow_partition
+    ]
+    fast_events = [Keyed(key=fast_keys[i % len(fast_keys)], seq=i) for i in range(20_000)]
+    harness.publish(slow_events + fast_events)
+    fast_count = len(fast_events)
+    started = time.monotonic()
+    poll_until(
+        lambda: harness.count(harness.output.name) >= fast_count, 120, what="the fast partitions"
+    )
+    elapsed = time.monotonic() - started
+    done = harness.count(harness.output.name)
+    # 300 slow events take 60 s alone; the others must be done long before.
+    assert done < fast_count + len(slow_events), (
+        "the slow partition finished too: test proved nothing"
+    )
+    left = fast_count + len(slow_events) - done
+    print(f"fast partitions done in {elapsed:.1f}s while the slow one had {left} left")
+
+
+def test_dependency_outage_dead_letters_nothing(harness: Harness, tmp_path: Path) -> None:
+    marker = tmp_path / "outage"
+    marker.write_text("down")
+    harness.env["RUNTIME_OUTAGE_FILE"] = str(marker)
+    replica = harness.start("outage", "r0")
+    replica.wait_ready()
+    outage_started = time.monotonic()
+    ids = harness.publish(keyed_events(5000, keys=100))
+    poll_until(lambda: replica.metric("pipeline_breaker_open") == 1, 30, what="the breaker to open")
+    assert harness.count(harness.output.name) == 0
+    # The outage itself lasts 10 s (the scenario), then the dependency recovers.
+    time.sleep(max(0.0, 10 - (time.monotonic() - outage_started)))
+    marker.unlink()
+    harness.wait_outputs(len(ids), timeout_s=120)
+    outputs = harness.outputs()
+    assert {event.source_id for _, _, event in outputs} == set(ids)
+    assert harness.count(harness.dlq) == 0
+    assert replica.metric("pipeline_dependency_waits_total") > 0
+    assert replica.metric("pipeline_dead_lettered_total") == 0
+    assert replica.stop() == 0
+
+
+def test_cpu_heavy_handler_in_a_process_pool_triggers_no_rebalance(harness: Harness) -> None:
+    replica = harness.start("cpu", "r0")
+    replica.wait_ready()
+    assert replica.metric("pipeline_rebalances_total") == 1
+    # 400 × 50 ms of pure CPU: twice the 10 s session timeout.
+    ids = harness.publish(keyed_events(400, keys=40))
+    harness.wait_outputs(len(ids), timeout_s=120)
+    assert harness.count(harness.output.name) == len(ids)
+    assert replica.metric("pipeline_rebalances_total") == 1
+    assert replica.stop() == 0
