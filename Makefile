@@ -38,6 +38,7 @@ demo: setup kafka
 	$(BIN)/python -m producers.demo
 
 bench: setup kafka
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	@set -e; for script in bench/*.py; do \
 		echo "== $$script"; $(BIN)/python $$script; \
 	done

@@ -65,46 +65,66 @@ def now_ms() -> int:
 
 
 class FloodGuard:
-    """Trips when dead letters are more than `max_share` of the last `window` outcomes.
+    """Trips when dead letters are more than `max_share` of the last ~`window` records.
 
     One bad record is input's fault; half of all records is a deploy's or a
     dependency's. Then dead-lettering would empty the topic into the DLQ, so
     the partition pauses instead and a person gets a loud log line.
+    Successes arrive per batch, so the window is kept as runs of outcomes
+    (count, dead?) and costs nothing per record.
     """
 
     def __init__(self, window: int = 200, max_share: float = 0.5, minimum: int = 50) -> None:
+        self.window = window
         self.max_share = max_share
         self.minimum = minimum
-        self._outcomes: deque[bool] = deque(maxlen=window)
+        self._runs: deque[list[int | bool]] = deque()
+        self._total = 0
         self._dead = 0
 
+    def _add(self, count: int, dead: bool) -> None:
+        if count <= 0:
+            return
+        if self._runs and self._runs[-1][1] is dead:
+            self._runs[-1][0] += count
+        else:
+            self._runs.append([count, dead])
+        self._total += count
+        self._dead += count if dead else 0
+        while self._total > self.window:
+            run = self._runs[0]
+            drop = min(int(run[0]), self._total - self.window)
+            run[0] = int(run[0]) - drop
+            self._total -= drop
+            if run[1]:
+                self._dead -= drop
+            if run[0] == 0:
+                self._runs.popleft()
+
     def record(self, dead_lettered: bool) -> None:
-        if len(self._outcomes) == self._outcomes.maxlen and self._outcomes[0]:
-            self._dead -= 1
-        self._outcomes.append(dead_lettered)
-        if dead_lettered:
-            self._dead += 1
+        self._add(1, dead_lettered)
+
+    def record_ok(self, count: int) -> None:
+        self._add(count, False)
 
     def record_many(self, ok_count: int) -> None:
-        for _ in range(min(ok_count, self._outcomes.maxlen or ok_count)):
-            self.record(False)
+        self.record_ok(ok_count)
 
     @property
     def share(self) -> float:
-        return self._dead / len(self._outcomes) if self._outcomes else 0.0
+        return self._dead / self._total if self._total else 0.0
 
     def tripped_by_one_more(self) -> bool:
         """Would dead-lettering one more record put the share over the limit?"""
-        count = min(len(self._outcomes) + 1, self._outcomes.maxlen or 0)
-        if count < self.minimum:
+        total = min(self._total + 1, self.window)
+        if total < self.minimum:
             return False
-        dead = (
-            self._dead
-            + 1
-            - (1 if len(self._outcomes) == self._outcomes.maxlen and self._outcomes[0] else 0)
-        )
-        return dead / count > self.max_share
+        dead = self._dead + 1
+        if self._total + 1 > self.window and self._runs and self._runs[0][1]:
+            dead -= 1  # the oldest outcome, a dead letter, would leave the window
+        return dead / total > self.max_share
 
     def reset(self) -> None:
-        self._outcomes.clear()
+        self._runs.clear()
+        self._total = 0
         self._dead = 0

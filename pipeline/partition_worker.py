@@ -30,13 +30,12 @@ from pydantic import BaseModel
 from pipeline.breaker import DependencyError, DependencyUnavailable
 from pipeline.catalogue import TopicSpec
 from pipeline.codec import (
-    HEADER_EVENT_ID,
-    HEADER_TRACE_ID,
     EncodedEvent,
     decode_value,
-    derived_event_id,
+    derived_event_ids,
     encode_events,
-    header_value,
+    ids_of,
+    output_salt,
 )
 from pipeline.delivery import DeliveryList
 from pipeline.dlq import FailedRecord, FloodGuard, dlq_record, now_ms
@@ -93,7 +92,7 @@ class PartitionWorker:
         self.processor = processor
         self.runtime = runtime
         self.queue: deque[Record] = deque()
-        self.queued_bytes = 0
+        self._record_bytes = 0.0
         self.tracker = OffsetTracker(start_offset)
         self.flood = FloodGuard()
         self.stopping = asyncio.Event()
@@ -101,6 +100,7 @@ class PartitionWorker:
         self._rng = random.Random()
         self.waiting_on_dependency = False
         self._draining = False
+        self._salts: list[int] = []
         self.last_progress = time.monotonic()
         self._pending_acks: deque[tuple[asyncio.Future[list[DeliveryList]], list[int]]] = deque()
         self.contexts = [
@@ -113,8 +113,14 @@ class PartitionWorker:
 
     def offer(self, records: list[Record]) -> None:
         self.queue.extend(records)
-        self.queued_bytes += _size(records)
+        # Sized per fetch, not per record: the bound needs bytes, not precision.
+        if records:
+            self._record_bytes = _size(records) / len(records)
         self._arrived.set()
+
+    @property
+    def queued_bytes(self) -> float:
+        return len(self.queue) * self._record_bytes
 
     @property
     def load(self) -> int:
@@ -158,11 +164,12 @@ class PartitionWorker:
                     await self._wait(self.runtime.committed_signal, 0.5)
                     continue
                 batch = self._take(min(room, self.processor.batch_records))
+                token = self.tracker.started(batch[0].offset, batch[-1].offset, len(batch))
                 try:
                     result = await self._handle(batch)
                 except Abandoned:
                     return
-                await self._publish(batch, result)
+                await self._publish(token, result)
                 await self._settle_acks(MAX_PENDING_ACKS)
             await self._settle_acks(0)
         except Abandoned:
@@ -175,11 +182,8 @@ class PartitionWorker:
             raise
 
     def _take(self, count: int) -> list[Record]:
-        batch = [self.queue.popleft() for _ in range(min(count, len(self.queue)))]
-        self.queued_bytes -= _size(batch)
-        for record in batch:
-            self.tracker.started(record.offset)
-        return batch
+        popleft = self.queue.popleft
+        return [popleft() for _ in range(min(count, len(self.queue)))]
 
     async def _wait(self, event: asyncio.Event, limit_s: float | None) -> None:
         """Wait for `event` (or time), but wake at once when the partition stops."""
@@ -266,10 +270,10 @@ class PartitionWorker:
                         continue
                     await self._sleep(processor.retry.delay_s(failures, self._rng))
                     continue
-                self.waiting_on_dependency = False
                 self._collect(outcome, record, result)
                 result.processed += 1
                 break
+        self.waiting_on_dependency = False
 
     async def _call_handler(self, event: BaseModel, ctx: Context) -> Any:
         processor = self.processor
@@ -281,22 +285,24 @@ class PartitionWorker:
 
     def _collect(self, outcome: Any, record: Record, result: BatchResult) -> None:
         if outcome is None:
-            self.flood.record(False)
             return
-        items: Sequence[Any] = outcome if isinstance(outcome, list | tuple) else (outcome,)
-        source_id = header_value(record.headers, HEADER_EVENT_ID) or (
-            f"{record.topic}/{record.partition}/{record.offset}"
-        )
-        trace = header_value(record.headers, HEADER_TRACE_ID)
-        for index, item in enumerate(items):
+        if isinstance(outcome, BaseModel | Emit):
+            items: Sequence[Any] = (outcome,)
+        else:
+            items = outcome
+        source_id, trace = ids_of(record.headers)
+        if source_id is None:
+            source_id = f"{record.topic}/{record.partition}/{record.offset}"
+        salts = self._salts
+        while len(salts) < len(items):
+            salts.append(output_salt(self.processor.name, len(salts)))
+        event_ids = derived_event_ids(source_id, salts[: len(items)])
+        for item, event_id in zip(items, event_ids, strict=False):
             if isinstance(item, Emit):
                 spec, event = item.topic, item.event
             else:
                 spec, event = self.processor.output_for(item), item
-            result.add_output(
-                spec, event, derived_event_id(source_id, f"{self.processor.name}:{index}"), trace
-            )
-        self.flood.record(False)
+            result.add_output(spec, event, event_id, trace)
 
     async def _dead_letter(
         self,
@@ -346,7 +352,7 @@ class PartitionWorker:
         self.runtime.metrics.inc("dead_lettered", labels={"error": type(error).__name__})
         return True
 
-    async def _publish(self, batch: list[Record], result: BatchResult) -> None:
+    async def _publish(self, token: list[int], result: BatchResult) -> None:
         producer = self.runtime.producer
         futures: list[asyncio.Future[DeliveryList]] = []
         for spec, events, ids, traces in result.outputs.values():
@@ -363,20 +369,18 @@ class PartitionWorker:
         if result.dead_letters:
             dlq_topic = self.processor.source.dlq_name
             futures.append(await producer.submit_encoded(dlq_topic, result.dead_letters))
-        self._pending_acks.append(
-            (asyncio.gather(*futures) if futures else _done([]), [r.offset for r in batch])
-        )
+        self._pending_acks.append((asyncio.gather(*futures) if futures else _done([]), token))
+        self.flood.record_ok(result.processed)
         metrics = self.runtime.metrics
         metrics.inc("processed", result.processed)
         metrics.inc("outputs", sum(len(entry[1]) for entry in result.outputs.values()))
 
     async def _settle_acks(self, keep: int) -> None:
         while len(self._pending_acks) > keep:
-            acks, offsets = self._pending_acks[0]
+            acks, token = self._pending_acks[0]
             await acks  # a failed publish raises: the worker stops, nothing is committed
             self._pending_acks.popleft()
-            for offset in offsets:
-                self.tracker.finished(offset)
+            self.tracker.finished(token)
             self.last_progress = time.monotonic()
 
     # -- revoke and shutdown ----------------------------------------------------
@@ -388,7 +392,6 @@ class PartitionWorker:
         redone by the next owner).
         """
         self.queue.clear()
-        self.queued_bytes = 0
         self._draining = True
         self._arrived.set()
         try:
@@ -411,7 +414,7 @@ class PartitionWorker:
 
 
 def _size(records: list[Record]) -> int:
-    return sum(len(r.value or b"") + len(r.key or b"") for r in records)
+    return sum(r.serialized_value_size + r.serialized_key_size for r in records)
 
 
 def _done(value: list[DeliveryList]) -> asyncio.Future[list[DeliveryList]]:

@@ -61,7 +61,7 @@ class Processor:
     run_in: Literal["loop", "thread", "process"] = "loop"
     """`thread`/`process`: a sync `handler(event)` for CPU-heavy work, off the event loop."""
     group: str | None = None
-    queue_records: int = 5000
+    queue_records: int = 20000
     """Records a partition may hold, queued or uncommitted; also the duplicate bound."""
     queue_bytes: int = 16 * 1024 * 1024
     batch_records: int = 500

@@ -82,7 +82,7 @@ class Runtime:
             else None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=2 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
             session_timeout_ms=options.session_timeout_ms,
             heartbeat_interval_ms=max(1000, options.session_timeout_ms // 4),
@@ -153,7 +153,7 @@ class Runtime:
         consumer = self.consumer
         stop = self._stop_requested
         while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=100, max_records=20_000)
+            batches = await consumer.getmany(timeout_ms=100, max_records=100_000)
             for tp, records in batches.items():
                 worker = self.workers.get(tp)
                 if worker is None and tp in consumer.assignment():

@@ -95,7 +95,9 @@ def cpu_heavy(event: Keyed) -> Handled:
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
 
 PROCESSORS = {
-    "passthrough": Processor("passthrough", SOURCE, passthrough, outputs=(OUTPUT,), lanes=4),
+    "passthrough": Processor(
+        "passthrough", SOURCE, passthrough, outputs=(OUTPUT,), lanes=4, queue_records=5000
+    ),
     "poison": Processor("poison", SOURCE, poison, outputs=(OUTPUT,), retry=FAST_RETRY),
     "slow": Processor(
         "slow", SOURCE, slow, outputs=(OUTPUT,), queue_records=2000, batch_records=50

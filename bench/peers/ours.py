@@ -1,0 +1,29 @@
+"""Our runtime: `pipeline worker enrich --processors-module bench.peers.ours`."""
+
+from __future__ import annotations
+
+import os
+
+from bench.peers.work import enrich
+from pipeline.processor import Context, Processor
+from topics import ORDERS, ORDERS_ENRICHED
+from topics.models import EnrichedOrder, Order
+
+SOURCE = ORDERS.with_name(os.environ.get("PEERS_INPUT", "orders"))
+OUTPUT = ORDERS_ENRICHED.with_name(os.environ.get("PEERS_OUTPUT", "orders.enriched"))
+
+
+async def handle(order: Order, ctx: Context) -> EnrichedOrder:
+    return enrich(order)
+
+
+PROCESSORS = {
+    "enrich": Processor(
+        "peers-ours",
+        SOURCE,
+        handle,
+        outputs=(OUTPUT,),
+        batch_records=1000,
+        group=os.environ.get("PEERS_GROUP"),
+    ),
+}

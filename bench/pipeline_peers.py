@@ -1,0 +1,266 @@
+"""The same job on our runtime and on its peers, against one broker, in one run.
+
+Job per event: consume → msgpack decode → pydantic validate → rocksdict
+lookup → build and validate the output → encode → produce (acks=all) →
+commit. Contestants, each a child process of this script, one after the
+other, each with its own consumer group and output topic over the same
+input topic:
+
+- ours: `pipeline worker` (one replica, all guarantees on: bulkheads, DLQ,
+  retries, commits only after acknowledged outputs);
+- raw_aiokafka: a hand-written getmany / send_batch / commit loop;
+- quixstreams: a StreamingDataFrame with the same function;
+- faust: a faust-streaming agent with the same function.
+
+Steady-state events/s is measured from outside, on the output topic's end
+offsets, between 10% and 90% of the events. Prints a table and, last,
+{"ours": E, "raw_aiokafka": E, "quixstreams": E, "faust": E}.
+
+Run: .venv/bin/python bench/pipeline_peers.py [--events 200000] [--only ours,raw_aiokafka]
+(needs the bench extras: pip install -e '.[bench]'; starts a private
+broker unless KAFKA_BOOTSTRAP is set)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import msgpack
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from rocksdict import Options, Rdict
+
+from pipeline.localkafka import ephemeral_kafka
+from pipeline.producer import EventProducer
+from pipeline.settings import PipelineSettings
+from pipeline.topic_admin import ensure_topics
+from producers.loadgen import CustomerGenerator, OrderGenerator
+from topics import ORDERS, ORDERS_ENRICHED
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+PIPELINE = str(Path(sys.executable).parent / "pipeline")
+CUSTOMERS = 20_000
+
+
+@dataclasses.dataclass
+class Outcome:
+    name: str
+    events_per_s: float
+    seconds_total: float
+    peak_rss_mb: float
+    note: str = ""
+
+
+def build_customer_db(path: Path) -> None:
+    db = Rdict(str(path), Options(raw_mode=True))
+    for customer in CustomerGenerator(CUSTOMERS):
+        db[customer.customer_id.encode()] = msgpack.packb(customer.model_dump(mode="json"))
+    db.close()
+
+
+async def fill_input(settings: PipelineSettings, topic: str, count: int) -> None:
+    spec = ORDERS.with_name(topic)
+    generator = OrderGenerator(CUSTOMERS)
+    async with EventProducer(settings) as producer:
+        pending = []
+        for start in range(0, count, 5000):
+            pending.append(
+                await producer.submit_many(spec, generator.batch(min(5000, count - start)))
+            )
+            if len(pending) > 4:
+                await pending.pop(0)
+        for future in pending:
+            await future
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+async def run_contestant(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    settings: PipelineSettings,
+    output: str,
+    count: int,
+    timeout_s: float,
+) -> Outcome:
+    print(f"running {name} …", file=sys.stderr)
+    started = time.monotonic()
+    log = tempfile.NamedTemporaryFile(prefix=f"peers-{name}-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(  # noqa: ASYNC220 - starts at once; the loop only samples
+        command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+    )
+    samples: list[tuple[float, int]] = []
+    peak = 0.0
+    note = ""
+    # One long-lived client for the samples: a new one per sample would cost
+    # the two cores more than the contestant's own fetches.
+    sampler = AIOKafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
+    partitions = [TopicPartition(output, p) for p in range(ORDERS_ENRICHED.partitions)]
+    try:
+        await sampler.start()
+        sampler.assign(partitions)
+        while True:
+            done = sum((await sampler.end_offsets(partitions)).values())
+            now = time.monotonic()
+            samples.append((now, done))
+            peak = max(peak, peak_rss_mb(process.pid))
+            if done >= count:
+                break
+            if process.poll() is not None:
+                note = f"exited with {process.returncode} after {done} events (log: {log.name})"
+                break
+            if now - started > timeout_s:
+                note = f"timed out after {done} events (log: {log.name})"
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await sampler.stop()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    total = samples[-1][0] - started
+    low, high = 0.1 * count, 0.9 * count
+    t_low = next((t for t, n in samples if n >= low), None)
+    t_high = next(((t, n) for t, n in samples if n >= high), None)
+    if t_low is None or t_high is None or t_high[0] <= t_low:
+        rate = samples[-1][1] / total if total > 0 else 0.0
+        note = note or "too fast to sample between 10% and 90%: whole-run rate"
+    else:
+        n_low = next(n for t, n in samples if t == t_low)
+        rate = (t_high[1] - n_low) / (t_high[0] - t_low)
+    return Outcome(name, rate, total, peak, note)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument(
+        "--only", default="ours,raw_aiokafka,quixstreams,faust", help="comma-separated contestants"
+    )
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per contestant")
+    args = parser.parse_args()
+    chosen = args.only.split(",")
+    with (
+        ephemeral_kafka(progress=lambda m: print(f"[kafka] {m}", file=sys.stderr)) as bootstrap,
+        tempfile.TemporaryDirectory(prefix="peers-") as folder,
+    ):
+        settings = PipelineSettings(bootstrap_servers=bootstrap)
+        run = uuid.uuid4().hex[:8]
+        source = f"peers.{run}.in"
+        outputs = {name: f"peers.{run}.out.{name}" for name in chosen}
+        specs = [ORDERS.with_name(source)] + [
+            ORDERS_ENRICHED.with_name(t) for t in outputs.values()
+        ]
+        specs = [dataclasses.replace(s, replication_factor=1) for s in specs]
+        specs.append(specs[0].dlq_spec())
+        asyncio.run(ensure_topics(settings, specs))
+        db_path = Path(folder) / "customers"
+        build_customer_db(db_path)
+        print(f"publishing {args.events:,} orders to {source}", file=sys.stderr)
+        asyncio.run(fill_input(settings, source, args.events))
+        env = {
+            "PEERS_BOOTSTRAP": bootstrap,
+            "PEERS_DB": str(db_path),
+            "PEERS_DATADIR": str(Path(folder) / "faust"),
+            "PYTHONPATH": str(ROOT),
+        }
+        commands = {
+            "ours": [
+                PIPELINE,
+                "worker",
+                "enrich",
+                "--processors-module",
+                "bench.peers.ours",
+                "--bootstrap",
+                bootstrap,
+                "--log-level",
+                "WARNING",
+            ],
+            "raw_aiokafka": [
+                PYTHON,
+                "-m",
+                "bench.peers.raw_aiokafka",
+                source,
+                outputs.get("raw_aiokafka", ""),
+                f"peers-raw-{run}",
+            ],
+            "quixstreams": [
+                PYTHON,
+                "-m",
+                "bench.peers.quix",
+                source,
+                outputs.get("quixstreams", ""),
+                f"peers-quix-{run}",
+                str(args.events),
+            ],
+            "faust": [
+                PYTHON,
+                "-m",
+                "bench.peers.faust_agent",
+                source,
+                outputs.get("faust", ""),
+                f"peers-faust-{run}",
+            ],
+        }
+        results: dict[str, Outcome] = {}
+        for name in chosen:
+            extra = {
+                "PEERS_INPUT": source,
+                "PEERS_OUTPUT": outputs[name],
+                "PEERS_GROUP": f"peers-ours-{run}",
+            }
+            results[name] = asyncio.run(
+                run_contestant(
+                    name,
+                    commands[name],
+                    {**env, **extra},
+                    settings,
+                    outputs[name],
+                    args.events,
+                    args.timeout,
+                )
+            )
+            outcome = results[name]
+            print(
+                f"{name:14s} {outcome.events_per_s:>10,.0f} events/s  "
+                f"total {outcome.seconds_total:6.1f}s (incl. start-up)  "
+                f"peak RSS {outcome.peak_rss_mb:6.0f} MB  {outcome.note}"
+            )
+    figures = {name: round(outcome.events_per_s) for name, outcome in results.items()}
+    if "ours" in figures:
+        for peer in ("raw_aiokafka", "quixstreams", "faust"):
+            if figures.get(peer):
+                figures[f"ours_vs_{peer}"] = round(figures["ours"] / figures[peer], 2)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Pure parts of the consumer runtime: offsets, breakers, retries, flood guard."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.breaker import (
+    BreakerPolicy,
+    BreakerState,
+    CircuitBreaker,
+    DependencyError,
+    DependencyUnavailable,
+)
+from pipeline.codec import derived_event_id
+from pipeline.dlq import FloodGuard
+from pipeline.errors import PipelineError
+from pipeline.metrics import Metrics, labels_of
+from pipeline.offset_tracker import OffsetTracker
+from pipeline.processor import Emit, Processor
+from pipeline.retry import RetryPolicy
+from tests.unit.models import SAMPLE_SPEC, Other, Sample
+
+
+def test_committable_never_passes_an_unfinished_batch() -> None:
+    tracker = OffsetTracker(10)
+    first = tracker.started(10, 11, 2)
+    second = tracker.started(12, 12, 1)
+    third = tracker.started(15, 20, 4)  # gaps: compacted offsets
+    tracker.finished(second)
+    assert tracker.committable == 10
+    assert tracker.in_progress == 7
+    tracker.finished(first)
+    assert tracker.committable == 13
+    tracker.finished(third)
+    assert tracker.committable == 21
+    assert tracker.in_progress == 0
+
+
+@given(st.permutations(list(range(30))))
+def test_committable_is_the_low_water_mark_whatever_the_finishing_order(order: list[int]) -> None:
+    tracker = OffsetTracker(100)
+    tokens = [tracker.started(100 + 3 * i, 100 + 3 * i + 2, 3) for i in range(30)]
+    done: set[int] = set()
+    for index in order:
+        tracker.finished(tokens[index])
+        done.add(index)
+        expected = 0
+        while expected in done:
+            expected += 1
+        assert tracker.committable == 100 + 3 * expected
+        assert tracker.in_progress == 3 * (30 - expected)
+
+
+def test_tracker_learns_its_start_from_the_first_record() -> None:
+    tracker = OffsetTracker()
+    assert tracker.committable == -1
+    token = tracker.started(500, 500, 1)
+    assert tracker.committed == 500
+    tracker.finished(token)
+    assert tracker.committable == 501
+    assert tracker.uncommitted == 1
+    tracker.mark_committed(501)
+    assert tracker.uncommitted == 0
+
+
+def test_batches_must_follow_each_other() -> None:
+    tracker = OffsetTracker(0)
+    tracker.started(5, 9, 5)
+    with pytest.raises(ValueError):
+        tracker.started(9, 12, 4)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_on_failure_rate_and_recovers_through_half_open() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(
+        "db",
+        BreakerPolicy(
+            window=10, minimum_calls=4, failure_rate=0.5, open_duration_s=5, half_open_probes=2
+        ),
+        clock,
+    )
+    for _ in range(3):
+        breaker.before_call()
+        breaker.record(False, 0.01)
+    assert breaker.state is BreakerState.CLOSED  # below minimum calls
+    breaker.before_call()
+    breaker.record(False, 0.01)
+    assert breaker.state is BreakerState.OPEN
+    with pytest.raises(DependencyUnavailable) as caught:
+        breaker.before_call()
+    assert caught.value.retry_after_s == pytest.approx(5)
+    clock.now = 5.0
+    breaker.before_call()
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.before_call()
+    with pytest.raises(DependencyUnavailable):
+        breaker.before_call()  # only two probes at a time
+    breaker.record(True, 0.01)
+    breaker.record(True, 0.01)
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_failed_probe_reopens() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("db", BreakerPolicy(minimum_calls=1, open_duration_s=1), clock)
+    breaker.before_call()
+    breaker.record(False, 0.0)
+    clock.now = 1.0
+    breaker.before_call()
+    breaker.record(False, 0.0)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.retry_after_s() == pytest.approx(1)
+
+
+def test_slow_calls_open_the_breaker() -> None:
+    breaker = CircuitBreaker(
+        "api", BreakerPolicy(minimum_calls=5, slow_call_s=1, slow_call_rate=0.6), Clock()
+    )
+    for _ in range(5):
+        breaker.before_call()
+        breaker.record(True, 2.0)
+    assert breaker.state is BreakerState.OPEN
+
+
+async def test_breaker_call_wraps_failures() -> None:
+    breaker = CircuitBreaker("api")
+
+    async def boom() -> None:
+        raise ConnectionError("refused")
+
+    with pytest.raises(
+        DependencyError, match="call to dependency 'api' failed: ConnectionError: refused"
+    ):
+        await breaker.call(boom)
+
+
+def test_retry_delay_grows_to_the_cap_with_jitter_below_it() -> None:
+    policy = RetryPolicy(attempts=10, base_delay_s=0.1, max_delay_s=1.0, jitter=0.5)
+    rng = random.Random(3)
+    for failures, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (9, 1.0)]:
+        delay = policy.delay_s(failures, rng)
+        assert ceiling * 0.5 <= delay <= ceiling
+
+
+def test_retry_policy_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(attempts=0)
+
+
+def test_flood_guard_trips_only_past_the_share_with_enough_samples() -> None:
+    guard = FloodGuard(window=100, max_share=0.5, minimum=20)
+    for _ in range(10):
+        assert not guard.tripped_by_one_more()  # too few samples
+        guard.record(True)
+    guard.record_ok(40)
+    assert guard.share == pytest.approx(0.2)
+    while not guard.tripped_by_one_more():
+        guard.record(True)
+    assert guard.share == pytest.approx(0.5, abs=0.02)
+    guard.reset()
+    assert guard.share == 0
+
+
+def test_output_topic_is_chosen_by_type_and_ambiguity_is_an_error() -> None:
+    out = SAMPLE_SPEC.with_name("out")
+    processor = Processor("p", SAMPLE_SPEC, lambda e, c: None, outputs=(out,))  # type: ignore[arg-type, return-value]
+    assert processor.output_for(Sample.model_construct()) is out
+    with pytest.raises(PipelineError, match="returned a Other"):
+        processor.output_for(Other(entity_id="x"))
+    twice = Processor("p", SAMPLE_SPEC, lambda e, c: None, outputs=(out, out.with_name("out2")))  # type: ignore[arg-type, return-value]
+    with pytest.raises(PipelineError, match="return Emit"):
+        twice.output_for(Sample.model_construct())
+    assert Emit(out, Sample.model_construct()).topic is out
+
+
+def test_prefix_renames_topics_and_group() -> None:
+    processor = Processor("p", SAMPLE_SPEC, lambda e, c: None)  # type: ignore[arg-type, return-value]
+    prefixed = processor.with_prefix("dev.")
+    assert prefixed.source.name == "dev.samples"
+    assert prefixed.group_id == "dev.p"
+
+
+def test_derived_ids_are_stable_uuids() -> None:
+    first = derived_event_id("abc", "p:0")
+    assert first == derived_event_id("abc", "p:0")
+    assert first != derived_event_id("abc", "p:1")
+    assert first[14] == "5"
+
+
+def test_metrics_render_counters_and_gauges() -> None:
+    metrics = Metrics()
+    metrics.inc("processed", 3)
+    metrics.inc("dead_lettered", labels={"error": 'Bad"Quote'})
+    metrics.gauge("queued", lambda: {labels_of(partition=1): 7.0}, "records")
+    text = metrics.render()
+    assert "pipeline_processed_total 3" in text
+    assert 'pipeline_dead_lettered_total{error="Bad\\"Quote"} 1' in text
+    assert 'pipeline_queued{partition="1"} 7' in text
+
+
+def test_cheap_derived_ids_are_stable_distinct_uuids() -> None:
+    import uuid as uuid_module
+
+    from pipeline.codec import derived_event_ids, output_salt
+
+    source = str(uuid_module.uuid4())
+    salts = [output_salt("proc", i) for i in range(3)]
+    ids = derived_event_ids(source, salts)
+    assert ids == derived_event_ids(source, salts)
+    assert len(set(ids)) == 3 and source not in ids
+    for event_id in ids:
+        parsed = uuid_module.UUID(event_id)
+        assert parsed.version == 8
+        assert str(parsed) == event_id
+    assert derived_event_ids(source, [output_salt("other", 0)]) != ids[:1]
+    assert derived_event_ids("not-a-uuid", salts[:1]) == derived_event_ids("not-a-uuid", salts[:1])
