@@ -33,6 +33,7 @@ from pipeline.codec import (
     EncodedEvent,
     decode_value,
     derived_event_ids,
+    derived_output_id,
     encode_events,
     ids_of,
     output_salt,
@@ -42,6 +43,7 @@ from pipeline.dlq import FailedRecord, FloodGuard, dlq_record, now_ms
 from pipeline.errors import EventDecodeError
 from pipeline.offset_tracker import OffsetTracker
 from pipeline.processor import Context, Emit, Handler, PermanentError, Processor, SyncHandler
+from pipeline.record_queue import RecordQueue
 
 if TYPE_CHECKING:
     from pipeline.worker import Runtime
@@ -91,7 +93,7 @@ class PartitionWorker:
         self.tp = tp
         self.processor = processor
         self.runtime = runtime
-        self.queue: deque[Record] = deque()
+        self.queue: RecordQueue[Record] = RecordQueue()
         self._record_bytes = 0.0
         self.tracker = OffsetTracker(start_offset)
         self.flood = FloodGuard()
@@ -182,8 +184,7 @@ class PartitionWorker:
             raise
 
     def _take(self, count: int) -> list[Record]:
-        popleft = self.queue.popleft
-        return [popleft() for _ in range(min(count, len(self.queue)))]
+        return self.queue.take(count)
 
     async def _wait(self, event: asyncio.Event, limit_s: float | None) -> None:
         """Wait for `event` (or time), but wake at once when the partition stops."""
@@ -223,6 +224,8 @@ class PartitionWorker:
     async def _run_lane(self, records: list[Record], ctx: Context, result: BatchResult) -> None:
         processor = self.processor
         source = processor.source
+        in_loop = processor.run_in == "loop"
+        handler = cast(Handler, processor.handler)
         for record in records:
             ctx.record = record
             failures = 0
@@ -236,7 +239,10 @@ class PartitionWorker:
                     event = decode_value(
                         source, record.value, partition=record.partition, offset=record.offset
                     )
-                    outcome = await self._call_handler(event, ctx)
+                    if in_loop:
+                        outcome = await handler(event, ctx)
+                    else:
+                        outcome = await self._call_in_pool(event)
                 except DependencyUnavailable as exc:
                     self.waiting_on_dependency = True
                     self.runtime.metrics.inc("dependency_waits", labels={"dependency": exc.name})
@@ -275,10 +281,8 @@ class PartitionWorker:
                 break
         self.waiting_on_dependency = False
 
-    async def _call_handler(self, event: BaseModel, ctx: Context) -> Any:
+    async def _call_in_pool(self, event: BaseModel) -> Any:
         processor = self.processor
-        if processor.run_in == "loop":
-            return await cast(Handler, processor.handler)(event, ctx)
         executor: Executor = self.runtime.executor_for(processor.run_in)
         sync_handler = cast(SyncHandler, processor.handler)
         return await asyncio.get_running_loop().run_in_executor(executor, sync_handler, event)
@@ -286,13 +290,17 @@ class PartitionWorker:
     def _collect(self, outcome: Any, record: Record, result: BatchResult) -> None:
         if outcome is None:
             return
-        if isinstance(outcome, BaseModel | Emit):
-            items: Sequence[Any] = (outcome,)
-        else:
-            items = outcome
         source_id, trace = ids_of(record.headers)
         if source_id is None:
             source_id = f"{record.topic}/{record.partition}/{record.offset}"
+        if isinstance(outcome, BaseModel):
+            # The common case, one output event: no lists, one id.
+            if not self._salts:
+                self._salts.append(output_salt(self.processor.name, 0))
+            event_id = derived_output_id(source_id, self._salts[0])
+            result.add_output(self.processor.output_for(outcome), outcome, event_id, trace)
+            return
+        items: Sequence[Any] = (outcome,) if isinstance(outcome, Emit) else outcome
         salts = self._salts
         while len(salts) < len(items):
             salts.append(output_salt(self.processor.name, len(salts)))

@@ -226,3 +226,21 @@ def test_cheap_derived_ids_are_stable_distinct_uuids() -> None:
         assert str(parsed) == event_id
     assert derived_event_ids(source, [output_salt("other", 0)]) != ids[:1]
     assert derived_event_ids("not-a-uuid", salts[:1]) == derived_event_ids("not-a-uuid", salts[:1])
+
+
+def test_record_queue_takes_batches_across_fetches_in_order() -> None:
+    from pipeline.record_queue import RecordQueue
+
+    queue: RecordQueue[int] = RecordQueue()
+    queue.extend(list(range(0, 5)))
+    queue.extend([])
+    queue.extend(list(range(5, 12)))
+    assert len(queue) == 12
+    assert queue.take(3) == [0, 1, 2]
+    assert queue.take(4) == [3, 4, 5, 6]
+    assert len(queue) == 5
+    assert queue.take(100) == [7, 8, 9, 10, 11]
+    assert not queue
+    queue.extend([1, 2])
+    queue.clear()
+    assert len(queue) == 0 and queue.take(1) == []
