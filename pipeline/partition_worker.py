@@ -150,13 +150,15 @@ class PartitionWorker:
                     # Cleared before anything awaits, so records offered meanwhile
                     # leave it set and the wait below returns at once.
                     self._arrived.clear()
-                    # Idle: finish what is published so its offsets can be committed.
-                    await self._settle_acks(0)
+                    self._settle_done()
                     if self.queue:
                         continue
                     if self._draining:
                         break
-                    await self._wait(self._arrived, None)
+                    # Idle: wake for new records or for the oldest acknowledgement,
+                    # whichever comes first; new records never wait for acks.
+                    oldest = self._pending_acks[0][0] if self._pending_acks else None
+                    await self._wait(self._arrived, None, also=oldest)
                     continue
                 room = self.processor.queue_records - self.tracker.uncommitted
                 if room < min(len(self.queue), self.processor.batch_records):
@@ -186,14 +188,30 @@ class PartitionWorker:
     def _take(self, count: int) -> list[Record]:
         return self.queue.take(count)
 
-    async def _wait(self, event: asyncio.Event, limit_s: float | None) -> None:
-        """Wait for `event` (or time), but wake at once when the partition stops."""
+    async def _wait(
+        self,
+        event: asyncio.Event,
+        limit_s: float | None,
+        also: asyncio.Future[Any] | None = None,
+    ) -> None:
+        """Wait for `event`, `also` (or time), but wake at once when the partition stops."""
         waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.stopping.wait())]
+        watched: list[asyncio.Future[Any]] = list(waiters)
+        if also is not None:
+            watched.append(also)
         try:
-            await asyncio.wait(waiters, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(watched, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+    def _settle_done(self) -> None:
+        """Finish the acknowledged batches at the head, without waiting for others."""
+        while self._pending_acks and self._pending_acks[0][0].done():
+            acks, token = self._pending_acks.popleft()
+            acks.result()  # a failed publish raises: the worker stops, nothing is committed
+            self.tracker.finished(token)
+            self.last_progress = time.monotonic()
 
     async def _sleep(self, seconds: float) -> None:
         """Back off; raise Abandoned if the partition stops meanwhile."""

@@ -45,6 +45,15 @@ def enrich(order: Order) -> EnrichedOrder:
     )
 
 
+SLOW_PARTITION = int(os.environ.get("PEERS_SLOW_PARTITION", "-1"))
+SLOW_S = float(os.environ.get("PEERS_SLOW_S", "0"))
+
+
+def is_slow(partition: int) -> bool:
+    """bench/bulkhead.py slows one partition's events; elsewhere nothing is slow."""
+    return partition == SLOW_PARTITION and SLOW_S > 0
+
+
 def enrich_bytes(value: bytes) -> bytes:
     """The whole job on raw bytes, for the contestants without our codec."""
     order = Order.model_validate(msgpack.unpackb(value))

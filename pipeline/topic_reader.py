@@ -1,0 +1,51 @@
+"""Reading a whole topic back, from the start to the end offsets seen now.
+
+For tests, benchmarks and tools that check what a topic holds; it uses no
+consumer group, so it disturbs nobody.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from pipeline.settings import PipelineSettings
+from pipeline.topic_metadata import partition_count
+
+
+async def read_all(
+    settings: PipelineSettings, topic: str, timeout_s: float = 60.0
+) -> list[ConsumerRecord]:
+    """Every record of every partition, from the start to the end offsets seen now."""
+    consumer = AIOKafkaConsumer(
+        **settings.client_kwargs(),
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        count = await partition_count(consumer._client, topic)
+        partitions = [TopicPartition(topic, p) for p in range(count)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout_s
+        remaining = {tp for tp in partitions if end[tp] > 0}
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"reading {topic} did not reach the end offsets {end} in {timeout_s}s"
+                )
+            batches = await consumer.getmany(timeout_ms=500, max_records=50_000)
+            for batch in batches.values():
+                records.extend(batch)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+        return records
+    finally:
+        await consumer.stop()
