@@ -297,3 +297,36 @@ def test_cpu_heavy_handler_in_a_process_pool_triggers_no_rebalance(harness: Harn
     assert harness.count(harness.output.name) == len(ids)
     assert replica.metric("pipeline_rebalances_total") == 1
     assert replica.stop() == 0
+
+
+def assigned_partitions(replica: Replica) -> set[str]:
+    _, text = replica.get("/metrics")
+    return {
+        line.split("partition=")[1].split(",")[0].strip('"')
+        for line in text.splitlines()
+        if line.startswith("pipeline_partition_committed_offset{")
+    }
+
+
+def test_static_member_restart_keeps_its_partitions_without_a_rebalance(harness: Harness) -> None:
+    first = harness.start("passthrough", "s0", "--static-membership")
+    second = harness.start("passthrough", "s1", "--static-membership")
+    first.wait_ready()
+    second.wait_ready()
+    poll_until(
+        lambda: len(assigned_partitions(first)) == 6 and len(assigned_partitions(second)) == 6,
+        60,
+        what="both members to hold six partitions",
+    )
+    rebalances_before = first.metric("pipeline_rebalances_total")
+    held = assigned_partitions(second)
+    assert second.stop() == 0, second.tail()
+    restarted = harness.start("passthrough", "s1", "--static-membership")
+    restarted.wait_ready()
+    poll_until(lambda: assigned_partitions(restarted) == held, 30, what="the same partitions")
+    ids = harness.publish(keyed_events(2000, keys=100))
+    harness.wait_outputs(len(ids))
+    assert first.metric("pipeline_rebalances_total") == rebalances_before
+    assert assigned_partitions(first) | assigned_partitions(restarted) == {
+        str(p) for p in range(12)
+    }
