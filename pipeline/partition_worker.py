@@ -104,7 +104,7 @@ class PartitionWorker:
         self._draining = False
         self._salts: list[int] = []
         self.last_progress = time.monotonic()
-        self._pending_acks: deque[tuple[asyncio.Future[list[DeliveryList]], list[int]]] = deque()
+        self._pending_acks: deque[tuple[asyncio.Future[Any], list[int]]] = deque()
         self.contexts = [
             Context(processor, runtime.breakers, runtime.replica_id, log)
             for _ in range(processor.lanes)
@@ -205,13 +205,19 @@ class PartitionWorker:
             for waiter in waiters:
                 waiter.cancel()
 
+    def _finished(self, token: list[int]) -> None:
+        self.tracker.finished(token)
+        if self.runtime.transactions is not None:
+            # The transaction committed this offset along with the outputs.
+            self.tracker.mark_committed(token[1])
+        self.last_progress = time.monotonic()
+
     def _settle_done(self) -> None:
         """Finish the acknowledged batches at the head, without waiting for others."""
         while self._pending_acks and self._pending_acks[0][0].done():
             acks, token = self._pending_acks.popleft()
             acks.result()  # a failed publish raises: the worker stops, nothing is committed
-            self.tracker.finished(token)
-            self.last_progress = time.monotonic()
+            self._finished(token)
 
     async def _sleep(self, seconds: float) -> None:
         """Back off; raise Abandoned if the partition stops meanwhile."""
@@ -379,6 +385,24 @@ class PartitionWorker:
         return True
 
     async def _publish(self, token: list[int], result: BatchResult) -> None:
+        transactions = self.runtime.transactions
+        if transactions is not None:
+
+            async def publish() -> list[asyncio.Future[DeliveryList]]:
+                return await self._submit(result)
+
+            done = transactions.submit(self.tp, token[1], publish)
+            self._pending_acks.append((done, token))
+        else:
+            futures = await self._submit(result)
+            self._pending_acks.append((asyncio.gather(*futures) if futures else _done([]), token))
+        self.flood.record_ok(result.processed)
+        metrics = self.runtime.metrics
+        metrics.inc("processed", result.processed)
+        metrics.inc("outputs", sum(len(entry[1]) for entry in result.outputs.values()))
+
+    async def _submit(self, result: BatchResult) -> list[asyncio.Future[DeliveryList]]:
+        """Hand a batch's outputs and dead letters to the producer; futures of their acks."""
         producer = self.runtime.producer
         futures: list[asyncio.Future[DeliveryList]] = []
         for spec, events, ids, traces in result.outputs.values():
@@ -395,19 +419,14 @@ class PartitionWorker:
         if result.dead_letters:
             dlq_topic = self.processor.source.dlq_name
             futures.append(await producer.submit_encoded(dlq_topic, result.dead_letters))
-        self._pending_acks.append((asyncio.gather(*futures) if futures else _done([]), token))
-        self.flood.record_ok(result.processed)
-        metrics = self.runtime.metrics
-        metrics.inc("processed", result.processed)
-        metrics.inc("outputs", sum(len(entry[1]) for entry in result.outputs.values()))
+        return futures
 
     async def _settle_acks(self, keep: int) -> None:
         while len(self._pending_acks) > keep:
             acks, token = self._pending_acks[0]
             await acks  # a failed publish raises: the worker stops, nothing is committed
             self._pending_acks.popleft()
-            self.tracker.finished(token)
-            self.last_progress = time.monotonic()
+            self._finished(token)
 
     # -- revoke and shutdown ----------------------------------------------------
 

@@ -65,6 +65,8 @@ class Processor:
     """Records a partition may hold, queued or uncommitted; also the duplicate bound."""
     queue_bytes: int = 16 * 1024 * 1024
     batch_records: int = 500
+    exactly_once: bool = False
+    """Outputs and source offsets committed in one Kafka transaction (see pipeline.transactions)."""
 
     def __post_init__(self) -> None:
         if self.lanes < 1:

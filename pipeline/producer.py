@@ -41,6 +41,7 @@ class EventProducer:
         self,
         settings: PipelineSettings,
         catalogue: Catalogue | None = None,
+        transactional_id: str | None = None,
         **client_overrides: Any,
     ) -> None:
         self.settings = settings
@@ -57,6 +58,8 @@ class EventProducer:
             max_request_size=tuning.max_request_bytes,
             request_timeout_ms=tuning.request_timeout_ms,
             compression_type=None if tuning.compression == "none" else tuning.compression,
+            transactional_id=transactional_id,
+            transaction_timeout_ms=tuning.transaction_timeout_ms,
             **client_overrides,
         )
         self._lingering: dict[str, list[tuple[EncodedEvent, asyncio.Future[Delivery]]]] = {}
@@ -90,6 +93,11 @@ class EventProducer:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    @property
+    def client(self) -> AIOKafkaProducer:
+        """The aiokafka producer, for transaction calls (pipeline.transactions)."""
+        return self._client
 
     @property
     def in_flight_bytes(self) -> int:

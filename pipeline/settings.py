@@ -56,6 +56,12 @@ class ProducerTuning(BaseSettings):
     )
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    transaction_timeout_ms: int = Field(
+        default=15_000,
+        ge=1_000,
+        description="Exactly-once workers: how long a dead worker's open transaction "
+        "holds back read_committed readers before the broker aborts it.",
+    )
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024 * 1024)
 
 

@@ -16,12 +16,20 @@ from pipeline.topic_metadata import partition_count
 
 
 async def read_all(
-    settings: PipelineSettings, topic: str, timeout_s: float = 60.0
+    settings: PipelineSettings,
+    topic: str,
+    timeout_s: float = 60.0,
+    committed_only: bool = False,
 ) -> list[ConsumerRecord]:
-    """Every record of every partition, from the start to the end offsets seen now."""
+    """Every record of every partition, from the start to the end offsets seen now.
+
+    `committed_only` reads as a read_committed consumer does: records of
+    aborted or still open transactions are left out.
+    """
     consumer = AIOKafkaConsumer(
         **settings.client_kwargs(),
         enable_auto_commit=False,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
     )

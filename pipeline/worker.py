@@ -28,6 +28,7 @@ from pipeline.partition_worker import PartitionWorker
 from pipeline.processor import Processor
 from pipeline.producer import EventProducer
 from pipeline.settings import PipelineSettings
+from pipeline.transactions import TransactionalPublisher
 
 log = logging.getLogger("pipeline.worker")
 
@@ -67,7 +68,14 @@ class Runtime:
         self.group_id = processor.group_id
         self.metrics = Metrics()
         self.breakers = BreakerRegistry(processor.dependencies)
-        self.producer = EventProducer(settings)
+        self.transactions: TransactionalPublisher | None = None
+        if processor.exactly_once:
+            self.producer = EventProducer(
+                settings, transactional_id=f"{self.group_id}-{self.replica_id}"
+            )
+            self.transactions = TransactionalPublisher(self.producer, self.group_id)
+        else:
+            self.producer = EventProducer(settings)
         self.workers: dict[TopicPartition, PartitionWorker] = {}
         self.paused: set[TopicPartition] = set()
         self.committed_signal = asyncio.Event()
@@ -133,6 +141,8 @@ class Runtime:
             health = HealthServer(self, self.options.health_port)
             await health.start()
         await self.producer.start()
+        if self.transactions is not None:
+            self.transactions.start()
         await self.consumer.start()
         self.consumer.subscribe([self.processor.source.name], listener=_Rebalance(self))
         committer = asyncio.ensure_future(self._commit_loop())
@@ -292,6 +302,8 @@ class Runtime:
         try:
             await self.consumer.stop()
         finally:
+            if self.transactions is not None:
+                await self.transactions.stop()
             await self.producer.stop()
             for executor in self._executors.values():
                 executor.shutdown(wait=False, cancel_futures=True)

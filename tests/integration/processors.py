@@ -98,6 +98,15 @@ PROCESSORS = {
     "passthrough": Processor(
         "passthrough", SOURCE, passthrough, outputs=(OUTPUT,), lanes=4, queue_records=5000
     ),
+    "passthrough_eos": Processor(
+        "passthrough_eos",
+        SOURCE,
+        passthrough,
+        outputs=(OUTPUT,),
+        lanes=4,
+        queue_records=5000,
+        exactly_once=True,
+    ),
     "poison": Processor("poison", SOURCE, poison, outputs=(OUTPUT,), retry=FAST_RETRY),
     "slow": Processor(
         "slow", SOURCE, slow, outputs=(OUTPUT,), queue_records=2000, batch_records=50

@@ -330,3 +330,33 @@ def test_static_member_restart_keeps_its_partitions_without_a_rebalance(harness:
     assert assigned_partitions(first) | assigned_partitions(restarted) == {
         str(p) for p in range(12)
     }
+
+
+def test_exactly_once_survives_a_sigkill_without_duplicates(harness: Harness) -> None:
+    replicas = [harness.start("passthrough_eos", f"e{i}") for i in range(3)]
+    for replica in replicas:
+        replica.wait_ready()
+    events = keyed_events(100_000)
+    ids = harness.publish(events[:50_000])
+    poll_until(lambda: harness.count(harness.output.name) >= 20_000, 120, what="40% processed")
+    replicas[1].signal(signal.SIGKILL)
+    replicas[1].wait()
+    ids += harness.publish(events[50_000:])
+
+    def committed_outputs() -> list[Handled]:
+        records = run_sync(read_all(harness.settings, harness.output.name, committed_only=True))
+        return [decode_value(harness.output, r.value) for r in records]  # type: ignore[misc]
+
+    # read_committed readers see an input's outputs only once its transaction
+    # committed; the killed replica's open one is aborted by the broker.
+    outputs = poll_until(
+        lambda: (found := committed_outputs()) and len(found) >= len(ids) and found,
+        180,
+        interval_s=1,
+        what="all committed outputs",
+    )
+    seen = Counter(event.source_id for event in outputs)
+    assert set(seen) == set(ids)
+    assert max(seen.values()) == 1, f"{sum(c - 1 for c in seen.values())} duplicates"
+    uncommitted = harness.count(harness.output.name)
+    print(f"exactly-once: {len(outputs)} committed outputs, {uncommitted} records incl. aborted")
