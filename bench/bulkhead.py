@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.pipeline_peers import PIPELINE, PYTHON, ROOT, build_customer_db, fill_input
+from bench.peers.launch import ROOT, worker_command
+from bench.pipeline_peers import PYTHON, build_customer_db, fill_input
 from pipeline.localkafka import ephemeral_kafka
 from pipeline.offsets import end_offsets
 from pipeline.settings import PipelineSettings
@@ -124,17 +125,7 @@ def main() -> None:
                 "PYTHONPATH": str(ROOT),
             }
             if framework == "ours":
-                command = [
-                    PIPELINE,
-                    "worker",
-                    "enrich",
-                    "--processors-module",
-                    "bench.peers.ours",
-                    "--bootstrap",
-                    bootstrap,
-                    "--log-level",
-                    "WARNING",
-                ]
+                command = worker_command(bootstrap)
             else:
                 command = [PYTHON, "-m", "bench.peers.quix", source, output, group, str(10**9)]
             rate = asyncio.run(others_rate(command, env, settings, source, output))

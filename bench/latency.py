@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -31,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from bench.pipeline_peers import PIPELINE, ROOT, build_customer_db
+from bench.peers.launch import ROOT, job_env, worker_command
+from bench.pipeline_peers import build_customer_db
 from pipeline.codec import decode_value
 from pipeline.localkafka import ephemeral_kafka
 from pipeline.offsets import end_offsets
@@ -74,26 +74,9 @@ async def measure(bootstrap: str, seconds: float, folder: Path) -> dict[str, flo
         )
     db_path = folder / "customers"
     build_customer_db(db_path)
-    env = {
-        **os.environ,
-        "PEERS_DB": str(db_path),
-        "PEERS_INPUT": source.name,
-        "PEERS_OUTPUT": output.name,
-        "PEERS_GROUP": f"latency-{run}",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = job_env(db_path, source.name, output.name, f"latency-{run}")
     worker = subprocess.Popen(  # noqa: ASYNC220 - starts at once
-        [
-            PIPELINE,
-            "worker",
-            "enrich",
-            "--processors-module",
-            "bench.peers.ours",
-            "--bootstrap",
-            bootstrap,
-            "--log-level",
-            "WARNING",
-        ],
+        worker_command(bootstrap),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -42,6 +42,7 @@ import msgpack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import Options, Rdict
 
+from bench.peers.launch import ROOT, worker_command
 from pipeline.localkafka import ephemeral_kafka
 from pipeline.producer import EventProducer
 from pipeline.settings import PipelineSettings
@@ -49,9 +50,7 @@ from pipeline.topic_admin import ensure_topics
 from producers.loadgen import CustomerGenerator, OrderGenerator
 from topics import ORDERS, ORDERS_ENRICHED
 
-ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-PIPELINE = str(Path(sys.executable).parent / "pipeline")
 CUSTOMERS = 20_000
 
 
@@ -193,17 +192,7 @@ def main() -> None:
             "PYTHONPATH": str(ROOT),
         }
         commands = {
-            "ours": [
-                PIPELINE,
-                "worker",
-                "enrich",
-                "--processors-module",
-                "bench.peers.ours",
-                "--bootstrap",
-                bootstrap,
-                "--log-level",
-                "WARNING",
-            ],
+            "ours": worker_command(bootstrap),
             "raw_aiokafka": [
                 PYTHON,
                 "-m",

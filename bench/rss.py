@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.pipeline_peers import PIPELINE, ROOT, build_customer_db, peak_rss_mb
+from bench.peers.launch import ROOT, job_env, worker_command
+from bench.pipeline_peers import build_customer_db, peak_rss_mb
 from pipeline.localkafka import ephemeral_kafka
 from pipeline.offsets import end_offsets
 from pipeline.producer import EventProducer
@@ -65,27 +65,9 @@ async def drain_peak_rss(
     await ensure_topics(settings, [source, source.dlq_spec(), output])
     print(f"backlog of {backlog:,} orders …", file=sys.stderr)
     await fill(settings, source.name, backlog)
-    env = {
-        **os.environ,
-        "PEERS_DB": str(db_path),
-        "PEERS_INPUT": source.name,
-        "PEERS_OUTPUT": output.name,
-        "PEERS_GROUP": f"rss-{run}",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = job_env(db_path, source.name, output.name, f"rss-{run}")
     worker = subprocess.Popen(  # noqa: ASYNC220 - starts at once
-        [
-            PIPELINE,
-            "worker",
-            "enrich",
-            "--processors-module",
-            "bench.peers.ours",
-            "--bootstrap",
-            bootstrap,
-            "--log-level",
-            "WARNING",
-            *extra,
-        ],
+        worker_command(bootstrap, *extra),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

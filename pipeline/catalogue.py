@@ -8,15 +8,13 @@ the `TopicSpec` shape and loads the application's catalogue by module name
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import os
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel
 
+from pipeline.app_modules import import_app_module
 from pipeline.errors import ConfigError, UnknownTopicError
 
 CleanupPolicy = Literal["delete", "compact", "compact,delete"]
@@ -134,20 +132,8 @@ class Catalogue:
 
 
 def load_catalogue(module_name: str, prefix: str = "") -> Catalogue:
-    """Import the application's catalogue by name (e.g. `topics`).
-
-    The working directory is searched too: an installed `pipeline` script
-    does not have it on sys.path, but users run it from their project folder.
-    """
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"cannot import the topic catalogue module {module_name!r} ({exc}); "
-            "run from the project folder or set PIPELINE_CATALOGUE_MODULE."
-        ) from exc
+    """Import the application's catalogue by name (e.g. `topics`)."""
+    module = import_app_module(module_name, "topic catalogue", "PIPELINE_CATALOGUE_MODULE")
     catalogue = getattr(module, "CATALOGUE", None)
     if not isinstance(catalogue, Catalogue):
         raise ConfigError(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from string import Template
 
 from pipeline import paths
 from pipeline.errors import InfraError
+from pipeline.kafka_jars import java_executable, resolve_classpath
 from pipeline.paths import infra_dir
 
 STATE_FILE = "cluster.json"
@@ -111,75 +111,16 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text[-lines:])
 
 
-def java_executable() -> str:
-    """Java from JAVA_HOME if set, else PATH, with an actionable error."""
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        candidate = Path(java_home) / "bin" / "java"
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("java")
-    if found is None:
-        raise InfraError(
-            "Java was not found (JAVA_HOME unset and no `java` on PATH). Kafka 4.x "
-            "needs Java 17 or newer: `apt-get install openjdk-17-jre-headless`, "
-            "or point JAVA_HOME at a JDK."
-        )
-    return found
+def new_cluster_id() -> str:
+    """A Kafka cluster id (base64url UUID) that does not start with '-'.
 
-
-def maven_executable() -> str:
-    found = shutil.which("mvn")
-    if found is None:
-        raise InfraError(
-            "Maven (`mvn`) was not found on PATH. It fetches the Kafka jars from "
-            "Maven Central on first use: `apt-get install maven`."
-        )
-    return found
-
-
-def resolve_classpath(cache_dir: Path, progress: Callable[[str], None] | None = None) -> str:
-    """The broker's classpath, resolved by Maven once per pom and cached.
-
-    The cache key is the pom's content, so bumping the Kafka version in
-    `infra/kafka/pom.xml` re-resolves; a classpath whose jars have vanished
-    (a wiped ~/.m2) is resolved again instead of failing at broker start.
+    Kafka's own Uuid.randomUuid() skips those too: command-line parsers,
+    kafka-storage's among them, take a leading '-' for an option.
     """
-    pom = infra_dir() / "kafka" / "pom.xml"
-    if not pom.exists():
-        raise InfraError(f"Kafka pom not found at {pom}; is this a full checkout of the project?")
-    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
-    cached = cache_dir / f"kafka-classpath-{digest}.txt"
-    if cached.exists():
-        classpath = cached.read_text().strip()
-        if classpath and all(Path(jar).exists() for jar in classpath.split(os.pathsep)):
-            return classpath
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    if progress:
-        progress("resolving Kafka jars with Maven (first run downloads ~80 MB)")
-    output = cache_dir / f"kafka-classpath-{digest}.tmp"
-    command = [
-        maven_executable(),
-        "-q",
-        "-B",
-        "-f",
-        str(pom),
-        "dependency:build-classpath",
-        f"-Dmdep.outputFile={output}",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0 or not output.exists():
-        raise InfraError(
-            "Maven could not resolve the Kafka jars "
-            f"(exit {result.returncode}). Check that Maven Central is reachable.\n"
-            + (result.stdout + result.stderr)[-3000:]
-        )
-    output.replace(cached)
-    return cached.read_text().strip()
-
-
-def _new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class LocalKafka:
@@ -292,7 +233,7 @@ class LocalKafka:
                 shutil.rmtree(child)
         cluster_dir.mkdir(parents=True, exist_ok=True)
         ports = free_ports(2 * brokers)
-        state = ClusterState(cluster_id=_new_cluster_id(), brokers=brokers)
+        state = ClusterState(cluster_id=new_cluster_id(), brokers=brokers)
         for index in range(brokers):
             node_id = index + 1
             node_dir = cluster_dir / f"node-{node_id}"
@@ -348,10 +289,8 @@ class LocalKafka:
             classpath,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
-            "-c",
-            node.config_file,
+            f"--cluster-id={cluster_id}",
+            f"--config={node.config_file}",
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:

@@ -10,10 +10,7 @@ so their circuit breakers see every outcome.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
-import os
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -21,6 +18,7 @@ from typing import Any, Literal, TypeVar
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
+from pipeline.app_modules import import_app_module
 from pipeline.breaker import BreakerPolicy, BreakerRegistry
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import ConfigError, PipelineError
@@ -139,15 +137,7 @@ class Context:
 
 def load_processor(module_name: str, name: str, prefix: str = "") -> Processor:
     """Find a processor by name in the application's module (default `consumers`)."""
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"cannot import the processors module {module_name!r} ({exc}); "
-            "run from the project folder or set PIPELINE_PROCESSORS_MODULE."
-        ) from exc
+    module = import_app_module(module_name, "processors", "PIPELINE_PROCESSORS_MODULE")
     processors: dict[str, Processor] = getattr(module, "PROCESSORS", {})
     if name not in processors:
         raise ConfigError(

@@ -98,7 +98,7 @@ def fetch() -> None:
 
     Example: pipeline infra fetch
     """
-    from pipeline.localkafka import resolve_classpath
+    from pipeline.kafka_jars import resolve_classpath
 
     classpath = resolve_classpath(cache_dir(), _progress)
     console.print(f"Kafka jars ready ({len(classpath.split(':'))} jars, cached in ~/.m2)")

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.codec import HEADER_EVENT_ID, decode_value, header_value
 from pipeline.errors import MissingKeyError, WrongEventTypeError
-from pipeline.localkafka import java_executable, resolve_classpath
+from pipeline.kafka_jars import java_executable, resolve_classpath
 from pipeline.paths import cache_dir
 from pipeline.producer import EventProducer
 from pipeline.settings import PipelineSettings, ProducerTuning
