@@ -114,6 +114,8 @@ class PartitionWorker:
     # -- intake, called by the fetch loop ------------------------------------
 
     def offer(self, records: list[Record]) -> None:
+        if self._draining:
+            return  # being revoked or stopped: the next owner fetches them again
         self.queue.extend(records)
         # Sized per fetch, not per record: the bound needs bytes, not precision.
         if records:
@@ -164,6 +166,10 @@ class PartitionWorker:
                 if room < min(len(self.queue), self.processor.batch_records):
                     # The duplicate bound: never hold more uncommitted records.
                     await self._settle_acks(0)
+                    if self.processor.queue_records - self.tracker.uncommitted >= min(
+                        len(self.queue), self.processor.batch_records
+                    ):
+                        continue  # exactly-once: the transactions committed them
                     self.runtime.request_commit()
                     await self._wait(self.runtime.committed_signal, 0.5)
                     continue

@@ -87,6 +87,7 @@ class Runtime:
         self.ready = False
         self._assignment_settled = False
         self._nothing_to_catch_up: set[TopicPartition] = set()
+        self._revoking: set[TopicPartition] = set()
         self.drain_clean = True
         self.consumer = AIOKafkaConsumer(
             **settings.client_kwargs(),
@@ -174,7 +175,7 @@ class Runtime:
             batches = await consumer.getmany(timeout_ms=100, max_records=max(1, room))
             for tp, records in batches.items():
                 worker = self.workers.get(tp)
-                if worker is None and tp in consumer.assignment():
+                if worker is None and tp in consumer.assignment() and tp not in self._revoking:
                     # Records can arrive while the assignment callback still runs.
                     worker = self._add_worker(tp)
                 if worker is not None and not worker.stopping.is_set():
@@ -255,6 +256,7 @@ class Runtime:
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.metrics.inc("rebalances")
+        self._revoking.difference_update(assigned)
         # Workers first, with no await in between: the fetch loop may already
         # have records for these partitions.
         for tp in assigned:
@@ -275,6 +277,9 @@ class Runtime:
         log.info("assigned %s", sorted(tp.partition for tp in assigned))
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Until they are assigned again, records still arriving for these
+        # partitions must not start a new worker behind the draining one.
+        self._revoking.update(revoked)
         leaving = [self.workers.pop(tp) for tp in revoked if tp in self.workers]
         if not leaving:
             return
