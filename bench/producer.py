@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiokafka import AIOKafkaProducer
 
 from pipeline.codec import EncodedEvent, encode_event, encode_events
+from pipeline.gc_tuning import tune_for_throughput
 from pipeline.localkafka import ephemeral_kafka
 from pipeline.partitioner import kafka_partition
 from pipeline.producer import EventProducer
@@ -233,10 +234,10 @@ async def main_async(bootstrap: str, count: int) -> dict[str, float]:
     )
     print(f"generating {count:,} orders", file=sys.stderr)
     orders = make_orders(count)
-    # Half a million live models would make every variant pay for full GC
-    # passes over them; a real publisher holds one chunk at a time.
-    gc.collect()
-    gc.freeze()
+    # Every variant runs under the collector settings our processes use
+    # (pipeline/gc_tuning.py); half a million live models are frozen out of
+    # collections, as a real publisher holds one chunk at a time.
+    tune_for_throughput()
     spec = dataclasses.replace(ORDERS, name=names["send"], partitions=PARTITIONS)
     # The raw loops encode up front; this pass is timed and added to their
     # figures so every variant pays for serialisation once.

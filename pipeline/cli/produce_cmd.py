@@ -19,6 +19,7 @@ from rich.progress import (
 
 from pipeline.cli.common import catalogue_for, console, settings_for_cli
 from pipeline.file_ingest import IngestSummary, Reject, publish_lines
+from pipeline.gc_tuning import tune_for_throughput
 from pipeline.kafka_probe import run_sync
 from pipeline.producer import EventProducer
 
@@ -65,6 +66,7 @@ def produce(
         console.print(f"[bold red]error:[/] input file {file} does not exist")
         raise typer.Exit(2)
     total_bytes = os.path.getsize(file) if file != "-" else None
+    tune_for_throughput()
     shown = 0
 
     def on_reject(reject: Reject) -> None:

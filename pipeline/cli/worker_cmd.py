@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import socket
@@ -11,6 +10,7 @@ import socket
 import typer
 
 from pipeline.cli.common import settings_for_cli
+from pipeline.gc_tuning import tune_for_throughput
 from pipeline.processor import load_processor
 
 
@@ -68,13 +68,7 @@ def worker(
         fetch_partition_bytes=fetch_partition_bytes,
     )
 
-    # Everything imported so far lives as long as the process: keep it out of
-    # every collection, and collect less often. A worker allocates and frees
-    # a few objects per event; default thresholds ran full collections often
-    # enough to show in its p99 latency.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    tune_for_throughput()
 
     async def run() -> int:
         return await Runtime(settings, found, options).run()
