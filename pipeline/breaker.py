@@ -75,12 +75,9 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probes_started = 0
         self._probes_succeeded = 0
-        self.transitions = 0
 
     def _to(self, state: BreakerState) -> None:
-        if state is not self.state:
-            self.state = state
-            self.transitions += 1
+        self.state = state
         if state is BreakerState.OPEN:
             self._opened_at = self._clock()
         if state is BreakerState.HALF_OPEN:

@@ -120,25 +120,14 @@ def encode_event(
     trace_id: str | None = None,
     produced_at_ms: int | None = None,
 ) -> EncodedEvent:
-    if type(event) is not spec.event_model:
-        raise WrongEventTypeError(spec.name, spec.event_model.__name__, type(event).__name__)
-    key = event_key(spec, event)
-    value = msgpack.packb(event.model_dump(mode="json"), use_bin_type=True)
-    event_id = event_id or new_event_ids(1)[0]
-    headers: Headers = [
-        (HEADER_EVENT_TYPE, spec.event_type.encode()),
-        (HEADER_SCHEMA_VERSION, str(spec.schema_version).encode()),
-        (HEADER_EVENT_ID, event_id.encode()),
-        (
-            HEADER_PRODUCED_AT,
-            str(
-                produced_at_ms if produced_at_ms is not None else time.time_ns() // 1_000_000
-            ).encode(),
-        ),
-    ]
-    if trace_id:
-        headers.append((HEADER_TRACE_ID, trace_id.encode()))
-    return EncodedEvent(key=key, value=value, headers=headers, event_id=event_id)
+    """One event on the wire (encode_events does the work, for one or many)."""
+    return encode_events(
+        spec,
+        [event],
+        trace_id=trace_id,
+        event_ids=[event_id] if event_id else None,
+        produced_at_ms=produced_at_ms,
+    )[0]
 
 
 def encode_events(
@@ -147,6 +136,7 @@ def encode_events(
     *,
     trace_id: str | None = None,
     event_ids: Sequence[str] | None = None,
+    produced_at_ms: int | None = None,
 ) -> list[EncodedEvent]:
     """encode_event for a batch: one id draw, one clock read, shared header bytes."""
     model = spec.event_model
@@ -156,7 +146,8 @@ def encode_events(
     keys = [event_key(spec, event) for event in events]
     type_header = (HEADER_EVENT_TYPE, spec.event_type.encode())
     version_header = (HEADER_SCHEMA_VERSION, str(spec.schema_version).encode())
-    produced_header = (HEADER_PRODUCED_AT, str(time.time_ns() // 1_000_000).encode())
+    produced = produced_at_ms if produced_at_ms is not None else time.time_ns() // 1_000_000
+    produced_header = (HEADER_PRODUCED_AT, str(produced).encode())
     trace_headers = [(HEADER_TRACE_ID, trace_id.encode())] if trace_id else []
     to_python = model.__pydantic_serializer__.to_python
     pack = msgpack.Packer(use_bin_type=True).pack

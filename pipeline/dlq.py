@@ -107,9 +107,6 @@ class FloodGuard:
     def record_ok(self, count: int) -> None:
         self._add(count, False)
 
-    def record_many(self, ok_count: int) -> None:
-        self.record_ok(ok_count)
-
     @property
     def share(self) -> float:
         return self._dead / self._total if self._total else 0.0

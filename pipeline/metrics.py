@@ -26,15 +26,9 @@ class Metrics:
     def inc(self, name: str, amount: float = 1.0, labels: dict[str, str] | None = None) -> None:
         self._counters[name][_labels(labels)] += amount
 
-    def counter_value(self, name: str, labels: dict[str, str] | None = None) -> float:
-        return self._counters.get(name, {}).get(_labels(labels), 0.0)
-
     def gauge(self, name: str, read: Callable[[], dict[Labels, float]], help_text: str) -> None:
         """Register a gauge read when /metrics is scraped."""
         self._gauges[name] = read
-        self._help[name] = help_text
-
-    def describe(self, name: str, help_text: str) -> None:
         self._help[name] = help_text
 
     def render(self) -> str:

@@ -173,7 +173,7 @@ class PartitionWorker:
                     self.runtime.request_commit()
                     await self._wait(self.runtime.committed_signal, 0.5)
                     continue
-                batch = self._take(min(room, self.processor.batch_records))
+                batch = self.queue.take(min(room, self.processor.batch_records))
                 token = self.tracker.started(batch[0].offset, batch[-1].offset, len(batch))
                 try:
                     result = await self._handle(batch)
@@ -190,9 +190,6 @@ class PartitionWorker:
             )
             self.runtime.fail(f"partition {self.tp.topic}-{self.tp.partition} worker crashed")
             raise
-
-    def _take(self, count: int) -> list[Record]:
-        return self.queue.take(count)
 
     async def _wait(
         self,
