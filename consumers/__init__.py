@@ -1,10 +1,9 @@
-"""The application's processors: `pipeline worker NAME` looks NAME up in PROCESSORS.
+"""The application's processors: `pipeline worker NAME` looks NAME up in PROCESSORS."""
 
-The example pipeline's processors (enrich_orders, order_stats) arrive with
-the caching and sink work; the runtime's own tests run processors from
-tests/integration/processors.py.
-"""
-
+from consumers.enrich_orders import ENRICH_ORDERS
+from consumers.order_stats import ORDER_STATS
 from pipeline.processor import Processor
 
-PROCESSORS: dict[str, Processor] = {}
+PROCESSORS: dict[str, Processor] = {
+    processor.name: processor for processor in (ENRICH_ORDERS, ORDER_STATS)
+}

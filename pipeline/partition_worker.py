@@ -18,31 +18,20 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aiokafka import TopicPartition
-from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
+from pipeline.batch_result import BatchResult, Record
 from pipeline.breaker import DependencyError, DependencyUnavailable
-from pipeline.catalogue import TopicSpec
-from pipeline.codec import (
-    EncodedEvent,
-    decode_value,
-    derived_event_ids,
-    derived_output_id,
-    encode_events,
-    ids_of,
-    output_salt,
-)
+from pipeline.codec import decode_value, encode_events
 from pipeline.delivery import DeliveryList
 from pipeline.dlq import FailedRecord, FloodGuard, dlq_record, now_ms
 from pipeline.errors import EventDecodeError
 from pipeline.offset_tracker import OffsetTracker
-from pipeline.processor import Context, Emit, Handler, PermanentError, Processor, SyncHandler
+from pipeline.processor import Context, Handler, PermanentError, Processor, SyncHandler
 from pipeline.record_queue import RecordQueue
 
 if TYPE_CHECKING:
@@ -50,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline.worker")
 
-Record: TypeAlias = ConsumerRecord[bytes, bytes]
 DEPENDENCY_BACKOFF_CAP_S = 5.0
 FLOOD_PAUSE_S = 30.0
 MAX_PENDING_ACKS = 3
@@ -58,28 +46,6 @@ MAX_PENDING_ACKS = 3
 
 class Abandoned(Exception):
     """The partition is being revoked or the worker stops: leave this batch unfinished."""
-
-
-@dataclass
-class BatchResult:
-    """What handling one batch produced, ready to publish."""
-
-    outputs: dict[str, tuple[TopicSpec, list[BaseModel], list[str], list[str | None]]] = field(
-        default_factory=dict
-    )
-    dead_letters: list[EncodedEvent] = field(default_factory=list)
-    processed: int = 0
-
-    def add_output(
-        self, spec: TopicSpec, event: BaseModel, event_id: str, trace: str | None
-    ) -> None:
-        entry = self.outputs.get(spec.name)
-        if entry is None:
-            entry = (spec, [], [], [])
-            self.outputs[spec.name] = entry
-        entry[1].append(event)
-        entry[2].append(event_id)
-        entry[3].append(trace)
 
 
 class PartitionWorker:
@@ -106,7 +72,7 @@ class PartitionWorker:
         self.last_progress = time.monotonic()
         self._pending_acks: deque[tuple[asyncio.Future[Any], list[int]]] = deque()
         self.contexts = [
-            Context(processor, runtime.breakers, runtime.replica_id, log)
+            Context(processor, runtime.breakers, runtime.replica_id, log, runtime.services)
             for _ in range(processor.lanes)
         ]
         self.task = asyncio.ensure_future(self._run())
@@ -303,7 +269,7 @@ class PartitionWorker:
                         continue
                     await self._sleep(processor.retry.delay_s(failures, self._rng))
                     continue
-                self._collect(outcome, record, result)
+                result.collect(outcome, record, self.processor, self._salts)
                 result.processed += 1
                 break
         self.waiting_on_dependency = False
@@ -313,31 +279,6 @@ class PartitionWorker:
         executor: Executor = self.runtime.executor_for(processor.run_in)
         sync_handler = cast(SyncHandler, processor.handler)
         return await asyncio.get_running_loop().run_in_executor(executor, sync_handler, event)
-
-    def _collect(self, outcome: Any, record: Record, result: BatchResult) -> None:
-        if outcome is None:
-            return
-        source_id, trace = ids_of(record.headers)
-        if source_id is None:
-            source_id = f"{record.topic}/{record.partition}/{record.offset}"
-        if isinstance(outcome, BaseModel):
-            # The common case, one output event: no lists, one id.
-            if not self._salts:
-                self._salts.append(output_salt(self.processor.name, 0))
-            event_id = derived_output_id(source_id, self._salts[0])
-            result.add_output(self.processor.output_for(outcome), outcome, event_id, trace)
-            return
-        items: Sequence[Any] = (outcome,) if isinstance(outcome, Emit) else outcome
-        salts = self._salts
-        while len(salts) < len(items):
-            salts.append(output_salt(self.processor.name, len(salts)))
-        event_ids = derived_event_ids(source_id, salts[: len(items)])
-        for item, event_id in zip(items, event_ids, strict=False):
-            if isinstance(item, Emit):
-                spec, event = item.topic, item.event
-            else:
-                spec, event = self.processor.output_for(item), item
-            result.add_output(spec, event, event_id, trace)
 
     async def _dead_letter(
         self,
@@ -387,7 +328,52 @@ class PartitionWorker:
         self.runtime.metrics.inc("dead_lettered", labels={"error": type(error).__name__})
         return True
 
+    async def _write_sink(self, items: list[Any]) -> None:
+        """Write a batch's sink items, retrying until the sink takes them.
+
+        The sink is a dependency, not the events' fault: failures back off
+        and retry without limit (the partition waits, its queue fills and its
+        fetch pauses); only stopping the partition abandons the batch.
+        """
+        sink = self.processor.sink
+        assert sink is not None
+        breaker = self.runtime.breakers.get(sink.name)
+        services = self.runtime.services
+        failures = 0
+        while True:
+            if self.stopping.is_set():
+                raise Abandoned
+            try:
+                await breaker.call(lambda: sink.write(items, services))
+            except DependencyUnavailable as exc:
+                self.waiting_on_dependency = True
+                self.runtime.metrics.inc("dependency_waits", labels={"dependency": exc.name})
+                await self._sleep(max(0.05, exc.retry_after_s))
+                continue
+            except DependencyError as exc:
+                self.waiting_on_dependency = True
+                failures += 1
+                self.runtime.metrics.inc("dependency_failures", labels={"dependency": exc.name})
+                log.warning(
+                    "%s-%d: sink %s failed for a batch of %d (attempt %d): %s",
+                    self.tp.topic,
+                    self.tp.partition,
+                    sink.name,
+                    len(items),
+                    failures,
+                    exc.__cause__,
+                )
+                await self._sleep(
+                    min(DEPENDENCY_BACKOFF_CAP_S, self.processor.retry.delay_s(failures, self._rng))
+                )
+                continue
+            self.waiting_on_dependency = False
+            self.runtime.metrics.inc("sink_items", len(items), labels={"sink": sink.name})
+            return
+
     async def _publish(self, token: list[int], result: BatchResult) -> None:
+        if result.sink_items:
+            await self._write_sink(result.sink_items)
         transactions = self.runtime.transactions
         if transactions is not None:
 

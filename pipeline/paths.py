@@ -25,6 +25,10 @@ def kafka_state_dir() -> Path:
     return state_dir() / "kafka"
 
 
+def postgres_state_dir() -> Path:
+    return state_dir() / "postgres"
+
+
 def cache_dir() -> Path:
     """Survives `infra down` and test runs: resolved classpaths live here."""
     return Path(os.environ.get("PIPELINE_CACHE_DIR", state_dir() / "cache"))

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
@@ -21,8 +21,15 @@ from pydantic import BaseModel
 from pipeline.app_modules import import_app_module
 from pipeline.breaker import BreakerPolicy, BreakerRegistry
 from pipeline.catalogue import TopicSpec
+from pipeline.codec import ids_of
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.retry import RetryPolicy
+from pipeline.table import Table
+
+if TYPE_CHECKING:
+    from pipeline.db import Database
+    from pipeline.services import Services
+    from pipeline.table import TableView
 
 T = TypeVar("T")
 
@@ -39,7 +46,32 @@ class Emit:
     event: BaseModel
 
 
-HandlerResult = None | BaseModel | Emit | Sequence[BaseModel | Emit]
+@dataclass(frozen=True)
+class ToSink:
+    """An item for the processor's sink, written with the rest of its batch."""
+
+    item: Any
+
+
+SinkWriter = Callable[[Sequence[Any], "Services"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Sink:
+    """Where a processor writes besides topics; one `write` per batch, must be idempotent.
+
+    A batch may be written again after a crash or a rebalance, so `write`
+    must leave the same result when given items it has seen (upsert by
+    event id). Its failures go through the breaker named `name` and are
+    retried without limit: a down database pauses the partition, it never
+    dead-letters good events.
+    """
+
+    name: str
+    write: SinkWriter
+
+
+HandlerResult = None | BaseModel | Emit | ToSink | Sequence[BaseModel | Emit | ToSink]
 Handler = Callable[[Any, "Context"], Awaitable[HandlerResult]]
 SyncHandler = Callable[[Any], HandlerResult]
 
@@ -65,6 +97,11 @@ class Processor:
     batch_records: int = 500
     exactly_once: bool = False
     """Outputs and source offsets committed in one Kafka transaction (see pipeline.transactions)."""
+    tables: tuple[Table, ...] = ()
+    """Compacted topics materialised locally before processing starts (ctx.table)."""
+    sink: Sink | None = None
+    database: bool = False
+    """Open the process's PostgreSQL pool (ctx.db) from PIPELINE_DATABASE_URL."""
 
     def __post_init__(self) -> None:
         if self.lanes < 1:
@@ -104,6 +141,7 @@ class Processor:
             self,
             source=self.source.with_name(prefix + self.source.name),
             outputs=tuple(spec.with_name(prefix + spec.name) for spec in self.outputs),
+            tables=tuple(table.with_prefix(prefix) for table in self.tables),
             group=prefix + self.group_id,
         )
 
@@ -117,6 +155,7 @@ class Context:
         breakers: BreakerRegistry,
         replica_id: str,
         logger: logging.Logger,
+        services: Services | None = None,
     ) -> None:
         self.processor = processor
         self.replica_id = replica_id
@@ -124,6 +163,30 @@ class Context:
         self.record: ConsumerRecord[bytes, bytes] | None = None
         self.attempt = 1
         self._breakers = breakers
+        self._services = services
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise ConfigError("this context runs outside a worker: no services")
+        return self._services
+
+    @property
+    def db(self) -> Database:
+        """The process's PostgreSQL pool (declare `database=True` on the processor)."""
+        return self.services.db
+
+    def table(self, name: str) -> TableView:
+        """A materialised table declared in the processor's `tables`."""
+        return self.services.table(name)
+
+    @property
+    def event_id(self) -> str:
+        """The current record's event id, or topic/partition/offset when it has none."""
+        record = self.record
+        assert record is not None
+        event_id, _ = ids_of(record.headers)
+        return event_id or f"{record.topic}/{record.partition}/{record.offset}"
 
     async def call(self, dependency: str, function: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Call a dependency through its breaker.

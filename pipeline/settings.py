@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from pipeline.errors import ConfigError
+from pipeline.paths import infra_dir
 
 DEFAULT_CONFIG_FILE = "pipeline.toml"
 
@@ -65,6 +66,26 @@ class ProducerTuning(BaseSettings):
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024 * 1024)
 
 
+class DatabaseTuning(BaseSettings):
+    """The per-process PostgreSQL pool: sized for a worker's partitions, bounded waits."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=8, ge=1)
+    acquire_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a caller waits for a free connection before the call fails "
+        "(and goes to retry and the breaker) instead of hanging.",
+    )
+    command_timeout_s: float = Field(default=30.0, gt=0)
+    migrations_dir: Path = Field(
+        default_factory=lambda: infra_dir() / "postgres" / "migrations",
+        description="SQL files applied in name order by `pipeline db migrate`.",
+    )
+
+
 class PipelineSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PIPELINE_",
@@ -95,6 +116,11 @@ class PipelineSettings(BaseSettings):
         description="Prepended to every catalogue topic name (environments sharing a cluster).",
     )
     producer: ProducerTuning = Field(default_factory=ProducerTuning)
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host:port/db; `pipeline db up` prints one.",
+    )
+    db: DatabaseTuning = Field(default_factory=DatabaseTuning)
 
     @classmethod
     def settings_customise_sources(

@@ -27,6 +27,7 @@ from pipeline.metrics import Labels, Metrics, labels_of
 from pipeline.partition_worker import PartitionWorker
 from pipeline.processor import Processor
 from pipeline.producer import EventProducer
+from pipeline.services import Services, open_services
 from pipeline.settings import PipelineSettings
 from pipeline.transactions import TransactionalPublisher
 
@@ -35,6 +36,8 @@ log = logging.getLogger("pipeline.worker")
 EXIT_OK = 0
 EXIT_DRAIN_INCOMPLETE = 3
 EXIT_FAILED = 4
+LEAVE_GROUP_DEADLINE_S = 15.0
+"""Leaving can wait on a rebalance other members hold up; finished work is committed by then."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Runtime:
         self.group_id = processor.group_id
         self.metrics = Metrics()
         self.breakers = BreakerRegistry(processor.dependencies)
+        self.services = Services(processor.name)
         self.transactions: TransactionalPublisher | None = None
         if processor.exactly_once:
             self.producer = EventProducer(
@@ -141,6 +145,36 @@ class Runtime:
 
             health = HealthServer(self, self.options.health_port)
             await health.start()
+        processor = self.processor
+        opening = asyncio.ensure_future(
+            open_services(
+                self.settings,
+                processor.name,
+                self.group_id,
+                self.replica_id,
+                processor.tables,
+                processor.database,
+                self.metrics,
+                self.breakers,
+            )
+        )
+        # Tables can take a while to catch up: a SIGTERM meanwhile just exits.
+        stop_waiter = asyncio.ensure_future(self._stop_requested.wait())
+        await asyncio.wait([opening, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
+        stop_waiter.cancel()
+        if not opening.done():
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
+            if health is not None:
+                await health.stop()
+            log.info("stopped before the pool and tables were ready")
+            return EXIT_OK
+        try:
+            self.services = opening.result()
+        except BaseException:
+            if health is not None:
+                await health.stop()
+            raise
         await self.producer.start()
         if self.transactions is not None:
             self.transactions.start()
@@ -304,14 +338,24 @@ class Runtime:
         self.workers.clear()
         if workers:
             self.drain_clean = await self._drain(workers)
+        started = time.monotonic()
         try:
-            await self.consumer.stop()
+            await asyncio.wait_for(self.consumer.stop(), LEAVE_GROUP_DEADLINE_S)
+        except TimeoutError:
+            log.warning(
+                "leaving group %s took over %.0fs (a rebalance in progress?); exiting anyway: "
+                "the broker drops this member after its session timeout",
+                self.group_id,
+                LEAVE_GROUP_DEADLINE_S,
+            )
         finally:
+            log.info("left group %s in %.1fs", self.group_id, time.monotonic() - started)
             if self.transactions is not None:
                 await self.transactions.stop()
             await self.producer.stop()
             for executor in self._executors.values():
                 executor.shutdown(wait=False, cancel_futures=True)
+            await self.services.close()
 
     # -- health ---------------------------------------------------------------------------
 

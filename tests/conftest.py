@@ -60,6 +60,19 @@ def kafka_bootstrap() -> Iterator[str]:
             cluster.down()
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """POSTGRES_URL if set, else a throwaway local PostgreSQL with the migrations applied."""
+    from pipeline.kafka_probe import run_sync
+    from pipeline.localpg import ephemeral_postgres
+    from pipeline.migrations import migrate
+    from pipeline.settings import DatabaseTuning
+
+    with ephemeral_postgres(progress=log_progress) as url:
+        run_sync(migrate(url, DatabaseTuning().migrations_dir))
+        yield url
+
+
 @pytest.fixture
 def settings(kafka_bootstrap: str) -> PipelineSettings:
     return PipelineSettings(bootstrap_servers=kafka_bootstrap)

@@ -83,12 +83,19 @@ class Replica:
         finally:
             self._log.close()
 
-    def stop(self) -> int:
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGTERM and wait; a worker that does not exit in time fails with its log tail."""
         self.signal(signal.SIGTERM)
-        return self.wait()
+        try:
+            return self.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"{self.replica_id} still running {timeout_s}s after SIGTERM:\n{self.tail(80)}"
+            ) from None
 
     def tail(self, lines: int = 30) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 

@@ -65,3 +65,5 @@ class EnrichedOrder(EventModel):
     customer_segment: Literal["consumer", "business", "vip", "unknown"] = "unknown"
     customer_country: CountryCode | None = None
     enriched_at: datetime
+    amount_eur: Decimal | None = Field(default=None, max_digits=16, decimal_places=2)
+    """The amount at the reference rates of topics.fx (added later: older events lack it)."""

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from pipeline.cli import infra_cmd, produce_cmd, topics_cmd, worker_cmd
+from pipeline.cli import db_cmd, infra_cmd, produce_cmd, topics_cmd, worker_cmd
 from pipeline.cli.common import console
 from pipeline.errors import PipelineError
 
@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(infra_cmd.app, name="infra")
 app.add_typer(topics_cmd.app, name="topics")
+app.add_typer(db_cmd.app, name="db")
 app.command("produce")(produce_cmd.produce)
 app.command("worker")(worker_cmd.worker)
 

@@ -27,7 +27,19 @@ def settings_for_cli(bootstrap: str | None = None) -> PipelineSettings:
         local = local_bootstrap()
         if local:
             overrides["bootstrap_servers"] = local
+    if "PIPELINE_DATABASE_URL" not in os.environ:
+        local_db = local_database_url()
+        if local_db:
+            overrides["database_url"] = local_db
     return load_settings(**overrides)
+
+
+def local_database_url() -> str | None:
+    from pipeline.localpg import LocalPostgres
+    from pipeline.paths import postgres_state_dir
+
+    state = LocalPostgres(postgres_state_dir()).load_state()
+    return state.url if state else None
 
 
 def local_bootstrap() -> str | None:
