@@ -34,6 +34,7 @@ from pipeline.codec import decode_value
 from pipeline.errors import EventDecodeError, PipelineError
 from pipeline.metrics import Metrics
 from pipeline.settings import PipelineSettings
+from pipeline.topic_metadata import TopicNotOnClusterError, partition_count
 
 if TYPE_CHECKING:
     from pipeline.services import Services
@@ -156,11 +157,11 @@ class TableFollower:
                 self.cache.put_many(upserts)
                 self.records_applied += len(records)
                 self._metrics.inc("table_records", len(records), labels={"table": spec.name})
-            if not self.caught_up.is_set() and all(
-                consumer.position(tp) >= end for tp, end in self._targets.items()
-            ):
+            if not self.caught_up.is_set():
                 # position() is cheap here: every partition is assigned and fetched.
-                self.caught_up.set()
+                positions = [await consumer.position(tp) for tp in self._targets]
+                if all(p >= end for p, end in zip(positions, self._targets.values(), strict=True)):
+                    self.caught_up.set()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -173,15 +174,13 @@ class TableFollower:
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        await consumer.topics()  # refreshes metadata for every topic
-        partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
+    try:
+        count = await partition_count(consumer._client, topic)
+    except TopicNotOnClusterError:
         raise PipelineError(
             f"table topic {topic!r} does not exist on the cluster; run `pipeline topics apply`"
-        )
-    return sorted(partitions)
+        ) from None
+    return list(range(count))
 
 
 class TableView:

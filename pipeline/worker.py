@@ -172,6 +172,7 @@ class Runtime:
         try:
             self.services = opening.result()
         except BaseException:
+            await self.consumer.stop()  # never started; closing keeps the log free of warnings
             if health is not None:
                 await health.stop()
             raise

@@ -1,112 +1,296 @@
-"""`make demo`: the pipeline as far as it exists, end to end on a local broker.
+"""`make demo`: the whole example pipeline on this machine, in about two minutes.
 
-Starts a private Kafka (or uses KAFKA_BOOTSTRAP), applies the catalogue,
-publishes customers and a stream of Zipf-skewed orders with a progress bar,
-prints where the events landed per partition, and stops what it started,
-also on Ctrl-C. Later issues grow this into the whole pipeline.
+Starts a private Kafka and PostgreSQL (or uses KAFKA_BOOTSTRAP and
+POSTGRES_URL), applies the topic catalogue and the migrations, seeds the
+customers (all in PostgreSQL, the system of record; most also on the
+compacted `customers` topic), starts two replicas each of enrich_orders and
+order_stats as real processes, runs the order load generator with a live
+view, waits for the pipeline to drain, and checks the invariants: every
+published order is enriched or dead-lettered, and PostgreSQL's totals equal
+the sums over the published orders. Everything it started is stopped on
+exit, also on Ctrl-C.
+
+Example: python -m producers.demo --duration 20 --rate 500
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
+import tempfile
 import time
-from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.live import Live
 
-from pipeline.delivery import Delivery, DeliveryList
+from pipeline.catalogue import Catalogue
 from pipeline.localkafka import ephemeral_kafka
-from pipeline.offsets import end_offsets
+from pipeline.localpg import ephemeral_postgres
+from pipeline.migrations import migrate
 from pipeline.producer import EventProducer
-from pipeline.settings import PipelineSettings
+from pipeline.ratelimit import TokenBucket
+from pipeline.settings import DatabaseTuning, PipelineSettings
 from pipeline.topic_admin import ensure_topics
-from producers.loadgen import CustomerGenerator, OrderGenerator
-from topics import CATALOGUE, CUSTOMERS, ORDERS
+from pipeline.worker_process import WorkerProcess
+from producers.demo_check import Published, check_invariants, print_checks, seed_customers
+from producers.demo_view import FlowProbe, Snapshot, one_line, rates, render
+from producers.loadgen import CustomerGenerator, OrderGenerator, Profile, rate_at
+from topics import CATALOGUE
+from topics.fx import to_eur
 
 console = Console()
+PROCESSORS = ("enrich_orders", "order_stats")
+VIEW_INTERVAL_S = 1.0
+DRAIN_TIMEOUT_S = 120.0
 
 
-async def demo(bootstrap: str, orders_total: int, customers_total: int) -> None:
-    settings = PipelineSettings(bootstrap_servers=bootstrap)
-    plan = await ensure_topics(settings, CATALOGUE.with_dlqs())
+@dataclass(frozen=True)
+class DemoOptions:
+    duration_s: float = 60.0
+    rate: float = 1500.0
+    profile: Profile = "spike"
+    customers: int = 20_000
+    topic_share: float = 0.9
+    """Customers also on the topic; the rest only PostgreSQL has (the loader's work)."""
+    unknown_share: float = 0.002
+    replicas: int = 2
+    prefix: str = ""
+
+
+@dataclass
+class Run:
+    options: DemoOptions
+    settings: PipelineSettings
+    database_url: str
+    work_dir: Path
+    catalogue: Catalogue
+    workers: list[WorkerProcess] = field(default_factory=list)
+    published: Published = field(default_factory=Published)
+
+    def topic(self, name: str) -> str:
+        return self.catalogue.get(name).name
+
+
+def worker_env(run: Run) -> dict[str, str]:
+    return {
+        "PIPELINE_BOOTSTRAP_SERVERS": run.settings.bootstrap_servers,
+        "PIPELINE_DATABASE_URL": run.database_url,
+        "PIPELINE_TOPIC_PREFIX": run.options.prefix,
+        "PIPELINE_STATE_DIR": str(run.work_dir / "state"),
+    }
+
+
+def start_workers(run: Run) -> None:
+    for processor in PROCESSORS:
+        for index in range(run.options.replicas):
+            replica_id = f"{processor}-{index}"
+            run.workers.append(
+                WorkerProcess(
+                    processor, replica_id, worker_env(run), run.work_dir / f"{replica_id}.log"
+                )
+            )
     console.print(
-        f"[green]topics applied[/]: {len(plan.pending)} created or changed, "
-        f"{len(plan.warnings)} warning(s) (a 1-broker cluster clamps replication to 1)"
+        f"[green]started {len(run.workers)} worker processes[/] "
+        f"({run.options.replicas} × {', '.join(PROCESSORS)}); logs in {run.work_dir}"
     )
-    deliveries: list[Delivery] = []
-    async with EventProducer(settings) as producer:
-        customers = list(CustomerGenerator(customers_total))
-        await producer.publish_many(CUSTOMERS, customers)
-        console.print(f"[green]published {len(customers):,} customers[/] to {CUSTOMERS.name}")
 
-        generator = OrderGenerator(customers_total)
-        started = time.monotonic()
-        with Progress(
-            TextColumn("[bold]orders[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>9,.0f} ev/s"),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("orders", total=orders_total, rate=0.0)
-            pending: list[asyncio.Future[DeliveryList]] = []
-            for start in range(0, orders_total, 2000):
-                batch = generator.batch(min(2000, orders_total - start))
-                pending.append(await producer.submit_many(ORDERS, batch))
-                while len(pending) > 4:
-                    deliveries.extend(await pending.pop(0))
-                    rate = len(deliveries) / (time.monotonic() - started)
-                    progress.update(task, completed=len(deliveries), rate=rate)
-            for future in pending:
-                deliveries.extend(await future)
-            elapsed = time.monotonic() - started
-            progress.update(task, completed=len(deliveries), rate=len(deliveries) / elapsed)
 
-    per_partition = Counter(d.partition for d in deliveries)
-    offsets = await end_offsets(settings, ORDERS.name)
-    table = Table(
-        title=f"{ORDERS.name}: where {len(deliveries):,} orders landed (key: customer_id)"
+def stop_workers(run: Run) -> None:
+    for worker in run.workers:
+        worker.signal(15)
+    for worker in run.workers:
+        code = worker.stop(grace_s=40)
+        if code != 0:
+            console.print(f"[yellow]{worker.replica_id} exited with {code}[/]: {worker.tail(5)}")
+
+
+async def publish_orders(run: Run, producer: EventProducer) -> None:
+    options = run.options
+    generator = OrderGenerator(
+        options.customers, id_prefix=options.prefix, unknown_share=options.unknown_share
     )
-    for column in ("partition", "published now", "share", "end offset"):
-        table.add_column(column, justify="right")
-    for partition in sorted(offsets):
-        count = per_partition.get(partition, 0)
-        table.add_row(
-            str(partition),
-            f"{count:,}",
-            f"{count / len(deliveries):.1%}",
-            f"{offsets[partition]:,}",
-        )
-    console.print(table)
+    orders_topic = run.catalogue.get("orders")
+    bucket = TokenBucket(options.rate)
+    started = time.monotonic()
+    pending: list[asyncio.Future[object]] = []
+    while (elapsed := time.monotonic() - started) < options.duration_s:
+        bucket.rate_per_s = rate_at(options.profile, options.rate, elapsed, options.duration_s)
+        chunk = max(1, int(bucket.rate_per_s / 20))
+        await bucket.acquire(chunk)
+        orders = generator.batch(chunk)
+        pending.append(await producer.submit_many(orders_topic, orders))  # type: ignore[arg-type]
+        for order in orders:
+            run.published.add(order.customer_id, to_eur(order.amount, order.currency))
+        while len(pending) > 8:
+            await pending.pop(0)
+    for future in pending:
+        await future
+
+
+async def watch(
+    run: Run, probe: FlowProbe, phase: list[str], stop: asyncio.Event
+) -> Snapshot | None:
+    """Refresh the live view until `stop`; the last snapshot."""
+    previous: Snapshot | None = None
+    last_line = 0.0
+    live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
+    with live or contextlib.nullcontext():
+        while not stop.is_set():
+            current = await probe.snapshot(run.workers)
+            rate = rates(previous, current)
+            if live is not None:
+                live.update(render(current, rate, phase[0]))
+            elif time.monotonic() - last_line >= 5:
+                console.print(one_line(current, rate, phase[0]), highlight=False, markup=False)
+                last_line = time.monotonic()
+            previous = current
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), VIEW_INTERVAL_S)
+    return previous
+
+
+async def wait_drained(probe: FlowProbe, run: Run, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        snapshot = await probe.snapshot(run.workers)
+        if all(sum(lag.values()) == 0 for lag in snapshot.lag.values()):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the pipeline did not drain within {timeout_s:.0f}s: "
+                + ", ".join(f"{g} lag {sum(p.values())}" for g, p in snapshot.lag.items())
+                + f"; see the worker logs in {run.work_dir}"
+            )
+        await asyncio.sleep(0.5)
+
+
+async def demo(run: Run) -> bool:
+    options = run.options
+    catalogue = run.catalogue
+    await ensure_topics(run.settings, catalogue.with_dlqs())
+    await migrate(run.database_url, DatabaseTuning().migrations_dir)
+    console.print("[green]topics and migrations applied[/]")
+    customers = list(CustomerGenerator(options.customers, id_prefix=options.prefix))
+    on_topic = await seed_customers(run.settings, run.database_url, catalogue, customers, options)
     console.print(
-        f"{len(deliveries):,} orders acknowledged by the broker in {elapsed:.1f}s "
-        f"({len(deliveries) / elapsed:,.0f} events/s); partitions are uneven because a few "
-        "customers place most orders (Zipf), and all of one customer's orders share a partition."
+        f"[green]seeded {len(customers):,} customers[/] in PostgreSQL, "
+        f"{on_topic:,} of them also on the customers topic"
     )
-    console.print(
-        "next: `pipeline infra up`, then `pipeline topics apply` and "
-        "`pipeline produce --topic orders --file your.jsonl` on a cluster that stays up."
+    start_workers(run)
+    for worker in run.workers:
+        worker.wait_ready(timeout_s=120)
+    console.print("[green]all replicas ready[/] (tables caught up, pools connected)")
+
+    started_at = datetime.now(UTC)
+    probe = FlowProbe(
+        run.settings,
+        topics={
+            "orders": run.topic("orders"),
+            "enriched": run.topic("orders.enriched"),
+            "dlq:orders": catalogue.get("orders").dlq_name,
+            "dlq:enriched": catalogue.get("orders.enriched").dlq_name,
+        },
+        groups={
+            f"{options.prefix}enrich_orders": run.topic("orders"),
+            f"{options.prefix}order_stats": run.topic("orders.enriched"),
+        },
     )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, default=200_000)
-    parser.add_argument("--customers", type=int, default=20_000)
-    args = parser.parse_args()
+    await probe.start()
     try:
-        with ephemeral_kafka(progress=lambda m: console.print(f"[dim]… {m}[/]")) as bootstrap:
-            console.print(f"[green]Kafka at {bootstrap}[/]")
-            asyncio.run(demo(bootstrap, args.orders, args.customers))
+        phase = [f"publishing for {options.duration_s:.0f}s ({options.profile})"]
+        stop_view = asyncio.Event()
+        viewer = asyncio.ensure_future(watch(run, probe, phase, stop_view))
+        async with EventProducer(run.settings) as producer:
+            await publish_orders(run, producer)
+        phase[0] = "draining"
+        await wait_drained(probe, run, DRAIN_TIMEOUT_S)
+        stop_view.set()
+        await viewer
+    finally:
+        await probe.stop()
+    console.print(
+        f"[green]published {run.published.orders:,} orders[/]; the pipeline drained. Checking…"
+    )
+    checks = await check_invariants(
+        run.settings, run.database_url, catalogue, run.published, options.prefix, started_at
+    )
+    return print_checks(console, checks)
+
+
+@contextlib.contextmanager
+def infrastructure() -> Iterator[tuple[str, str]]:
+    say = lambda message: console.print(f"[dim]… {message}[/]")  # noqa: E731
+    with ephemeral_kafka(progress=say) as bootstrap, ephemeral_postgres(progress=say) as url:
+        console.print(f"[green]Kafka at {bootstrap}, PostgreSQL at {url}[/]")
+        yield bootstrap, url
+
+
+NEXT_STEPS = """[bold]What to try next[/]
+  • pipeline infra up && pipeline db up && pipeline topics apply && pipeline db migrate
+  • pipeline worker enrich_orders --replica-id a --health-port 9101   (and a second one: b, 9102)
+  • python -m producers.loadgen --rate 2000 --duration 60 --profile spike
+  • curl localhost:9101/metrics | grep cache    — hits, misses, loads from PostgreSQL
+  • kill -9 one worker mid-stream: its partitions move, nothing is lost
+  • python -m producers.demo --duration 20 --rate 500   — a shorter demo"""
+
+
+def parse_options(argv: list[str] | None = None) -> DemoOptions:
+    parser = argparse.ArgumentParser(
+        description="Run the example pipeline end to end and check its invariants.",
+        epilog="Example: python -m producers.demo --duration 20 --rate 500",
+    )
+    parser.add_argument("--duration", type=float, default=60, help="seconds of load (60)")
+    parser.add_argument("--rate", type=float, default=1500, help="base orders per second")
+    parser.add_argument("--profile", choices=["steady", "step", "spike"], default="spike")
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--replicas", type=int, default=2, help="replicas per processor")
+    parser.add_argument(
+        "--prefix", default="", help="topic, group and customer-id prefix (shared clusters)"
+    )
+    args = parser.parse_args(argv)
+    return DemoOptions(
+        duration_s=args.duration,
+        rate=args.rate,
+        profile=args.profile,
+        customers=args.customers,
+        replicas=args.replicas,
+        prefix=args.prefix,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_options(argv)
+    run: Run | None = None
+    ok = False
+    try:
+        with (
+            infrastructure() as (bootstrap, url),
+            tempfile.TemporaryDirectory(prefix="pipeline-demo-") as folder,
+        ):
+            settings = PipelineSettings(bootstrap_servers=bootstrap, topic_prefix=options.prefix)
+            run = Run(
+                options,
+                settings,
+                url,
+                Path(folder),
+                CATALOGUE.with_prefix(options.prefix),
+            )
+            try:
+                ok = asyncio.run(demo(run))
+            finally:
+                stop_workers(run)
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted: the demo's broker has been stopped[/]")
+        console.print("[yellow]interrupted: workers, Kafka and PostgreSQL have been stopped[/]")
         sys.exit(130)
-    console.print("[green]demo finished; its broker has been stopped[/]")
+    console.print("[green]demo finished[/]; everything it started has been stopped")
+    console.print(NEXT_STEPS)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

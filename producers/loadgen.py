@@ -48,14 +48,15 @@ LAST = ["Lovelace", "Okafor", "Müller", "Nakamura", "Rossi", "Silva", "Novak", 
 Profile = Literal["steady", "step", "spike"]
 
 
-def customer_id(index: int) -> str:
-    return f"cust-{index:07d}"
+def customer_id(index: int, prefix: str = "") -> str:
+    return f"{prefix}cust-{index:07d}"
 
 
 class CustomerGenerator:
-    def __init__(self, count: int, seed: int = 1) -> None:
+    def __init__(self, count: int, seed: int = 1, id_prefix: str = "") -> None:
         self.count = count
         self.rng = random.Random(seed)
+        self.id_prefix = id_prefix
 
     def __iter__(self) -> Iterator[Customer]:
         now = datetime.now(UTC)
@@ -64,7 +65,7 @@ class CustomerGenerator:
             first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
             signed_up = now - timedelta(days=self.rng.randrange(1, 2000))
             yield Customer(
-                customer_id=customer_id(index),
+                customer_id=customer_id(index, self.id_prefix),
                 name=f"{first} {last}",
                 email=f"{first.lower()}.{last.lower()}{index}@example.com",
                 country=self.rng.choices(countries, COUNTRY_WEIGHTS)[0],
@@ -75,10 +76,23 @@ class CustomerGenerator:
 
 
 class OrderGenerator:
-    """Orders whose customer ids follow a Zipf law (s≈1.1): a long tail of rare buyers."""
+    """Orders whose customer ids follow a Zipf law (s≈1.1): a long tail of rare buyers.
 
-    def __init__(self, customers: int, seed: int = 2, skew: float = 1.1) -> None:
+    `unknown_share` of the orders name a customer that exists nowhere, as a
+    buggy upstream would: downstream they must end in the dead-letter queue.
+    """
+
+    def __init__(
+        self,
+        customers: int,
+        seed: int = 2,
+        skew: float = 1.1,
+        id_prefix: str = "",
+        unknown_share: float = 0.0,
+    ) -> None:
         self.rng = random.Random(seed)
+        self.id_prefix = id_prefix
+        self.unknown_share = unknown_share
         weights = [1.0 / (rank**skew) for rank in range(1, customers + 1)]
         self.cumulative = list(itertools.accumulate(weights))
         # Shuffle which ids are hot so hot keys spread over partitions.
@@ -87,8 +101,10 @@ class OrderGenerator:
         self.sequence = 0
 
     def _customer(self) -> str:
+        if self.unknown_share and self.rng.random() < self.unknown_share:
+            return f"{self.id_prefix}unknown-{self.rng.randrange(1000):03d}"
         rank = bisect.bisect_left(self.cumulative, self.rng.random() * self.cumulative[-1])
-        return customer_id(self.ids[rank])
+        return customer_id(self.ids[rank], self.id_prefix)
 
     def next(self) -> Order:
         self.sequence += 1
@@ -105,7 +121,7 @@ class OrderGenerator:
         ]
         amount = sum((line.unit_price * line.quantity for line in lines), Decimal("0.00"))
         return Order(
-            order_id=f"ord-{self.sequence:010d}-{self.rng.getrandbits(24):06x}",
+            order_id=f"{self.id_prefix}ord-{self.sequence:010d}-{self.rng.getrandbits(24):06x}",
             customer_id=self._customer(),
             amount=amount,
             currency=COUNTRIES[country],

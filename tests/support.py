@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from pipeline.topic_reader import read_all
+from pipeline.worker_process import PIPELINE
 
 __all__ = ["PIPELINE", "log_progress", "read_all", "run_cli"]
-
-PIPELINE = str(Path(sys.executable).parent / "pipeline")
 
 
 def log_progress(message: str) -> None:

@@ -1,0 +1,158 @@
+"""The demo's live view: what flows where, read from the brokers and the replicas.
+
+Rates come from end offsets (what the brokers hold), lag from the groups'
+committed offsets, and cache and sink figures from the replicas' /metrics,
+so the view shows the system as an operator's tools would see it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from rich.console import Group, RenderableType
+from rich.table import Table
+
+from pipeline.settings import PipelineSettings
+from pipeline.topic_metadata import partition_count
+from pipeline.worker_process import WorkerProcess
+
+
+@dataclass
+class Snapshot:
+    at: float
+    orders: int
+    enriched: int
+    dead_lettered: int
+    lag: dict[str, dict[int, int]]
+    cache_hits: float
+    cache_misses: float
+    sink_rows: float
+    replicas_ready: int
+    replicas: int
+
+
+@dataclass
+class Rates:
+    orders_per_s: float = 0.0
+    enriched_per_s: float = 0.0
+    sink_rows_per_s: float = 0.0
+
+
+@dataclass
+class FlowProbe:
+    """Long-lived clients, so a refresh costs two requests, not two connections."""
+
+    settings: PipelineSettings
+    topics: dict[str, str]
+    """role → topic name: orders, enriched, and the DLQs as dlq:<name>."""
+    groups: dict[str, str]
+    """group → the topic it consumes."""
+    _consumer: AIOKafkaConsumer | None = None
+    _admin: AIOKafkaAdminClient | None = None
+    _partitions: dict[str, list[TopicPartition]] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(**self.settings.client_kwargs())
+        await self._consumer.start()
+        self._admin = AIOKafkaAdminClient(**self.settings.client_kwargs())
+        await self._admin.start()
+        for topic in self.topics.values():
+            count = await partition_count(self._consumer._client, topic)
+            self._partitions[topic] = [TopicPartition(topic, p) for p in range(count)]
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._admin is not None:
+            await self._admin.close()
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        assert self._consumer is not None
+        partitions = self._partitions[topic]
+        if not partitions:
+            return {}
+        offsets = await self._consumer.end_offsets(partitions)
+        return {tp.partition: offset for tp, offset in offsets.items()}
+
+    async def snapshot(self, workers: list[WorkerProcess]) -> Snapshot:
+        assert self._admin is not None
+        ends = {topic: await self.end_offsets(topic) for topic in self.topics.values()}
+        lag: dict[str, dict[int, int]] = {}
+        for group, topic in self.groups.items():
+            committed = await self._admin.list_consumer_group_offsets(group)
+            done = {tp.partition: m.offset for tp, m in committed.items() if tp.topic == topic}
+            lag[group] = {p: end - max(0, done.get(p, 0)) for p, end in ends[topic].items()}
+        metrics = [worker.metrics() for worker in workers if worker.running]
+        return Snapshot(
+            at=time.monotonic(),
+            orders=sum(ends[self.topics["orders"]].values()),
+            enriched=sum(ends[self.topics["enriched"]].values()),
+            dead_lettered=sum(
+                sum(ends[topic].values())
+                for role, topic in self.topics.items()
+                if role.startswith("dlq:")
+            ),
+            lag=lag,
+            cache_hits=sum(m.get("pipeline_cache_hits_total", 0.0) for m in metrics),
+            cache_misses=sum(m.get("pipeline_cache_misses_total", 0.0) for m in metrics),
+            sink_rows=sum(m.get("pipeline_sink_items_total", 0.0) for m in metrics),
+            replicas_ready=sum(1 for worker in workers if worker.is_ready()),
+            replicas=len(workers),
+        )
+
+
+def rates(previous: Snapshot | None, current: Snapshot) -> Rates:
+    if previous is None or current.at <= previous.at:
+        return Rates()
+    elapsed = current.at - previous.at
+    return Rates(
+        orders_per_s=(current.orders - previous.orders) / elapsed,
+        enriched_per_s=(current.enriched - previous.enriched) / elapsed,
+        sink_rows_per_s=(current.sink_rows - previous.sink_rows) / elapsed,
+    )
+
+
+def hit_ratio(snapshot: Snapshot) -> float:
+    lookups = snapshot.cache_hits + snapshot.cache_misses
+    return snapshot.cache_hits / lookups if lookups else 0.0
+
+
+def render(snapshot: Snapshot, rate: Rates, phase: str) -> RenderableType:
+    flow = Table(title=f"pipeline — {phase}", title_justify="left")
+    for column in ("orders in/s", "enriched out/s", "sink rows/s", "dead-lettered", "cache hits"):
+        flow.add_column(column, justify="right")
+    flow.add_column("replicas ready", justify="right")
+    flow.add_row(
+        f"{rate.orders_per_s:,.0f}",
+        f"{rate.enriched_per_s:,.0f}",
+        f"{rate.sink_rows_per_s:,.0f}",
+        f"{snapshot.dead_lettered:,}",
+        f"{hit_ratio(snapshot):.1%}",
+        f"{snapshot.replicas_ready}/{snapshot.replicas}",
+    )
+    lag = Table(title="lag per partition (records not yet committed)", title_justify="left")
+    lag.add_column("group")
+    partitions = sorted({p for per_group in snapshot.lag.values() for p in per_group})
+    for partition in partitions:
+        lag.add_column(str(partition), justify="right")
+    lag.add_column("total", justify="right")
+    for group, per_partition in snapshot.lag.items():
+        lag.add_row(
+            group,
+            *(f"{per_partition.get(p, 0):,}" for p in partitions),
+            f"{sum(per_partition.values()):,}",
+        )
+    return Group(flow, lag)
+
+
+def one_line(snapshot: Snapshot, rate: Rates, phase: str) -> str:
+    """The view for logs and pipes, where a live table would be noise."""
+    lag = ", ".join(f"{group} lag {sum(p.values()):,}" for group, p in snapshot.lag.items())
+    return (
+        f"[{phase}] in {rate.orders_per_s:,.0f}/s, out {rate.enriched_per_s:,.0f}/s, "
+        f"sink {rate.sink_rows_per_s:,.0f} rows/s, DLQ {snapshot.dead_lettered:,}, "
+        f"cache hits {hit_ratio(snapshot):.1%}, {lag}"
+    )
