@@ -6,7 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup kafka test unit integration lint demo bench clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup kafka postgres db test unit integration lint demo bench clean
 
 setup: $(STAMP)
 
@@ -20,24 +22,37 @@ $(STAMP): pyproject.toml
 kafka: setup
 	$(BIN)/pipeline infra fetch
 
-test: setup kafka
-	$(BIN)/python -m pytest
+# PostgreSQL from Debian's packages, installed when missing.
+postgres:
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+		echo "installing PostgreSQL from Debian's packages"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; }
+
+# The project's PostgreSQL cluster under .state/postgres, on a free loopback
+# port, with the migrations applied. `pipeline db down` (or `make clean`) stops it.
+db: setup postgres
+	$(BIN)/pipeline db up
+	PIPELINE_DATABASE_URL=$$($(BIN)/pipeline db url) $(BIN)/pipeline db migrate
+
+test: setup kafka db
+	POSTGRES_URL=$$($(BIN)/pipeline db url) $(BIN)/python -m pytest
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit
 
-integration: setup kafka
-	$(BIN)/python -m pytest tests/integration
+integration: setup kafka db
+	POSTGRES_URL=$$($(BIN)/pipeline db url) $(BIN)/python -m pytest tests/integration
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-demo: setup kafka
+demo: setup kafka postgres
 	$(BIN)/python -m producers.demo
 
-bench: setup kafka
+bench: setup kafka postgres
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	@set -e; for script in bench/*.py; do \
 		echo "== $$script"; $(BIN)/python $$script; \
@@ -45,4 +60,5 @@ bench: setup kafka
 
 clean:
 	-$(BIN)/pipeline infra down
+	-$(BIN)/pipeline db down
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
