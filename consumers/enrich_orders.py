@@ -37,6 +37,10 @@ async def enrich(order: Order, ctx: Context) -> EnrichedOrder:
             "customers topic nor in the customers table"
         )
     assert isinstance(customer, Customer)
+    return enrich_with(order, customer)
+
+
+def enrich_with(order: Order, customer: Customer) -> EnrichedOrder:
     return EnrichedOrder(
         order_id=order.order_id,
         customer_id=order.customer_id,

@@ -40,6 +40,7 @@ VALUE_PREFIX = b"v:"
 AGE_PREFIX = b"t:"
 AGE_END = b"t;"  # the byte after ':' bounds the age key space
 _STAMP = struct.Struct(">Q")
+_unpackb = msgpack.unpackb  # strings as str, bytes as bytes: msgpack's defaults
 EVICT_SLACK = 0.05
 """Evict this share below the bound at once, so a full cache does not evict on every put."""
 
@@ -93,19 +94,13 @@ class LocalCache:
         self.max_age_ms = None if max_age_s is None else int(max_age_s * 1000)
         self.default_ttl_s = default_ttl_s
         self.stats = CacheStats()
-        self._metrics = metrics
-        self._labels = {"cache": name}
         self._clock_ms = clock_ms
         self._loading: dict[bytes, asyncio.Future[Any]] = {}
         self._next_age_sweep_ms = 0
         self._db = self._open()
         self._count = self._count_entries()
         if metrics is not None:
-            metrics.gauge(
-                "cache_entries",
-                lambda: {(("cache", name),): float(self._count)},
-                "Entries in the local cache.",
-            )
+            self._export(metrics)
 
     # -- opening, and recovering from a directory that will not open ----------
 
@@ -197,22 +192,23 @@ class LocalCache:
 
     def get(self, key: str | bytes) -> Any | None:
         """The cached value, or None when absent or expired."""
-        raw_key = VALUE_PREFIX + _key(key)
+        # The hot path of every lookup: no helper calls, no keyword arguments.
+        raw_key = VALUE_PREFIX + (key if key.__class__ is bytes else key.encode())  # type: ignore[union-attr]
         try:
             stored = self._db.get(raw_key)
         except Exception as exc:  # noqa: BLE001 - damaged files: rebuild, report a miss
             self._rebuild_after(exc)
             stored = None
         if stored is None:
-            self._record("misses")
+            self.stats.misses += 1
             return None
-        written_ms, expires_ms, value = msgpack.unpackb(stored, raw=False)
+        written_ms, expires_ms, value = _unpackb(stored)
         if expires_ms and expires_ms <= self._clock_ms():
             self._remove(raw_key, written_ms)
-            self._record("expired")
-            self._record("misses")
+            self.stats.expired += 1
+            self.stats.misses += 1
             return None
-        self._record("hits")
+        self.stats.hits += 1
         return value
 
     def put(self, key: str | bytes, value: Any, ttl_s: float | None = None) -> None:
@@ -328,5 +324,15 @@ class LocalCache:
 
     def _record(self, what: str, amount: int = 1) -> None:
         setattr(self.stats, what, getattr(self.stats, what) + amount)
-        if self._metrics is not None:
-            self._metrics.inc(f"cache_{what}", amount, self._labels)
+
+    def _export(self, metrics: Metrics) -> None:
+        labels = (("cache", self.name),)
+        metrics.gauge(
+            "cache_entries", lambda: {labels: float(self._count)}, "Entries in the local cache."
+        )
+        for what in ("hits", "misses", "expired", "evictions", "loads", "rebuilds"):
+            metrics.counters_from(
+                f"cache_{what}",
+                lambda what=what: {labels: float(getattr(self.stats, what))},  # type: ignore[arg-type,misc]
+                f"Local cache {what}.",
+            )

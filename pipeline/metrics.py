@@ -20,29 +20,48 @@ class Metrics:
     def __init__(self, prefix: str = "pipeline") -> None:
         self.prefix = prefix
         self._counters: dict[str, dict[Labels, float]] = defaultdict(lambda: defaultdict(float))
-        self._gauges: dict[str, Callable[[], dict[Labels, float]]] = {}
+        # Several sources may feed one name (e.g. one per cache), each with its own labels.
+        self._gauges: dict[str, list[Callable[[], dict[Labels, float]]]] = defaultdict(list)
+        self._counter_sources: dict[str, list[Callable[[], dict[Labels, float]]]] = defaultdict(
+            list
+        )
         self._help: dict[str, str] = {}
 
     def inc(self, name: str, amount: float = 1.0, labels: dict[str, str] | None = None) -> None:
         self._counters[name][_labels(labels)] += amount
 
+    def counters_from(
+        self, name: str, read: Callable[[], dict[Labels, float]], help_text: str
+    ) -> None:
+        """Counters kept elsewhere (a hot path's plain ints), read when /metrics is scraped."""
+        self._counter_sources[name].append(read)
+        self._help[name] = help_text
+
     def gauge(self, name: str, read: Callable[[], dict[Labels, float]], help_text: str) -> None:
         """Register a gauge read when /metrics is scraped."""
-        self._gauges[name] = read
+        self._gauges[name].append(read)
         self._help[name] = help_text
 
     def render(self) -> str:
         lines: list[str] = []
-        for name, series in sorted(self._counters.items()):
+        counters = {name: dict(series) for name, series in self._counters.items()}
+        for name, reads in self._counter_sources.items():
+            for read in reads:
+                for labels, value in read().items():
+                    counters.setdefault(name, {})[labels] = value
+        for name, series in sorted(counters.items()):
             full = f"{self.prefix}_{name}_total"
             lines.append(f"# HELP {full} {self._help.get(name, name)}")
             lines.append(f"# TYPE {full} counter")
             lines.extend(f"{full}{_format(labels)} {value:g}" for labels, value in series.items())
-        for name, read in sorted(self._gauges.items()):
+        for name, reads in sorted(self._gauges.items()):
             full = f"{self.prefix}_{name}"
             lines.append(f"# HELP {full} {self._help.get(name, name)}")
             lines.append(f"# TYPE {full} gauge")
-            lines.extend(f"{full}{_format(labels)} {value:g}" for labels, value in read().items())
+            for read in reads:
+                lines.extend(
+                    f"{full}{_format(labels)} {value:g}" for labels, value in read().items()
+                )
         return "\n".join(lines) + "\n"
 
 
