@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -47,8 +48,10 @@ class Pipeline:
         }
         self.replicas: list[Replica] = []
 
-    def start(self, replica_id: str = "r0") -> Replica:
-        replica = Replica("enrich_orders", replica_id, self.env, self.log_dir)
+    def start(
+        self, replica_id: str = "r0", processor: str = "enrich_orders", **env: str
+    ) -> Replica:
+        replica = Replica(processor, replica_id, {**self.env, **env}, self.log_dir)
         self.replicas.append(replica)
         return replica
 
@@ -218,6 +221,77 @@ def test_sigkill_during_a_cache_write_burst_restarts_cleanly(pipeline: Pipeline)
     enriched = pipeline.enriched()
     assert {e.customer_name.rsplit(" ", 1)[1] for e in enriched.values()} == {"v61"}  # type: ignore[union-attr]
     assert "Traceback" not in restarted.tail(200)
+
+
+def test_a_locked_database_exhausts_the_pool_and_is_retried_not_dead_lettered(
+    pipeline: Pipeline,
+) -> None:
+    enriched = [
+        EnrichedOrder(
+            order_id=f"{pipeline.prefix}ord-{i}",
+            customer_id=f"{pipeline.prefix}cust-{i % 40:07d}",
+            amount=Decimal("2.50"),
+            currency="EUR",
+            country="DE",
+            placed_at=NOW,
+            enriched_at=NOW,
+            amount_eur=Decimal("2.50"),
+        )
+        for i in range(2000)
+    ]
+    replica = pipeline.start(
+        processor="order_stats",
+        PIPELINE_DB__POOL_MAX_SIZE="1",
+        PIPELINE_DB__ACQUIRE_TIMEOUT_S="0.3",
+    )
+    replica.wait_ready()
+
+    async def hold_lock(release: threading.Event) -> None:
+        connection = await asyncpg.connect(pipeline.postgres_url)
+        try:
+            async with connection.transaction():
+                await connection.execute("LOCK TABLE order_facts IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                await asyncio.to_thread(release.wait)
+        finally:
+            await connection.close()
+
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=run_sync, args=(hold_lock(release),))
+    holder.start()
+    try:
+        assert locked.wait(10)
+        pipeline.publish("orders.enriched", enriched)
+        # One writer holds the only connection, blocked on the lock; the others time out.
+        poll_until(
+            lambda: replica.metric("pipeline_db_pool_exhausted_total") > 0,
+            60,
+            what="an acquire timeout",
+        )
+        assert replica.running
+    finally:
+        release.set()
+        holder.join()
+    poll_until(
+        lambda: replica.metric("pipeline_sink_items_total") >= 2000, 60, what="the sink to catch up"
+    )
+    assert replica.metric("pipeline_dependency_failures_total") > 0
+    assert replica.metric("pipeline_dead_lettered_total") == 0
+
+    async def totals() -> tuple[int, Decimal]:
+        connection = await asyncpg.connect(pipeline.postgres_url)
+        try:
+            row = await connection.fetchrow(
+                "SELECT sum(orders) AS n, sum(revenue_eur) AS eur FROM customer_totals "
+                "WHERE customer_id LIKE $1",
+                pipeline.prefix.replace("_", r"\_") + "cust-%",
+            )
+            assert row is not None
+            return row["n"], row["eur"]
+        finally:
+            await connection.close()
+
+    assert run_sync(totals()) == (2000, Decimal("5000.00"))
 
 
 def test_the_shortened_demo_passes_its_invariant_check(kafka_bootstrap: str, unique: str) -> None:
