@@ -236,22 +236,9 @@ class PartitionWorker:
                         outcome = await handler(event, ctx)
                     else:
                         outcome = await self._call_in_pool(event)
-                except DependencyUnavailable as exc:
-                    self.waiting_on_dependency = True
-                    self.runtime.metrics.inc("dependency_waits", labels={"dependency": exc.name})
-                    await self._sleep(max(0.05, exc.retry_after_s))
-                    continue
-                except DependencyError as exc:
+                except (DependencyUnavailable, DependencyError) as exc:
                     # The event is fine; the dependency is not. Never dead-letter for it.
-                    self.waiting_on_dependency = True
-                    dependency_failures += 1
-                    self.runtime.metrics.inc("dependency_failures", labels={"dependency": exc.name})
-                    await self._sleep(
-                        min(
-                            DEPENDENCY_BACKOFF_CAP_S,
-                            processor.retry.delay_s(dependency_failures, self._rng),
-                        )
-                    )
+                    dependency_failures = await self._back_off(exc, dependency_failures)
                     continue
                 except (EventDecodeError, PermanentError) as exc:
                     first_failure = first_failure or now_ms()
@@ -328,6 +315,23 @@ class PartitionWorker:
         self.runtime.metrics.inc("dead_lettered", labels={"error": type(error).__name__})
         return True
 
+    async def _back_off(self, exc: DependencyUnavailable | DependencyError, failures: int) -> int:
+        """Wait out a dependency's failure; the dependency failures counted so far.
+
+        An open breaker says when to come back; a failed call backs off
+        exponentially (capped), because the outage may last.
+        """
+        self.waiting_on_dependency = True
+        if isinstance(exc, DependencyUnavailable):
+            self.runtime.metrics.inc("dependency_waits", labels={"dependency": exc.name})
+            await self._sleep(max(0.05, exc.retry_after_s))
+            return failures
+        failures += 1
+        self.runtime.metrics.inc("dependency_failures", labels={"dependency": exc.name})
+        delay = self.processor.retry.delay_s(failures, self._rng)
+        await self._sleep(min(DEPENDENCY_BACKOFF_CAP_S, delay))
+        return failures
+
     async def _write_sink(self, items: list[Any]) -> None:
         """Write a batch's sink items, retrying until the sink takes them.
 
@@ -345,27 +349,18 @@ class PartitionWorker:
                 raise Abandoned
             try:
                 await breaker.call(lambda: sink.write(items, services))
-            except DependencyUnavailable as exc:
-                self.waiting_on_dependency = True
-                self.runtime.metrics.inc("dependency_waits", labels={"dependency": exc.name})
-                await self._sleep(max(0.05, exc.retry_after_s))
-                continue
-            except DependencyError as exc:
-                self.waiting_on_dependency = True
-                failures += 1
-                self.runtime.metrics.inc("dependency_failures", labels={"dependency": exc.name})
-                log.warning(
-                    "%s-%d: sink %s failed for a batch of %d (attempt %d): %s",
-                    self.tp.topic,
-                    self.tp.partition,
-                    sink.name,
-                    len(items),
-                    failures,
-                    exc.__cause__,
-                )
-                await self._sleep(
-                    min(DEPENDENCY_BACKOFF_CAP_S, self.processor.retry.delay_s(failures, self._rng))
-                )
+            except (DependencyUnavailable, DependencyError) as exc:
+                if isinstance(exc, DependencyError):
+                    log.warning(
+                        "%s-%d: sink %s failed for a batch of %d (failure %d): %s",
+                        self.tp.topic,
+                        self.tp.partition,
+                        sink.name,
+                        len(items),
+                        failures + 1,
+                        exc.__cause__,
+                    )
+                failures = await self._back_off(exc, failures)
                 continue
             self.waiting_on_dependency = False
             self.runtime.metrics.inc("sink_items", len(items), labels={"sink": sink.name})
