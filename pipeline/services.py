@@ -7,8 +7,8 @@ topics; closed after it left the group.
 
 from __future__ import annotations
 
-import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +20,6 @@ from pipeline.metrics import Metrics
 from pipeline.paths import state_dir
 from pipeline.settings import PipelineSettings
 from pipeline.table import Table, TableFollower, TableView
-
-log = logging.getLogger("pipeline.worker")
 
 TABLE_CATCH_UP_TIMEOUT_S = 600.0
 
@@ -72,6 +70,7 @@ async def open_services(
     use_database: bool,
     metrics: Metrics,
     breakers: BreakerRegistry,
+    on_failure: Callable[[str], None],
 ) -> Services:
     services = Services(processor_name)
     try:
@@ -84,7 +83,7 @@ async def open_services(
                 max_entries=table.max_entries,
                 metrics=metrics,
             )
-            follower = TableFollower(table, settings, cache, metrics)
+            follower = TableFollower(table, settings, cache, metrics, on_failure)
             services.followers.append(follower)
             view = TableView(table, cache, breakers.get(table.loader_dependency))
             view.services = services

@@ -17,7 +17,6 @@ directory to rebuild from scratch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -67,9 +66,15 @@ class TableFollower:
     """Reads a compacted topic from the beginning into a cache, then keeps following it."""
 
     def __init__(
-        self, table: Table, settings: PipelineSettings, cache: LocalCache, metrics: Metrics
+        self,
+        table: Table,
+        settings: PipelineSettings,
+        cache: LocalCache,
+        metrics: Metrics,
+        on_failure: Callable[[str], None] = lambda _reason: None,
     ) -> None:
         self.table = table
+        self._on_failure = on_failure
         self.cache = cache
         self._settings = settings
         self._metrics = metrics
@@ -106,6 +111,23 @@ class TableFollower:
             sum(ends[tp] - beginnings[tp] for tp in tps),
         )
         self._task = asyncio.ensure_future(self._follow())
+        self._task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        """A follower that dies leaves a stale table: say so loudly and fail the worker."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error(
+                "table %s stopped following %s: %s: %s",
+                self.table.name,
+                self.table.topic.name,
+                type(error).__name__,
+                error,
+                exc_info=error,
+            )
+            self._on_failure(f"table {self.table.name} stopped following its topic: {error}")
 
     async def wait_caught_up(self, timeout_s: float) -> None:
         started = time.monotonic()
@@ -166,8 +188,8 @@ class TableFollower:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # A failure was reported by _stopped already.
+            await asyncio.gather(self._task, return_exceptions=True)
         if self._consumer is not None:
             await self._consumer.stop()
         self.cache.close()

@@ -156,6 +156,7 @@ class Runtime:
                 processor.database,
                 self.metrics,
                 self.breakers,
+                self.fail,
             )
         )
         # Tables can take a while to catch up: a SIGTERM meanwhile just exits.
