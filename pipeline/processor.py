@@ -111,10 +111,7 @@ class Processor:
         table_names = [table.name for table in self.tables]
         if len(set(table_names)) != len(table_names):
             raise ConfigError(f"processor {self.name!r}: two tables share a name: {table_names}")
-        if self.sink is not None and not self.database and self.sink.name == "postgres":
-            raise ConfigError(
-                f"processor {self.name!r} writes to PostgreSQL but does not declare database=True"
-            )
+
         by_type: dict[type[BaseModel], TopicSpec | None] = {}
         for spec in self.outputs:
             # None marks a type that several outputs carry: the handler must Emit.
