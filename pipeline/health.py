@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from pipeline.worker import Runtime
+from pipeline.metrics import Metrics
 
 log = logging.getLogger("pipeline.health")
 
 
+class Observable(Protocol):
+    """What the endpoints report on: a worker, a supervisor, a lag monitor."""
+
+    ready: bool
+    metrics: Metrics
+
+    def live(self) -> tuple[bool, str]: ...
+
+
 class HealthServer:
-    def __init__(self, runtime: Runtime, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, runtime: Observable, port: int, host: str = "127.0.0.1") -> None:
         self.runtime = runtime
         self.port = port
         self.host = host

@@ -1,0 +1,175 @@
+"""How many replicas a consumer group needs: a pure recommendation and a small state machine.
+
+The recommendation sizes the group to keep up with the input rate (with
+headroom) and to drain the backlog within a target time, at the capacity
+one replica has shown. Lag alone (KEDA's Kafka scaler) cannot tell a
+backlog that one replica will clear in a second from one that needs eight:
+rates can.
+
+The state machine adds what a recommendation cannot know by itself:
+- a per-replica capacity, learned only while the group is saturated (with
+  lag, every replica busy) and its size has been stable for a while; an idle
+  group's rate says nothing about what it could do;
+- scale up at once, scale down only to the highest recommendation of the
+  stabilisation window (as the HPA does), so noisy lag does not flap;
+- never above the partition count: an extra replica would sit idle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from pipeline.errors import ConfigError
+
+REPLAY_GROUP_PREFIX = "replay."
+CAPACITY_SMOOTHING = 0.3
+"""Weight of a new capacity measurement in the moving average."""
+
+
+def is_replay_group(group: str) -> bool:
+    """Replays and backfills run in their own groups; the live group's policy ignores them."""
+    return group.startswith(REPLAY_GROUP_PREFIX) or ".replay." in group
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    min_replicas: int = 1
+    max_replicas: int = 8
+    target_drain_s: float = 30.0
+    """A backlog should be gone within this long."""
+    scale_down_window_s: float = 30.0
+    headroom: float = 1.05
+    """Capacity kept above the input rate, so a small rise does not build lag at once."""
+    warmup_s: float = 10.0
+    """After a change, how long before the group's rate says something about its capacity."""
+    saturation_lag: int = 500
+    """Below this lag the replicas may be idle part of the time: no capacity measurement."""
+    initial_replica_rate: float | None = None
+    """Events/s one replica handles, until one is measured (None: grow by doubling)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise ConfigError(
+                f"replicas: need 1 <= min ({self.min_replicas}) <= max ({self.max_replicas})"
+            )
+        if self.target_drain_s <= 0 or self.headroom < 1:
+            raise ConfigError("target_drain_s must be positive and headroom at least 1")
+
+
+@dataclass(frozen=True)
+class Observation:
+    at: float
+    """Monotonic seconds."""
+    lag: int
+    partitions: int
+    partitions_with_lag: int
+    input_rate: float
+    """Events/s produced to the topic."""
+    consume_rate: float
+    """Events/s the group committed."""
+    replicas: int
+    """Replicas running now."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int
+    reason: str
+    per_replica_rate: float | None
+
+
+def recommend(
+    policy: ScalingPolicy, observation: Observation, per_replica_rate: float | None
+) -> tuple[int, str]:
+    """Replicas for this observation alone, and why (pure; no memory of earlier ones)."""
+    ceiling = max(policy.min_replicas, min(policy.max_replicas, observation.partitions))
+    replicas = max(1, observation.replicas)
+    if per_replica_rate is None or per_replica_rate <= 0:
+        desired, why = replicas, "no capacity measured yet: hold"
+    else:
+        keep_up = math.ceil(observation.input_rate * policy.headroom / per_replica_rate)
+        drain_rate = observation.input_rate * policy.headroom + (
+            observation.lag / policy.target_drain_s
+        )
+        drain = math.ceil(drain_rate / per_replica_rate)
+        # Replicas beyond the partitions that have lag cannot drain any faster.
+        drain = min(drain, max(keep_up, observation.partitions_with_lag))
+        desired = max(keep_up, drain)
+        why = (
+            f"input {observation.input_rate:,.0f}/s and lag {observation.lag:,} "
+            f"(drain in {policy.target_drain_s:.0f}s) at {per_replica_rate:,.0f}/s per replica"
+        )
+    bounded = min(ceiling, max(policy.min_replicas, desired))
+    if bounded != desired:
+        why += f"; bounded to {bounded} (min {policy.min_replicas}, max {ceiling})"
+    return bounded, why
+
+
+class Autoscaler:
+    """Decisions over time: learned capacity, fast up, slow down."""
+
+    def __init__(self, policy: ScalingPolicy, replicas: int) -> None:
+        self.policy = policy
+        self.per_replica_rate = policy.initial_replica_rate
+        self.target = replicas
+        self._stable_since: float | None = None
+        self._size_seen: int | None = None
+        self._recent: deque[tuple[float, int]] = deque()
+        self._previous_lag = 0
+
+    def _learn(self, observation: Observation) -> bool:
+        """Update the capacity estimate; whether the group was busy the whole interval."""
+        previous_lag, self._previous_lag = self._previous_lag, observation.lag
+        # Busy the whole interval: lag at its start and at its end.
+        saturated = min(previous_lag, observation.lag) >= self.policy.saturation_lag
+        if observation.replicas != self._size_seen:
+            self._size_seen = observation.replicas
+            self._stable_since = observation.at
+            return saturated
+        assert self._stable_since is not None
+        warmed_up = observation.at - self._stable_since >= self.policy.warmup_s
+        if warmed_up and saturated and observation.replicas:
+            measured = observation.consume_rate / observation.replicas
+            if measured <= 0:
+                return saturated
+            if self.per_replica_rate is None:
+                self.per_replica_rate = measured
+            else:
+                self.per_replica_rate += CAPACITY_SMOOTHING * (measured - self.per_replica_rate)
+        return saturated
+
+    def _unknown_capacity(self, observation: Observation, saturated: bool) -> tuple[int, str]:
+        """Before any measurement: wait one busy interval to measure, unless far behind."""
+        far_behind = observation.lag > observation.input_rate * self.policy.target_drain_s
+        if saturated and far_behind and observation.replicas < observation.partitions:
+            doubled = min(observation.partitions, self.policy.max_replicas, self.target * 2)
+            return doubled, "far behind while the capacity is still being measured: double"
+        return self.target, "measuring one replica's capacity: hold"
+
+    def decide(self, observation: Observation) -> Decision:
+        saturated = self._learn(observation)
+        if self.per_replica_rate is None:
+            raw, why = self._unknown_capacity(observation, saturated)
+        else:
+            raw, why = recommend(self.policy, observation, self.per_replica_rate)
+        self._recent.append((observation.at, raw))
+        while (
+            self._recent and observation.at - self._recent[0][0] > self.policy.scale_down_window_s
+        ):
+            self._recent.popleft()
+        if raw > self.target:
+            self.target = raw
+            reason = f"up to {raw}: {why}"
+        elif raw < self.target:
+            # The highest recommendation of the window: one quiet moment is not a trend.
+            floor = max(desired for _, desired in self._recent)
+            if floor < self.target:
+                self.target = floor
+                reason = f"down to {floor} after {self.policy.scale_down_window_s:.0f}s: {why}"
+            else:
+                reason = f"hold {self.target} (down to {raw} waits for the window): {why}"
+        else:
+            reason = f"hold {self.target}: {why}"
+        return Decision(self.target, reason, self.per_replica_rate)

@@ -1,0 +1,173 @@
+"""The scaling policy's invariants, and its behaviour in the simulator."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.autoscale_policy import (
+    Autoscaler,
+    Observation,
+    ScalingPolicy,
+    is_replay_group,
+    recommend,
+)
+from pipeline.autoscale_sim import (
+    GroupModel,
+    KedaScaler,
+    OurScaler,
+    evaluate_sim,
+    simulate,
+    spike,
+    steady,
+    step,
+)
+from pipeline.errors import ConfigError
+
+policies = st.builds(
+    ScalingPolicy,
+    min_replicas=st.integers(1, 4),
+    max_replicas=st.integers(4, 32),
+    target_drain_s=st.floats(1, 600),
+    headroom=st.floats(1, 2),
+)
+observations = st.builds(
+    Observation,
+    at=st.floats(0, 1e6),
+    lag=st.integers(0, 10**9),
+    partitions=st.integers(1, 64),
+    partitions_with_lag=st.integers(0, 64),
+    input_rate=st.floats(0, 1e6),
+    consume_rate=st.floats(0, 1e6),
+    replicas=st.integers(0, 64),
+)
+capacities = st.one_of(st.none(), st.floats(1, 1e5))
+
+
+@given(policies, observations, capacities)
+def test_recommendations_stay_within_min_max_and_partitions(
+    policy: ScalingPolicy, observation: Observation, capacity: float | None
+) -> None:
+    desired, why = recommend(policy, observation, capacity)
+    ceiling = max(policy.min_replicas, min(policy.max_replicas, observation.partitions))
+    assert policy.min_replicas <= desired <= ceiling
+    assert why
+
+
+@given(policies, observations, st.floats(1, 1e5), st.integers(0, 10**9))
+def test_more_lag_never_asks_for_fewer_replicas(
+    policy: ScalingPolicy, observation: Observation, capacity: float, extra_lag: int
+) -> None:
+    less, _ = recommend(policy, observation, capacity)
+    more_lag = Observation(**{**observation.__dict__, "lag": observation.lag + extra_lag})
+    more, _ = recommend(policy, more_lag, capacity)
+    assert more >= less
+
+
+@given(
+    policies,
+    st.integers(0, 10**6),
+    st.floats(0, 1e5),
+    st.integers(1, 64),
+    capacities,
+    st.integers(1, 32),
+)
+def test_a_constant_input_changes_direction_at_most_once(
+    policy: ScalingPolicy,
+    lag: int,
+    input_rate: float,
+    partitions: int,
+    capacity: float | None,
+    start: int,
+) -> None:
+    scaler = Autoscaler(policy, start)
+    scaler.per_replica_rate = capacity
+    replicas = start
+    seen = [replicas]
+    for tick in range(200):
+        observation = Observation(
+            at=tick * 5.0,
+            lag=lag,
+            partitions=partitions,
+            partitions_with_lag=partitions if lag else 0,
+            input_rate=input_rate,
+            consume_rate=input_rate,
+            replicas=replicas,
+        )
+        replicas = scaler.decide(observation).desired
+        seen.append(replicas)
+    moves = [b - a for a, b in itertools.pairwise(seen) if b != a]
+    assert sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0)) <= 1
+
+
+def observation(at: float, lag: int, input_rate: float, replicas: int) -> Observation:
+    return Observation(
+        at=at,
+        lag=lag,
+        partitions=12,
+        partitions_with_lag=12 if lag else 0,
+        input_rate=input_rate,
+        consume_rate=input_rate,
+        replicas=replicas,
+    )
+
+
+def test_scales_up_at_once_and_down_only_after_the_window() -> None:
+    policy = ScalingPolicy(max_replicas=12, scale_down_window_s=60, initial_replica_rate=100)
+    scaler = Autoscaler(policy, 1)
+    up = scaler.decide(observation(0, 30_000, 400, 1))
+    assert up.desired > 4 and up.reason.startswith("up to")
+    held = [scaler.decide(observation(t, 0, 100, up.desired)) for t in range(5, 60, 5)]
+    assert all(d.desired == up.desired for d in held)
+    assert "waits for the window" in held[-1].reason
+    down = scaler.decide(observation(65, 0, 100, up.desired))
+    assert down.desired == 2  # ceil(100 × 1.05 / 100)
+    assert down.reason.startswith("down to 2")
+
+
+def test_capacity_is_learned_only_while_saturated_and_stable() -> None:
+    policy = ScalingPolicy(warmup_s=10, saturation_lag=500)
+    scaler = Autoscaler(policy, 2)
+    busy = Observation(0, 5000, 12, 12, input_rate=900, consume_rate=600, replicas=2)
+    scaler.decide(busy)
+    assert scaler.per_replica_rate is None  # the size was just seen for the first time
+    scaler.decide(Observation(**{**busy.__dict__, "at": 5}))
+    assert scaler.per_replica_rate is None  # not warmed up
+    scaler.decide(Observation(**{**busy.__dict__, "at": 10}))
+    assert scaler.per_replica_rate == pytest.approx(300)
+    idle = Observation(15, 0, 12, 0, input_rate=100, consume_rate=100, replicas=2)
+    scaler.decide(idle)
+    assert scaler.per_replica_rate == pytest.approx(300)  # idle rates say nothing
+
+
+def test_replay_and_backfill_groups_are_not_the_live_group() -> None:
+    assert is_replay_group("replay.orders-backfill")
+    assert is_replay_group("staging.replay.orders")
+    assert not is_replay_group("enrich_orders")
+
+
+def test_policies_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ConfigError):
+        ScalingPolicy(min_replicas=3, max_replicas=2)
+    with pytest.raises(ConfigError):
+        ScalingPolicy(target_drain_s=0)
+
+
+@pytest.mark.parametrize("trace", [step(150), spike(150)], ids=lambda t: t.name)
+def test_in_the_simulator_ours_drains_faster_than_kedas_formula(trace) -> None:  # type: ignore[no-untyped-def]
+    model = GroupModel(per_replica_rate=200, partitions=12, max_replicas=12)
+    ours = evaluate_sim(simulate(trace, OurScaler(ScalingPolicy(max_replicas=12), 1), model))
+    keda = evaluate_sim(simulate(trace, KedaScaler(200 * 30, model), model))
+    assert ours.time_to_drain_s is not None and keda.time_to_drain_s is not None
+    assert ours.time_to_drain_s <= 0.7 * keda.time_to_drain_s
+    assert ours.direction_changes <= 1
+
+
+def test_a_steady_load_keeps_the_ideal_size() -> None:
+    model = GroupModel(per_replica_rate=200, partitions=12)
+    result = evaluate_sim(simulate(steady(150), OurScaler(ScalingPolicy(), 1), model))
+    assert result.replica_seconds_vs_ideal == 1.0
+    assert result.direction_changes == 0
