@@ -219,9 +219,7 @@ def evaluate(
         drain = (over[-1] + 1 - burst_at) if over else 0.0
     ideal = sum(max(min_replicas, math.ceil(rate / per_replica_rate)) for rate in inputs)
     changes = [b - a for a, b in itertools.pairwise(replicas) if b != a]
-    direction_changes = sum(
-        1 for a, b in itertools.pairwise(changes) if (a > 0) != (b > 0)
-    )
+    direction_changes = sum(1 for a, b in itertools.pairwise(changes) if (a > 0) != (b > 0))
     return Evaluation(
         reaction_s=reaction,
         time_to_drain_s=drain,

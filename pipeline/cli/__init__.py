@@ -6,7 +6,15 @@ import sys
 
 import typer
 
-from pipeline.cli import db_cmd, infra_cmd, produce_cmd, topics_cmd, worker_cmd
+from pipeline.cli import (
+    db_cmd,
+    infra_cmd,
+    lag_cmd,
+    produce_cmd,
+    scale_cmd,
+    topics_cmd,
+    worker_cmd,
+)
 from pipeline.cli.common import console
 from pipeline.errors import PipelineError
 
@@ -28,6 +36,8 @@ app.add_typer(topics_cmd.app, name="topics")
 app.add_typer(db_cmd.app, name="db")
 app.command("produce")(produce_cmd.produce)
 app.command("worker")(worker_cmd.worker)
+app.command("lag")(lag_cmd.lag)
+app.command("scale")(scale_cmd.scale)
 
 
 def main() -> None:

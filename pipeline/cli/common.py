@@ -7,6 +7,7 @@ import os
 from rich.console import Console
 
 from pipeline.catalogue import Catalogue, load_catalogue
+from pipeline.errors import ConfigError
 from pipeline.paths import kafka_state_dir
 from pipeline.settings import PipelineSettings, load_settings
 
@@ -52,3 +53,56 @@ def local_bootstrap() -> str | None:
 
 def catalogue_for(settings: PipelineSettings) -> Catalogue:
     return load_catalogue(settings.catalogue_module, settings.topic_prefix)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `30`, `30s`, `2m` or `1h`, with an error that shows the forms."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:])
+    number = raw[:-1] if scale else raw
+    try:
+        value = float(number) * (scale or 1.0)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a duration; write e.g. 30, 30s, 2m or 1h") from None
+    if value <= 0:
+        raise ConfigError(f"{text!r}: a duration must be positive")
+    return value
+
+
+def group_and_topic(
+    settings: PipelineSettings, processor: str | None, group: str | None, topic: str | None
+) -> tuple[str, str]:
+    """A processor names both; otherwise the group is given and its topic found or given."""
+    if processor:
+        from pipeline.processor import load_processor
+
+        found = load_processor(
+            os.environ.get("PIPELINE_PROCESSORS_MODULE", "consumers"),
+            processor,
+            settings.topic_prefix,
+        )
+        return group or found.group_id, topic or found.source.name
+    if not group:
+        raise ConfigError("name a --group (or a --processor, whose group and topic are used)")
+    if topic:
+        return group, topic
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from pipeline.kafka_probe import run_sync
+
+    async def topics_of_group() -> set[str]:
+        admin = AIOKafkaAdminClient(**settings.client_kwargs())
+        await admin.start()
+        try:
+            return {tp.topic for tp in await admin.list_consumer_group_offsets(group)}
+        finally:
+            await admin.close()
+
+    topics = run_sync(topics_of_group())
+    if len(topics) != 1:
+        raise ConfigError(
+            f"group {group!r} has committed offsets on {len(topics)} topics "
+            f"({', '.join(sorted(topics)) or 'none yet'}); name one with --topic"
+        )
+    return group, topics.pop()

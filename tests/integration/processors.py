@@ -83,6 +83,23 @@ async def outage(event: Keyed, ctx: Context) -> Handled:
     return handled(event, ctx)
 
 
+_one_at_a_time: asyncio.Semaphore | None = None
+
+
+async def paced(event: Keyed, ctx: Context) -> Handled:
+    """5 ms of I/O per event, one at a time per process: ~200 events/s per replica.
+
+    A stand-in for a handler bound by something each replica has one of (a
+    connection, a licence), so that more replicas really do help on 2 cores.
+    """
+    global _one_at_a_time
+    if _one_at_a_time is None:
+        _one_at_a_time = asyncio.Semaphore(1)
+    async with _one_at_a_time:
+        await asyncio.sleep(0.005)
+    return handled(event, ctx)
+
+
 def cpu_heavy(event: Keyed) -> Handled:
     """Pure CPU for ~50 ms, in a process pool: would starve heartbeats on the loop."""
     deadline = time.perf_counter() + 0.05
@@ -118,6 +135,9 @@ PROCESSORS = {
         outputs=(OUTPUT,),
         retry=FAST_RETRY,
         dependencies={"flaky-db": BreakerPolicy(window=10, minimum_calls=5, open_duration_s=1.0)},
+    ),
+    "paced": Processor(
+        "paced", SOURCE, paced, outputs=(OUTPUT,), lanes=4, queue_records=1000, batch_records=50
     ),
     "cpu": Processor(
         "cpu", SOURCE, cpu_heavy, outputs=(OUTPUT,), run_in="process", batch_records=20, lanes=4

@@ -1,0 +1,103 @@
+"""`pipeline scale`: run a processor's replicas, as many as its lag and rates call for."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import typer
+
+from pipeline.cli.common import console, group_and_topic, parse_duration, settings_for_cli
+from pipeline.paths import state_dir
+
+
+def scale(
+    processor: str = typer.Argument(..., help="Processor name from the processors module."),
+    min_replicas: int = typer.Option(1, "--min", help="Never fewer replicas."),
+    max_replicas: int = typer.Option(8, "--max", help="Never more (nor more than partitions)."),
+    target_drain: str = typer.Option("30s", "--target-drain", help="Clear a backlog within."),
+    interval: str = typer.Option("5s", "--interval", help="How often to decide."),
+    scale_down_window: str = typer.Option(
+        "30s", "--scale-down-window", help="Scale down only to the window's highest need."
+    ),
+    replica_rate: float = typer.Option(
+        None, "--replica-rate", help="Events/s one replica handles, until one is measured."
+    ),
+    metrics_port: int = typer.Option(
+        None, "--metrics-port", help="Serve lag and desired replicas on /metrics."
+    ),
+    status_file: Path = typer.Option(None, "--status-file", help="Append one JSON line a step."),
+    log_dir: Path = typer.Option(None, "--log-dir", help="Worker logs (default .state/scale)."),
+    worker_arg: list[str] = typer.Option(
+        [], "--worker-arg", help="Passed to every `pipeline worker` (repeatable)."
+    ),
+    bootstrap: str = typer.Option(None, "--bootstrap"),
+) -> None:
+    """Start and stop `pipeline worker` processes to match the scaling policy.
+
+    Scale-down sends SIGTERM to the newest worker: it drains, commits and
+    leaves the group. A worker that dies is replaced. Ctrl-C stops them all
+    the same way.
+
+    Example: pipeline scale enrich_orders --min 1 --max 8 --target-drain 30s
+    """
+    from pipeline.autoscale_policy import ScalingPolicy
+    from pipeline.supervisor import Status, Supervisor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    settings = settings_for_cli(bootstrap)
+    group, topic = group_and_topic(settings, processor, None, None)
+    policy = ScalingPolicy(
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        target_drain_s=parse_duration(target_drain),
+        scale_down_window_s=parse_duration(scale_down_window),
+        initial_replica_rate=replica_rate,
+    )
+    env = {"PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
+    if settings.database_url is not None:
+        env["PIPELINE_DATABASE_URL"] = settings.database_url.get_secret_value()
+
+    def show(status: Status) -> None:
+        console.print(status.line(), highlight=False, markup=False)
+
+    supervisor = Supervisor(
+        settings=settings,
+        processor=processor,
+        group=group,
+        topic=topic,
+        policy=policy,
+        env=env,
+        log_dir=log_dir or state_dir() / "scale" / processor,
+        interval_s=parse_duration(interval),
+        worker_args=tuple(worker_arg),
+        status_file=status_file,
+        on_status=show,
+    )
+    console.print(
+        f"scaling {processor} (group {group}, topic {topic}) between {min_replicas} and "
+        f"{max_replicas} replicas; worker logs in {supervisor.log_dir}"
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        server = None
+        if metrics_port is not None:
+            from pipeline.health import HealthServer
+
+            server = HealthServer(supervisor, metrics_port)
+            await server.start()
+        try:
+            await supervisor.run(stop)
+        finally:
+            if server is not None:
+                await server.stop()
+
+    asyncio.run(run())
+    console.print("all workers stopped")

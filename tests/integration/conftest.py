@@ -1,0 +1,5 @@
+"""Fixtures the integration tests share."""
+
+from tests.integration.harness import harness
+
+__all__ = ["harness"]

@@ -1,0 +1,89 @@
+"""The runtime tests' harness: unique topics, worker replicas, publishing and reading back."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.codec import decode_value
+from pipeline.kafka_probe import run_sync
+from pipeline.offsets import end_offsets
+from pipeline.producer import EventProducer
+from pipeline.settings import PipelineSettings
+from pipeline.topic_admin import ensure_topics
+from tests.integration.processors import OUTPUT, SOURCE, TOPICS, Handled, Keyed
+from tests.replicas import Replica, poll_until
+from tests.support import read_all
+
+
+class Harness:
+    def __init__(self, settings: PipelineSettings, prefix: str, log_dir: Path) -> None:
+        self.settings = settings
+        self.prefix = prefix
+        self.log_dir = log_dir
+        self.source = SOURCE.with_name(prefix + SOURCE.name)
+        self.output = OUTPUT.with_name(prefix + OUTPUT.name)
+        self.dlq = prefix + SOURCE.dlq_name
+        self.env = {
+            "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "PIPELINE_TOPIC_PREFIX": prefix,
+            "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
+        }
+        self.replicas: list[Replica] = []
+
+    def start(self, processor: str, replica_id: str, *extra: str) -> Replica:
+        replica = Replica(processor, replica_id, self.env, self.log_dir, *extra)
+        self.replicas.append(replica)
+        return replica
+
+    def publish(self, events: list[Keyed]) -> list[str]:
+        async def run() -> list[str]:
+            async with EventProducer(self.settings) as producer:
+                ids: list[str] = []
+                for start in range(0, len(events), 5000):
+                    deliveries = await producer.publish_many(
+                        self.source, events[start : start + 5000]
+                    )
+                    ids.extend(d.event_id for d in deliveries)
+                return ids
+
+        return run_sync(run())
+
+    def count(self, topic: str) -> int:
+        return sum(run_sync(end_offsets(self.settings, topic)).values())
+
+    def wait_outputs(self, expected: int, timeout_s: float = 240) -> None:
+        poll_until(
+            lambda: self.count(self.output.name) + self.count(self.dlq) >= expected,
+            timeout_s,
+            what=f"{expected} outputs",
+        )
+
+    def outputs(self) -> list[tuple[int, int, Handled]]:
+        records = run_sync(read_all(self.settings, self.output.name))
+        return [(r.partition, r.offset, decode_value(self.output, r.value)) for r in records]  # type: ignore[misc]
+
+    def stop_all(self) -> None:
+        for replica in self.replicas:
+            if replica.process.poll() is None:
+                replica.signal(signal.SIGKILL)
+                replica.wait()
+
+
+@pytest.fixture
+def harness(settings: PipelineSettings, unique: str, tmp_path: Path) -> Iterator[Harness]:
+    run_sync(ensure_topics(settings, [spec.with_name(unique + spec.name) for spec in TOPICS]))
+    harness = Harness(settings, unique, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.stop_all()
+
+
+def keyed_events(count: int, keys: int = 1000, **fields: str) -> list[Keyed]:
+    return [
+        Keyed(key=f"k{i % keys}", seq=i // keys, payload="p" * 60, **fields) for i in range(count)
+    ]
