@@ -193,6 +193,16 @@ class LagMonitor:
         self.latest = GroupLag(self.group, self.topic, time.time(), partitions)
         return self.latest
 
+    async def members(self) -> int:
+        """Members the group has now (0 when it is empty or unknown)."""
+        assert self._admin is not None
+        for response in await self._admin.describe_consumer_groups([self.group]):
+            for described in response.groups:
+                # (error_code, group_id, state, protocol_type, protocol, members, ...)
+                if described[1] == self.group:
+                    return len(described[5])
+        return 0
+
     async def _ages(self, positions: dict[int, int], ends: dict[int, int]) -> dict[int, float]:
         """Age of the record at each lagging partition's committed position."""
         consumer = self._consumer

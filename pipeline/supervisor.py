@@ -74,6 +74,8 @@ class Supervisor:
     workers: dict[str, WorkerProcess] = field(default_factory=dict)
     draining: list[WorkerProcess] = field(default_factory=list)
     replaced: int = 0
+    manage_processes: bool = True
+    """False: start nothing, only export the desired replicas (Kubernetes does the rest)."""
     ready: bool = False
     latest: Status | None = None
 
@@ -157,7 +159,7 @@ class Supervisor:
 
     # -- the loop -------------------------------------------------------------------
 
-    def observe(self, sample: GroupLag) -> Observation:
+    def observe(self, sample: GroupLag, replicas: int) -> Observation:
         return Observation(
             at=time.monotonic(),
             lag=sample.lag,
@@ -165,16 +167,16 @@ class Supervisor:
             partitions_with_lag=sample.partitions_with_lag,
             input_rate=sample.produce_rate or 0.0,
             consume_rate=sample.consume_rate or 0.0,
-            replicas=len(self.workers),
+            replicas=replicas,
         )
 
-    def _record(self, sample: GroupLag, decision: Decision) -> Status:
+    def _record(self, sample: GroupLag, decision: Decision, replicas: int) -> Status:
         status = Status(
             at=time.time(),
             lag=sample.lag,
             input_rate=sample.produce_rate or 0.0,
             consume_rate=sample.consume_rate or 0.0,
-            replicas=len(self.workers),
+            replicas=replicas,
             draining=len(self.draining),
             desired=decision.desired,
             reason=decision.reason,
@@ -189,7 +191,8 @@ class Supervisor:
         return status
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._resize(self.policy.min_replicas)
+        if self.manage_processes:
+            self._resize(self.policy.min_replicas)
         async with LagMonitor(self.settings, self.group, self.topic, measure_age=False) as monitor:
             from pipeline.lag import export_lag
 
@@ -203,11 +206,16 @@ class Supervisor:
                         break
                     except TimeoutError:
                         pass
-                    self._reap()
                     sample = await monitor.sample()
-                    decision = self.autoscaler.decide(self.observe(sample))
-                    self._resize(decision.desired)
-                    self._record(sample, decision)
+                    if self.manage_processes:
+                        self._reap()
+                        replicas = len(self.workers)
+                    else:
+                        replicas = await monitor.members()
+                    decision = self.autoscaler.decide(self.observe(sample, replicas))
+                    if self.manage_processes:
+                        self._resize(decision.desired)
+                    self._record(sample, decision, replicas)
             finally:
                 await self.shutdown()
 

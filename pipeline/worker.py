@@ -58,6 +58,8 @@ class WorkerOptions:
     liveness_stall_s: float = 60.0
     session_timeout_ms: int = 10_000
     health_port: int | None = None
+    health_host: str = "127.0.0.1"
+    """0.0.0.0 in a container, where probes come from outside."""
 
 
 class Runtime:
@@ -143,7 +145,7 @@ class Runtime:
         if self.options.health_port is not None:
             from pipeline.health import HealthServer
 
-            health = HealthServer(self, self.options.health_port)
+            health = HealthServer(self, self.options.health_port, self.options.health_host)
             await health.start()
         processor = self.processor
         opening = asyncio.ensure_future(

@@ -9,6 +9,7 @@ import typer
 from pipeline.cli import (
     db_cmd,
     infra_cmd,
+    k8s_cmd,
     lag_cmd,
     produce_cmd,
     scale_cmd,
@@ -34,6 +35,7 @@ app = typer.Typer(
 app.add_typer(infra_cmd.app, name="infra")
 app.add_typer(topics_cmd.app, name="topics")
 app.add_typer(db_cmd.app, name="db")
+app.add_typer(k8s_cmd.app, name="k8s")
 app.command("produce")(produce_cmd.produce)
 app.command("worker")(worker_cmd.worker)
 app.command("lag")(lag_cmd.lag)

@@ -78,7 +78,7 @@ def lag(
 
     def show(sample: GroupLag) -> None:
         if as_json:
-            stdout.print(json.dumps(sample.to_json()), highlight=False, soft_wrap=True)
+            typer.echo(json.dumps(sample.to_json()))
         else:
             stdout.print(render(sample))
 

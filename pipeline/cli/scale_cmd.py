@@ -28,6 +28,15 @@ def scale(
     metrics_port: int = typer.Option(
         None, "--metrics-port", help="Serve lag and desired replicas on /metrics."
     ),
+    metrics_host: str = typer.Option(
+        "127.0.0.1", "--metrics-host", help="Address for /metrics (0.0.0.0 in containers)."
+    ),
+    recommend_only: bool = typer.Option(
+        False,
+        "--recommend-only",
+        help="Start no processes: export the desired replicas (for KEDA's Prometheus scaler), "
+        "counting the group's members as the replicas running.",
+    ),
     status_file: Path = typer.Option(None, "--status-file", help="Append one JSON line a step."),
     log_dir: Path = typer.Option(None, "--log-dir", help="Worker logs (default .state/scale)."),
     worker_arg: list[str] = typer.Option(
@@ -76,6 +85,7 @@ def scale(
         worker_args=tuple(worker_arg),
         status_file=status_file,
         on_status=show,
+        manage_processes=not recommend_only,
     )
     console.print(
         f"scaling {processor} (group {group}, topic {topic}) between {min_replicas} and "
@@ -91,7 +101,7 @@ def scale(
         if metrics_port is not None:
             from pipeline.health import HealthServer
 
-            server = HealthServer(supervisor, metrics_port)
+            server = HealthServer(supervisor, metrics_port, metrics_host)
             await server.start()
         try:
             await supervisor.run(stop)

@@ -26,6 +26,9 @@ def worker(
         "timeout keeps its partitions (and a stop does not hand them over at once).",
     ),
     health_port: int = typer.Option(None, "--health-port", help="Serve /healthz /readyz /metrics."),
+    health_host: str = typer.Option(
+        "127.0.0.1", "--health-host", help="Address to serve them on (0.0.0.0 in containers)."
+    ),
     drain_deadline: float = typer.Option(20.0, help="Seconds to finish work in hand on stop."),
     max_in_flight_records: int = typer.Option(
         100_000,
@@ -63,6 +66,7 @@ def worker(
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
         static_membership=static_membership,
         health_port=health_port,
+        health_host=health_host,
         drain_deadline_s=drain_deadline,
         max_in_flight_records=max_in_flight_records,
         fetch_partition_bytes=fetch_partition_bytes,

@@ -170,3 +170,49 @@ def test_a_step_in_load_scales_up_drains_and_scales_back_down(
     # Scale-down drains before leaving: at worst one queue per partition is redone.
     assert duplicates <= SOURCE.partitions * PROCESSORS["paced"].queue_records
     print(f"peak {peak} replicas, {duplicates} duplicates over {len(ids)} events")
+
+
+def test_recommend_only_counts_group_members_and_exports_desired_replicas(
+    harness: Harness, tmp_path: Path
+) -> None:
+    from pipeline.localkafka import free_ports
+    from pipeline.worker_process import parse_metrics
+
+    port = free_ports(1)[0]
+    status_file = tmp_path / "status.jsonl"
+    replicas = [harness.start("paced", f"r{i}") for i in range(2)]
+    for replica in replicas:
+        replica.wait_ready()
+    supervisor = subprocess.Popen(
+        [
+            PIPELINE,
+            "scale",
+            "paced",
+            "--recommend-only",
+            "--interval",
+            "1s",
+            "--metrics-port",
+            str(port),
+            "--status-file",
+            str(status_file),
+        ],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **harness.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        poll_until(lambda: len(statuses(status_file)) >= 2, 60, what="two decisions")
+        assert statuses(status_file)[-1]["replicas"] == 2  # the group's members, not processes
+
+        def desired() -> float | None:
+            import urllib.request
+
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+                return parse_metrics(reply.read().decode()).get("pipeline_desired_replicas")
+
+        assert desired() == statuses(status_file)[-1]["desired"]
+    finally:
+        supervisor.terminate()
+        assert supervisor.wait(timeout=60) == 0
+    assert all(replica.running for replica in replicas), "recommend-only must not stop workers"

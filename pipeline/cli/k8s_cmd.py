@@ -1,0 +1,72 @@
+"""`pipeline k8s render`: Kubernetes and KEDA manifests for a processor."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from pipeline.cli.common import console, parse_duration, settings_for_cli
+
+app = typer.Typer(
+    help="Kubernetes manifests for workers and their autoscaling.\n\n"
+    "Example: pipeline k8s render enrich_orders --image registry/pipeline:1.4 --out k8s/",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def render(
+    processor: str = typer.Argument(..., help="Processor name from the processors module."),
+    image: str = typer.Option(..., "--image", help="Container image with this project."),
+    namespace: str = typer.Option("default", "--namespace"),
+    scale_on: str = typer.Option(
+        "kafka", "--scale-on", help="kafka: KEDA's Kafka scaler; prometheus: our policy."
+    ),
+    min_replicas: int = typer.Option(1, "--min"),
+    max_replicas: int = typer.Option(8, "--max"),
+    target_drain: str = typer.Option("30s", "--target-drain"),
+    scale_down_window: str = typer.Option("30s", "--scale-down-window"),
+    replica_rate: float = typer.Option(
+        200.0, "--replica-rate", help="Events/s one replica handles (sets KEDA's lagThreshold)."
+    ),
+    prometheus_url: str = typer.Option("http://prometheus.monitoring:9090", "--prometheus-url"),
+    out: Path = typer.Option(None, "--out", help="Write files here instead of printing them."),
+) -> None:
+    """Fill infra/k8s/ in from a processor's settings and the scaling policy.
+
+    Example: pipeline k8s render enrich_orders --image registry/pipeline:1.4 --scale-on prometheus
+    """
+    from pipeline.autoscale_policy import ScalingPolicy
+    from pipeline.k8s import RenderOptions, write
+    from pipeline.k8s import render as render_manifests
+    from pipeline.processor import load_processor
+
+    settings = settings_for_cli()
+    found = load_processor(
+        os.environ.get("PIPELINE_PROCESSORS_MODULE", "consumers"), processor, settings.topic_prefix
+    )
+    policy = ScalingPolicy(
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        target_drain_s=parse_duration(target_drain),
+        scale_down_window_s=parse_duration(scale_down_window),
+    )
+    rendered = render_manifests(
+        found,
+        settings,
+        policy,
+        RenderOptions(
+            image=image,
+            namespace=namespace,
+            scale_on=scale_on,
+            replica_rate=replica_rate,
+            prometheus_url=prometheus_url,
+        ),
+    )
+    if out is None:
+        typer.echo("\n---\n".join(rendered.values()))
+        return
+    for path in write(rendered, out):
+        console.print(f"wrote {path}")
