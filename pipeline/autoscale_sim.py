@@ -198,12 +198,14 @@ def evaluate(
     per_replica_rate: float,
     burst_at: float | None,
     min_replicas: int = 1,
+    settled_s: float = 2.0,
 ) -> Evaluation:
     """The comparison's figures, for a simulated or a measured run alike.
 
     reaction: from the rise in load to the first added replica; time to
-    drain: from the rise to the last moment the lag exceeded one second of
+    drain: from the rise to the last moment the lag exceeded `settled_s` of
     input; ideal replica-seconds: just enough replicas for the input, always.
+    Samples are weighted by the time to the next one.
     """
     reaction = drain = None
     if burst_at is not None:
@@ -214,17 +216,22 @@ def evaluate(
         over = [
             t
             for t, lag, rate in zip(times, lags, inputs, strict=True)
-            if t >= burst_at and lag > max(rate, 1.0)
+            if t >= burst_at and lag > max(rate * settled_s, 1.0)
         ]
-        drain = (over[-1] + 1 - burst_at) if over else 0.0
-    ideal = sum(max(min_replicas, math.ceil(rate / per_replica_rate)) for rate in inputs)
+        drain = (over[-1] - burst_at) if over else 0.0
+    spans = [b - a for a, b in itertools.pairwise(times)] + [1.0]
+    used = sum(count * span for count, span in zip(replicas, spans, strict=True))
+    ideal = sum(
+        max(min_replicas, math.ceil(rate / per_replica_rate)) * span
+        for rate, span in zip(inputs, spans, strict=True)
+    )
     changes = [b - a for a, b in itertools.pairwise(replicas) if b != a]
     direction_changes = sum(1 for a, b in itertools.pairwise(changes) if (a > 0) != (b > 0))
     return Evaluation(
         reaction_s=reaction,
         time_to_drain_s=drain,
         peak_lag=max(lags) if lags else 0.0,
-        replica_seconds_vs_ideal=sum(replicas) / ideal if ideal else 0.0,
+        replica_seconds_vs_ideal=used / ideal if ideal else 0.0,
         direction_changes=direction_changes,
     )
 

@@ -76,7 +76,10 @@ class Supervisor:
     replaced: int = 0
     manage_processes: bool = True
     """False: start nothing, only export the desired replicas (Kubernetes does the rest)."""
+    decide: Callable[[Observation], Decision] | None = None
+    """Another policy to apply (benchmarks compare KEDA's); default: our Autoscaler."""
     ready: bool = False
+    became_ready: asyncio.Event = field(default_factory=asyncio.Event)
     latest: Status | None = None
 
     def __post_init__(self) -> None:
@@ -87,6 +90,8 @@ class Supervisor:
                 f"group {self.group!r} is a replay group; the supervisor scales live groups only"
             )
         self.autoscaler = Autoscaler(self.policy, self.policy.min_replicas)
+        if self.decide is None:
+            self.decide = self.autoscaler.decide
         self.metrics.gauge(
             "supervisor_replicas",
             lambda: {
@@ -97,7 +102,11 @@ class Supervisor:
         )
         self.metrics.gauge(
             "desired_replicas",
-            lambda: {(("group", self.group),): float(self.autoscaler.target)},
+            lambda: {
+                (("group", self.group),): float(
+                    self.latest.desired if self.latest else self.policy.min_replicas
+                )
+            },
             "What the scaling policy asks for (KEDA's Prometheus scaler can follow it).",
         )
 
@@ -199,6 +208,7 @@ class Supervisor:
             export_lag(self.metrics, monitor)
             await monitor.sample()  # the first sample has no rates
             self.ready = True
+            self.became_ready.set()
             try:
                 while not stop.is_set():
                     try:
@@ -212,7 +222,8 @@ class Supervisor:
                         replicas = len(self.workers)
                     else:
                         replicas = await monitor.members()
-                    decision = self.autoscaler.decide(self.observe(sample, replicas))
+                    assert self.decide is not None
+                    decision = self.decide(self.observe(sample, replicas))
                     if self.manage_processes:
                         self._resize(decision.desired)
                     self._record(sample, decision, replicas)
