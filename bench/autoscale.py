@@ -146,7 +146,10 @@ async def run_real_one(
     )
     stop = asyncio.Event()
     running = asyncio.ensure_future(supervisor.run(stop))
-    await supervisor.became_ready.wait()
+    ready = asyncio.ensure_future(supervisor.became_ready.wait())
+    await asyncio.wait([ready, running], return_when=asyncio.FIRST_COMPLETED)
+    if running.done():
+        running.result()  # the supervisor failed: raise its error
     await asyncio.sleep(3)  # the first worker joins its group
     started = time.monotonic()
     sent = await publish(settings, prefix + SOURCE.name, trace, started)

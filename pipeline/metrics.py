@@ -30,6 +30,10 @@ class Metrics:
     def inc(self, name: str, amount: float = 1.0, labels: dict[str, str] | None = None) -> None:
         self._counters[name][_labels(labels)] += amount
 
+    def total(self, name: str) -> float:
+        """A counter summed over its labels (what a report at the end of a run shows)."""
+        return sum(self._counters.get(name, {}).values())
+
     def counters_from(
         self, name: str, read: Callable[[], dict[Labels, float]], help_text: str
     ) -> None:

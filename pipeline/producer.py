@@ -189,9 +189,15 @@ class EventProducer:
         return await (await self.submit_encoded(topic, events))
 
     async def submit_encoded(
-        self, topic: str, events: Sequence[EncodedEvent]
+        self,
+        topic: str,
+        events: Sequence[EncodedEvent],
+        timestamps: Sequence[int] | None = None,
     ) -> asyncio.Future[DeliveryList]:
         """Hand records to the client; the returned future resolves on acknowledgement.
+
+        `timestamps` (ms, one per event) keep records' original times, as a
+        replay into another topic does; by default the broker's clock is used.
 
         When this returns, every batch is queued behind anything submitted
         earlier for the same partition, so a caller may submit the next chunk
@@ -211,7 +217,7 @@ class EventProducer:
         sent: list[tuple[asyncio.Future[Any], int, list[int]]] = []
         try:
             for partition, indexes in by_partition.items():
-                await self._send_partition(topic, partition, events, indexes, sent)
+                await self._send_partition(topic, partition, events, indexes, sent, timestamps)
         except BaseException:
             # Whatever was queued still goes out; wait for it so the budget is
             # returned and no acknowledgement is left unobserved.
@@ -247,13 +253,15 @@ class EventProducer:
         events: Sequence[EncodedEvent],
         indexes: list[int],
         sent: list[tuple[asyncio.Future[Any], int, list[int]]],
+        timestamps: Sequence[int] | None = None,
     ) -> None:
         batch = self._client.create_batch()
         batch_indexes: list[int] = []
         for index in indexes:
             event = events[index]
+            timestamp = None if timestamps is None else timestamps[index]
             appended = batch.append(
-                key=event.key, value=event.value, timestamp=None, headers=event.headers
+                key=event.key, value=event.value, timestamp=timestamp, headers=event.headers
             )
             if appended is None:
                 if not batch_indexes:
@@ -267,7 +275,7 @@ class EventProducer:
                 batch = self._client.create_batch()
                 batch_indexes = []
                 appended = batch.append(
-                    key=event.key, value=event.value, timestamp=None, headers=event.headers
+                    key=event.key, value=event.value, timestamp=timestamp, headers=event.headers
                 )
                 if appended is None:
                     raise RecordTooLargeError(

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from pipeline.autoscale_policy import Autoscaler, Decision, Observation, ScalingPolicy
 from pipeline.errors import ConfigError
 from pipeline.lag import GroupLag, LagMonitor
@@ -216,7 +218,11 @@ class Supervisor:
                         break
                     except TimeoutError:
                         pass
-                    sample = await monitor.sample()
+                    try:
+                        sample = await monitor.sample()
+                    except KafkaError as exc:
+                        log.warning("could not read the group's lag (%s); deciding next time", exc)
+                        continue
                     if self.manage_processes:
                         self._reap()
                         replicas = len(self.workers)

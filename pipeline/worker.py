@@ -27,6 +27,8 @@ from pipeline.metrics import Labels, Metrics, labels_of
 from pipeline.partition_worker import PartitionWorker
 from pipeline.processor import Processor
 from pipeline.producer import EventProducer
+from pipeline.replay import ReplayPlan
+from pipeline.replay_gate import ReplayGate
 from pipeline.services import Services, open_services
 from pipeline.settings import PipelineSettings
 from pipeline.transactions import TransactionalPublisher
@@ -64,14 +66,21 @@ class WorkerOptions:
 
 class Runtime:
     def __init__(
-        self, settings: PipelineSettings, processor: Processor, options: WorkerOptions
+        self,
+        settings: PipelineSettings,
+        processor: Processor,
+        options: WorkerOptions,
+        replay: ReplayPlan | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
         self.options = options
         self.replica_id = options.replica_id
-        self.group_id = processor.group_id
+        self.group_id = replay.group if replay else processor.group_id
         self.metrics = Metrics()
+        self.paused: set[TopicPartition] = set()
+        self.replay = ReplayGate(replay, self.paused, self.metrics) if replay else None
+        """A bounded run over [start, end) per partition in its own group (pipeline.replay)."""
         self.breakers = BreakerRegistry(processor.dependencies)
         self.services = Services(processor.name)
         self.transactions: TransactionalPublisher | None = None
@@ -83,7 +92,6 @@ class Runtime:
         else:
             self.producer = EventProducer(settings)
         self.workers: dict[TopicPartition, PartitionWorker] = {}
-        self.paused: set[TopicPartition] = set()
         self.committed_signal = asyncio.Event()
         self._commit_requested = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -95,6 +103,7 @@ class Runtime:
         self._nothing_to_catch_up: set[TopicPartition] = set()
         self._revoking: set[TopicPartition] = set()
         self.drain_clean = True
+        self.signalled = False
         self.consumer = AIOKafkaConsumer(
             **settings.client_kwargs(),
             group_id=self.group_id,
@@ -121,6 +130,10 @@ class Runtime:
         self._failure = reason
         self._stop_requested.set()
 
+    def _on_signal(self) -> None:
+        self.signalled = True
+        self.request_stop()
+
     def request_stop(self) -> None:
         log.info("stop requested: draining, committing, leaving the group")
         self._stop_requested.set()
@@ -140,7 +153,7 @@ class Runtime:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(sig, self._on_signal)
         health = None
         if self.options.health_port is not None:
             from pipeline.health import HealthServer
@@ -211,7 +224,14 @@ class Runtime:
         while not stop.is_set():
             room = limit - sum(worker.load for worker in self.workers.values())
             batches = await consumer.getmany(timeout_ms=100, max_records=max(1, room))
-            for tp, records in batches.items():
+            for tp, fetched in batches.items():
+                records = (
+                    fetched
+                    if self.replay is None
+                    else await self.replay.within_range(self.consumer, tp, fetched)
+                )
+                if not records:
+                    continue
                 worker = self.workers.get(tp)
                 if worker is None and tp in consumer.assignment() and tp not in self._revoking:
                     # Records can arrive while the assignment callback still runs.
@@ -221,12 +241,17 @@ class Runtime:
                     self.metrics.inc("consumed", len(records))
             self._reconcile_pauses()
             self._update_readiness()
+            if self.replay is not None and await self.replay.finished(self.consumer, self.workers):
+                log.info("replay %s reached the end of its range", self.replay.plan.name)
+                self.request_stop()
 
     def _reconcile_pauses(self) -> None:
         total = sum(worker.load for worker in self.workers.values())
         globally_full = total >= self.options.max_in_flight_records
         to_pause, to_resume = [], []
         for tp, worker in self.workers.items():
+            if self.replay is not None and tp in self.replay.reached_end:
+                continue  # a replay's partition past its range stays paused
             if tp in self.paused:
                 if not globally_full and worker.may_resume():
                     to_resume.append(tp)
@@ -272,7 +297,10 @@ class Runtime:
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets)
+            if self.replay is None:
+                await self.consumer.commit(offsets)
+            else:
+                await self.replay.commit(self.consumer, offsets)
         except KafkaError as exc:
             # A rebalance is under way; the revoke handler commits what is finished.
             log.warning("commit of %d partitions failed (%s); will retry", len(offsets), exc)
@@ -311,6 +339,8 @@ class Runtime:
             start = committed if committed is not None else beginnings[tp]
             if start >= ends[tp]:
                 self._nothing_to_catch_up.add(tp)
+        if self.replay is not None:
+            await self.replay.position(self.consumer, partitions)
         self._assignment_settled = True
         log.info("assigned %s", sorted(tp.partition for tp in assigned))
 

@@ -12,6 +12,7 @@ from pipeline.cli import (
     k8s_cmd,
     lag_cmd,
     produce_cmd,
+    replay_cmd,
     scale_cmd,
     topics_cmd,
     worker_cmd,
@@ -40,6 +41,7 @@ app.command("produce")(produce_cmd.produce)
 app.command("worker")(worker_cmd.worker)
 app.command("lag")(lag_cmd.lag)
 app.command("scale")(scale_cmd.scale)
+app.command("replay")(replay_cmd.replay)
 
 
 def main() -> None:
