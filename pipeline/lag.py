@@ -15,19 +15,17 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from pipeline.errors import PipelineError
 from pipeline.metrics import Labels, Metrics, labels_of
+from pipeline.offsets import group_commits
 from pipeline.settings import PipelineSettings
 from pipeline.topic_metadata import partition_count
 
 AGE_FETCH_TIMEOUT_S = 2.0
-COORDINATOR_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -163,7 +161,7 @@ class LagMonitor:
         now = time.monotonic()
         ends_by_tp = await consumer.end_offsets(self._partitions)
         starts_by_tp = await consumer.beginning_offsets(self._partitions)
-        fetched = await self._committed_offsets(admin)
+        fetched = await group_commits(admin, self.group)
         ends = {tp.partition: ends_by_tp[tp] for tp in self._partitions}
         starts = {tp.partition: starts_by_tp[tp] for tp in self._partitions}
         committed = {
@@ -195,20 +193,6 @@ class LagMonitor:
         self._previous = (now, ends, positions)
         self.latest = GroupLag(self.group, self.topic, time.time(), partitions)
         return self.latest
-
-    async def _committed_offsets(self, admin: AIOKafkaAdminClient) -> dict[TopicPartition, Any]:
-        """The group's commits; the coordinator may not exist yet on a fresh cluster."""
-        deadline = time.monotonic() + COORDINATOR_WAIT_S
-        while True:
-            try:
-                found: dict[TopicPartition, Any] = await admin.list_consumer_group_offsets(
-                    self.group
-                )
-                return found
-            except KafkaError as exc:
-                if not exc.retriable or time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
 
     async def members(self) -> int:
         """Members the group has now (0 when it is empty or unknown)."""

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
 
 from pipeline.settings import PipelineSettings
 from pipeline.topic_metadata import partition_count
+
+COORDINATOR_WAIT_S = 30.0
 
 
 async def end_offsets(settings: PipelineSettings, topic: str) -> dict[int, int]:
@@ -23,12 +30,34 @@ async def end_offsets(settings: PipelineSettings, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
+async def group_commits(
+    admin: AIOKafkaAdminClient, group: str
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """A group's commits (offset and metadata), waiting out a coordinator still being elected.
+
+    On a fresh cluster the offsets topic does not exist until the first
+    group asks for it; until then the brokers answer "coordinator not
+    available", a retriable error.
+    """
+    deadline = time.monotonic() + COORDINATOR_WAIT_S
+    while True:
+        try:
+            found: dict[
+                TopicPartition, OffsetAndMetadata
+            ] = await admin.list_consumer_group_offsets(group)
+            return found
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def committed_offsets(settings: PipelineSettings, group: str, topic: str) -> dict[int, int]:
     """Partition → the group's committed offset on `topic` (partitions never committed: absent)."""
     admin = AIOKafkaAdminClient(**settings.client_kwargs())
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(group)
+        offsets = await group_commits(admin, group)
     finally:
         await admin.close()
     return {

@@ -29,6 +29,7 @@ from aiokafka.structs import OffsetAndMetadata
 from pipeline.codec import EncodedEvent, ids_of
 from pipeline.errors import ConfigError
 from pipeline.offset_ranges import PartitionRange
+from pipeline.offsets import group_commits
 from pipeline.producer import EventProducer
 from pipeline.ratelimit import TokenBucket
 from pipeline.settings import PipelineSettings
@@ -80,7 +81,7 @@ async def resume_state(
     admin = AIOKafkaAdminClient(**settings.client_kwargs())
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(group)
+        committed = await group_commits(admin, group)
     finally:
         await admin.close()
     offsets: dict[int, int] = {}

@@ -57,3 +57,43 @@ async def read_all(
         return records
     finally:
         await consumer.stop()
+
+
+async def read_ranges(
+    settings: PipelineSettings,
+    topic: str,
+    ranges: dict[int, tuple[int, int]],
+    timeout_s: float = 120.0,
+) -> list[ConsumerRecord]:
+    """The records of [start, end) per partition, in offset order per partition."""
+    wanted = {
+        TopicPartition(topic, p): bounds for p, bounds in ranges.items() if bounds[1] > bounds[0]
+    }
+    if not wanted:
+        return []
+    consumer = AIOKafkaConsumer(
+        **settings.client_kwargs(),
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(wanted))
+        for tp, (start, _) in wanted.items():
+            consumer.seek(tp, start)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout_s
+        remaining = set(wanted)
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} did not reach {ranges} in {timeout_s}s")
+            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=50_000)
+            for tp, batch in batches.items():
+                records.extend(r for r in batch if r.offset < wanted[tp][1])
+            for tp in list(remaining):
+                if await consumer.position(tp) >= wanted[tp][1]:
+                    remaining.discard(tp)
+                    consumer.pause(tp)
+        return records
+    finally:
+        await consumer.stop()

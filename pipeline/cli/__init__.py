@@ -8,9 +8,11 @@ import typer
 
 from pipeline.cli import (
     db_cmd,
+    dlq_cmd,
     infra_cmd,
     k8s_cmd,
     lag_cmd,
+    offsets_cmd,
     produce_cmd,
     replay_cmd,
     scale_cmd,
@@ -37,6 +39,8 @@ app.add_typer(infra_cmd.app, name="infra")
 app.add_typer(topics_cmd.app, name="topics")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(k8s_cmd.app, name="k8s")
+app.add_typer(dlq_cmd.app, name="dlq")
+app.add_typer(offsets_cmd.app, name="offsets")
 app.command("produce")(produce_cmd.produce)
 app.command("worker")(worker_cmd.worker)
 app.command("lag")(lag_cmd.lag)

@@ -90,12 +90,13 @@ def group_and_topic(
     from aiokafka.admin import AIOKafkaAdminClient
 
     from pipeline.kafka_probe import run_sync
+    from pipeline.offsets import group_commits
 
     async def topics_of_group() -> set[str]:
         admin = AIOKafkaAdminClient(**settings.client_kwargs())
         await admin.start()
         try:
-            return {tp.topic for tp in await admin.list_consumer_group_offsets(group)}
+            return {tp.topic for tp in await group_commits(admin, group)}
         finally:
             await admin.close()
 

@@ -83,6 +83,14 @@ async def outage(event: Keyed, ctx: Context) -> Handled:
     return handled(event, ctx)
 
 
+async def buggy(event: Keyed, ctx: Context) -> Handled:
+    """Fails for `mode="bug"` events while the file named by RUNTIME_BUG_FILE exists."""
+    marker = os.environ.get("RUNTIME_BUG_FILE")
+    if event.mode == "bug" and marker and os.path.exists(marker):  # noqa: ASYNC240 - test only
+        raise ValueError(f"handler bug on seq {event.seq}")
+    return handled(event, ctx)
+
+
 _one_at_a_time: asyncio.Semaphore | None = None
 
 
@@ -136,6 +144,7 @@ PROCESSORS = {
         retry=FAST_RETRY,
         dependencies={"flaky-db": BreakerPolicy(window=10, minimum_calls=5, open_duration_s=1.0)},
     ),
+    "buggy": Processor("buggy", SOURCE, buggy, outputs=(OUTPUT,), retry=FAST_RETRY),
     "paced": Processor(
         "paced", SOURCE, paced, outputs=(OUTPUT,), lanes=4, queue_records=1000, batch_records=50
     ),

@@ -1,0 +1,231 @@
+"""Looking into dead-letter topics, and sending their records back where they came from.
+
+Redrive republishes a DLQ record's original key, value and headers to the
+topic named in its `dlq-source-topic` header, with `redrive-count` raised
+by one. What it has redriven is tracked in its own consumer group
+(`dlq-redrive.<dlq topic>`, plus `.<error type>` when filtered), so running
+it twice redrives nothing twice. A record that has come back more than
+`max_redrives` times is left where it is and reported: a fix that did not
+work must not loop forever. Nothing in the DLQ is ever deleted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import msgpack
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from pipeline.codec import EncodedEvent, header_value, ids_of
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.offset_ranges import resolve_ranges
+from pipeline.producer import EventProducer
+from pipeline.ratelimit import TokenBucket
+from pipeline.settings import PipelineSettings
+from pipeline.topic_metadata import TopicNotOnClusterError, partition_count
+from pipeline.topic_reader import read_ranges
+
+REDRIVE_COUNT = "redrive-count"
+REDRIVE_CHUNK = 500
+SOURCE_HEADERS = ("dlq-source-topic", "dlq-source-partition", "dlq-source-offset")
+
+
+@dataclass(frozen=True)
+class DlqEntry:
+    record: ConsumerRecord[bytes, bytes]
+
+    def header(self, name: str) -> str | None:
+        return header_value(self.record.headers, name)
+
+    @property
+    def error_type(self) -> str:
+        return self.header("dlq-error-type") or "unknown"
+
+    @property
+    def processor(self) -> str:
+        return self.header("dlq-processor") or "unknown"
+
+    @property
+    def redrives(self) -> int:
+        count = self.header(REDRIVE_COUNT)
+        return int(count) if count and count.isdigit() else 0
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name in SOURCE_HEADERS if not self.header(name)]
+
+    def where(self) -> str:
+        return f"{self.record.topic}-{self.record.partition}@{self.record.offset}"
+
+    def decoded_value(self) -> object:
+        """The original value as msgpack decodes it, or its bytes when it does not."""
+        try:
+            return msgpack.unpackb(self.record.value or b"", raw=False)
+        except Exception:  # noqa: BLE001 - the reason it is in the DLQ may be exactly this
+            return repr(self.record.value[:200] if self.record.value else b"")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dlq": self.where(),
+            "key": (self.record.key or b"").decode(errors="replace"),
+            "value": self.decoded_value(),
+            "headers": {
+                name: value.decode(errors="replace") for name, value in self.record.headers
+            },
+        }
+
+    def redriven(self) -> EncodedEvent:
+        """The original record with redrive-count + 1 and without the dlq-* headers."""
+        headers = [
+            (name, value)
+            for name, value in self.record.headers
+            if not name.startswith("dlq-") and name != REDRIVE_COUNT
+        ]
+        headers.append((REDRIVE_COUNT, str(self.redrives + 1).encode()))
+        return EncodedEvent(
+            self.record.key or b"", self.record.value or b"", headers, ids_of(headers)[0] or ""
+        )
+
+
+async def _dlq_ranges(
+    settings: PipelineSettings, topic: str, since: datetime | None, group: str | None
+) -> dict[int, tuple[int, int]]:
+    """Per partition, [since or committed progress, end) of the DLQ topic."""
+    try:
+        ranges = await resolve_ranges(settings, topic, since, None)
+    except PipelineError as exc:
+        if "no records" in str(exc):
+            return {}
+        raise
+    bounds = {r.partition: (r.start, r.end) for r in ranges}
+    if group is not None:
+        for partition, offset in (await committed_of(settings, group, topic)).items():
+            if partition in bounds:
+                start, end = bounds[partition]
+                bounds[partition] = (max(start, offset), end)
+    return bounds
+
+
+async def committed_of(settings: PipelineSettings, group: str, topic: str) -> dict[int, int]:
+    from pipeline.offsets import committed_offsets
+
+    return await committed_offsets(settings, group, topic)
+
+
+async def read_entries(
+    settings: PipelineSettings,
+    topic: str,
+    since: datetime | None = None,
+    error_type: str | None = None,
+    group: str | None = None,
+) -> tuple[list[DlqEntry], dict[int, tuple[int, int]]]:
+    if not topic.endswith(".dlq"):
+        raise ConfigError(f"{topic!r} is not a dead-letter topic (they end in .dlq)")
+    ranges = await _dlq_ranges(settings, topic, since, group)
+    records = await read_ranges(settings, topic, ranges)
+    entries = [DlqEntry(r) for r in records]
+    if error_type:
+        entries = [e for e in entries if e.error_type == error_type]
+    return entries, ranges
+
+
+@dataclass
+class Summary:
+    total: int
+    by_cause: list[tuple[str, str, int]]
+    samples: list[DlqEntry]
+
+
+def summarize(entries: list[DlqEntry], limit: int) -> Summary:
+    causes = Counter((e.error_type, e.processor) for e in entries)
+    return Summary(
+        total=len(entries),
+        by_cause=[(error, proc, count) for (error, proc), count in causes.most_common()],
+        samples=entries[:limit],
+    )
+
+
+def redrive_group(dlq_topic: str, error_type: str | None) -> str:
+    return f"dlq-redrive.{dlq_topic}" + (f".{error_type}" if error_type else "")
+
+
+@dataclass
+class RedrivePlan:
+    dlq_topic: str
+    group: str
+    ranges: dict[int, tuple[int, int]]
+    to_send: list[DlqEntry] = field(default_factory=list)
+    too_often: list[DlqEntry] = field(default_factory=list)
+
+
+async def plan_redrive(
+    settings: PipelineSettings,
+    dlq_topic: str,
+    since: datetime | None,
+    error_type: str | None,
+    max_redrives: int,
+) -> RedrivePlan:
+    """What a redrive would send; refuses (changing nothing) when a record lacks its source."""
+    group = redrive_group(dlq_topic, error_type)
+    entries, ranges = await read_entries(settings, dlq_topic, since, error_type, group)
+    broken = [e for e in entries if e.missing]
+    if broken:
+        listed = "; ".join(f"{e.where()} lacks {', '.join(e.missing)}" for e in broken[:10])
+        raise PipelineError(
+            f"{len(broken)} DLQ record(s) do not say where they came from ({listed}); "
+            "nothing was redriven. Publish those by hand, or narrow the redrive with "
+            "--error-type or --since"
+        )
+    plan = RedrivePlan(dlq_topic, group, ranges)
+    for entry in entries:
+        (plan.too_often if entry.redrives >= max_redrives else plan.to_send).append(entry)
+    for source in {e.header("dlq-source-topic") or "" for e in plan.to_send}:
+        consumer = AIOKafkaConsumer(**settings.client_kwargs())
+        await consumer.start()
+        try:
+            await partition_count(consumer._client, source, wait_s=5)
+        except TopicNotOnClusterError:
+            raise PipelineError(
+                f"DLQ records name source topic {source!r}, which does not exist; "
+                "nothing was redriven"
+            ) from None
+        finally:
+            await consumer.stop()
+    return plan
+
+
+async def redrive(settings: PipelineSettings, plan: RedrivePlan, rate: float | None) -> int:
+    """Publish the plan's records to their sources, then commit the group past the range."""
+    bucket = TokenBucket(rate) if rate else None
+    by_source: dict[str, list[EncodedEvent]] = {}
+    for entry in plan.to_send:
+        source = entry.header("dlq-source-topic")
+        assert source is not None  # plan_redrive refused records without one
+        by_source.setdefault(source, []).append(entry.redriven())
+    sent = 0
+    async with EventProducer(settings) as producer:
+        pending = []
+        for source, records in by_source.items():
+            for start in range(0, len(records), REDRIVE_CHUNK):
+                chunk = records[start : start + REDRIVE_CHUNK]
+                if bucket is not None:
+                    await bucket.acquire(len(chunk))
+                pending.append(await producer.submit_encoded(source, chunk))
+                sent += len(chunk)
+        for future in pending:
+            await future
+    consumer = AIOKafkaConsumer(
+        **settings.client_kwargs(), group_id=plan.group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = {TopicPartition(plan.dlq_topic, p): end for p, (_, end) in plan.ranges.items()}
+        if tps:
+            consumer.assign(list(tps))
+            await consumer.commit(tps)
+    finally:
+        await consumer.stop()
+    return sent
