@@ -39,6 +39,10 @@ class ByteBudget:
                 self.release(size)  # granted just as the caller gave up
             raise
 
+    def would_fit(self, size: int) -> bool:
+        """Whether acquire(size) would return at once (nobody waits, and it fits)."""
+        return not self._waiters and self._fits(size)
+
     def try_acquire(self, size: int) -> bool:
         if self._waiters or not self._fits(size):
             return False

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 Labels = tuple[tuple[str, str], ...]
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def _labels(labels: dict[str, str] | None) -> Labels:
@@ -26,9 +27,31 @@ class Metrics:
             list
         )
         self._help: dict[str, str] = {}
+        self._histograms: dict[str, dict[Labels, list[float]]] = {}
+        self._buckets: dict[str, tuple[float, ...]] = {}
 
     def inc(self, name: str, amount: float = 1.0, labels: dict[str, str] | None = None) -> None:
         self._counters[name][_labels(labels)] += amount
+
+    def observe(
+        self,
+        name: str,
+        value: float,
+        labels: dict[str, str] | None = None,
+        buckets: tuple[float, ...] = LATENCY_BUCKETS_S,
+    ) -> None:
+        """One sample of a histogram (request latency): cumulative buckets, sum and count."""
+        key = _labels(labels)
+        series = self._histograms.setdefault(name, {})
+        counts = series.get(key)
+        if counts is None:
+            counts = series[key] = [0.0] * (len(buckets) + 2)  # buckets, +Inf, sum
+            self._buckets[name] = buckets
+        for index, bound in enumerate(buckets):
+            if value <= bound:
+                counts[index] += 1
+        counts[-2] += 1
+        counts[-1] += value
 
     def total(self, name: str) -> float:
         """A counter summed over its labels (what a report at the end of a run shows)."""
@@ -66,6 +89,17 @@ class Metrics:
                 lines.extend(
                     f"{full}{_format(labels)} {value:g}" for labels, value in read().items()
                 )
+        for name, histogram in sorted(self._histograms.items()):
+            full = f"{self.prefix}_{name}"
+            lines.append(f"# HELP {full} {self._help.get(name, name)}")
+            lines.append(f"# TYPE {full} histogram")
+            for labels, counts in histogram.items():
+                for bound, count in zip(self._buckets[name], counts, strict=False):
+                    bucket = (*labels, ("le", f"{bound:g}"))
+                    lines.append(f"{full}_bucket{_format(bucket)} {count:g}")
+                lines.append(f"{full}_bucket{_format((*labels, ('le', '+Inf')))} {counts[-2]:g}")
+                lines.append(f"{full}_sum{_format(labels)} {counts[-1]:g}")
+                lines.append(f"{full}_count{_format(labels)} {counts[-2]:g}")
         return "\n".join(lines) + "\n"
 
 

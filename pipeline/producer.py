@@ -184,6 +184,10 @@ class EventProducer:
         encoded = encode_events(spec, events, trace_id=trace_id)
         return await self.submit_encoded(spec.name, encoded)
 
+    def has_room(self, size_bytes: int) -> bool:
+        """Whether `size_bytes` more would go out without waiting for acknowledgements."""
+        return self._budget.would_fit(size_bytes)
+
     async def publish_encoded(self, topic: str, events: Sequence[EncodedEvent]) -> DeliveryList:
         """Publish already-encoded records (the raw path for gateways and DLQs)."""
         return await (await self.submit_encoded(topic, events))

@@ -88,6 +88,33 @@ class DatabaseTuning(BaseSettings):
     )
 
 
+class ApiKey(BaseSettings):
+    """One upstream's key: stored as its SHA-256, never in clear."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    topics: list[str] = Field(default_factory=lambda: ["*"])
+    """Topics (logical names) it may publish to; `*` for all."""
+
+
+class GatewayTuning(BaseSettings):
+    """The HTTP ingest gateway's limits and keys."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_batch_events: int = Field(default=1000, ge=1)
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        description="Empty: no authentication (development only; the gateway warns).",
+    )
+    idempotency_window_s: float = Field(default=600.0, gt=0)
+    idempotency_max_keys: int = Field(default=100_000, ge=1)
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+
+
 class PipelineSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PIPELINE_",
@@ -123,6 +150,7 @@ class PipelineSettings(BaseSettings):
         description="postgresql://user:password@host:port/db; `pipeline db up` prints one.",
     )
     db: DatabaseTuning = Field(default_factory=DatabaseTuning)
+    gateway: GatewayTuning = Field(default_factory=GatewayTuning)
 
     @classmethod
     def settings_customise_sources(

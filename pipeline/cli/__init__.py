@@ -9,6 +9,7 @@ import typer
 from pipeline.cli import (
     db_cmd,
     dlq_cmd,
+    gateway_cmd,
     infra_cmd,
     k8s_cmd,
     lag_cmd,
@@ -46,6 +47,7 @@ app.command("worker")(worker_cmd.worker)
 app.command("lag")(lag_cmd.lag)
 app.command("scale")(scale_cmd.scale)
 app.command("replay")(replay_cmd.replay)
+app.command("gateway")(gateway_cmd.gateway)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The HTTP ingest gateway: upstream systems publish events over HTTP (`pipeline gateway`)."""

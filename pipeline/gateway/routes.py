@@ -1,0 +1,190 @@
+"""The gateway's routes, one pair per catalogue topic, so the OpenAPI document has each model.
+
+Bodies are read and validated by hand rather than by FastAPI: a batch may
+be JSON, NDJSON or msgpack, errors must name the item and the field, and
+nothing may be published unless every item is valid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.openapi.utils import get_openapi
+
+from pipeline.catalogue import TopicSpec
+from pipeline.gateway.app import Gateway
+from pipeline.gateway.bodies import JSON, MSGPACK, NDJSON, check_size, parse_batch, parse_single
+
+PUBLISHED = {
+    "type": "object",
+    "properties": {
+        "topic": {"type": "string"},
+        "events": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "event_id": {"type": "string"},
+                    "partition": {"type": "integer"},
+                    "offset": {"type": "integer"},
+                },
+            },
+        },
+    },
+}
+ERROR = {"type": "object", "properties": {"error": {"type": "object"}}}
+
+
+def _responses() -> dict[int | str, dict[str, Any]]:
+    described = {
+        400: "malformed body",
+        401: "missing or unknown API key",
+        403: "the key may not publish to this topic",
+        404: "unknown topic",
+        413: "body or batch too large",
+        415: "unsupported content type",
+        422: "invalid event(s); nothing published",
+        503: "broker unreachable, breaker open or buffer full; see Retry-After",
+    }
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "acknowledged by the brokers (acks=all)",
+            "content": {JSON: {"schema": PUBLISHED}},
+        }
+    }
+    for status, text in described.items():
+        responses[status] = {"description": text, "content": {JSON: {"schema": ERROR}}}
+    return responses
+
+
+def install(app: FastAPI, gateway: Gateway) -> None:
+    settings = gateway.settings
+    prefix = gateway.catalogue.prefix
+
+    async def handle(
+        request: Request,
+        topic: str,
+        batch: bool,
+        x_api_key: str | None,
+        authorization: str | None,
+        idempotency_key: str | None,
+    ) -> dict[str, Any]:
+        from pipeline.gateway.auth import presented_key
+
+        spec = gateway.spec_for(topic)
+        gateway.keys.authorise(presented_key(x_api_key, authorization), topic)
+        body = await request.body()
+        check_size(body, settings.gateway.max_body_bytes)
+        content_type = request.headers.get("content-type")
+        raw = (
+            parse_batch(body, content_type, settings.gateway.max_batch_events)
+            if batch
+            else [parse_single(body, content_type)]
+        )
+        events = gateway.validate(spec, raw)
+        if not idempotency_key:
+            return await gateway.publish(topic, spec, events, None)
+        key = f"{topic}\x00{'batch' if batch else 'one'}\x00{idempotency_key}"
+        async with gateway.idempotency.lock(key):
+            answered = gateway.idempotency.get(key)
+            if answered is not None:
+                return {**answered, "replayed": True}
+            answer = await gateway.publish(topic, spec, events, idempotency_key)
+            gateway.idempotency.put(key, answer)
+            return answer
+
+    def route_for(spec: TopicSpec) -> None:
+        logical = spec.name.removeprefix(prefix)
+        model = spec.event_model.__name__
+        single_body = {
+            "required": True,
+            "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+        }
+        batch_schema = {"type": "array", "items": {"$ref": f"#/components/schemas/{model}"}}
+        batch_body = {
+            "required": True,
+            "content": {
+                JSON: {"schema": batch_schema},
+                NDJSON[0]: {"schema": {"type": "string"}},
+                MSGPACK[0]: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+
+        async def one(
+            request: Request,
+            x_api_key: str | None = Header(None),
+            authorization: str | None = Header(None),
+            idempotency_key: str | None = Header(None),
+        ) -> dict[str, Any]:
+            return await handle(request, logical, False, x_api_key, authorization, idempotency_key)
+
+        async def many(
+            request: Request,
+            x_api_key: str | None = Header(None),
+            authorization: str | None = Header(None),
+            idempotency_key: str | None = Header(None),
+        ) -> dict[str, Any]:
+            return await handle(request, logical, True, x_api_key, authorization, idempotency_key)
+
+        app.add_api_route(
+            f"/v1/topics/{logical}/events",
+            one,
+            methods=["POST"],
+            summary=f"Publish one {model} to {logical}",
+            operation_id=f"publish_{logical.replace('.', '_')}",
+            openapi_extra={"requestBody": single_body},
+            responses=_responses(),
+        )
+        app.add_api_route(
+            f"/v1/topics/{logical}/events:batch",
+            many,
+            methods=["POST"],
+            summary=f"Publish a batch of {model} to {logical} (all or nothing)",
+            operation_id=f"publish_batch_{logical.replace('.', '_')}",
+            openapi_extra={"requestBody": batch_body},
+            responses=_responses(),
+        )
+
+    published = [spec for spec in gateway.catalogue if not spec.is_dlq]
+    for spec in published:
+        route_for(spec)
+
+    @app.get("/v1/topics", summary="The catalogue: topics, keys and event schemas")
+    async def topics() -> dict[str, Any]:
+        return {
+            "topics": [
+                {
+                    "name": spec.name.removeprefix(prefix),
+                    "key_field": spec.key_field,
+                    "partitions": spec.partitions,
+                    "event_type": spec.event_type,
+                    "schema": spec.event_model.model_json_schema(),
+                }
+                for spec in published
+            ]
+        }
+
+    @app.post("/v1/topics/{topic}/events", include_in_schema=False)
+    async def unknown_one(topic: str) -> None:
+        gateway.spec_for(topic)  # raises 404: the known topics matched their own routes
+
+    @app.post("/v1/topics/{topic}/events:batch", include_in_schema=False)
+    async def unknown_many(topic: str) -> None:
+        gateway.spec_for(topic)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for spec in published:
+            schema = spec.event_model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[spec.event_model.__name__] = schema
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
