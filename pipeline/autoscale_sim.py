@@ -198,7 +198,7 @@ def evaluate(
     per_replica_rate: float,
     burst_at: float | None,
     min_replicas: int = 1,
-    settled_s: float = 2.0,
+    settled_s: float = 3.0,
 ) -> Evaluation:
     """The comparison's figures, for a simulated or a measured run alike.
 
