@@ -167,6 +167,7 @@ async def run_real_one(
         [trace.rate(t) if t < trace.duration_s else 0.0 for t in times],
         REPLICA_RATE,
         trace.burst_at,
+        base_rate=trace.rate(0),
     )
     print(
         f"real {trace.name:>6} {which:>4}: {result.as_dict()} ({sent:,} events, "

@@ -199,12 +199,15 @@ def evaluate(
     burst_at: float | None,
     min_replicas: int = 1,
     settled_s: float = 3.0,
+    base_rate: float = 0.0,
 ) -> Evaluation:
     """The comparison's figures, for a simulated or a measured run alike.
 
     reaction: from the rise in load to the first added replica; time to
     drain: from the rise to the last moment the lag exceeded `settled_s` of
-    input; ideal replica-seconds: just enough replicas for the input, always.
+    input (of the base input at least: a run's last records are still being
+    committed after its input stops); ideal replica-seconds: just enough
+    replicas for the input, always.
     Samples are weighted by the time to the next one.
     """
     reaction = drain = None
@@ -216,7 +219,7 @@ def evaluate(
         over = [
             t
             for t, lag, rate in zip(times, lags, inputs, strict=True)
-            if t >= burst_at and lag > max(rate * settled_s, 1.0)
+            if t >= burst_at and lag > max(max(rate, base_rate) * settled_s, 1.0)
         ]
         drain = (over[-1] - burst_at) if over else 0.0
     spans = [b - a for a, b in itertools.pairwise(times)] + [1.0]
@@ -245,4 +248,5 @@ def evaluate_sim(result: SimResult) -> Evaluation:
         result.model.per_replica_rate,
         result.trace.burst_at,
         result.model.min_replicas,
+        base_rate=result.trace.rate(0),
     )

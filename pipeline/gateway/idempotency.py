@@ -41,6 +41,12 @@ class IdempotencyWindow:
             return None
         return found[1]
 
+    def release(self, key: str) -> None:
+        """Forget the lock of a key that got no answer (its publish failed), unless in use."""
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked() and key not in self._answers:
+            del self._locks[key]
+
     def put(self, key: str, answer: Any) -> None:
         self._answers[key] = (time.monotonic(), answer)
         self._answers.move_to_end(key)

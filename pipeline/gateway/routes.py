@@ -86,13 +86,16 @@ def install(app: FastAPI, gateway: Gateway) -> None:
         if not idempotency_key:
             return await gateway.publish(topic, spec, events, None)
         key = f"{topic}\x00{'batch' if batch else 'one'}\x00{idempotency_key}"
-        async with gateway.idempotency.lock(key):
-            answered = gateway.idempotency.get(key)
-            if answered is not None:
-                return {**answered, "replayed": True}
-            answer = await gateway.publish(topic, spec, events, idempotency_key)
-            gateway.idempotency.put(key, answer)
-            return answer
+        try:
+            async with gateway.idempotency.lock(key):
+                answered = gateway.idempotency.get(key)
+                if answered is not None:
+                    return {**answered, "replayed": True}
+                answer = await gateway.publish(topic, spec, events, idempotency_key)
+                gateway.idempotency.put(key, answer)
+                return answer
+        finally:
+            gateway.idempotency.release(key)
 
     def route_for(spec: TopicSpec) -> None:
         logical = spec.name.removeprefix(prefix)
