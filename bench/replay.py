@@ -37,6 +37,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from bench.latency import wait_for
 from bench.peers.launch import PIPELINE, ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db
+from pipeline.catalogue import TopicSpec
 from pipeline.codec import decode_value
 from pipeline.localkafka import ephemeral_kafka
 from pipeline.producer import EventProducer
@@ -58,7 +59,7 @@ def p99(values: list[int]) -> int:
 
 async def steady_load(
     settings: PipelineSettings,
-    topic: str,
+    topic: TopicSpec,
     generator: OrderGenerator,
     rate: float,
     seconds: float,
@@ -124,7 +125,7 @@ async def measure(bootstrap: str, args: argparse.Namespace, folder: Path) -> dic
     try:
         await wait_for(settings, live_out.name, HISTORY, 180)  # the live group caught up
         baseline: dict[str, int] = {}
-        await steady_load(settings, source.name, generator, args.rate, args.seconds, baseline)
+        await steady_load(settings, source, generator, args.rate, args.seconds, baseline)
         figures["live_p99_ms"] = p99(await latencies(settings, live_out.name, baseline))
         print(f"live p99 alone: {figures['live_p99_ms']} ms", file=sys.stderr)
 
@@ -158,7 +159,7 @@ async def measure(bootstrap: str, args: argparse.Namespace, folder: Path) -> dic
         started = time.monotonic()
         await asyncio.sleep(3)  # the replay is up and running at its rate
         during: dict[str, int] = {}
-        await steady_load(settings, source.name, generator, args.rate, args.seconds, during)
+        await steady_load(settings, source, generator, args.rate, args.seconds, during)
         replay.send_signal(signal.SIGINT)
         out, err = replay.communicate(timeout=120)
         elapsed = time.monotonic() - started
