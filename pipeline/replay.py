@@ -157,8 +157,9 @@ async def copy_range(
                 pending = []
                 commits: dict[TopicPartition, int] = {}
                 for tp, records in batches.items():
-                    end = plan.ranges[tp.partition].end
-                    inside = [r for r in records if r.offset < end]
+                    bounds = plan.ranges[tp.partition]
+                    end = bounds.end
+                    inside = [r for r in records if bounds.start <= r.offset < end]
                     progress.beyond_range += len(records) - len(inside)
                     progress.read += len(inside)
                     if inside and bucket is not None:
@@ -178,8 +179,8 @@ async def copy_range(
                             await producer.submit_encoded(into_topic, encoded, timestamps)
                         )
                         commits[tp] = inside[-1].offset + 1
-                    if not inside or inside[-1].offset + 1 >= end:
-                        commits.setdefault(tp, end)
+                    if records[-1].offset + 1 >= end:
+                        commits[tp] = end
                         consumer.pause(tp)
                 for tp in tps:
                     # Transaction markers or compaction can leave no record at end - 1.
