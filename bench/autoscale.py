@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.latency import output_count, wait_for
 from pipeline.autoscale_policy import Decision, Observation, ScalingPolicy
 from pipeline.autoscale_sim import (
     GroupModel,
@@ -52,19 +53,20 @@ from pipeline.ratelimit import TokenBucket
 from pipeline.settings import PipelineSettings
 from pipeline.supervisor import Status, Supervisor
 from pipeline.topic_admin import ensure_topics
-from tests.integration.processors import SOURCE, TOPICS, Keyed
+from pipeline.worker_process import WorkerProcess
+from tests.integration.processors import OUTPUT, SOURCE, TOPICS, Keyed
 
 REPLICA_RATE = 200.0
 TARGET_DRAIN_S = 30.0
 BASE_RATE = 100.0
 
 
-def policy(max_replicas: int) -> ScalingPolicy:
+def policy(max_replicas: int, replica_rate: float = REPLICA_RATE) -> ScalingPolicy:
     return ScalingPolicy(
         min_replicas=1,
         max_replicas=max_replicas,
         target_drain_s=TARGET_DRAIN_S,
-        initial_replica_rate=REPLICA_RATE,
+        initial_replica_rate=replica_rate,
     )
 
 
@@ -84,9 +86,9 @@ def run_sim() -> dict[str, dict[str, dict[str, object]]]:
 class KedaDecider:
     """KEDA's formula behind the HPA's 15 s sync, as a supervisor's policy."""
 
-    def __init__(self, max_replicas: int) -> None:
-        model = GroupModel(per_replica_rate=REPLICA_RATE, partitions=12, max_replicas=max_replicas)
-        self.scaler = KedaScaler(REPLICA_RATE * TARGET_DRAIN_S, model)
+    def __init__(self, max_replicas: int, replica_rate: float) -> None:
+        model = GroupModel(per_replica_rate=replica_rate, partitions=12, max_replicas=max_replicas)
+        self.scaler = KedaScaler(replica_rate * TARGET_DRAIN_S, model)
         self._last_at = -math.inf
         self._current = 1
 
@@ -121,8 +123,42 @@ async def publish(settings: PipelineSettings, topic: str, trace: Trace, started:
     return sent
 
 
+async def calibrate(settings: PipelineSettings, folder: Path) -> float:
+    """Events/s one real replica of the paced handler does here (the nominal 200 is a ceiling)."""
+    prefix = f"cal{uuid.uuid4().hex[:6]}."
+    await ensure_topics(settings, [spec.with_name(prefix + spec.name) for spec in TOPICS])
+    async with EventProducer(settings) as producer:
+        events = [Keyed(key=f"k{i % 997}", seq=i) for i in range(6000)]
+        await producer.publish_many(SOURCE.with_name(prefix + SOURCE.name), events)
+    worker = WorkerProcess(
+        "paced",
+        "calibration",
+        {
+            "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "PIPELINE_TOPIC_PREFIX": prefix,
+            "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
+        },
+        folder / "calibration.log",
+    )
+    output = prefix + OUTPUT.name
+    try:
+        await wait_for(settings, output, 300, 60)  # joined and running
+        first, began = await output_count(settings, output), time.monotonic()
+        await asyncio.sleep(10)
+        rate = (await output_count(settings, output) - first) / (time.monotonic() - began)
+    finally:
+        worker.stop(grace_s=30)
+    print(f"one replica of the paced handler: {rate:,.0f} events/s", flush=True)
+    return rate
+
+
 async def run_real_one(
-    settings: PipelineSettings, trace: Trace, which: str, folder: Path, drain_s: float
+    settings: PipelineSettings,
+    trace: Trace,
+    which: str,
+    folder: Path,
+    drain_s: float,
+    replica_rate: float,
 ) -> dict[str, object]:
     prefix = f"as{uuid.uuid4().hex[:6]}."
     await ensure_topics(settings, [spec.with_name(prefix + spec.name) for spec in TOPICS])
@@ -133,7 +169,7 @@ async def run_real_one(
         processor="paced",
         group=prefix + "paced",
         topic=prefix + SOURCE.name,
-        policy=policy(max_replicas),
+        policy=policy(max_replicas, replica_rate),
         env={
             "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "PIPELINE_TOPIC_PREFIX": prefix,
@@ -142,7 +178,7 @@ async def run_real_one(
         log_dir=folder / f"{trace.name}-{which}",
         interval_s=1.0,
         on_status=history.append,
-        decide=KedaDecider(max_replicas) if which == "keda" else None,
+        decide=KedaDecider(max_replicas, replica_rate) if which == "keda" else None,
     )
     stop = asyncio.Event()
     running = asyncio.ensure_future(supervisor.run(stop))
@@ -165,7 +201,7 @@ async def run_real_one(
         [float(s.lag) for s in runs],
         [s.replicas for s in runs],
         [trace.rate(t) if t < trace.duration_s else 0.0 for t in times],
-        REPLICA_RATE,
+        replica_rate,
         trace.burst_at,
         base_rate=trace.rate(0),
     )
@@ -181,10 +217,18 @@ def run_real(bootstrap: str, seconds: float) -> dict[str, dict[str, dict[str, ob
     settings = PipelineSettings(bootstrap_servers=bootstrap)
     figures: dict[str, dict[str, dict[str, object]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-autoscale-") as folder:
+        rate = asyncio.run(calibrate(settings, Path(folder)))
         for trace in real_traces(seconds):
             figures[f"{trace.name}_real"] = {
                 which: asyncio.run(
-                    run_real_one(settings, trace, which, Path(folder), drain_s=seconds * 0.3)
+                    run_real_one(
+                        settings,
+                        trace,
+                        which,
+                        Path(folder),
+                        drain_s=seconds * 0.3,
+                        replica_rate=rate,
+                    )
                 )
                 for which in ("ours", "keda")
             }

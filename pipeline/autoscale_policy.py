@@ -39,7 +39,7 @@ class ScalingPolicy:
     max_replicas: int = 8
     target_drain_s: float = 30.0
     """A backlog should be gone within this long."""
-    scale_down_window_s: float = 30.0
+    scale_down_window_s: float = 20.0
     headroom: float = 1.05
     """Capacity kept above the input rate, so a small rise does not build lag at once."""
     warmup_s: float = 10.0

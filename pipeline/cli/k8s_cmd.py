@@ -27,7 +27,7 @@ def render(
     min_replicas: int = typer.Option(1, "--min"),
     max_replicas: int = typer.Option(8, "--max"),
     target_drain: str = typer.Option("30s", "--target-drain"),
-    scale_down_window: str = typer.Option("30s", "--scale-down-window"),
+    scale_down_window: str = typer.Option("20s", "--scale-down-window"),
     replica_rate: float = typer.Option(
         200.0, "--replica-rate", help="Events/s one replica handles (sets KEDA's lagThreshold)."
     ),

@@ -20,7 +20,7 @@ def scale(
     target_drain: str = typer.Option("30s", "--target-drain", help="Clear a backlog within."),
     interval: str = typer.Option("5s", "--interval", help="How often to decide."),
     scale_down_window: str = typer.Option(
-        "30s", "--scale-down-window", help="Scale down only to the window's highest need."
+        "20s", "--scale-down-window", help="Scale down only to the window's highest need."
     ),
     replica_rate: float = typer.Option(
         None, "--replica-rate", help="Events/s one replica handles, until one is measured."
