@@ -397,8 +397,11 @@ class Runtime:
         """Not live when a partition with lag has not advanced for `liveness_stall_s`."""
         now = time.monotonic()
         for tp, worker in self.workers.items():
-            highwater = self.consumer.highwater(tp)
-            lag = (highwater or 0) - worker.tracker.committed
+            committed = worker.tracker.committed
+            # A partition that never had a record here has no position yet (committed
+            # is -1): it is idle, not behind, however long it stays empty.
+            behind = (self.consumer.highwater(tp) or 0) - committed if committed >= 0 else 0
+            lag = max(behind, worker.load)
             stalled = now - worker.last_progress
             if (
                 lag > 0

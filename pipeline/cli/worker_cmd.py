@@ -30,6 +30,11 @@ def worker(
         "127.0.0.1", "--health-host", help="Address to serve them on (0.0.0.0 in containers)."
     ),
     drain_deadline: float = typer.Option(20.0, help="Seconds to finish work in hand on stop."),
+    liveness_stall: float = typer.Option(
+        60.0,
+        "--liveness-stall",
+        help="/healthz fails when a partition with lag makes no progress for this long.",
+    ),
     max_in_flight_records: int = typer.Option(
         100_000,
         help="Records held by all partitions together; bounds memory. "
@@ -68,6 +73,7 @@ def worker(
         health_port=health_port,
         health_host=health_host,
         drain_deadline_s=drain_deadline,
+        liveness_stall_s=liveness_stall,
         max_in_flight_records=max_in_flight_records,
         fetch_partition_bytes=fetch_partition_bytes,
     )

@@ -83,6 +83,13 @@ async def outage(event: Keyed, ctx: Context) -> Handled:
     return handled(event, ctx)
 
 
+async def stuck(event: Keyed, ctx: Context) -> Handled:
+    """`mode="stuck"` never returns: a handler hung on something with no timeout."""
+    if event.mode == "stuck":
+        await asyncio.Event().wait()
+    return handled(event, ctx)
+
+
 async def buggy(event: Keyed, ctx: Context) -> Handled:
     """Fails for `mode="bug"` events while the file named by RUNTIME_BUG_FILE exists."""
     marker = os.environ.get("RUNTIME_BUG_FILE")
@@ -144,6 +151,7 @@ PROCESSORS = {
         retry=FAST_RETRY,
         dependencies={"flaky-db": BreakerPolicy(window=10, minimum_calls=5, open_duration_s=1.0)},
     ),
+    "stuck": Processor("stuck", SOURCE, stuck, outputs=(OUTPUT,)),
     "buggy": Processor("buggy", SOURCE, buggy, outputs=(OUTPUT,), retry=FAST_RETRY),
     "paced": Processor(
         "paced", SOURCE, paced, outputs=(OUTPUT,), lanes=4, queue_records=1000, batch_records=50

@@ -286,3 +286,34 @@ def test_exactly_once_survives_a_sigkill_without_duplicates(harness: Harness) ->
     assert max(seen.values()) == 1, f"{sum(c - 1 for c in seen.values())} duplicates"
     uncommitted = harness.count(harness.output.name)
     print(f"exactly-once: {len(outputs)} committed outputs, {uncommitted} records incl. aborted")
+
+
+def test_a_hung_partition_makes_the_worker_unhealthy(harness: Harness) -> None:
+    replica = harness.start("stuck", "r0", "--liveness-stall", "3", "--drain-deadline", "2")
+    replica.wait_ready()
+    harness.publish(keyed_events(200, keys=20))
+    harness.wait_outputs(200)
+    assert replica.get("/healthz")[0] == 200
+    harness.publish([Keyed(key="k-hang", seq=0, mode="stuck"), Keyed(key="k-hang", seq=1)])
+    _, reason = poll_until(
+        lambda: (answer := replica.get("/healthz"))[0] == 503 and answer, 30, what="unhealthy"
+    )
+    partition = kafka_partition(b"k-hang", SOURCE.partitions)
+    assert f"{harness.source.name}-{partition} has lag" in reason
+    # The hung batch cannot finish: the worker says so with its exit status.
+    assert replica.stop() == 3
+
+
+def test_the_flood_guard_pauses_instead_of_dead_lettering_everything(harness: Harness) -> None:
+    replica = harness.start("poison", "r0")
+    replica.wait_ready()
+    failing = [Keyed(key="k-flood", seq=i, mode="permanent") for i in range(1000)]
+    harness.publish(failing)
+    poll_until(
+        lambda: replica.metric("pipeline_flood_guard_pauses_total") >= 1, 60, what="the guard"
+    )
+    # Paused: the batch in hand waits (its dead letters with it), the rest stays in the topic.
+    dead = harness.count(harness.dlq)
+    assert dead < len(failing) // 2, f"{dead} dead letters: the guard did not hold them back"
+    assert "FLOOD GUARD" in replica.tail(200)
+    assert replica.metric("pipeline_dead_lettered_total") < len(failing) // 2
