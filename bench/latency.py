@@ -32,6 +32,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from bench.peers.launch import ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db
+from pipeline.catalogue import TopicSpec
 from pipeline.codec import decode_value
 from pipeline.localkafka import ephemeral_kafka
 from pipeline.offsets import end_offsets
@@ -60,6 +61,15 @@ async def wait_for(settings: PipelineSettings, topic: str, count: int, timeout_s
     raise TimeoutError(f"{topic} did not reach {count} records in {timeout_s}s")
 
 
+async def log_append_time(settings: PipelineSettings, spec: TopicSpec) -> None:
+    """Output records stamped by the broker on append: their timestamp ends the latency."""
+    async with TopicAdmin(settings) as admin:
+        configs = {**spec.topic_configs(1), "message.timestamp.type": "LogAppendTime"}
+        await admin.admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, spec.name, configs)]
+        )
+
+
 async def measure(bootstrap: str, seconds: float, folder: Path) -> dict[str, float]:
     settings = PipelineSettings(bootstrap_servers=bootstrap)
     run = uuid.uuid4().hex[:8]
@@ -67,11 +77,7 @@ async def measure(bootstrap: str, seconds: float, folder: Path) -> dict[str, flo
     output = ORDERS_ENRICHED.with_name(f"latency.{run}.out")
     specs = [dataclasses.replace(s, replication_factor=1) for s in (source, output)]
     await ensure_topics(settings, [*specs, specs[0].dlq_spec()])
-    async with TopicAdmin(settings) as admin:
-        configs = {**output.topic_configs(1), "message.timestamp.type": "LogAppendTime"}
-        await admin.admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, output.name, configs)]
-        )
+    await log_append_time(settings, output)
     db_path = folder / "customers"
     build_customer_db(db_path)
     env = job_env(db_path, source.name, output.name, f"latency-{run}")

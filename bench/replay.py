@@ -32,9 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from bench.latency import wait_for
+from bench.latency import log_append_time, wait_for
 from bench.peers.launch import PIPELINE, ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db
 from pipeline.catalogue import TopicSpec
@@ -43,7 +42,7 @@ from pipeline.localkafka import ephemeral_kafka
 from pipeline.producer import EventProducer
 from pipeline.ratelimit import TokenBucket
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import TopicAdmin, ensure_topics
+from pipeline.topic_admin import ensure_topics
 from pipeline.topic_reader import read_all
 from producers.loadgen import OrderGenerator
 from topics import ORDERS, ORDERS_ENRICHED
@@ -101,11 +100,7 @@ async def measure(bootstrap: str, args: argparse.Namespace, folder: Path) -> dic
     )
     replay_out = live_out.with_name(f"replaybench.{run}.backfill")
     await ensure_topics(settings, [source, source.dlq_spec(), live_out, replay_out])
-    async with TopicAdmin(settings) as admin:
-        configs = {**live_out.topic_configs(1), "message.timestamp.type": "LogAppendTime"}
-        await admin.admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, live_out.name, configs)]
-        )
+    await log_append_time(settings, live_out)
     db_path = folder / "customers"
     build_customer_db(db_path)
     generator = OrderGenerator(20_000)

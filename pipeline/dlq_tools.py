@@ -21,7 +21,8 @@ from aiokafka.structs import ConsumerRecord
 
 from pipeline.codec import EncodedEvent, header_value, ids_of
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.offset_ranges import resolve_ranges
+from pipeline.offset_ranges import EmptyRangeError, resolve_ranges
+from pipeline.offsets import committed_offsets
 from pipeline.producer import EventProducer
 from pipeline.ratelimit import TokenBucket
 from pipeline.settings import PipelineSettings
@@ -96,23 +97,15 @@ async def _dlq_ranges(
     """Per partition, [since or committed progress, end) of the DLQ topic."""
     try:
         ranges = await resolve_ranges(settings, topic, since, None)
-    except PipelineError as exc:
-        if "no records" in str(exc):
-            return {}
-        raise
+    except EmptyRangeError:
+        return {}
     bounds = {r.partition: (r.start, r.end) for r in ranges}
     if group is not None:
-        for partition, offset in (await committed_of(settings, group, topic)).items():
+        for partition, offset in (await committed_offsets(settings, group, topic)).items():
             if partition in bounds:
                 start, end = bounds[partition]
                 bounds[partition] = (max(start, offset), end)
     return bounds
-
-
-async def committed_of(settings: PipelineSettings, group: str, topic: str) -> dict[int, int]:
-    from pipeline.offsets import committed_offsets
-
-    return await committed_offsets(settings, group, topic)
 
 
 async def read_entries(

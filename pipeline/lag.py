@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.errors import PipelineError
 from pipeline.metrics import Labels, Metrics, labels_of
-from pipeline.offsets import group_commits
+from pipeline.offsets import group_commits, group_member_count
 from pipeline.settings import PipelineSettings
 from pipeline.topic_metadata import partition_count
 
@@ -197,12 +197,7 @@ class LagMonitor:
     async def members(self) -> int:
         """Members the group has now (0 when it is empty or unknown)."""
         assert self._admin is not None
-        for response in await self._admin.describe_consumer_groups([self.group]):
-            for described in response.groups:
-                # (error_code, group_id, state, protocol_type, protocol, members, ...)
-                if described[1] == self.group:
-                    return len(described[5])
-        return 0
+        return await group_member_count(self._admin, self.group)
 
     async def _ages(self, positions: dict[int, int], ends: dict[int, int]) -> dict[int, float]:
         """Age of the record at each lagging partition's committed position."""

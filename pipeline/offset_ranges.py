@@ -49,6 +49,10 @@ def parse_partitions(text: str | None) -> list[int] | None:
         ) from None
 
 
+class EmptyRangeError(PipelineError):
+    """The range holds no record on any chosen partition."""
+
+
 @dataclass(frozen=True)
 class PartitionRange:
     partition: int
@@ -63,6 +67,24 @@ class PartitionRange:
 
 def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+async def chosen_partitions(
+    consumer: AIOKafkaConsumer, topic: str, partitions: list[int] | None, wait_s: float = 5
+) -> list[TopicPartition]:
+    """The topic's partitions, or the ones asked for; an error naming the fix otherwise."""
+    try:
+        count = await partition_count(consumer._client, topic, wait_s=wait_s)
+    except TopicNotOnClusterError:
+        raise ConfigError(
+            f"topic {topic!r} does not exist on the cluster "
+            "(`pipeline topics list` shows those that do)"
+        ) from None
+    chosen = partitions if partitions is not None else list(range(count))
+    unknown = [p for p in chosen if not 0 <= p < count]
+    if unknown:
+        raise ConfigError(f"topic {topic!r} has partitions 0–{count - 1}; no {unknown}")
+    return [TopicPartition(topic, p) for p in chosen]
 
 
 async def resolve_ranges(
@@ -80,18 +102,7 @@ async def resolve_ranges(
     consumer = AIOKafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
     await consumer.start()
     try:
-        try:
-            count = await partition_count(consumer._client, topic)
-        except TopicNotOnClusterError:
-            raise ConfigError(
-                f"topic {topic!r} does not exist on the cluster "
-                "(`pipeline topics list` shows those that do)"
-            ) from None
-        chosen = partitions if partitions is not None else list(range(count))
-        unknown = [p for p in chosen if not 0 <= p < count]
-        if unknown:
-            raise ConfigError(f"topic {topic!r} has partitions 0–{count - 1}; no {unknown}")
-        tps = [TopicPartition(topic, p) for p in chosen]
+        tps = await chosen_partitions(consumer, topic, partitions)
         beginnings = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
 
@@ -113,7 +124,7 @@ async def resolve_ranges(
         for tp, first, stop in zip(tps, starts, stops, strict=True)
     ]
     if not any(r.size for r in ranges):
-        raise PipelineError(
+        raise EmptyRangeError(
             f"no records of {topic!r} in that range on partitions "
             f"{', '.join(str(r.partition) for r in ranges)}: nothing to do"
         )

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.offset_ranges import chosen_partitions
 from pipeline.settings import PipelineSettings
-from pipeline.topic_metadata import TopicNotOnClusterError, partition_count
 
 
 @dataclass(frozen=True)
@@ -53,20 +52,6 @@ class ResetRow:
     log_end: int
 
 
-async def group_members(settings: PipelineSettings, group: str) -> int:
-    admin = AIOKafkaAdminClient(**settings.client_kwargs())
-    await admin.start()
-    try:
-        for response in await admin.describe_consumer_groups([group]):
-            for described in response.groups:
-                # (error_code, group_id, state, protocol_type, protocol, members, ...)
-                if described[1] == group:
-                    return len(described[5])
-        return 0
-    finally:
-        await admin.close()
-
-
 async def plan_reset(
     settings: PipelineSettings,
     group: str,
@@ -79,14 +64,7 @@ async def plan_reset(
     consumer = AIOKafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
     await consumer.start()
     try:
-        try:
-            count = await partition_count(consumer._client, topic, wait_s=5)
-        except TopicNotOnClusterError:
-            raise ConfigError(f"topic {topic!r} does not exist on the cluster") from None
-        chosen = partitions if partitions is not None else list(range(count))
-        if any(not 0 <= p < count for p in chosen):
-            raise ConfigError(f"topic {topic!r} has partitions 0–{count - 1}")
-        tps = [TopicPartition(topic, p) for p in chosen]
+        tps = await chosen_partitions(consumer, topic, partitions)
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
         found = {}

@@ -52,23 +52,43 @@ async def group_commits(
             await asyncio.sleep(0.5)
 
 
-async def committed_offsets(settings: PipelineSettings, group: str, topic: str) -> dict[int, int]:
-    """Partition → the group's committed offset on `topic` (partitions never committed: absent)."""
+async def group_member_count(admin: AIOKafkaAdminClient, group: str) -> int:
+    """Members the group has now (0 when it is empty or unknown), from DescribeGroups."""
+    for response in await admin.describe_consumer_groups([group]):
+        for described in response.groups:
+            # (error_code, group_id, state, protocol_type, protocol, members, ...)
+            if described[1] == group:
+                return len(described[5])
+    return 0
+
+
+async def read_group_commits(
+    settings: PipelineSettings, group: str
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """group_commits with an admin client of its own."""
     admin = AIOKafkaAdminClient(**settings.client_kwargs())
     await admin.start()
     try:
-        offsets = await group_commits(admin, group)
+        return await group_commits(admin, group)
     finally:
         await admin.close()
+
+
+async def count_group_members(settings: PipelineSettings, group: str) -> int:
+    """group_member_count with an admin client of its own."""
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
+    await admin.start()
+    try:
+        return await group_member_count(admin, group)
+    finally:
+        await admin.close()
+
+
+async def committed_offsets(settings: PipelineSettings, group: str, topic: str) -> dict[int, int]:
+    """Partition → the group's committed offset on `topic` (partitions never committed: absent)."""
+    offsets = await read_group_commits(settings, group)
     return {
         tp.partition: meta.offset
         for tp, meta in offsets.items()
         if tp.topic == topic and meta.offset >= 0
     }
-
-
-async def group_lag(settings: PipelineSettings, group: str, topic: str) -> dict[int, int]:
-    """Partition → records not yet committed by `group` (all of them where it never committed)."""
-    ends = await end_offsets(settings, topic)
-    committed = await committed_offsets(settings, group, topic)
-    return {partition: end - committed.get(partition, 0) for partition, end in ends.items()}

@@ -18,18 +18,16 @@ import asyncio
 import hashlib
 import json
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 from pipeline.codec import EncodedEvent, ids_of
 from pipeline.errors import ConfigError
 from pipeline.offset_ranges import PartitionRange
-from pipeline.offsets import group_commits
+from pipeline.offsets import read_group_commits
 from pipeline.producer import EventProducer
 from pipeline.ratelimit import TokenBucket
 from pipeline.settings import PipelineSettings
@@ -78,12 +76,7 @@ async def resume_state(
     settings: PipelineSettings, group: str, topic: str
 ) -> tuple[dict[int, PartitionRange] | None, dict[int, int]]:
     """The range a previous run of this replay stored, and its committed offsets."""
-    admin = AIOKafkaAdminClient(**settings.client_kwargs())
-    await admin.start()
-    try:
-        committed = await group_commits(admin, group)
-    finally:
-        await admin.close()
+    committed = await read_group_commits(settings, group)
     offsets: dict[int, int] = {}
     stored: dict[int, PartitionRange] | None = None
     for tp, meta in committed.items():
@@ -110,7 +103,6 @@ class ReplayProgress:
     done: dict[int, int] = field(default_factory=dict)
     read: int = 0
     beyond_range: int = 0
-    started: float = field(default_factory=time.monotonic)
 
     def advanced(self, partition: int) -> int:
         bounds = self.plan.ranges[partition]

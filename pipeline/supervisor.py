@@ -21,9 +21,15 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
-from pipeline.autoscale_policy import Autoscaler, Decision, Observation, ScalingPolicy
+from pipeline.autoscale_policy import (
+    Autoscaler,
+    Decision,
+    Observation,
+    ScalingPolicy,
+    is_replay_group,
+)
 from pipeline.errors import ConfigError
-from pipeline.lag import GroupLag, LagMonitor
+from pipeline.lag import GroupLag, LagMonitor, export_lag
 from pipeline.metrics import Metrics
 from pipeline.settings import PipelineSettings
 from pipeline.worker_process import WorkerProcess
@@ -85,8 +91,6 @@ class Supervisor:
     latest: Status | None = None
 
     def __post_init__(self) -> None:
-        from pipeline.autoscale_policy import is_replay_group
-
         if is_replay_group(self.group):
             raise ConfigError(
                 f"group {self.group!r} is a replay group; the supervisor scales live groups only"
@@ -205,8 +209,6 @@ class Supervisor:
         if self.manage_processes:
             self._resize(self.policy.min_replicas)
         async with LagMonitor(self.settings, self.group, self.topic, measure_age=False) as monitor:
-            from pipeline.lag import export_lag
-
             export_lag(self.metrics, monitor)
             await monitor.sample()  # the first sample has no rates
             self.ready = True

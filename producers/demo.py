@@ -34,13 +34,12 @@ from pipeline.localkafka import ephemeral_kafka
 from pipeline.localpg import ephemeral_postgres
 from pipeline.migrations import migrate
 from pipeline.producer import EventProducer
-from pipeline.ratelimit import TokenBucket
 from pipeline.settings import DatabaseTuning, PipelineSettings
 from pipeline.topic_admin import ensure_topics
 from pipeline.worker_process import WorkerProcess
 from producers.demo_check import Published, check_invariants, print_checks, seed_customers
 from producers.demo_view import FlowProbe, Snapshot, one_line, rates, render
-from producers.loadgen import CustomerGenerator, OrderGenerator, Profile, rate_at
+from producers.loadgen import CustomerGenerator, OrderGenerator, Profile, paced_chunks
 from topics import CATALOGUE
 from topics.fx import to_eur
 
@@ -116,13 +115,8 @@ async def publish_orders(run: Run, producer: EventProducer) -> None:
         options.customers, id_prefix=options.prefix, unknown_share=options.unknown_share
     )
     orders_topic = run.catalogue.get("orders")
-    bucket = TokenBucket(options.rate)
-    started = time.monotonic()
     pending: list[asyncio.Future[object]] = []
-    while (elapsed := time.monotonic() - started) < options.duration_s:
-        bucket.rate_per_s = rate_at(options.profile, options.rate, elapsed, options.duration_s)
-        chunk = max(1, int(bucket.rate_per_s / 20))
-        await bucket.acquire(chunk)
+    async for chunk in paced_chunks(options.rate, options.duration_s, options.profile):
         orders = generator.batch(chunk)
         pending.append(await producer.submit_many(orders_topic, orders))  # type: ignore[arg-type]
         for order in orders:
@@ -190,16 +184,14 @@ async def demo(run: Run) -> bool:
     started_at = datetime.now(UTC)
     probe = FlowProbe(
         run.settings,
-        topics={
-            "orders": run.topic("orders"),
-            "enriched": run.topic("orders.enriched"),
-            "dlq:orders": catalogue.get("orders").dlq_name,
-            "dlq:enriched": catalogue.get("orders.enriched").dlq_name,
+        stages={
+            "orders": (f"{options.prefix}enrich_orders", run.topic("orders")),
+            "enriched": (f"{options.prefix}order_stats", run.topic("orders.enriched")),
         },
-        groups={
-            f"{options.prefix}enrich_orders": run.topic("orders"),
-            f"{options.prefix}order_stats": run.topic("orders.enriched"),
-        },
+        dlq_topics=[
+            catalogue.get("orders").dlq_name,
+            catalogue.get("orders.enriched").dlq_name,
+        ],
     )
     await probe.start()
     try:

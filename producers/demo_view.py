@@ -1,8 +1,9 @@
 """The demo's live view: what flows where, read from the brokers and the replicas.
 
 Rates come from end offsets (what the brokers hold), lag from the groups'
-committed offsets, and cache and sink figures from the replicas' /metrics,
-so the view shows the system as an operator's tools would see it.
+commits (pipeline.lag, as `pipeline lag` reads it), and cache and sink
+figures from the replicas' /metrics, so the view shows the system as an
+operator's tools would see it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Group, RenderableType
 from rich.table import Table
 
+from pipeline.lag import LagMonitor
 from pipeline.settings import PipelineSettings
 from pipeline.topic_metadata import partition_count
 from pipeline.worker_process import WorkerProcess
@@ -43,59 +44,43 @@ class Rates:
 
 @dataclass
 class FlowProbe:
-    """Long-lived clients, so a refresh costs two requests, not two connections."""
+    """Each stage's lag monitor, and the DLQs' end offsets, with long-lived clients."""
 
     settings: PipelineSettings
-    topics: dict[str, str]
-    """role → topic name: orders, enriched, and the DLQs as dlq:<name>."""
-    groups: dict[str, str]
-    """group → the topic it consumes."""
+    stages: dict[str, tuple[str, str]]
+    """role (`orders`, `enriched`) → (the group consuming it, its topic)."""
+    dlq_topics: list[str]
+    _monitors: dict[str, LagMonitor] = field(default_factory=dict)
     _consumer: AIOKafkaConsumer | None = None
-    _admin: AIOKafkaAdminClient | None = None
-    _partitions: dict[str, list[TopicPartition]] = field(default_factory=dict)
+    _dlq_partitions: list[TopicPartition] = field(default_factory=list)
 
     async def start(self) -> None:
+        for role, (group, topic) in self.stages.items():
+            monitor = LagMonitor(self.settings, group, topic, measure_age=False)
+            self._monitors[role] = await monitor.start()
         self._consumer = AIOKafkaConsumer(**self.settings.client_kwargs())
         await self._consumer.start()
-        self._admin = AIOKafkaAdminClient(**self.settings.client_kwargs())
-        await self._admin.start()
-        for topic in self.topics.values():
+        for topic in self.dlq_topics:
             count = await partition_count(self._consumer._client, topic)
-            self._partitions[topic] = [TopicPartition(topic, p) for p in range(count)]
+            self._dlq_partitions += [TopicPartition(topic, p) for p in range(count)]
 
     async def stop(self) -> None:
+        for monitor in self._monitors.values():
+            await monitor.stop()
         if self._consumer is not None:
             await self._consumer.stop()
-        if self._admin is not None:
-            await self._admin.close()
-
-    async def end_offsets(self, topic: str) -> dict[int, int]:
-        assert self._consumer is not None
-        partitions = self._partitions[topic]
-        if not partitions:
-            return {}
-        offsets = await self._consumer.end_offsets(partitions)
-        return {tp.partition: offset for tp, offset in offsets.items()}
 
     async def snapshot(self, workers: list[WorkerProcess]) -> Snapshot:
-        assert self._admin is not None
-        ends = {topic: await self.end_offsets(topic) for topic in self.topics.values()}
-        lag: dict[str, dict[int, int]] = {}
-        for group, topic in self.groups.items():
-            committed = await self._admin.list_consumer_group_offsets(group)
-            done = {tp.partition: m.offset for tp, m in committed.items() if tp.topic == topic}
-            lag[group] = {p: end - max(0, done.get(p, 0)) for p, end in ends[topic].items()}
+        assert self._consumer is not None
+        samples = {role: await monitor.sample() for role, monitor in self._monitors.items()}
+        dead = await self._consumer.end_offsets(self._dlq_partitions)
         metrics = [worker.metrics() for worker in workers if worker.running]
         return Snapshot(
             at=time.monotonic(),
-            orders=sum(ends[self.topics["orders"]].values()),
-            enriched=sum(ends[self.topics["enriched"]].values()),
-            dead_lettered=sum(
-                sum(ends[topic].values())
-                for role, topic in self.topics.items()
-                if role.startswith("dlq:")
-            ),
-            lag=lag,
+            orders=sum(p.end_offset for p in samples["orders"].partitions),
+            enriched=sum(p.end_offset for p in samples["enriched"].partitions),
+            dead_lettered=sum(dead.values()),
+            lag={s.group: {p.partition: p.lag for p in s.partitions} for s in samples.values()},
             cache_hits=sum(m.get("pipeline_cache_hits_total", 0.0) for m in metrics),
             cache_misses=sum(m.get("pipeline_cache_misses_total", 0.0) for m in metrics),
             sink_rows=sum(m.get("pipeline_sink_items_total", 0.0) for m in metrics),

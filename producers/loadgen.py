@@ -17,7 +17,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
@@ -149,6 +149,17 @@ def rate_at(profile: Profile, base_rate: float, elapsed_s: float, duration_s: fl
     return base_rate
 
 
+async def paced_chunks(rate: float, duration_s: float, profile: Profile) -> AsyncIterator[int]:
+    """Chunk sizes, each yielded when the profile's rate allows it: twenty a second."""
+    started = time.monotonic()
+    bucket = TokenBucket(rate)
+    while (elapsed := time.monotonic() - started) < duration_s:
+        bucket.rate_per_s = rate_at(profile, rate, elapsed, duration_s)
+        chunk = max(1, int(bucket.rate_per_s / 20))
+        await bucket.acquire(chunk)
+        yield chunk
+
+
 async def run(
     rate: float, duration_s: float, profile: Profile, customers: int, seed_customers: bool
 ) -> None:
@@ -166,11 +177,7 @@ async def run(
         orders = OrderGenerator(customers)
         started = time.monotonic()
         published = 0
-        bucket = TokenBucket(rate)
-        while (elapsed := time.monotonic() - started) < duration_s:
-            bucket.rate_per_s = rate_at(profile, rate, elapsed, duration_s)
-            chunk = max(1, int(bucket.rate_per_s / 20))
-            await bucket.acquire(chunk)
+        async for chunk in paced_chunks(rate, duration_s, profile):
             await producer.publish_many(ORDERS, orders.batch(chunk))
             published += chunk
         print(

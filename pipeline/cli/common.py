@@ -87,20 +87,10 @@ def group_and_topic(
         raise ConfigError("name a --group (or a --processor, whose group and topic are used)")
     if topic:
         return group, topic
-    from aiokafka.admin import AIOKafkaAdminClient
-
     from pipeline.kafka_probe import run_sync
-    from pipeline.offsets import group_commits
+    from pipeline.offsets import read_group_commits
 
-    async def topics_of_group() -> set[str]:
-        admin = AIOKafkaAdminClient(**settings.client_kwargs())
-        await admin.start()
-        try:
-            return {tp.topic for tp in await group_commits(admin, group)}
-        finally:
-            await admin.close()
-
-    topics = run_sync(topics_of_group())
+    topics = {tp.topic for tp in run_sync(read_group_commits(settings, group))}
     if len(topics) != 1:
         raise ConfigError(
             f"group {group!r} has committed offsets on {len(topics)} topics "

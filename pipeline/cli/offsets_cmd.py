@@ -41,7 +41,8 @@ def reset(
     from datetime import datetime
 
     from pipeline.offset_ranges import parse_partitions, parse_position
-    from pipeline.offset_reset import ResetTarget, apply_reset, group_members, plan_reset
+    from pipeline.offset_reset import ResetTarget, apply_reset, plan_reset
+    from pipeline.offsets import count_group_members
 
     settings = settings_for_cli(bootstrap)
     moment = parse_position(to_datetime, "--to-datetime") if to_datetime else None
@@ -73,7 +74,7 @@ def reset(
     if dry_run:
         console.print("dry run: nothing changed")
         return
-    members = run_sync(group_members(settings, group))
+    members = run_sync(count_group_members(settings, group))
     if members and not force:
         raise ConfigError(
             f"group {group!r} has {members} active member(s); stop them first "

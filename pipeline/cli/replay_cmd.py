@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -15,9 +16,11 @@ from rich.table import Table
 
 from pipeline.cli.common import console, settings_for_cli, stdout
 from pipeline.errors import ConfigError
-from pipeline.processor import Processor
-from pipeline.replay import ReplayPlan
-from pipeline.settings import PipelineSettings
+
+if TYPE_CHECKING:  # the CLI starts every command's module; import these only when replaying
+    from pipeline.processor import Processor
+    from pipeline.replay import ReplayPlan
+    from pipeline.settings import PipelineSettings
 
 
 def replay(

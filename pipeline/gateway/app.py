@@ -115,16 +115,16 @@ class Gateway:
         events: list[BaseModel] = []
         problems: list[dict[str, Any]] = []
         for index, item in enumerate(raw):
+            if not isinstance(item, dict):
+                reason = "an event must be an object"
+                problems.append(
+                    {"index": index, "errors": [{"field": "(event)", "reason": reason}]}
+                )
+                continue
             try:
-                if not isinstance(item, dict):
-                    raise GatewayError(422, "validation", "an event must be an object")
                 events.append(spec.event_model.model_validate(item))
             except ValidationError as exc:
                 problems.append({"index": index, "errors": field_errors(exc)})
-            except GatewayError as exc:
-                problems.append(
-                    {"index": index, "errors": [{"field": "(event)", "reason": exc.message}]}
-                )
         if problems:
             raise GatewayError(
                 422,

@@ -7,6 +7,7 @@ nothing may be published unless every item is valid.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Header, Request
@@ -97,6 +98,19 @@ def install(app: FastAPI, gateway: Gateway) -> None:
         finally:
             gateway.idempotency.release(key)
 
+    def endpoint(topic: str, batch: bool) -> Callable[..., Awaitable[dict[str, Any]]]:
+        """A route function bound to its topic; FastAPI reads the headers from its signature."""
+
+        async def publish(
+            request: Request,
+            x_api_key: str | None = Header(None),
+            authorization: str | None = Header(None),
+            idempotency_key: str | None = Header(None),
+        ) -> dict[str, Any]:
+            return await handle(request, topic, batch, x_api_key, authorization, idempotency_key)
+
+        return publish
+
     def route_for(spec: TopicSpec) -> None:
         logical = spec.name.removeprefix(prefix)
         model = spec.event_model.__name__
@@ -114,40 +128,26 @@ def install(app: FastAPI, gateway: Gateway) -> None:
             },
         }
 
-        async def one(
-            request: Request,
-            x_api_key: str | None = Header(None),
-            authorization: str | None = Header(None),
-            idempotency_key: str | None = Header(None),
-        ) -> dict[str, Any]:
-            return await handle(request, logical, False, x_api_key, authorization, idempotency_key)
-
-        async def many(
-            request: Request,
-            x_api_key: str | None = Header(None),
-            authorization: str | None = Header(None),
-            idempotency_key: str | None = Header(None),
-        ) -> dict[str, Any]:
-            return await handle(request, logical, True, x_api_key, authorization, idempotency_key)
-
-        app.add_api_route(
-            f"/v1/topics/{logical}/events",
-            one,
-            methods=["POST"],
-            summary=f"Publish one {model} to {logical}",
-            operation_id=f"publish_{logical.replace('.', '_')}",
-            openapi_extra={"requestBody": single_body},
-            responses=_responses(),
+        routes = (
+            ("events", False, single_body, f"Publish one {model} to {logical}", "publish"),
+            (
+                "events:batch",
+                True,
+                batch_body,
+                f"Publish a batch of {model} to {logical} (all or nothing)",
+                "publish_batch",
+            ),
         )
-        app.add_api_route(
-            f"/v1/topics/{logical}/events:batch",
-            many,
-            methods=["POST"],
-            summary=f"Publish a batch of {model} to {logical} (all or nothing)",
-            operation_id=f"publish_batch_{logical.replace('.', '_')}",
-            openapi_extra={"requestBody": batch_body},
-            responses=_responses(),
-        )
+        for path, batch, body, summary, operation in routes:
+            app.add_api_route(
+                f"/v1/topics/{logical}/{path}",
+                endpoint(logical, batch),
+                methods=["POST"],
+                summary=summary,
+                operation_id=f"{operation}_{logical.replace('.', '_')}",
+                openapi_extra={"requestBody": body},
+                responses=_responses(),
+            )
 
     published = [spec for spec in gateway.catalogue if not spec.is_dlq]
     for spec in published:
