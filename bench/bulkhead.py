@@ -89,6 +89,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument(
+        "--worker-args",
+        default="",
+        help="extra `pipeline worker` flags, e.g. '--max-in-flight-records 20000'",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("ours", "quixstreams"),
+        help="run one framework (no JSON ratio for the other)",
+    )
     args = parser.parse_args()
     slow_s = PER_EVENT_COST_S * SLOWDOWN
     with (
@@ -98,7 +108,8 @@ def main() -> None:
         settings = PipelineSettings(bootstrap_servers=bootstrap)
         run = uuid.uuid4().hex[:8]
         source = f"bulkhead.{run}.in"
-        runs = [(fw, slow) for fw in ("ours", "quixstreams") for slow in (False, True)]
+        frameworks = (args.only,) if args.only else ("ours", "quixstreams")
+        runs = [(fw, slow) for fw in frameworks for slow in (False, True)]
         outputs = {r: f"bulkhead.{run}.out.{r[0]}.{'slow' if r[1] else 'base'}" for r in runs}
         specs = [ORDERS.with_name(source)] + [
             ORDERS_ENRICHED.with_name(o) for o in outputs.values()
@@ -125,7 +136,7 @@ def main() -> None:
                 "PYTHONPATH": str(ROOT),
             }
             if framework == "ours":
-                command = worker_command(bootstrap)
+                command = worker_command(bootstrap, *args.worker_args.split())
             else:
                 command = [PYTHON, "-m", "bench.peers.quix", source, output, group, str(10**9)]
             rate = asyncio.run(others_rate(command, env, settings, source, output))
@@ -134,7 +145,7 @@ def main() -> None:
             print(f"{framework:12s} {label:9s} other partitions: {rate:>9,.0f} events/s")
     figures = {
         framework: round(rates[(framework, True)] / rates[(framework, False)], 3)
-        for framework in ("ours", "quixstreams")
+        for framework in frameworks
     }
     print(json.dumps(figures))
 

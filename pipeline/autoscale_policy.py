@@ -89,11 +89,11 @@ def recommend(
     if per_replica_rate is None or per_replica_rate <= 0:
         desired, why = replicas, "no capacity measured yet: hold"
     else:
-        keep_up = math.ceil(observation.input_rate * policy.headroom / per_replica_rate)
+        keep_up = _replicas_for(observation.input_rate * policy.headroom, per_replica_rate, ceiling)
         drain_rate = observation.input_rate * policy.headroom + (
             observation.lag / policy.target_drain_s
         )
-        drain = math.ceil(drain_rate / per_replica_rate)
+        drain = _replicas_for(drain_rate, per_replica_rate, ceiling)
         # Replicas beyond the partitions that have lag cannot drain any faster.
         drain = min(drain, max(keep_up, observation.partitions_with_lag))
         desired = max(keep_up, drain)
@@ -105,6 +105,16 @@ def recommend(
     if bounded != desired:
         why += f"; bounded to {bounded} (min {policy.min_replicas}, max {ceiling})"
     return bounded, why
+
+
+def _replicas_for(rate: float, per_replica_rate: float, ceiling: int) -> int:
+    """ceil(rate / per_replica_rate), at most `ceiling`.
+
+    Capped before rounding: a per-replica rate measured near zero makes the
+    quotient overflow to infinity, which has no integer ceiling.
+    """
+    needed = rate / per_replica_rate
+    return math.ceil(needed) if needed < ceiling else ceiling
 
 
 class Autoscaler:

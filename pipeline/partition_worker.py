@@ -93,6 +93,11 @@ class PartitionWorker:
         return len(self.queue) * self._record_bytes
 
     @property
+    def held(self) -> int:
+        """Records in memory: queued, being handled, or with outputs awaiting acks."""
+        return len(self.queue) + self.tracker.in_progress
+
+    @property
     def load(self) -> int:
         """Records held: queued, or taken and not yet committed."""
         return len(self.queue) + self.tracker.uncommitted
@@ -176,6 +181,7 @@ class PartitionWorker:
 
     def _finished(self, token: list[int]) -> None:
         self.tracker.finished(token)
+        self.runtime.room_freed.set()
         if self.runtime.transactions is not None:
             # The transaction committed this offset along with the outputs.
             self.tracker.mark_committed(token[1])

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from pipeline import worker_defaults as defaults
 from pipeline.breaker import BreakerRegistry, BreakerState
+from pipeline.fetch_plan import fetch_plan
 from pipeline.metrics import Labels, Metrics, labels_of
 from pipeline.partition_worker import PartitionWorker
 from pipeline.processor import Processor
@@ -47,17 +49,16 @@ class WorkerOptions:
     replica_id: str
     static_membership: bool = False
     commit_interval_s: float = 1.0
-    drain_deadline_s: float = 20.0
+    drain_deadline_s: float = defaults.DRAIN_DEADLINE_S
     """SIGTERM and revocation: how long work in hand may take to finish."""
-    max_in_flight_records: int = 100_000
-    """All partitions together; above it every partition's fetch pauses.
+    max_in_flight_records: int = defaults.MAX_IN_FLIGHT_RECORDS
+    """Records held in memory (queued, being handled or awaiting acks), all partitions.
 
-    With fetch_partition_bytes, what bounds a worker's memory whatever the
-    backlog. The defaults favour throughput (~300 MB peak on a 1M backlog);
-    20_000 and 256 KiB hold it near 100 MB at about half the rate (bench/rss.py).
+    Above it nothing is fetched. With fetch_partition_bytes (one buffered fetch
+    per partition at most), what bounds a worker's memory whatever the backlog.
     """
-    fetch_partition_bytes: int = 4 * 1024 * 1024
-    liveness_stall_s: float = 60.0
+    fetch_partition_bytes: int = defaults.FETCH_PARTITION_BYTES
+    liveness_stall_s: float = defaults.LIVENESS_STALL_S
     session_timeout_ms: int = 10_000
     health_port: int | None = None
     health_host: str = "127.0.0.1"
@@ -93,6 +94,10 @@ class Runtime:
             self.producer = EventProducer(settings)
         self.workers: dict[TopicPartition, PartitionWorker] = {}
         self.committed_signal = asyncio.Event()
+        self.peak_held = 0
+        """Most records held in memory at once (the in-flight bound's effect, exported)."""
+        self.room_freed = asyncio.Event()
+        """Set when a partition finishes a batch: the in-flight bound may have room again."""
         self._commit_requested = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._failure: str | None = None
@@ -220,10 +225,27 @@ class Runtime:
     async def _fetch_loop(self) -> None:
         consumer = self.consumer
         stop = self._stop_requested
-        limit = self.options.max_in_flight_records
         while not stop.is_set():
-            room = limit - sum(worker.load for worker in self.workers.values())
-            batches = await consumer.getmany(timeout_ms=100, max_records=max(1, room))
+            assigned = consumer.assignment()
+            held = {tp: worker.held for tp, worker in self.workers.items()}
+            self.peak_held = max(self.peak_held, sum(held.values()))
+            fetchable, max_records = fetch_plan(
+                assigned,
+                held,
+                self.paused,
+                self.options.max_in_flight_records,
+                self.processor.batch_records,
+            )
+            if fetchable or not assigned:
+                # Held-back partitions are left out of the call (pipeline.fetch_plan).
+                batches = await consumer.getmany(
+                    *fetchable, timeout_ms=100, max_records=max(1, max_records)
+                )
+            else:
+                batches = {}
+                self.room_freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.room_freed.wait(), 0.1)
             for tp, fetched in batches.items():
                 records = (
                     fetched
@@ -246,23 +268,15 @@ class Runtime:
                 self.request_stop()
 
     def _reconcile_pauses(self) -> None:
-        total = sum(worker.load for worker in self.workers.values())
-        globally_full = total >= self.options.max_in_flight_records
-        to_pause, to_resume = [], []
+        """A partition whose bulkhead is full is held back from the fetch until it drains."""
         for tp, worker in self.workers.items():
             if self.replay is not None and tp in self.replay.reached_end:
                 continue  # a replay's partition past its range stays paused
             if tp in self.paused:
-                if not globally_full and worker.may_resume():
-                    to_resume.append(tp)
-            elif globally_full or worker.wants_pause():
-                to_pause.append(tp)
-        if to_pause:
-            self.consumer.pause(*to_pause)
-            self.paused.update(to_pause)
-        if to_resume:
-            self.consumer.resume(*to_resume)
-            self.paused.difference_update(to_resume)
+                if worker.may_resume():
+                    self.paused.discard(tp)
+            elif worker.wants_pause():
+                self.paused.add(tp)
 
     def _update_readiness(self) -> None:
         if self.ready or not self._assignment_settled:
@@ -442,6 +456,16 @@ class Runtime:
         )
         self.metrics.gauge(
             "partition_paused", lambda: per_partition("paused"), "1 while fetch is paused"
+        )
+        self.metrics.gauge(
+            "held_records",
+            lambda: {(): float(sum(worker.held for worker in self.workers.values()))},
+            "records in memory: queued, being handled or awaiting acks",
+        )
+        self.metrics.gauge(
+            "held_records_peak",
+            lambda: {(): float(self.peak_held)},
+            "most records held at once (bounded by --max-in-flight-records)",
         )
         self.metrics.gauge(
             "breaker_open",

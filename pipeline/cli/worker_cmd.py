@@ -9,6 +9,7 @@ import socket
 
 import typer
 
+from pipeline import worker_defaults as defaults
 from pipeline.cli.common import settings_for_cli
 from pipeline.gc_tuning import tune_for_throughput
 from pipeline.processor import load_processor
@@ -29,19 +30,23 @@ def worker(
     health_host: str = typer.Option(
         "127.0.0.1", "--health-host", help="Address to serve them on (0.0.0.0 in containers)."
     ),
-    drain_deadline: float = typer.Option(20.0, help="Seconds to finish work in hand on stop."),
+    drain_deadline: float = typer.Option(
+        defaults.DRAIN_DEADLINE_S, help="Seconds to finish work in hand on stop."
+    ),
     liveness_stall: float = typer.Option(
-        60.0,
+        defaults.LIVENESS_STALL_S,
         "--liveness-stall",
         help="/healthz fails when a partition with lag makes no progress for this long.",
     ),
     max_in_flight_records: int = typer.Option(
-        100_000,
-        help="Records held by all partitions together; bounds memory. "
-        "Lower it (with --fetch-partition-bytes) to trade throughput for RSS.",
+        defaults.MAX_IN_FLIGHT_RECORDS,
+        help="Records held in memory by all partitions together (queued or being "
+        "handled); with --fetch-partition-bytes, what bounds a worker's memory.",
     ),
     fetch_partition_bytes: int = typer.Option(
-        4 * 1024 * 1024, help="Largest fetch per partition (max.partition.fetch.bytes)."
+        defaults.FETCH_PARTITION_BYTES,
+        help="Largest fetch per partition (max.partition.fetch.bytes); at most one "
+        "is buffered per partition.",
     ),
     bootstrap: str | None = typer.Option(None, "--bootstrap", help="host:port list."),
     processors_module: str = typer.Option(

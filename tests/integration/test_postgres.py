@@ -67,27 +67,30 @@ async def snapshot(db: Database, customer_prefix: str) -> tuple[list[tuple], lis
 async def test_migrations_apply_once_and_report_edits(postgres_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     folder.mkdir()
-    table = f"probe_{uuid.uuid4().hex[:8]}"
-    (folder / "001_probe.sql").write_text(f"CREATE TABLE {table} (id int PRIMARY KEY);")
+    run = uuid.uuid4().hex[:8]
+    table = f"probe_{run}"
+    # Versions unique to this run: the database outlives it (make test reuses it).
+    probe, broken = f"001_probe_{run}", f"002_broken_{run}"
+    (folder / f"{probe}.sql").write_text(f"CREATE TABLE {table} (id int PRIMARY KEY);")
     first = await migrate(postgres_url, folder)
     again = await migrate(postgres_url, folder)
-    assert first.applied == ["001_probe"]
-    assert again.applied == [] and again.already == ["001_probe"]
-    (folder / "001_probe.sql").write_text(f"CREATE TABLE {table} (id bigint PRIMARY KEY);")
-    (folder / "002_broken.sql").write_text(f"INSERT INTO {table} VALUES (1); SELECT nonsense;")
-    with pytest.raises(Exception, match=r"002_broken\.sql failed and was rolled back"):
+    assert first.applied == [probe]
+    assert again.applied == [] and again.already == [probe]
+    (folder / f"{probe}.sql").write_text(f"CREATE TABLE {table} (id bigint PRIMARY KEY);")
+    (folder / f"{broken}.sql").write_text(f"INSERT INTO {table} VALUES (1); SELECT nonsense;")
+    with pytest.raises(Exception, match=rf"{broken}\.sql failed and was rolled back"):
         await migrate(postgres_url, folder)
     connection = await asyncpg.connect(postgres_url)
     try:
         # The failed migration left nothing behind, and is not recorded.
         assert await connection.fetchval(f"SELECT count(*) FROM {table}") == 0
         versions = await connection.fetch("SELECT version FROM schema_migrations")
-        assert "002_broken" not in {row["version"] for row in versions}
+        assert broken not in {row["version"] for row in versions}
     finally:
         await connection.close()
-    (folder / "002_broken.sql").unlink()
+    (folder / f"{broken}.sql").unlink()
     report = await migrate(postgres_url, folder)
-    assert report.edited_after_applying == ["001_probe"]
+    assert report.edited_after_applying == [probe]
 
 
 async def test_a_batch_delivered_twice_leaves_identical_rows(database: Database) -> None:

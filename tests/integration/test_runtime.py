@@ -165,11 +165,14 @@ def test_poison_input_goes_to_the_dlq_with_every_header(harness: Harness) -> Non
 
 
 def test_slow_partition_does_not_hold_back_the_others(harness: Harness) -> None:
-    replica = harness.start("slow", "r0")
+    # An in-flight bound smaller than the slow partition's backlog: a slow
+    # partition allowed to fill it would starve every other one.
+    bound = 2_000
+    replica = harness.start("slow", "r0", "--max-in-flight-records", str(bound))
     replica.wait_ready()
     slow_key = "k-slow"
     slow_partition = kafka_partition(slow_key.encode(), SOURCE.partitions)
-    slow_events = [Keyed(key=slow_key, seq=i, mode="slow") for i in range(300)]
+    slow_events = [Keyed(key=slow_key, seq=i, mode="slow") for i in range(3_000)]
     fast_keys = [f"k{i}" for i in range(400)]
     fast_keys = [
         k for k in fast_keys if kafka_partition(k.encode(), SOURCE.partitions) != slow_partition
@@ -183,12 +186,17 @@ def test_slow_partition_does_not_hold_back_the_others(harness: Harness) -> None:
     )
     elapsed = time.monotonic() - started
     done = harness.count(harness.output.name)
-    # 300 slow events take 60 s alone; the others must be done long before.
+    # 3,000 slow events take 10 minutes alone; the others must be done long before.
     assert done < fast_count + len(slow_events), (
         "the slow partition finished too: test proved nothing"
     )
+    held_peak = replica.metric("pipeline_held_records_peak")
+    assert 0 < held_peak <= bound, f"held {held_peak} records at once, bound {bound}"
     left = fast_count + len(slow_events) - done
-    print(f"fast partitions done in {elapsed:.1f}s while the slow one had {left} left")
+    print(
+        f"fast partitions done in {elapsed:.1f}s while the slow one had {left} left; "
+        f"at most {held_peak:.0f} records held"
+    )
 
 
 def test_dependency_outage_dead_letters_nothing(harness: Harness, tmp_path: Path) -> None:

@@ -171,3 +171,18 @@ def test_a_steady_load_keeps_the_ideal_size() -> None:
     result = evaluate_sim(simulate(steady(150), OurScaler(ScalingPolicy(), 1), model))
     assert result.replica_seconds_vs_ideal == 1.0
     assert result.direction_changes == 0
+
+
+def test_a_per_replica_rate_near_zero_asks_for_the_most_not_an_overflow() -> None:
+    # Found by hypothesis: lag / 2e-309 overflows to infinity, which has no ceiling.
+    observation = Observation(
+        at=10.0,
+        lag=500,
+        partitions=4,
+        partitions_with_lag=4,
+        input_rate=1e-300,
+        consume_rate=1e-300,
+        replicas=1,
+    )
+    desired, _ = recommend(ScalingPolicy(max_replicas=8), observation, 2.2e-309)
+    assert desired == 4
