@@ -40,8 +40,9 @@ def worker(
     ),
     max_in_flight_records: int = typer.Option(
         defaults.MAX_IN_FLIGHT_RECORDS,
-        help="Records held in memory by all partitions together (queued or being "
-        "handled); with --fetch-partition-bytes, what bounds a worker's memory.",
+        help="Records held in memory by all partitions together (queued, being "
+        "handled or awaiting acks); with --fetch-partition-bytes, what bounds a "
+        "worker's memory.",
     ),
     fetch_partition_bytes: int = typer.Option(
         defaults.FETCH_PARTITION_BYTES,

@@ -45,8 +45,11 @@ def test_held_back_partitions_are_not_fetched() -> None:
 )
 def test_fetching_never_goes_past_the_bound(held: dict[int, int], limit: int, batch: int) -> None:
     fetchable, room = fetch_plan(PARTITIONS, held, set(), limit=limit, batch_records=batch)
+    total = sum(held.values())
     # getmany(max_records=room): what comes back fits under the limit.
-    assert sum(held.values()) + room <= max(limit, sum(held.values()))
-    assert (room > 0) == (sum(held.values()) < limit)
+    assert room == max(0, limit - total)
     if not room:
         assert fetchable == []
+    share = max(limit // len(PARTITIONS), 2 * batch)
+    for partition in PARTITIONS:
+        assert (partition in fetchable) == (room > 0 and held.get(partition, 0) < share)
