@@ -4,11 +4,15 @@ Latency: from the moment an order is published (its `produced-at` header)
 to the moment its enriched output is appended by the broker (the output
 topic uses LogAppendTime, so the record's timestamp is the broker's). First
 a burst measures the worker's maximum rate; then orders are published at
-half of it for --seconds, and p50/p99 are taken over those.
+half of it, evenly (the rate limiter allows no burst beyond one 5 ms chunk),
+for --warmup seconds that are not measured and then for --seconds, over
+which p50/p99 are taken. The warm-up keeps the first seconds of a broker
+this bench has just started (a cold JVM) out of the figures; --warmup 0
+puts them back in.
 
 Prints the figures and, last, {"rate": R, "p50_ms": X, "p99_ms": Y}.
 
-Run: .venv/bin/python bench/latency.py [--seconds 20]
+Run: .venv/bin/python bench/latency.py [--seconds 20] [--warmup 5]
 (starts a private broker unless KAFKA_BOOTSTRAP is set)
 """
 
@@ -70,7 +74,9 @@ async def log_append_time(settings: PipelineSettings, spec: TopicSpec) -> None:
         )
 
 
-async def measure(bootstrap: str, seconds: float, folder: Path) -> dict[str, float]:
+async def measure(
+    bootstrap: str, seconds: float, warmup_s: float, folder: Path
+) -> dict[str, float]:
     settings = PipelineSettings(bootstrap_servers=bootstrap)
     run = uuid.uuid4().hex[:8]
     source = ORDERS.with_name(f"latency.{run}.in")
@@ -103,20 +109,26 @@ async def measure(bootstrap: str, seconds: float, folder: Path) -> dict[str, flo
             max_rate = BURST / (done_at - started)
             rate = max_rate / 2
             print(
-                f"maximum ≈ {max_rate:,.0f}/s; now {rate:,.0f}/s for {seconds:.0f}s",
+                f"maximum ≈ {max_rate:,.0f}/s; now {rate:,.0f}/s for {warmup_s:.0f}s of "
+                f"warm-up and {seconds:.0f}s measured",
                 file=sys.stderr,
             )
             chunk = max(1, int(rate / 200))  # every 5 ms
             # Generated up front: generating them live would take a core from
             # the worker on a two-core machine and measure the generator.
-            pending = [generator.batch(chunk) for _ in range(int(rate * seconds / chunk) + 1)]
-            bucket = TokenBucket(rate)
+            warmup_chunks = int(rate * warmup_s / chunk)
+            pending = [
+                generator.batch(chunk)
+                for _ in range(warmup_chunks + int(rate * seconds / chunk) + 1)
+            ]
+            bucket = TokenBucket(rate, burst=chunk)
             sent = 0
-            for orders in pending:
+            for index, orders in enumerate(pending):
                 await bucket.acquire(chunk)
-                now_ms = time.time_ns() // 1_000_000
-                for order in orders:
-                    published_at[order.order_id] = now_ms
+                if index >= warmup_chunks:
+                    now_ms = time.time_ns() // 1_000_000
+                    for order in orders:
+                        published_at[order.order_id] = now_ms
                 await producer.publish_many(source, orders)
                 sent += chunk
         await wait_for(settings, output.name, 100 + BURST + sent, 120)
@@ -144,13 +156,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--seconds", type=float, default=20, help="measured seconds")
+    parser.add_argument(
+        "--warmup", type=float, default=5, help="seconds at the same rate, not measured"
+    )
     args = parser.parse_args()
     with (
         ephemeral_kafka(progress=lambda m: print(f"[kafka] {m}", file=sys.stderr)) as bootstrap,
         tempfile.TemporaryDirectory(prefix="latency-") as folder,
     ):
-        figures = asyncio.run(measure(bootstrap, args.seconds, Path(folder)))
+        figures = asyncio.run(measure(bootstrap, args.seconds, args.warmup, Path(folder)))
     print(
         f"{figures['events']:,} orders at {figures['rate']:,}/s "
         f"(half of {figures['max_rate']:,}/s): "

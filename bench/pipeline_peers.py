@@ -13,8 +13,11 @@ input topic:
 - faust: a faust-streaming agent with the same function.
 
 Steady-state events/s is measured from outside, on the output topic's end
-offsets, between 10% and 90% of the events. Prints a table and, last,
-{"ours": E, "raw_aiokafka": E, "quixstreams": E, "faust": E}.
+offsets, between 10% and 90% of the events. Also measured: the per-event
+work alone in this process, with no Kafka and no framework (`work_only`),
+the ceiling any one-process contestant can approach on this machine. Prints
+a table and, last, {"ours": E, "raw_aiokafka": E, "quixstreams": E,
+"faust": E, "work_only": E, ...ratios}.
 
 Run: .venv/bin/python bench/pipeline_peers.py [--events 200000] [--only ours,raw_aiokafka]
 (needs the bench extras: pip install -e '.[bench]'; starts a private
@@ -43,6 +46,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import Options, Rdict
 
 from bench.peers.launch import ROOT, worker_command
+from bench.peers.work import enrich_bytes
+from pipeline.codec import encode_events
 from pipeline.localkafka import ephemeral_kafka
 from pipeline.producer import EventProducer
 from pipeline.settings import PipelineSettings
@@ -83,6 +88,19 @@ async def fill_input(settings: PipelineSettings, topic: str, count: int) -> None
                 await pending.pop(0)
         for future in pending:
             await future
+
+
+def work_only_rate(db_path: Path, count: int = 20_000) -> float:
+    """Events/s of the job's per-event work alone: decode to encode, no Kafka, no framework."""
+    os.environ["PEERS_DB"] = str(db_path)
+    values = [
+        encoded.value for encoded in encode_events(ORDERS, OrderGenerator(CUSTOMERS).batch(count))
+    ]
+    enrich_bytes(values[0])  # opens the customer table
+    started = time.perf_counter()
+    for value in values:
+        enrich_bytes(value)
+    return count / (time.perf_counter() - started)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -243,7 +261,10 @@ def main() -> None:
                 f"total {outcome.seconds_total:6.1f}s (incl. start-up)  "
                 f"peak RSS {outcome.peak_rss_mb:6.0f} MB  {outcome.note}"
             )
+        work_only = work_only_rate(db_path)
+        print(f"{'work alone':14s} {work_only:>10,.0f} events/s  (no Kafka, no framework)")
     figures = {name: round(outcome.events_per_s) for name, outcome in results.items()}
+    figures["work_only"] = round(work_only)
     if "ours" in figures:
         for peer in ("raw_aiokafka", "quixstreams", "faust"):
             if figures.get(peer):

@@ -2,7 +2,8 @@
 
 Output ids are derived from the source record's id, so a redelivered record
 yields outputs with the ids they had the first time and downstream upserts
-by event id stay idempotent.
+by event id stay idempotent. Outputs are encoded as they are collected: the
+batch holds bytes, not live models.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
 from pipeline.catalogue import TopicSpec
-from pipeline.codec import EncodedEvent, derived_event_ids, derived_output_id, ids_of, output_salt
+from pipeline.codec import (
+    EncodedEvent,
+    TopicEncoder,
+    derived_event_ids,
+    derived_output_id,
+    ids_of,
+    output_salt,
+)
 from pipeline.processor import Emit, Processor, ToSink
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
@@ -23,9 +31,8 @@ Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 @dataclass
 class BatchResult:
-    outputs: dict[str, tuple[TopicSpec, list[BaseModel], list[str], list[str | None]]] = field(
-        default_factory=dict
-    )
+    outputs: dict[str, tuple[TopicEncoder, list[EncodedEvent]]] = field(default_factory=dict)
+    """Per output topic: its encoder and the batch's encoded events, in handling order."""
     sink_items: list[Any] = field(default_factory=list)
     dead_letters: list[EncodedEvent] = field(default_factory=list)
     processed: int = 0
@@ -35,11 +42,9 @@ class BatchResult:
     ) -> None:
         entry = self.outputs.get(spec.name)
         if entry is None:
-            entry = (spec, [], [], [])
+            entry = (TopicEncoder(spec), [])
             self.outputs[spec.name] = entry
-        entry[1].append(event)
-        entry[2].append(event_id)
-        entry[3].append(trace)
+        entry[1].append(entry[0].encode(event, event_id, trace))
 
     def collect(self, outcome: Any, record: Record, processor: Processor, salts: list[int]) -> None:
         """Add what a handler returned for `record`; `salts` is the worker's id-salt cache."""
