@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import msgpack
@@ -147,12 +148,24 @@ def encode_events(
     return [encode(event, event_id, trace_id) for event, event_id in zip(events, ids, strict=True)]
 
 
+_thread_state = threading.local()
+
+
+def _pack_function() -> Callable[[Any], bytes]:
+    """This thread's msgpack packer: one per batch would allocate its 256 KiB buffer each time."""
+    pack: Callable[[Any], bytes] | None = getattr(_thread_state, "pack", None)
+    if pack is None:
+        pack = _thread_state.pack = msgpack.Packer(use_bin_type=True).pack
+    return pack
+
+
 class TopicEncoder:
     """Encodes events of one topic one at a time, its constant headers built once.
 
     A worker encodes each output as soon as its handler returns it, so the
     pydantic object is freed at once instead of living until the batch is
     published (a batch of live models cost the collector and the caches).
+    Use an encoder in the thread that made it: it packs with that thread's packer.
     """
 
     __slots__ = ("_constant_headers", "_key_field", "_model", "_pack", "_to_python", "spec")
@@ -168,7 +181,7 @@ class TopicEncoder:
             (HEADER_PRODUCED_AT, str(produced).encode()),
         )
         self._to_python = spec.event_model.__pydantic_serializer__.to_python
-        self._pack = msgpack.Packer(use_bin_type=True).pack
+        self._pack = _pack_function()
 
     def check_type(self, event: BaseModel) -> None:
         if type(event) is not self._model:

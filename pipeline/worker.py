@@ -40,6 +40,7 @@ log = logging.getLogger("pipeline.worker")
 EXIT_OK = 0
 EXIT_DRAIN_INCOMPLETE = 3
 EXIT_FAILED = 4
+HEARTBEAT_INTERVAL_MS = 1000
 LEAVE_GROUP_DEADLINE_S = 15.0
 """Leaving can wait on a rebalance other members hold up; finished work is committed by then."""
 
@@ -120,7 +121,11 @@ class Runtime:
             max_partition_fetch_bytes=options.fetch_partition_bytes,
             fetch_max_bytes=32 * 1024 * 1024,
             session_timeout_ms=options.session_timeout_ms,
-            heartbeat_interval_ms=max(1000, options.session_timeout_ms // 4),
+            # A member learns that a rebalance has begun from its next heartbeat;
+            # every member stops until the slowest has rejoined, so a scale step
+            # costs up to one interval more. Kafka asks for at most a third of
+            # the session timeout.
+            heartbeat_interval_ms=min(HEARTBEAT_INTERVAL_MS, options.session_timeout_ms // 3),
             rebalance_timeout_ms=int(options.drain_deadline_s * 1000) + 10_000,
             isolation_level="read_committed",
         )
