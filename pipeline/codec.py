@@ -168,12 +168,11 @@ class TopicEncoder:
     Use an encoder in the thread that made it: it packs with that thread's packer.
     """
 
-    __slots__ = ("_constant_headers", "_key_field", "_model", "_pack", "_to_python", "spec")
+    __slots__ = ("_constant_headers", "_model", "_pack", "_to_python", "spec")
 
     def __init__(self, spec: TopicSpec, produced_at_ms: int | None = None) -> None:
         self.spec = spec
         self._model = spec.event_model
-        self._key_field = spec.key_field
         produced = produced_at_ms if produced_at_ms is not None else time.time_ns() // 1_000_000
         self._constant_headers = (
             (HEADER_EVENT_TYPE, spec.event_type.encode()),
@@ -190,9 +189,7 @@ class TopicEncoder:
     def encode(self, event: BaseModel, event_id: str, trace_id: str | None = None) -> EncodedEvent:
         if type(event) is not self._model:
             self.check_type(event)
-        key = getattr(event, self._key_field, None)
-        if key is None or key == "":
-            raise MissingKeyError(self.spec.name, self._key_field)
+        key = event_key(self.spec, event)
         type_header, version_header, produced_header = self._constant_headers
         headers: Headers = [
             type_header,
@@ -206,7 +203,7 @@ class TopicEncoder:
         # the encode time); the fields are the same.
         return new_tuple(
             EncodedEvent,
-            (str(key).encode(), self._pack(self._to_python(event, mode="json")), headers, event_id),
+            (key, self._pack(self._to_python(event, mode="json")), headers, event_id),
         )
 
 

@@ -167,7 +167,8 @@ class PartitionWorker:
 
         New records never wait for acks. One plain future, not tasks racing in
         asyncio.wait: a lightly loaded worker idles here hundreds of times a
-        second per partition, and the tasks cost a tenth of its CPU.
+        second per partition, and at half load those tasks showed as 5-10% of
+        its CPU in a profile.
         """
         # Nothing awaits between the caller's empty-queue check and here, so
         # records offered meanwhile are seen by that check, not lost.
