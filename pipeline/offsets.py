@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from pipeline.settings import PipelineSettings
+from pipeline.topic_admin import TopicAdmin
 from pipeline.topic_metadata import partition_count
 
 COORDINATOR_WAIT_S = 30.0
@@ -65,23 +66,15 @@ async def group_member_count(admin: AIOKafkaAdminClient, group: str) -> int:
 async def read_group_commits(
     settings: PipelineSettings, group: str
 ) -> dict[TopicPartition, OffsetAndMetadata]:
-    """group_commits with an admin client of its own."""
-    admin = AIOKafkaAdminClient(**settings.client_kwargs())
-    await admin.start()
-    try:
-        return await group_commits(admin, group)
-    finally:
-        await admin.close()
+    """group_commits with an admin connection of its own."""
+    async with TopicAdmin(settings) as admin:
+        return await group_commits(admin.admin, group)
 
 
 async def count_group_members(settings: PipelineSettings, group: str) -> int:
-    """group_member_count with an admin client of its own."""
-    admin = AIOKafkaAdminClient(**settings.client_kwargs())
-    await admin.start()
-    try:
-        return await group_member_count(admin, group)
-    finally:
-        await admin.close()
+    """group_member_count with an admin connection of its own."""
+    async with TopicAdmin(settings) as admin:
+        return await group_member_count(admin.admin, group)
 
 
 async def committed_offsets(settings: PipelineSettings, group: str, topic: str) -> dict[int, int]:

@@ -2,10 +2,10 @@
 
 Fetch loop → one PartitionWorker (bulkhead) per assigned partition →
 outputs and dead letters through the shared producer → commits of each
-partition's low-water mark of finished offsets. Pauses the fetch of a
-partition whose bulkhead is full, and of all partitions when the process
-holds more than its global bound. Rebalances and SIGTERM drain the work in
-hand, commit it and let go.
+partition's low-water mark of finished offsets. Leaves out of the fetch a
+partition whose bulkhead is full or holds its share of the in-flight bound,
+and fetches nothing while the process is at that bound (pipeline.fetch_plan).
+Rebalances and SIGTERM drain the work in hand, commit it and let go.
 """
 
 from __future__ import annotations
