@@ -59,6 +59,7 @@ class WorkerOptions:
     per partition at most), what bounds a worker's memory whatever the backlog.
     """
     fetch_partition_bytes: int = defaults.FETCH_PARTITION_BYTES
+    """Also sizes a whole fetch response: FETCH_RESPONSE_PARTITIONS times this."""
     liveness_stall_s: float = defaults.LIVENESS_STALL_S
     session_timeout_ms: int = 10_000
     health_port: int | None = None
@@ -119,7 +120,7 @@ class Runtime:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=options.fetch_partition_bytes,
-            fetch_max_bytes=32 * 1024 * 1024,
+            fetch_max_bytes=defaults.FETCH_RESPONSE_PARTITIONS * options.fetch_partition_bytes,
             session_timeout_ms=options.session_timeout_ms,
             # A member learns that a rebalance has begun from its next heartbeat;
             # every member stops until the slowest has rejoined, so a scale step

@@ -23,5 +23,20 @@ FETCH_PARTITION_BYTES = 512 * 1024
 """max.partition.fetch.bytes: the fetcher buffers at most one such fetch per partition.
 
 Throughput falls with smaller fetches (128 KiB: about 20% slower); memory
-rises with larger ones (1 MiB: 1.2 times the 10k-backlog figure).
+rises with larger ones (1 MiB: 1.2 times the 10k-backlog figure, measured
+before FETCH_RESPONSE_PARTITIONS capped a response).
+"""
+
+FETCH_RESPONSE_PARTITIONS = 4
+"""fetch.max.bytes, as a multiple of the per-partition fetch.
+
+aiokafka holds a fetch response about three times over while it reads and
+parses it (the stream's buffer, the bytes copied out of it, each partition's
+slice). Uncapped, one response for 12 busy partitions was 6 MiB, and that
+transient decided a worker's peak RSS on a 1M backlog: 1.20 times the 10k
+figure (bench/rss.py). Capped at four partitions' worth (2 MiB by default) it
+was 1.05, and bench/pipeline_peers.py moved within its noise (0.99 and 1.01
+times raw aiokafka, against 1.01 and 1.02 uncapped). Each response still
+carries at least one batch, so a partition fetch larger than the cap is
+never starved.
 """

@@ -47,7 +47,8 @@ def worker(
     fetch_partition_bytes: int = typer.Option(
         defaults.FETCH_PARTITION_BYTES,
         help="Largest fetch per partition (max.partition.fetch.bytes); at most one "
-        "is buffered per partition.",
+        "is buffered per partition, and one fetch response carries at most "
+        f"{defaults.FETCH_RESPONSE_PARTITIONS} times this.",
     ),
     bootstrap: str | None = typer.Option(None, "--bootstrap", help="host:port list."),
     processors_module: str = typer.Option(
