@@ -16,7 +16,9 @@ changes. Last line: JSON keyed by trace and mode, e.g.
 {"step_sim": {"ours": {...}, "keda": {...}}, "step_real": {...}, ...}.
 
 Run: .venv/bin/python bench/autoscale.py [--sim-only] [--real-seconds 100]
-(starts a private broker unless KAFKA_BOOTSTRAP is set)
+     [--traces step,spike] [--policies ours] [--timeline]
+(the real part takes about 14 minutes for all traces and both policies;
+starts a private broker unless KAFKA_BOOTSTRAP is set)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -159,6 +162,7 @@ async def run_real_one(
     folder: Path,
     drain_s: float,
     replica_rate: float,
+    timeline: bool = False,
 ) -> dict[str, object]:
     prefix = f"as{uuid.uuid4().hex[:6]}."
     await ensure_topics(settings, [spec.with_name(prefix + spec.name) for spec in TOPICS])
@@ -196,6 +200,9 @@ async def run_real_one(
     runs = [s for s in history if s.at >= time.time() - (time.monotonic() - started)]
     zero = time.time() - (time.monotonic() - started)
     times = [s.at - zero for s in runs]
+    if timeline:
+        for at, status in zip(times, runs, strict=True):
+            print(f"  {trace.name} {which} t={at:6.1f}s {status.line()}", flush=True)
     result = evaluate(
         times,
         [float(s.lag) for s in runs],
@@ -213,12 +220,20 @@ async def run_real_one(
     return result.as_dict()
 
 
-def run_real(bootstrap: str, seconds: float) -> dict[str, dict[str, dict[str, object]]]:
+def run_real(
+    bootstrap: str,
+    seconds: float,
+    traces: list[str],
+    policies: list[str],
+    timeline: bool,
+) -> dict[str, dict[str, dict[str, object]]]:
     settings = PipelineSettings(bootstrap_servers=bootstrap)
     figures: dict[str, dict[str, dict[str, object]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-autoscale-") as folder:
         rate = asyncio.run(calibrate(settings, Path(folder)))
         for trace in real_traces(seconds):
+            if trace.name not in traces:
+                continue
             figures[f"{trace.name}_real"] = {
                 which: asyncio.run(
                     run_real_one(
@@ -228,11 +243,31 @@ def run_real(bootstrap: str, seconds: float) -> dict[str, dict[str, dict[str, ob
                         Path(folder),
                         drain_s=seconds * 0.3,
                         replica_rate=rate,
+                        timeline=timeline,
                     )
                 )
-                for which in ("ours", "keda")
+                for which in policies
             }
     return figures
+
+
+TRACE_NAMES = ("steady", "step", "spike")
+POLICY_NAMES = ("ours", "keda")
+
+
+def _choices(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated subset of `allowed`, in the order given."""
+
+    def parse(text: str) -> list[str]:
+        chosen = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in chosen if name not in allowed]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(
+                f"{', '.join(unknown) or 'nothing'} not among {', '.join(allowed)}"
+            )
+        return chosen
+
+    return parse
 
 
 def main() -> None:
@@ -241,11 +276,30 @@ def main() -> None:
     )
     parser.add_argument("--sim-only", action="store_true")
     parser.add_argument("--real-seconds", type=float, default=100.0, help="per real trace")
+    parser.add_argument(
+        "--traces",
+        type=_choices(TRACE_NAMES),
+        default=list(TRACE_NAMES),
+        help=f"comma-separated real traces to run (default: {','.join(TRACE_NAMES)})",
+    )
+    parser.add_argument(
+        "--policies",
+        type=_choices(POLICY_NAMES),
+        default=list(POLICY_NAMES),
+        help=f"comma-separated policies to run for real (default: {','.join(POLICY_NAMES)})",
+    )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="print every real run's supervisor line per second (lag, rates, decision)",
+    )
     args = parser.parse_args()
     figures = run_sim()
     if not args.sim_only:
         with ephemeral_kafka(progress=lambda m: print(f"[kafka] {m}", file=sys.stderr)) as boot:
-            figures.update(run_real(boot, args.real_seconds))
+            figures.update(
+                run_real(boot, args.real_seconds, args.traces, args.policies, args.timeline)
+            )
     print(json.dumps(figures))
 
 

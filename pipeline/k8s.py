@@ -73,6 +73,7 @@ def render(
         "max_replicas": str(min(policy.max_replicas, processor.source.partitions)),
         "interval_s": str(options.interval_s),
         "scale_down_window_s": f"{policy.scale_down_window_s:.0f}",
+        "caught_up_window_s": f"{policy.caught_up_window_s:.0f}",
         "target_drain_s": f"{policy.target_drain_s:.0f}",
         "lag_threshold": str(lag_threshold(policy, options.replica_rate)),
         "prometheus_url": options.prometheus_url,

@@ -28,6 +28,9 @@ def render(
     max_replicas: int = typer.Option(8, "--max"),
     target_drain: str = typer.Option("30s", "--target-drain"),
     scale_down_window: str = typer.Option("20s", "--scale-down-window"),
+    caught_up_window: str = typer.Option(
+        "5s", "--caught-up-window", help="Our policy only (--scale-on prometheus)."
+    ),
     replica_rate: float = typer.Option(
         200.0, "--replica-rate", help="Events/s one replica handles (sets KEDA's lagThreshold)."
     ),
@@ -52,6 +55,7 @@ def render(
         max_replicas=max_replicas,
         target_drain_s=parse_duration(target_drain),
         scale_down_window_s=parse_duration(scale_down_window),
+        caught_up_window_s=parse_duration(caught_up_window),
     )
     rendered = render_manifests(
         found,

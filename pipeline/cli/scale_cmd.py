@@ -22,6 +22,12 @@ def scale(
     scale_down_window: str = typer.Option(
         "20s", "--scale-down-window", help="Scale down only to the window's highest need."
     ),
+    caught_up_window: str = typer.Option(
+        "5s",
+        "--caught-up-window",
+        help="Once the lag is gone, trust a lower need held this long (the window again if "
+        "that proves premature; give the --scale-down-window to always wait it).",
+    ),
     replica_rate: float = typer.Option(
         None, "--replica-rate", help="Events/s one replica handles, until one is measured."
     ),
@@ -64,6 +70,7 @@ def scale(
         max_replicas=max_replicas,
         target_drain_s=parse_duration(target_drain),
         scale_down_window_s=parse_duration(scale_down_window),
+        caught_up_window_s=parse_duration(caught_up_window),
         initial_replica_rate=replica_rate,
     )
     env = {"PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers}

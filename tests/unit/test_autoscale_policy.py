@@ -19,6 +19,7 @@ from pipeline.autoscale_sim import (
     GroupModel,
     KedaScaler,
     OurScaler,
+    Trace,
     evaluate_sim,
     simulate,
     spike,
@@ -115,17 +116,85 @@ def observation(at: float, lag: int, input_rate: float, replicas: int) -> Observ
     )
 
 
-def test_scales_up_at_once_and_down_only_after_the_window() -> None:
-    policy = ScalingPolicy(max_replicas=12, scale_down_window_s=60, initial_replica_rate=100)
+def test_scales_up_at_once_and_down_only_after_the_window_while_lag_remains() -> None:
+    policy = ScalingPolicy(
+        max_replicas=12, scale_down_window_s=60, warmup_s=1000, initial_replica_rate=100
+    )
     scaler = Autoscaler(policy, 1)
     up = scaler.decide(observation(0, 30_000, 400, 1))
     assert up.desired > 4 and up.reason.startswith("up to")
-    held = [scaler.decide(observation(t, 0, 100, up.desired)) for t in range(5, 60, 5)]
+    # 600 behind at 100/s is not caught up (more than 500 and than 2 s of input),
+    # but needs only 2 replicas: the long window decides.
+    held = [scaler.decide(observation(t, 600, 100, up.desired)) for t in range(5, 60, 5)]
     assert all(d.desired == up.desired for d in held)
     assert "waits for the window" in held[-1].reason
-    down = scaler.decide(observation(65, 0, 100, up.desired))
-    assert down.desired == 2  # ceil(100 × 1.05 / 100)
-    assert down.reason.startswith("down to 2")
+    down = scaler.decide(observation(65, 600, 100, up.desired))
+    assert down.desired == 2  # ceil(100 × 1.05 / 100), and 600 drains in 30 s
+    assert down.reason.startswith("down to 2 after 60s")
+
+
+def burst_then_caught_up(scaler: Autoscaler, start: float) -> list[int]:
+    """Replicas for a burst at `start` (all 12 needed), then 24 seconds with no lag."""
+    replicas = [scaler.decide(observation(start, 30_000, 400, 1)).desired]
+    for t in range(1, 25):
+        replicas.append(scaler.decide(observation(start + t, 0, 100, replicas[-1])).desired)
+    return replicas
+
+
+QUICK = 6
+"""Index of the scale-down in burst_then_caught_up: caught up from +1, 5 s window."""
+LONG = 21
+"""... with the 20 s window instead: the burst's need leaves it after 21 s."""
+
+
+def back_off_policy() -> ScalingPolicy:
+    return ScalingPolicy(
+        max_replicas=12, scale_down_window_s=20, caught_up_window_s=5, initial_replica_rate=100
+    )
+
+
+def test_once_caught_up_a_lower_need_held_for_the_short_window_is_trusted() -> None:
+    scaler = Autoscaler(back_off_policy(), 1)
+    replicas = burst_then_caught_up(scaler, 0)
+    assert replicas[:QUICK] == [12] * QUICK
+    assert replicas[QUICK:] == [2] * (25 - QUICK)  # ceil(100 × 1.05 / 100)
+
+
+def test_a_quick_scale_down_undone_makes_the_next_ones_wait_the_long_window() -> None:
+    scaler = Autoscaler(back_off_policy(), 1)
+    assert burst_then_caught_up(scaler, 0).index(2) == QUICK
+    # A burst 19 s after that scale-down undoes it: long windows for 4 × 20 s.
+    assert burst_then_caught_up(scaler, 25).index(2) == LONG
+    assert burst_then_caught_up(scaler, 50).index(2) == LONG
+    assert burst_then_caught_up(scaler, 75).index(2) == LONG
+    assert burst_then_caught_up(scaler, 105).index(2) == QUICK  # 25 + 80 has passed
+    # Undone again: sixteen windows this time.
+    assert burst_then_caught_up(scaler, 130).index(2) == LONG
+    assert burst_then_caught_up(scaler, 420).index(2) == LONG
+    assert burst_then_caught_up(scaler, 450).index(2) == QUICK  # 130 + 320 has passed
+
+
+def test_a_quick_scale_down_that_stands_for_a_window_resets_the_back_off() -> None:
+    scaler = Autoscaler(back_off_policy(), 1)
+    burst_then_caught_up(scaler, 0)
+    burst_then_caught_up(scaler, 25)  # undoes the quick scale-down at 6
+    assert burst_then_caught_up(scaler, 105).index(2) == QUICK  # and that one stands
+    for t in range(130, 200):
+        scaler.decide(observation(t, 0, 100, 2))
+    burst_then_caught_up(scaler, 200)
+    burst_then_caught_up(scaler, 225)  # undoes the one at 206: the first in a row again
+    assert burst_then_caught_up(scaler, 310).index(2) == QUICK  # 225 + 80, not + 320
+
+
+def test_periodic_bursts_settle_instead_of_flapping() -> None:
+    model = GroupModel(per_replica_rate=200, partitions=12, max_replicas=12)
+    bursts = Trace("bursts", 1200, lambda t: 150 * (5 if t % 15 < 5 else 1), 0)
+    result = simulate(bursts, OurScaler(ScalingPolicy(max_replicas=12), 1, interval_s=1), model)
+    moves = [b - a for a, b in itertools.pairwise(result.replicas) if b != a]
+    direction_changes = sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
+    # 80 bursts; a quick scale-down is tried three times (backing off 4×, 16×,
+    # 64× the window), each time undone by the next burst.
+    assert direction_changes <= 7
 
 
 def test_capacity_is_learned_only_while_saturated_and_stable() -> None:
