@@ -13,7 +13,13 @@ from pipeline.k8s import LEAVE_GROUP_MARGIN_S, RenderOptions, lag_threshold, ren
 from pipeline.settings import PipelineSettings
 
 SETTINGS = PipelineSettings(bootstrap_servers="kafka-0.kafka:9092,kafka-1.kafka:9092")
-POLICY = ScalingPolicy(min_replicas=2, max_replicas=20, target_drain_s=45, scale_down_window_s=90)
+POLICY = ScalingPolicy(
+    min_replicas=2,
+    max_replicas=20,
+    target_drain_s=45,
+    scale_down_window_s=90,
+    caught_up_window_s=12,
+)
 
 
 def manifests(scale_on: str) -> list[dict[str, Any]]:
@@ -101,3 +107,6 @@ def test_the_prometheus_alternative_follows_our_desired_replicas() -> None:
     autoscaler = [d for d in of_kind(docs, "Deployment") if "autoscaler" in d["metadata"]["name"]]
     command = autoscaler[0]["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[:3] == ["pipeline", "scale", "enrich_orders"] and "--recommend-only" in command
+    # The policy's windows reach the process that applies them.
+    assert command[command.index("--scale-down-window") + 1] == "90s"
+    assert command[command.index("--caught-up-window") + 1] == "12s"
