@@ -27,16 +27,18 @@ rises with larger ones (1 MiB: 1.2 times the 10k-backlog figure, measured
 before FETCH_RESPONSE_PARTITIONS capped a response).
 """
 
-FETCH_RESPONSE_PARTITIONS = 4
+FETCH_RESPONSE_PARTITIONS = 2
 """fetch.max.bytes, as a multiple of the per-partition fetch.
 
 aiokafka holds a fetch response about three times over while it reads and
 parses it (the stream's buffer, the bytes copied out of it, each partition's
 slice). Uncapped, one response for 12 busy partitions was 6 MiB, and that
 transient decided a worker's peak RSS on a 1M backlog: 1.20 times the 10k
-figure (bench/rss.py). Capped at four partitions' worth (2 MiB by default) it
-was 1.05, and bench/pipeline_peers.py moved within its noise (0.99 and 1.01
-times raw aiokafka, against 1.01 and 1.02 uncapped). Each response still
+figure (bench/rss.py). Capped at four partitions' worth (2 MiB) the ratio
+was 1.09 to 1.10 over four runs; at two (1 MiB by default) 1.06, 1.06 and
+1.09, with the 1M figure 8 MB lower. bench/pipeline_peers.py (ours alone,
+alternating runs) did 40.7, 39.9 and 38.4k events/s with two against 39.3,
+39.9 and 40.0k with four: no cost beyond its noise. Each response still
 carries at least one batch, so a partition fetch larger than the cap is
 never starved.
 """
