@@ -244,8 +244,8 @@ class Autoscaler:
                 self.target = floor
                 if quick:
                     self._quick_down_at = at
-                how = "caught up for" if quick else "after"
-                reason = f"down to {floor} {how} {window_s:.0f}s: {why}"
+                how = ", caught up for" if quick else " after"
+                reason = f"down to {floor}{how} {window_s:.0f}s: {why}"
             else:
                 reason = f"hold {self.target} (down to {raw} waits for the window): {why}"
         else:

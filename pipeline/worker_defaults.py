@@ -36,9 +36,12 @@ slice). Uncapped, one response for 12 busy partitions was 6 MiB, and that
 transient decided a worker's peak RSS on a 1M backlog: 1.20 times the 10k
 figure (bench/rss.py). Capped at four partitions' worth (2 MiB) the ratio
 was 1.09 to 1.10 over four runs; at two (1 MiB by default) 1.06, 1.06 and
-1.09, with the 1M figure 8 MB lower. bench/pipeline_peers.py (ours alone,
-alternating runs) did 40.7, 39.9 and 38.4k events/s with two against 39.3,
-39.9 and 40.0k with four: no cost beyond its noise. Each response still
-carries at least one batch, so a partition fetch larger than the cap is
-never starved.
+1.09, with the 1M figure 8 MB lower. The price is throughput: smaller
+responses mean more fetch round trips and smaller produce batches. In
+bench/pipeline_peers.py (ours alone, alternating runs on one broker) two
+averaged 41.1k events/s over five runs against 42.6k uncapped (3.5% less);
+another series put four at 41.8k against 45.3k uncapped. A larger
+--fetch-partition-bytes raises the cap with it. Each response still carries
+at least one batch, so a partition fetch larger than the cap is never
+starved.
 """

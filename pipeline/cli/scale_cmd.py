@@ -25,8 +25,9 @@ def scale(
     caught_up_window: str = typer.Option(
         "5s",
         "--caught-up-window",
-        help="Once the lag is gone, trust a lower need held this long (the window again if "
-        "that proves premature; give the --scale-down-window to always wait it).",
+        help="Once the lag is gone, trust a lower need held this long (the long window "
+        "again for a while if that proves premature). Equal to --scale-down-window: always "
+        "wait the long window.",
     ),
     replica_rate: float = typer.Option(
         None, "--replica-rate", help="Events/s one replica handles, until one is measured."
