@@ -139,10 +139,11 @@ def encode_events(
     event_ids: Sequence[str] | None = None,
     produced_at_ms: int | None = None,
 ) -> list[EncodedEvent]:
-    """encode_event for a batch: one id draw, one clock read, shared header bytes."""
+    """encode_event for a batch: one id draw, one clock read, shared header bytes.
+
+    Every event is checked (type, key) as it is encoded, before anything is returned.
+    """
     encoder = TopicEncoder(spec, produced_at_ms)
-    for event in events:
-        encoder.check_type(event)
     ids = event_ids if event_ids is not None else new_event_ids(len(events))
     encode = encoder.encode
     return [encode(event, event_id, trace_id) for event, event_id in zip(events, ids, strict=True)]

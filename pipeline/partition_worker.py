@@ -105,7 +105,11 @@ class PartitionWorker:
 
     @property
     def load(self) -> int:
-        """Records held: queued, or taken and not yet committed."""
+        """Records not yet committed: queued, or taken and awaiting the commit.
+
+        What the bulkhead's pause and resume marks count (a SIGKILL redoes these);
+        `held` counts what is in memory.
+        """
         return len(self.queue) + self.tracker.uncommitted
 
     def wants_pause(self) -> bool:
