@@ -1,3 +1,3 @@
-"""The runtime library of the event pipeline; see DESIGN.md for the shape."""
+"""The runtime library of the event pipeline; docs/design.md has its shape and promises."""
 
 __version__ = "0.1.0"

@@ -8,7 +8,7 @@ batch holds bytes, not live models.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -21,12 +21,16 @@ from pipeline.codec import (
     TopicEncoder,
     derived_event_ids,
     derived_output_id,
-    ids_of,
     output_salt,
 )
+from pipeline.errors import OutputTooLargeError
 from pipeline.processor import Emit, Processor, ToSink
+from pipeline.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES, record_size
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+SIZE_CHECK_MARGIN = 64 * 1024
+"""Outputs smaller than their topic's limit by this much are not sized exactly (hot path)."""
 
 
 @dataclass
@@ -36,46 +40,74 @@ class BatchResult:
     sink_items: list[Any] = field(default_factory=list)
     dead_letters: list[EncodedEvent] = field(default_factory=list)
     processed: int = 0
+    limits: Mapping[str, int] = field(default_factory=dict)
+    """max.message.bytes per output topic (the broker default for those not named)."""
 
-    def add_output(
-        self, spec: TopicSpec, event: BaseModel, event_id: str, trace: str | None
-    ) -> None:
+    def _encoder(self, spec: TopicSpec) -> tuple[TopicEncoder, list[EncodedEvent]]:
         entry = self.outputs.get(spec.name)
         if entry is None:
             entry = (TopicEncoder(spec), [])
             self.outputs[spec.name] = entry
-        entry[1].append(entry[0].encode(event, event_id, trace))
+        return entry
 
-    def collect(self, outcome: Any, record: Record, processor: Processor, salts: list[int]) -> None:
-        """Add what a handler returned for `record`; `salts` is the worker's id-salt cache."""
+    def _encode(
+        self, spec: TopicSpec, event: BaseModel, event_id: str, trace: str | None
+    ) -> tuple[list[EncodedEvent], EncodedEvent]:
+        entry = self._encoder(spec)
+        encoded = entry[0].encode(event, event_id, trace)
+        limit = self.limits.get(spec.name, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
+        if len(encoded.value or b"") + len(encoded.key or b"") + SIZE_CHECK_MARGIN > limit:
+            size = record_size(encoded.key, encoded.value, encoded.headers)
+            if size > limit:
+                raise OutputTooLargeError(spec.name, size, limit)
+        return entry[1], encoded
+
+    def collect(
+        self,
+        outcome: Any,
+        source_id: str,
+        trace: str | None,
+        processor: Processor,
+        salts: list[int],
+    ) -> None:
+        """Add what a handler returned for the record with id `source_id`.
+
+        All or nothing: when one output cannot be encoded (wrong type, no key,
+        too large) none of the record's outputs is kept, so a retry or a dead
+        letter does not leave half of them behind. `salts` is the worker's
+        id-salt cache.
+        """
         if outcome is None:
             return
         if isinstance(outcome, ToSink):
             self.sink_items.append(outcome.item)
             return
-        source_id, trace = ids_of(record.headers)
-        if source_id is None:
-            source_id = f"{record.topic}/{record.partition}/{record.offset}"
         if isinstance(outcome, BaseModel):
             # The common case, one output event: no lists, one id.
             if not salts:
                 salts.append(output_salt(processor.name, 0))
             event_id = derived_output_id(source_id, salts[0])
-            self.add_output(processor.output_for(outcome), outcome, event_id, trace)
+            into, encoded = self._encode(processor.output_for(outcome), outcome, event_id, trace)
+            into.append(encoded)
             return
         items: Sequence[Any] = (outcome,) if isinstance(outcome, Emit) else outcome
         events = []
+        sink_items = []
         for item in items:
             if isinstance(item, ToSink):
-                self.sink_items.append(item.item)
+                sink_items.append(item.item)
             else:
                 events.append(item)
         while len(salts) < len(events):
             salts.append(output_salt(processor.name, len(salts)))
         event_ids = derived_event_ids(source_id, salts[: len(events)])
+        encoded_events = []
         for item, event_id in zip(events, event_ids, strict=False):
             if isinstance(item, Emit):
                 spec, event = item.topic, item.event
             else:
                 spec, event = processor.output_for(item), item
-            self.add_output(spec, event, event_id, trace)
+            encoded_events.append(self._encode(spec, event, event_id, trace))
+        for into, encoded in encoded_events:
+            into.append(encoded)
+        self.sink_items.extend(sink_items)

@@ -16,10 +16,13 @@ from pydantic import BaseModel
 
 from pipeline.app_modules import import_app_module
 from pipeline.errors import ConfigError, UnknownTopicError
+from pipeline.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
 
 CleanupPolicy = Literal["delete", "compact", "compact,delete"]
 DLQ_SUFFIX = ".dlq"
 DAY_MS = 24 * 60 * 60 * 1000
+DLQ_HEADROOM_BYTES = 64 * 1024
+"""What a DLQ topic's max.message.bytes has over its source's: room for the dlq-* headers."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class TopicSpec:
     event_type: str = ""
     schema_version: int = 1
     is_dlq: bool = False
+    max_message_bytes: int | None = None
+    """The topic's max.message.bytes; None leaves it to the broker (and to operators)."""
 
     def __post_init__(self) -> None:
         if not self.name or any(c not in _TOPIC_CHARS for c in self.name) or len(self.name) > 249:
@@ -54,6 +59,8 @@ class TopicSpec:
                 f"topic {self.name!r}: key field {self.key_field!r} is not a field of "
                 f"{self.event_model.__name__} (fields: {', '.join(self.event_model.model_fields)})"
             )
+        if self.max_message_bytes is not None and self.max_message_bytes < 1024:
+            raise ConfigError(f"topic {self.name!r}: max_message_bytes must be at least 1024")
         if not self.event_type:
             object.__setattr__(self, "event_type", self.event_model.__name__)
 
@@ -64,6 +71,8 @@ class TopicSpec:
             "min.insync.replicas": str(min(self.min_insync_replicas, replication_factor)),
         }
         configs["retention.ms"] = str(self.retention_ms if self.retention_ms is not None else -1)
+        if self.max_message_bytes is not None:
+            configs["max.message.bytes"] = str(self.max_message_bytes)
         return configs
 
     @property
@@ -71,7 +80,13 @@ class TopicSpec:
         return self.name + DLQ_SUFFIX
 
     def dlq_spec(self) -> TopicSpec:
-        """The dead-letter topic: same partitions and key, kept longer, never compacted."""
+        """The dead-letter topic: same partitions and key, kept longer, never compacted.
+
+        Its records are a source record plus headers, so it takes larger
+        records than its source: a record at the source's limit still fits
+        whole, headers and all (pipeline.dlq shrinks what does not).
+        """
+        source_limit = self.max_message_bytes or BROKER_DEFAULT_MAX_MESSAGE_BYTES
         return dataclasses.replace(
             self,
             name=self.dlq_name,
@@ -79,6 +94,7 @@ class TopicSpec:
             retention_ms=max(self.retention_ms or 0, 14 * DAY_MS) if self.retention_ms else None,
             dlq=False,
             is_dlq=True,
+            max_message_bytes=source_limit + DLQ_HEADROOM_BYTES,
         )
 
     def with_name(self, name: str) -> TopicSpec:

@@ -32,19 +32,30 @@ HEADER_EVENT_ID = "event-id"
 HEADER_PRODUCED_AT = "produced-at"
 HEADER_TRACE_ID = "trace-id"
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, bytes | None]]
 
 
 class EncodedEvent(NamedTuple):
-    """An event ready for a record batch."""
+    """An event ready for a record batch.
 
-    key: bytes
-    value: bytes
+    Key and value may be None: a dead letter or a redrive keeps a null key or
+    a tombstone as it was. `partition` pins a record that has no key to the
+    partition it came from; otherwise the key's murmur2 partition is used.
+    """
+
+    key: bytes | None
+    value: bytes | None
     headers: Headers
     event_id: str
+    partition: int | None = None
 
 
 new_tuple = tuple.__new__
+
+
+def payload_size(event: EncodedEvent) -> int:
+    """Key and value bytes: what a byte budget counts."""
+    return len(event.key or b"") + len(event.value or b"")
 
 
 def new_event_ids(count: int) -> list[str]:
@@ -204,7 +215,7 @@ class TopicEncoder:
         # the encode time); the fields are the same.
         return new_tuple(
             EncodedEvent,
-            (key, self._pack(self._to_python(event, mode="json")), headers, event_id),
+            (key, self._pack(self._to_python(event, mode="json")), headers, event_id, None),
         )
 
 
@@ -251,23 +262,38 @@ def _unpack(value: bytes | None) -> Any:
     return msgpack.unpackb(value, raw=False, strict_map_key=False)  # type: ignore[arg-type]
 
 
-def ids_of(headers: Sequence[tuple[str, bytes]]) -> tuple[str | None, str | None]:
-    """(event-id, trace-id) of a record; the last one wins when a header repeats."""
-    # A scan, not dict(headers): this runs once per handled record.
-    event_id = trace_id = None
-    for name, value in headers:
-        if name == HEADER_EVENT_ID:
-            event_id = value
-        elif name == HEADER_TRACE_ID:
-            trace_id = value
-    return (
-        event_id.decode() if event_id is not None else None,
-        trace_id.decode() if trace_id is not None else None,
-    )
+def header_value(headers: Sequence[tuple[str, bytes | None]], name: str) -> str | None:
+    """A header as text (the last one when it repeats); None when absent or null.
 
-
-def header_value(headers: Headers | tuple[tuple[str, bytes], ...], name: str) -> str | None:
+    Never raises: bytes that are not UTF-8 come back with U+FFFD in their
+    place, because the headers read this way (`dlq-*`, ids for reports) are
+    for people, and a record's bytes are nobody's promise.
+    """
+    found = None
     for key, value in headers:
         if key == name:
-            return value.decode()
-    return None
+            found = value
+    return None if found is None else found.decode(errors="replace")
+
+
+def position_id(topic: str, partition: int, offset: int) -> str:
+    """The id of a record without a usable `event-id`: fixed by where it is stored."""
+    return f"{topic}/{partition}/{offset}"
+
+
+def record_copy(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+    topic: str,
+    partition: int,
+    offset: int,
+) -> EncodedEvent:
+    """A stored record to publish again as it was: null stays null, keyless keeps its partition.
+
+    Copies (replay into a topic, DLQ redrive) must be the original bytes; a
+    null key turned into b"" would be partitioned as murmur2(b""), and an
+    empty value is not a tombstone.
+    """
+    event_id = header_value(headers, HEADER_EVENT_ID) or position_id(topic, partition, offset)
+    return EncodedEvent(key, value, list(headers), event_id, partition if key is None else None)

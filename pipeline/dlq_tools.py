@@ -19,7 +19,8 @@ import msgpack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from pipeline.codec import EncodedEvent, header_value, ids_of
+from pipeline.codec import EncodedEvent, header_value, record_copy
+from pipeline.dlq import VALUE_OMITTED
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.offset_ranges import EmptyRangeError, resolve_ranges
 from pipeline.offsets import committed_offsets
@@ -56,38 +57,53 @@ class DlqEntry:
 
     @property
     def missing(self) -> list[str]:
-        return [name for name in SOURCE_HEADERS if not self.header(name)]
+        """What a lossless redrive needs and this record lacks."""
+        lacking = [name for name in SOURCE_HEADERS if not self.header(name)]
+        if self.header(VALUE_OMITTED):
+            lacking.append(f"its value ({VALUE_OMITTED}: over the DLQ topic's limit)")
+        return lacking
 
     def where(self) -> str:
         return f"{self.record.topic}-{self.record.partition}@{self.record.offset}"
 
     def decoded_value(self) -> object:
         """The original value as msgpack decodes it, or its bytes when it does not."""
+        if self.record.value is None:
+            return None
         try:
-            return msgpack.unpackb(self.record.value or b"", raw=False)
+            return msgpack.unpackb(self.record.value, raw=False)
         except Exception:  # noqa: BLE001 - the reason it is in the DLQ may be exactly this
             return repr(self.record.value[:200] if self.record.value else b"")
 
     def to_json(self) -> dict[str, object]:
         return {
             "dlq": self.where(),
-            "key": (self.record.key or b"").decode(errors="replace"),
+            "key": None if self.record.key is None else self.record.key.decode(errors="replace"),
             "value": self.decoded_value(),
             "headers": {
-                name: value.decode(errors="replace") for name, value in self.record.headers
+                name: None if value is None else value.decode(errors="replace")
+                for name, value in self.record.headers
             },
         }
 
     def redriven(self) -> EncodedEvent:
-        """The original record with redrive-count + 1 and without the dlq-* headers."""
-        headers = [
+        """The original record with redrive-count + 1 and without the dlq-* headers.
+
+        Null stays null; a keyless record goes back to the partition it came from.
+        """
+        headers: list[tuple[str, bytes | None]] = [
             (name, value)
             for name, value in self.record.headers
             if not name.startswith("dlq-") and name != REDRIVE_COUNT
         ]
         headers.append((REDRIVE_COUNT, str(self.redrives + 1).encode()))
-        return EncodedEvent(
-            self.record.key or b"", self.record.value or b"", headers, ids_of(headers)[0] or ""
+        return record_copy(
+            self.record.key,
+            self.record.value,
+            headers,
+            self.header("dlq-source-topic") or self.record.topic,
+            _number(self.header("dlq-source-partition"), self.record.partition),
+            _number(self.header("dlq-source-offset"), -1),
         )
 
 
@@ -168,9 +184,10 @@ async def plan_redrive(
     if broken:
         listed = "; ".join(f"{e.where()} lacks {', '.join(e.missing)}" for e in broken[:10])
         raise PipelineError(
-            f"{len(broken)} DLQ record(s) do not say where they came from ({listed}); "
-            "nothing was redriven. Publish those by hand, or narrow the redrive with "
-            "--error-type or --since"
+            f"{len(broken)} DLQ record(s) cannot be redriven as they were ({listed}); "
+            "nothing was redriven. Publish those by hand (a left-out value is still in the "
+            "source topic at dlq-source-offset while its retention keeps it), or narrow the "
+            "redrive with --error-type or --since"
         )
     plan = RedrivePlan(dlq_topic, group, ranges)
     for entry in entries:
@@ -222,3 +239,7 @@ async def redrive(settings: PipelineSettings, plan: RedrivePlan, rate: float | N
     finally:
         await consumer.stop()
     return sent
+
+
+def _number(text: str | None, default: int) -> int:
+    return int(text) if text and text.isdigit() else default

@@ -83,5 +83,23 @@ class EventValidationError(EventDecodeError):
     """The bytes decode but do not fit the topic's event model."""
 
 
+class EnvelopeError(EventDecodeError):
+    """The record's key or headers contradict its body or its topic (pipeline.envelope)."""
+
+
+class OutputTooLargeError(PipelineError):
+    """A handler's output does not fit its topic's max.message.bytes: retrying cannot help."""
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        self.topic = topic
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"an output for topic {topic!r} would be a {size:,}-byte record, over the topic's "
+            f"max.message.bytes of {limit:,}; make the output smaller or raise the topic's "
+            "limit (TopicSpec.max_message_bytes, then `pipeline topics apply`)"
+        )
+
+
 class TopicPlanError(PipelineError):
     """The cluster cannot be brought to the catalogue without losing something."""

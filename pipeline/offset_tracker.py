@@ -57,5 +57,15 @@ class OffsetTracker:
         """Records taken since the last commit (finished or not): what a crash would redo."""
         return self._in_progress + max(0, self._committable - self.committed)
 
+    def skip_to(self, offset: int) -> None:
+        """Count every offset before `offset` as finished: the fetch passed them without records.
+
+        Only for a partition with nothing in progress; what was taken must
+        finish first.
+        """
+        if self._pending:
+            raise ValueError(f"cannot skip to offset {offset} with batches in progress")
+        self._committable = max(self._committable, offset)
+
     def mark_committed(self, offset: int) -> None:
         self.committed = max(self.committed, offset)

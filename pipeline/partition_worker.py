@@ -26,11 +26,13 @@ from pydantic import BaseModel
 
 from pipeline.batch_result import BatchResult, Record
 from pipeline.breaker import DependencyError, DependencyUnavailable
-from pipeline.codec import decode_value
+from pipeline.codec import HEADER_EVENT_ID, EncodedEvent
 from pipeline.delivery import DeliveryList
-from pipeline.dlq import FailedRecord, FloodGuard, dlq_record, now_ms
-from pipeline.errors import EventDecodeError
+from pipeline.dlq import VALUE_OMITTED, FloodGuard, describe_error, now_ms
+from pipeline.envelope import shown
+from pipeline.errors import EventDecodeError, OutputTooLargeError
 from pipeline.offset_tracker import OffsetTracker
+from pipeline.process_runner import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.processor import Context, Handler, PermanentError, Processor, SyncHandler
 from pipeline.record_queue import RecordQueue
 
@@ -42,6 +44,10 @@ log = logging.getLogger("pipeline.worker")
 DEPENDENCY_BACKOFF_CAP_S = 5.0
 FLOOD_PAUSE_S = 30.0
 MAX_PENDING_ACKS = 3
+LOGGED_MESSAGE_CHARS = 300
+
+DEAD_ON_ARRIVAL = (EventDecodeError, PermanentError, OutputTooLargeError)
+"""Failures no retry can mend: the record is dead-lettered at its first attempt."""
 
 
 class Abandoned(Exception):
@@ -60,6 +66,8 @@ class PartitionWorker:
         self.processor = processor
         self.runtime = runtime
         self.queue: RecordQueue[Record] = RecordQueue()
+        self._next_offset = -1
+        """Offset after the last record offered: anything below it was taken already."""
         self._record_bytes = 0.0
         self.tracker = OffsetTracker(start_offset)
         self.flood = FloodGuard()
@@ -81,13 +89,39 @@ class PartitionWorker:
     # -- intake, called by the fetch loop ------------------------------------
 
     def offer(self, records: list[Record]) -> None:
-        if self._draining:
+        if self._draining or not records:
             return  # being revoked or stopped: the next owner fetches them again
+        if records[0].offset < self._next_offset:
+            records = self._drop_taken(records)
+            if not records:
+                return
+        self._next_offset = records[-1].offset + 1
         self.queue.extend(records)
         # Sized per fetch, not per record: the bound needs bytes, not precision.
         if records:
             self._record_bytes = _size(records) / len(records)
         self._wake()
+
+    def _drop_taken(self, records: list[Record]) -> list[Record]:
+        """Records this partition already took, fetched again, are dropped, not handled twice.
+
+        A seek or an offset reset can move the fetch position back over records
+        already queued (a replay's seek to its range start raced the first
+        fetch this way); they are in hand, so handling them again would only
+        duplicate their outputs.
+        """
+        fresh = [record for record in records if record.offset >= self._next_offset]
+        log.warning(
+            "%s-%d: the fetch returned offsets %d..%d, but records up to %d are taken "
+            "already (the position moved back); dropping %d record(s) already in hand",
+            self.tp.topic,
+            self.tp.partition,
+            records[0].offset,
+            records[-1].offset,
+            self._next_offset - 1,
+            len(records) - len(fresh),
+        )
+        return fresh
 
     def _wake(self, _: object = None) -> None:
         wakeup = self._wakeup
@@ -111,6 +145,11 @@ class PartitionWorker:
         `held` counts what is in memory.
         """
         return len(self.queue) + self.tracker.uncommitted
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing taken: every record offered so far is finished."""
+        return not self.queue and self.tracker.in_progress == 0 and not self._draining
 
     def wants_pause(self) -> bool:
         return (
@@ -161,7 +200,10 @@ class PartitionWorker:
             return
         except Exception:
             log.exception(
-                "partition %s-%d failed; stopping the worker", self.tp.topic, self.tp.partition
+                "partition %s-%d failed with records from offset %d in hand; stopping the worker",
+                self.tp.topic,
+                self.tp.partition,
+                self.tracker.committable,
             )
             self.runtime.fail(f"partition {self.tp.topic}-{self.tp.partition} worker crashed")
             raise
@@ -220,7 +262,7 @@ class PartitionWorker:
         raise Abandoned
 
     async def _handle(self, batch: list[Record]) -> BatchResult:
-        result = BatchResult()
+        result = BatchResult(limits=self.runtime.record_path.limits)
         lanes = self.processor.lanes
         if lanes == 1 or len(batch) == 1:
             await self._run_lane(batch, self.contexts[0], result)
@@ -238,12 +280,15 @@ class PartitionWorker:
         return result
 
     async def _run_lane(self, records: list[Record], ctx: Context, result: BatchResult) -> None:
+        """Each record to its outputs or its dead letter; nothing a record holds can stop this."""
         processor = self.processor
-        source = processor.source
+        path = self.runtime.record_path
         in_loop = processor.run_in == "loop"
         handler = cast(Handler, processor.handler)
+        salts = self._salts
         for record in records:
             ctx.record = record
+            ctx.envelope = None
             failures = 0
             dependency_failures = 0
             first_failure = 0
@@ -252,18 +297,18 @@ class PartitionWorker:
                     raise Abandoned
                 ctx.attempt = failures + 1
                 try:
-                    event = decode_value(
-                        source, record.value, partition=record.partition, offset=record.offset
-                    )
+                    event, envelope = path.open(record)
+                    ctx.envelope = envelope
                     if in_loop:
                         outcome = await handler(event, ctx)
                     else:
                         outcome = await self._call_in_pool(event)
+                    result.collect(outcome, envelope.event_id, envelope.trace_id, processor, salts)
                 except (DependencyUnavailable, DependencyError) as exc:
                     # The event is fine; the dependency is not. Never dead-letter for it.
                     dependency_failures = await self._back_off(exc, dependency_failures)
                     continue
-                except (EventDecodeError, PermanentError) as exc:
+                except DEAD_ON_ARRIVAL as exc:
                     first_failure = first_failure or now_ms()
                     if await self._dead_letter(record, exc, failures + 1, first_failure, result):
                         break
@@ -277,9 +322,24 @@ class PartitionWorker:
                             break
                         failures = 0
                         continue
-                    await self._sleep(processor.retry.delay_s(failures, self._rng))
+                    delay = processor.retry.delay_s(failures, self._rng)
+                    self.runtime.retry_log.log(
+                        logging.INFO,
+                        "%s failed on %s-%d@%d (attempt %d of %d): %s: %s; retrying in %.2fs",
+                        processor.name,
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        failures,
+                        processor.retry.attempts,
+                        type(exc).__name__,
+                        describe_error(exc)[0][:LOGGED_MESSAGE_CHARS],
+                        delay,
+                    )
+                    await self._sleep(delay)
                     continue
-                result.collect(outcome, record, self.processor, self._salts)
+                if envelope.repair is not None:
+                    self.runtime.metrics.inc("envelope_repairs", labels={"repair": envelope.repair})
                 result.processed += 1
                 break
         self.waiting_on_dependency = False
@@ -310,32 +370,32 @@ class PartitionWorker:
                 record.offset,
                 FLOOD_PAUSE_S,
                 type(error).__name__,
-                error,
+                describe_error(error)[0][:LOGGED_MESSAGE_CHARS],
             )
             self.runtime.metrics.inc("flood_guard_pauses", labels={"topic": record.topic})
             await self._sleep(FLOOD_PAUSE_S)
             self.flood.reset()
             return False
         self.flood.record(True)
-        result.dead_letters.append(
-            dlq_record(
-                FailedRecord(
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    timestamp_ms=record.timestamp,
-                    key=record.key,
-                    value=record.value,
-                    headers=tuple(record.headers),
-                    error=error,
-                    attempts=attempts,
-                    first_failure_ms=first_failure,
-                ),
-                self.runtime.group_id,
-                self.processor.name,
-            )
-        )
+        dead = self.runtime.record_path.dead_letter(record, error, attempts, first_failure)
+        result.dead_letters.append(dead)
         self.runtime.metrics.inc("dead_lettered", labels={"error": type(error).__name__})
+        event_ids = [value for name, value in record.headers if name == HEADER_EVENT_ID]
+        shrunk = any(name == VALUE_OMITTED for name, _ in dead.headers)
+        self.runtime.dead_letter_log.log(
+            logging.WARNING,
+            "dead-lettered %s-%d@%d (processor %s, event-id %s, %d attempt(s)) to %s%s: %s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            self.processor.name,
+            shown(event_ids[-1]) if event_ids else "none",
+            attempts,
+            self.processor.source.dlq_name,
+            " with its value left out (over the DLQ topic's limit)" if shrunk else "",
+            type(error).__name__,
+            describe_error(error)[0][:LOGGED_MESSAGE_CHARS],
+        )
         return True
 
     async def _back_off(self, exc: DependencyUnavailable | DependencyError, failures: int) -> int:
@@ -393,31 +453,75 @@ class PartitionWorker:
         if result.sink_items:
             await self._write_sink(result.sink_items)
         transactions = self.runtime.transactions
+        producer = self.runtime.producer
         if transactions is not None:
 
             async def publish() -> list[asyncio.Future[DeliveryList]]:
-                return await self._submit(result)
+                futures = await self._submit_outputs(result)
+                if result.dead_letters:
+                    dlq_topic = self.processor.source.dlq_name
+                    futures.append(await producer.submit_encoded(dlq_topic, result.dead_letters))
+                return futures
 
             done = transactions.submit(self.tp, token[1], publish)
             self._pending_acks.append((done, token))
         else:
-            futures = await self._submit(result)
+            if result.dead_letters:
+                await self._publish_dead_letters(result.dead_letters)
+            futures = await self._submit_outputs(result)
             self._pending_acks.append((asyncio.gather(*futures) if futures else _done([]), token))
         self.flood.record_ok(result.processed)
         metrics = self.runtime.metrics
         metrics.inc("processed", result.processed)
         metrics.inc("outputs", sum(len(entry[1]) for entry in result.outputs.values()))
 
-    async def _submit(self, result: BatchResult) -> list[asyncio.Future[DeliveryList]]:
-        """Hand a batch's outputs and dead letters to the producer; futures of their acks."""
+    async def _submit_outputs(self, result: BatchResult) -> list[asyncio.Future[DeliveryList]]:
+        """Hand a batch's outputs to the producer; futures of their acks."""
         producer = self.runtime.producer
         futures: list[asyncio.Future[DeliveryList]] = []
         for encoder, encoded in result.outputs.values():
             futures.append(await producer.submit_encoded(encoder.spec.name, encoded))
-        if result.dead_letters:
-            dlq_topic = self.processor.source.dlq_name
-            futures.append(await producer.submit_encoded(dlq_topic, result.dead_letters))
         return futures
+
+    async def _publish_dead_letters(self, records: list[EncodedEvent]) -> None:
+        """Publish a batch's dead letters and wait for their acks, retrying until they are kept.
+
+        The DLQ is a dependency like any other: when it cannot take a record
+        (the topic is missing, the brokers are away, a limit set lower than
+        the worker read) the partition backs off and waits; a crash would
+        only bring the same batch back.
+        """
+        dlq_topic = self.processor.source.dlq_name
+        failures = 0
+        while True:
+            if self.stopping.is_set():
+                raise Abandoned
+            try:
+                await (await self.runtime.producer.submit_encoded(dlq_topic, records))
+            except Exception as exc:  # noqa: BLE001 - any failure to keep them: wait and retry
+                failures += 1
+                self.waiting_on_dependency = True
+                self.runtime.metrics.inc("dependency_failures", labels={"dependency": dlq_topic})
+                delay = min(
+                    DEPENDENCY_BACKOFF_CAP_S, self.processor.retry.delay_s(failures, self._rng)
+                )
+                log.warning(
+                    "%s-%d: %d dead letter(s) could not be published to %s (attempt %d): "
+                    "%s: %s; the partition waits and retries in %.1fs "
+                    "(is the topic there? `pipeline topics apply` creates it)",
+                    self.tp.topic,
+                    self.tp.partition,
+                    len(records),
+                    dlq_topic,
+                    failures,
+                    type(exc).__name__,
+                    describe_error(exc)[0][:LOGGED_MESSAGE_CHARS],
+                    delay,
+                )
+                await self._sleep(delay)
+                continue
+            self.waiting_on_dependency = False
+            return
 
     async def _settle_acks(self, keep: int) -> None:
         while len(self._pending_acks) > keep:
@@ -449,10 +553,10 @@ class PartitionWorker:
         except Exception:  # noqa: BLE001 - already logged by the worker task
             pass
         self.stopping.set()
-        if not self.task.done():
-            # A handler stuck in a call that ignores `stopping`: cut it off.
-            self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        # A handler stuck in a call that ignores `stopping`: cut it off.
+        await cancel_and_wait(
+            self.task, CANCEL_WAIT_S, f"the handler on {self.tp.topic}-{self.tp.partition}"
+        )
         return self.tracker.in_progress == 0
 
 

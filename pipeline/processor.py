@@ -21,7 +21,8 @@ from pydantic import BaseModel
 from pipeline.app_modules import import_app_module
 from pipeline.breaker import BreakerPolicy, BreakerRegistry
 from pipeline.catalogue import TopicSpec
-from pipeline.codec import ids_of
+from pipeline.codec import position_id
+from pipeline.envelope import Envelope
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.retry import RetryPolicy
 from pipeline.table import Table
@@ -165,6 +166,8 @@ class Context:
         self.replica_id = replica_id
         self.log = logger
         self.record: ConsumerRecord[bytes, bytes] | None = None
+        self.envelope: Envelope | None = None
+        """The current record's ids, once its envelope was read (pipeline.envelope)."""
         self.attempt = 1
         self._breakers = breakers
         self._services = services
@@ -187,10 +190,12 @@ class Context:
     @property
     def event_id(self) -> str:
         """The current record's event id, or topic/partition/offset when it has none."""
+        if self.envelope is not None:
+            return self.envelope.event_id
         record = self.record
-        assert record is not None
-        event_id, _ = ids_of(record.headers)
-        return event_id or f"{record.topic}/{record.partition}/{record.offset}"
+        if record is None:
+            raise ConfigError("this context has no current record: no event id")
+        return position_id(record.topic, record.partition, record.offset)
 
     async def call(self, dependency: str, function: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Call a dependency through its breaker.

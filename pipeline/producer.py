@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from pipeline.backpressure import ByteBudget
 from pipeline.catalogue import Catalogue, TopicSpec
-from pipeline.codec import EncodedEvent, encode_event, encode_events
+from pipeline.codec import EncodedEvent, encode_event, encode_events, payload_size
 from pipeline.delivery import AckedBatch, Delivery, DeliveryList
 from pipeline.errors import PipelineError
 from pipeline.partitioner import kafka_partition
@@ -66,6 +66,8 @@ class EventProducer:
         self._lingering_bytes: dict[str, int] = defaultdict(int)
         self._linger_tasks: set[asyncio.Task[None]] = set()
         self._started = False
+        self._unkeyed = 0
+        """Round-robin counter for records with neither key nor partition."""
 
     async def start(self) -> None:
         await self._client.start()
@@ -129,7 +131,7 @@ class EventProducer:
         future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
         pending = self._lingering.setdefault(spec.name, [])
         pending.append((encoded, future))
-        self._lingering_bytes[spec.name] += len(encoded.value) + len(encoded.key)
+        self._lingering_bytes[spec.name] += payload_size(encoded)
         if len(pending) == 1:
             task = asyncio.ensure_future(self._flush_after_linger(spec.name))
             self._linger_tasks.add(task)
@@ -217,7 +219,14 @@ class EventProducer:
         partitions = await partition_count(self._client.client, topic)
         by_partition: dict[int, list[int]] = defaultdict(list)
         for index, event in enumerate(events):
-            by_partition[kafka_partition(event.key, partitions)].append(index)
+            if event.partition is not None:
+                partition = event.partition % partitions
+            elif event.key is not None:
+                partition = kafka_partition(event.key, partitions)
+            else:
+                partition = self._unkeyed % partitions
+                self._unkeyed += 1
+            by_partition[partition].append(index)
         sent: list[tuple[asyncio.Future[Any], int, list[int]]] = []
         try:
             for partition, indexes in by_partition.items():
@@ -271,7 +280,7 @@ class EventProducer:
                 if not batch_indexes:
                     raise RecordTooLargeError(
                         f"an event for topic {topic!r} (key {event.key!r}, "
-                        f"{len(event.value)} bytes) is larger than a record batch "
+                        f"{payload_size(event)} bytes) is larger than a record batch "
                         f"({self._batch_bytes} bytes); raise PIPELINE_PRODUCER__BATCH_BYTES "
                         "or make the event smaller."
                     )
@@ -284,7 +293,7 @@ class EventProducer:
                 if appended is None:
                     raise RecordTooLargeError(
                         f"an event for topic {topic!r} (key {event.key!r}, "
-                        f"{len(event.value)} bytes) does not fit an empty record batch "
+                        f"{payload_size(event)} bytes) does not fit an empty record batch "
                         f"of {self._batch_bytes} bytes; raise PIPELINE_PRODUCER__BATCH_BYTES."
                     )
             batch_indexes.append(index)

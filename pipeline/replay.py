@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from pipeline.codec import EncodedEvent, ids_of
+from pipeline.codec import record_copy
 from pipeline.errors import ConfigError
 from pipeline.offset_ranges import PartitionRange
 from pipeline.offsets import read_group_commits
@@ -48,6 +48,8 @@ class ReplayPlan:
     topic: str
     ranges: dict[int, PartitionRange]
     rate_per_s: float | None = None
+    resume_from: dict[int, int] = field(default_factory=dict)
+    """Offsets an earlier run of this replay committed, per partition (resume_state)."""
 
     @property
     def group(self) -> str:
@@ -158,12 +160,7 @@ async def copy_range(
                         await bucket.acquire(len(inside))
                     if inside:
                         encoded = [
-                            EncodedEvent(
-                                r.key or b"",
-                                r.value or b"",
-                                list(r.headers),
-                                ids_of(r.headers)[0] or "",
-                            )
+                            record_copy(r.key, r.value, r.headers, r.topic, r.partition, r.offset)
                             for r in inside
                         ]
                         timestamps = [r.timestamp for r in inside]

@@ -29,15 +29,20 @@ class ReplayGate:
         self._metrics = metrics
         self._bucket = TokenBucket(plan.rate_per_s) if plan.rate_per_s else None
         self.reached_end: set[TopicPartition] = set()
-        self.committed: dict[int, int] = {}
+        self.committed: dict[int, int] = dict(plan.resume_from)
+        """What this replay's group has committed: read at its start, then its own commits."""
 
-    async def position(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
-        """Start each partition at its range (or where this replay got to); hold the rest."""
+    def position(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
+        """Start each partition at its range (or where this replay got to); hold the rest.
+
+        Synchronous, from what this replay knows it committed, so the runtime
+        calls it the moment partitions are assigned: a seek after the first
+        fetch would hand the worker records it already took (the position
+        moves back), as a seek after awaiting the broker once did.
+        """
         for tp in partitions:
             bounds = self.plan.ranges.get(tp.partition)
-            committed = await consumer.committed(tp)
-            if committed is not None:
-                self.committed[tp.partition] = committed
+            committed = self.committed.get(tp.partition)
             if bounds is None or bounds.size == 0 or (committed or 0) >= bounds.end:
                 self._hold(consumer, tp)
             elif committed is None or committed < bounds.start:

@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipeline.envelope import EnvelopePolicy
 from pipeline.errors import ConfigError
 from pipeline.paths import infra_dir
 
@@ -151,6 +152,11 @@ class PipelineSettings(BaseSettings):
     )
     db: DatabaseTuning = Field(default_factory=DatabaseTuning)
     gateway: GatewayTuning = Field(default_factory=GatewayTuning)
+    envelope: EnvelopePolicy = Field(
+        default_factory=EnvelopePolicy,
+        description="What workers do with records whose key or headers are wrong "
+        "(pipeline.envelope); PIPELINE_ENVELOPE__KEY_MISMATCH=accept relaxes one.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -32,6 +32,7 @@ from pipeline.catalogue import TopicSpec
 from pipeline.codec import decode_value
 from pipeline.errors import EventDecodeError, PipelineError
 from pipeline.metrics import Metrics
+from pipeline.process_runner import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.settings import PipelineSettings
 from pipeline.topic_metadata import TopicNotOnClusterError, partition_count
 
@@ -187,9 +188,8 @@ class TableFollower:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
             # A failure was reported by _stopped already.
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task, CANCEL_WAIT_S, f"table {self.table.name}'s follower")
         if self._consumer is not None:
             await self._consumer.stop()
         self.cache.close()

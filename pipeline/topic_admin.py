@@ -19,11 +19,12 @@ from aiokafka.errors import for_code
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import PipelineError
+from pipeline.incremental_configs import set_topic_configs
 from pipeline.settings import PipelineSettings
 from pipeline.topic_plan import ObservedTopic, TopicPlan, plan_topics
 
 REGISTRY_TOPIC = "_pipeline.catalogue"
-MANAGED_CONFIGS = ("cleanup.policy", "retention.ms", "min.insync.replicas")
+MANAGED_CONFIGS = ("cleanup.policy", "retention.ms", "min.insync.replicas", "max.message.bytes")
 TOPIC_ALREADY_EXISTS = 36
 
 
@@ -163,20 +164,17 @@ class TopicAdmin:
         }
         if grow:
             await self.admin.create_partitions(grow)
-        reconfigure = [change for change in plan.changes if change.config_changes]
+        reconfigure = {
+            change.topic: {key: after for key, (_, after) in change.config_changes.items()}
+            for change in plan.changes
+            if change.config_changes
+        }
         if reconfigure:
-            # AlterConfigs replaces a topic's dynamic configs, so send all we manage.
-            responses = await self.admin.alter_configs(
-                [
-                    ConfigResource(ConfigResourceType.TOPIC, change.topic, change.configs)
-                    for change in reconfigure
-                ]
-            )
-            for response in responses:
-                for resource in response.to_object()["resources"]:
-                    _raise_for(
-                        resource["error_code"], f"updating configs of {resource['resource_name']!r}"
-                    )
+            # Incremental: only the configs that change; an operator's others stay.
+            for topic, code, message in await set_topic_configs(self.admin, reconfigure):
+                _raise_for(
+                    code, f"updating configs of {topic!r}" + (f" ({message})" if message else "")
+                )
         await self._record_keys([change.spec for change in plan.changes])
 
     async def _ensure_registry(self, broker_count: int) -> None:
@@ -229,3 +227,20 @@ async def ensure_topics(settings: PipelineSettings, specs: list[TopicSpec]) -> T
         plan = plan_topics(specs, observed, await admin.recorded_keys(), brokers)
         await admin.apply(plan, brokers)
         return plan
+
+
+async def max_message_bytes(settings: PipelineSettings, names: list[str]) -> dict[str, int]:
+    """Each existing topic's max.message.bytes as the cluster applies it (broker default included).
+
+    A worker sizes its outputs and dead letters by these; topics that are
+    missing are left out, and the caller falls back to the broker default.
+    """
+    async with TopicAdmin(settings) as admin:
+        existing = list(await admin.partitions(names))
+        configs = await admin.configs(existing)
+    limits = {}
+    for name, values in configs.items():
+        raw = values.get("max.message.bytes")
+        if raw and raw.isdigit():
+            limits[name] = int(raw)
+    return limits

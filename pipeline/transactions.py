@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from aiokafka import TopicPartition
 
 from pipeline.delivery import DeliveryList
+from pipeline.process_runner import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.producer import EventProducer
 
 log = logging.getLogger("pipeline.transactions")
@@ -48,14 +49,15 @@ class TransactionalPublisher:
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0
+        self.failed: BaseException | None = None
+        """The first failed transaction's error; no transaction begins after one."""
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task, CANCEL_WAIT_S, "the transactional publisher")
 
     def submit(self, tp: TopicPartition, end_offset: int, publish: Publish) -> asyncio.Future[None]:
         """Queue a batch; the future resolves once its transaction has committed."""
@@ -69,8 +71,16 @@ class TransactionalPublisher:
             await self._arrived.wait()
             self._arrived.clear()
             batch, self._waiting = self._waiting, []
-            if batch:
-                await self._commit(batch)
+            if not batch:
+                continue
+            if self.failed is not None:
+                # A later transaction would commit offsets past the aborted batch,
+                # whose outputs are gone: nothing commits after a failure.
+                for submission in batch:
+                    if not submission.done.done():
+                        submission.done.set_exception(self.failed)
+                continue
+            await self._commit(batch)
 
     async def _commit(self, batch: list[_Submission]) -> None:
         client = self.producer.client
@@ -90,6 +100,7 @@ class TransactionalPublisher:
                 await client.abort_transaction()
             except Exception as abort_error:  # noqa: BLE001 - the first error is the one to report
                 log.error("abort failed too: %s", abort_error)
+            self.failed = exc
             for submission in batch:
                 if not submission.done.done():
                     submission.done.set_exception(exc)

@@ -25,14 +25,18 @@ from aiokafka.errors import KafkaError
 from pipeline import worker_defaults as defaults
 from pipeline.breaker import BreakerRegistry, BreakerState
 from pipeline.fetch_plan import fetch_plan
+from pipeline.log_limit import RateLimitedLog
 from pipeline.metrics import Labels, Metrics, labels_of
 from pipeline.partition_worker import PartitionWorker
 from pipeline.processor import Processor
 from pipeline.producer import EventProducer
+from pipeline.record_path import RecordPath
+from pipeline.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
 from pipeline.replay import ReplayPlan
 from pipeline.replay_gate import ReplayGate
 from pipeline.services import Services, open_services
 from pipeline.settings import PipelineSettings
+from pipeline.topic_admin import max_message_bytes
 from pipeline.transactions import TransactionalPublisher
 
 log = logging.getLogger("pipeline.worker")
@@ -43,6 +47,8 @@ EXIT_FAILED = 4
 HEARTBEAT_INTERVAL_MS = 1000
 LEAVE_GROUP_DEADLINE_S = 15.0
 """Leaving can wait on a rebalance other members hold up; finished work is committed by then."""
+GAP_CHECK_INTERVAL_S = 1.0
+COMMITTER_STOP_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,11 @@ class Runtime:
         self.replay = ReplayGate(replay, self.paused, self.metrics) if replay else None
         """A bounded run over [start, end) per partition in its own group (pipeline.replay)."""
         self.breakers = BreakerRegistry(processor.dependencies)
+        self.record_path = RecordPath(processor, self.group_id, settings.envelope, {})
+        """Replaced at start by one that knows the topics' size limits on the cluster."""
+        self.dead_letter_log = RateLimitedLog(log, "dead-lettered records")
+        self.retry_log = RateLimitedLog(log, "retry lines")
+        self._next_gap_check = 0.0
         self.services = Services(processor.name)
         self.transactions: TransactionalPublisher | None = None
         if processor.exactly_once:
@@ -101,6 +112,7 @@ class Runtime:
         self.room_freed = asyncio.Event()
         """Set when a partition finishes a batch: the in-flight bound may have room again."""
         self._commit_requested = asyncio.Event()
+        self._fetching_done = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._failure: str | None = None
         self._executors: dict[str, Executor] = {}
@@ -203,12 +215,14 @@ class Runtime:
             if health is not None:
                 await health.stop()
             raise
+        await self._read_limits()
         await self.producer.start()
         if self.transactions is not None:
             self.transactions.start()
         await self.consumer.start()
         self.consumer.subscribe([self.processor.source.name], listener=_Rebalance(self))
         committer = asyncio.ensure_future(self._commit_loop())
+        committer.add_done_callback(self._on_committer_done)
         log.info(
             "worker %s of group %s consuming %s",
             self.replica_id,
@@ -218,8 +232,11 @@ class Runtime:
         try:
             await self._fetch_loop()
         finally:
-            committer.cancel()
-            await asyncio.gather(committer, return_exceptions=True)
+            self._fetching_done.set()
+            self._commit_requested.set()  # wake it to see the flag
+            await asyncio.wait([committer], timeout=COMMITTER_STOP_S)
+            if not committer.done():
+                committer.cancel()  # a commit stuck in a rebalance; the drain commits anyway
             await self._shutdown()
             if health is not None:
                 await health.stop()
@@ -227,6 +244,31 @@ class Runtime:
             log.error("worker failed: %s", self._failure)
             return EXIT_FAILED
         return EXIT_OK if self.drain_clean else EXIT_DRAIN_INCOMPLETE
+
+    async def _read_limits(self) -> None:
+        """The DLQ's and outputs' max.message.bytes, so nothing is sent that the broker refuses."""
+        processor = self.processor
+        topics = [processor.source.dlq_name, *(spec.name for spec in processor.outputs)]
+        try:
+            limits = await max_message_bytes(self.settings, topics)
+        except Exception as exc:  # noqa: BLE001 - an admin refusal must not stop the worker
+            log.warning(
+                "could not read max.message.bytes of %s (%s: %s); assuming the broker "
+                "default of %d bytes",
+                ", ".join(topics),
+                type(exc).__name__,
+                exc,
+                BROKER_DEFAULT_MAX_MESSAGE_BYTES,
+            )
+            limits = {}
+        missing = [topic for topic in topics if topic not in limits]
+        if missing:
+            log.warning(
+                "topic(s) %s not found on the cluster; run `pipeline topics apply` "
+                "(records for them wait until they exist)",
+                ", ".join(missing),
+            )
+        self.record_path = RecordPath(processor, self.group_id, self.settings.envelope, limits)
 
     async def _fetch_loop(self) -> None:
         consumer = self.consumer
@@ -267,11 +309,32 @@ class Runtime:
                 if worker is not None and not worker.stopping.is_set():
                     worker.offer(records)
                     self.metrics.inc("consumed", len(records))
+            if self.replay is None and time.monotonic() >= self._next_gap_check:
+                self._skip_gaps()
             self._reconcile_pauses()
             self._update_readiness()
             if self.replay is not None and await self.replay.finished(self.consumer, self.workers):
                 log.info("replay %s reached the end of its range", self.replay.plan.name)
                 self.request_stop()
+
+    def _skip_gaps(self) -> None:
+        """Count offsets the fetch passed over without a record as done, on idle partitions.
+
+        A transaction's commit marker takes an offset and is never handed
+        over, nor are aborted or compacted records; without this a worker
+        reading a transactional topic would commit "last record + 1", which
+        is the marker, and show lag 1 forever (never ready, failing liveness
+        when idle, a phantom to the autoscaler). Replays settle their range
+        ends themselves (ReplayGate.finished).
+        """
+        self._next_gap_check = time.monotonic() + GAP_CHECK_INTERVAL_S
+        for tp, worker in self.workers.items():
+            if not worker.idle:
+                continue
+            position = _known_position(self.consumer, tp)
+            if position is not None and position > worker.tracker.committable:
+                worker.tracker.skip_to(position)
+                self.request_commit()
 
     def _reconcile_pauses(self) -> None:
         """A partition whose bulkhead is full is held back from the fetch until it drains."""
@@ -299,20 +362,35 @@ class Runtime:
 
     # -- commits ------------------------------------------------------------------------
 
+    def _on_committer_done(self, committer: asyncio.Future[None]) -> None:
+        if committer.cancelled() or committer.exception() is None:
+            return
+        error = committer.exception()
+        log.error("the commit loop failed: %s: %s", type(error).__name__, error, exc_info=error)
+        self.fail(f"the commit loop failed ({type(error).__name__})")
+
     async def _commit_loop(self) -> None:
-        while True:
+        """Commit every interval or when asked, until the fetch loop has ended.
+
+        It ends on a flag, not on cancellation alone: Python 3.11's wait_for
+        swallows a cancel that lands as its timeout fires, and a loop that
+        only a cancel can end then runs on, and the worker never exits.
+        """
+        while not self._fetching_done.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._commit_requested.wait(), self.options.commit_interval_s
                 )
             self._commit_requested.clear()
             await self.commit(list(self.workers.values()))
+            self.dead_letter_log.tick()
+            self.retry_log.tick()
 
     async def commit(self, workers: list[PartitionWorker]) -> None:
         offsets = {
             worker.tp: worker.tracker.committable
             for worker in workers
-            if worker.tracker.committable > worker.tracker.committed >= 0
+            if worker.tracker.committable > worker.tracker.committed
         }
         if not offsets:
             return
@@ -341,6 +419,14 @@ class Runtime:
         return worker
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._stop_requested.is_set():
+            # Leaving: the client may still complete a rebalance while it closes.
+            # Nothing will fetch for new partitions, so take none on.
+            log.info(
+                "assigned %s while leaving; not taking them",
+                sorted(tp.partition for tp in assigned),
+            )
+            return
         self.metrics.inc("rebalances")
         self._revoking.difference_update(assigned)
         # Workers first, with no await in between: the fetch loop may already
@@ -348,6 +434,8 @@ class Runtime:
         for tp in assigned:
             if tp not in self.workers:
                 self._add_worker(tp)
+        if self.replay is not None:
+            self.replay.position(self.consumer, assigned)  # before any fetch: no await above
         if not assigned:
             return
         partitions = list(assigned)
@@ -359,8 +447,6 @@ class Runtime:
             start = committed if committed is not None else beginnings[tp]
             if start >= ends[tp]:
                 self._nothing_to_catch_up.add(tp)
-        if self.replay is not None:
-            await self.replay.position(self.consumer, partitions)
         self._assignment_settled = True
         log.info("assigned %s", sorted(tp.partition for tp in assigned))
 
@@ -393,17 +479,25 @@ class Runtime:
         if workers:
             self.drain_clean = await self._drain(workers)
         started = time.monotonic()
+        # Not wait_for: it waits for the cancelled call to finish, and aiokafka's
+        # close can go on rejoining a group that rebalances meanwhile.
+        leaving = asyncio.ensure_future(self.consumer.stop())
         try:
-            await asyncio.wait_for(self.consumer.stop(), LEAVE_GROUP_DEADLINE_S)
-        except TimeoutError:
-            log.warning(
-                "leaving group %s took over %.0fs (a rebalance in progress?); exiting anyway: "
-                "the broker drops this member after its session timeout",
-                self.group_id,
-                LEAVE_GROUP_DEADLINE_S,
-            )
+            await asyncio.wait([leaving], timeout=LEAVE_GROUP_DEADLINE_S)
+            if not leaving.done():
+                leaving.cancel()
+                log.warning(
+                    "leaving group %s took over %.0fs (a rebalance in progress?); exiting "
+                    "anyway: the broker drops this member after its session timeout",
+                    self.group_id,
+                    LEAVE_GROUP_DEADLINE_S,
+                )
+            elif leaving.exception() is not None:
+                log.warning("leaving group %s failed: %s", self.group_id, leaving.exception())
         finally:
             log.info("left group %s in %.1fs", self.group_id, time.monotonic() - started)
+            self.dead_letter_log.flush()
+            self.retry_log.flush()
             if self.transactions is not None:
                 await self.transactions.stop()
             await self.producer.stop()
@@ -484,6 +578,19 @@ class Runtime:
         self.metrics.gauge(
             "ready", lambda: {(): 1.0 if self.ready else 0.0}, "assigned and caught up"
         )
+
+
+def _known_position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The next offset the consumer hands over for `tp`, or None while it has none.
+
+    aiokafka's `position()` waits for a position; the fetch loop must not.
+    This reads the same subscription state its `highwater()` reads.
+    """
+    subscription = consumer._subscription
+    if not subscription.is_assigned(tp):
+        return None
+    state = subscription.subscription.assignment.state_value(tp)
+    return state.position if state.has_valid_position else None
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

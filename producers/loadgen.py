@@ -5,6 +5,7 @@ most orders (Zipf-skewed ids make hot keys and uneven partitions), amounts
 are log-normal, currencies follow countries, and the rate can step or spike.
 
 Run: python -m producers.loadgen --rate 2000 --duration 30 --profile spike
+(or --jsonl orders.jsonl --count 1000 to write a file for `pipeline produce`)
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
+from pipeline.cli.common import settings_for_cli
 from pipeline.producer import EventProducer
 from pipeline.ratelimit import TokenBucket
-from pipeline.settings import load_settings
-from topics import CUSTOMERS, ORDERS
+from topics import CATALOGUE, CUSTOMERS, ORDERS
 from topics.models import Currency, Customer, Order, OrderLine
 
 COUNTRIES: dict[str, Currency] = {
@@ -163,40 +165,62 @@ async def paced_chunks(rate: float, duration_s: float, profile: Profile) -> Asyn
 async def run(
     rate: float, duration_s: float, profile: Profile, customers: int, seed_customers: bool
 ) -> None:
-    settings = load_settings()
+    settings = settings_for_cli()
+    # The catalogue's topics as this environment names them (PIPELINE_TOPIC_PREFIX).
+    catalogue = CATALOGUE.with_prefix(settings.topic_prefix)
+    orders_topic, customers_topic = catalogue.get(ORDERS.name), catalogue.get(CUSTOMERS.name)
     async with EventProducer(settings) as producer:
         if seed_customers:
             batch: list[Customer] = []
             for customer in CustomerGenerator(customers):
                 batch.append(customer)
                 if len(batch) == 2000:
-                    await producer.publish_many(CUSTOMERS, batch)
+                    await producer.publish_many(customers_topic, batch)
                     batch = []
-            await producer.publish_many(CUSTOMERS, batch)
-            print(f"published {customers} customers", file=sys.stderr)
+            await producer.publish_many(customers_topic, batch)
+            print(f"published {customers} customers to {customers_topic.name}", file=sys.stderr)
         orders = OrderGenerator(customers)
         started = time.monotonic()
         published = 0
         async for chunk in paced_chunks(rate, duration_s, profile):
-            await producer.publish_many(ORDERS, orders.batch(chunk))
+            await producer.publish_many(orders_topic, orders.batch(chunk))
             published += chunk
         print(
-            f"published {published} orders in {time.monotonic() - started:.1f}s",
+            f"published {published} orders to {orders_topic.name} "
+            f"in {time.monotonic() - started:.1f}s",
             file=sys.stderr,
         )
 
 
+def write_jsonl(path: Path, count: int, customers: int) -> None:
+    """Orders as JSON lines, for `pipeline produce --file` (nothing is published)."""
+    orders = OrderGenerator(customers)
+    with path.open("w", encoding="utf-8") as out:
+        for _ in range(count):
+            out.write(orders.next().model_dump_json() + "\n")
+    print(f"wrote {count} orders to {path}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description="Publish customers and Zipf-skewed orders to the catalogue topics.",
-        epilog="Example: python -m producers.loadgen --rate 2000 --duration 30 --profile spike",
+        description="Publish customers and Zipf-skewed orders to the catalogue topics "
+        "(under PIPELINE_TOPIC_PREFIX), or write orders to a JSONL file.",
+        epilog="Examples: python -m producers.loadgen --rate 2000 --duration 30 --profile spike; "
+        "python -m producers.loadgen --jsonl orders.jsonl --count 1000",
     )
     parser.add_argument("--rate", type=float, default=1000, help="base orders per second")
     parser.add_argument("--duration", type=float, default=30, help="seconds to run")
     parser.add_argument("--profile", choices=["steady", "step", "spike"], default="steady")
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--no-customers", action="store_true", help="skip publishing customers")
+    parser.add_argument(
+        "--jsonl", type=Path, help="write orders to this file as JSON lines instead of publishing"
+    )
+    parser.add_argument("--count", type=int, default=1000, help="orders to write with --jsonl")
     args = parser.parse_args()
+    if args.jsonl is not None:
+        write_jsonl(args.jsonl, args.count, args.customers)
+        return
     asyncio.run(run(args.rate, args.duration, args.profile, args.customers, not args.no_customers))
 
 

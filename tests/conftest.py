@@ -22,23 +22,18 @@ from tests.support import log_progress
 
 
 def _docker_kafka() -> contextlib.AbstractContextManager[str] | None:
-    """A testcontainers Kafka where a Docker engine answers, else None."""
+    """A broker in a container (tests/docker_kafka.py) where a Docker engine answers, else None."""
     try:
         import docker  # type: ignore[import-not-found]
-        from testcontainers.kafka import KafkaContainer  # type: ignore[import-not-found]
     except ImportError:
         return None
     try:
         docker.from_env().ping()
     except Exception:  # noqa: BLE001 - no engine is the normal case here
         return None
+    from tests.docker_kafka import docker_kafka
 
-    @contextlib.contextmanager
-    def run() -> Iterator[str]:
-        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
-            yield container.get_bootstrap_server()
-
-    return run()
+    return docker_kafka()
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,11 @@ class Replica(WorkerProcess):
         try:
             return self.wait(grace_s)
         except subprocess.TimeoutExpired:
+            # Its tasks' stacks say where it is stuck (pipeline.process_runner).
+            self.signal(signal.SIGUSR1)
+            time.sleep(1)
             raise AssertionError(
-                f"{self.replica_id} still running {grace_s}s after SIGTERM:\n{self.tail(80)}"
+                f"{self.replica_id} still running {grace_s}s after SIGTERM:\n{self.tail(200)}"
             ) from None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import typer
 from rich.console import Console
 
 from pipeline.catalogue import Catalogue, load_catalogue
@@ -13,6 +14,13 @@ from pipeline.settings import PipelineSettings, load_settings
 
 console = Console(stderr=True)
 stdout = Console()
+
+BootstrapOption = typer.Option(
+    None,
+    "--bootstrap",
+    help="Kafka host:port list; default PIPELINE_BOOTSTRAP_SERVERS, else the cluster "
+    "`pipeline infra up` started.",
+)
 
 
 def settings_for_cli(bootstrap: str | None = None) -> PipelineSettings:
@@ -97,3 +105,17 @@ def group_and_topic(
             f"({', '.join(sorted(topics)) or 'none yet'}); name one with --topic"
         )
     return group, topics.pop()
+
+
+def cluster_topic(settings: PipelineSettings, name: str) -> str:
+    """The name a topic has on the cluster: a catalogue name (or its .dlq) gets the prefix.
+
+    So `--topic orders.dlq` means the same topic whatever PIPELINE_TOPIC_PREFIX
+    is; a name the catalogue does not know is taken as it is.
+    """
+    from pipeline.errors import UnknownTopicError
+
+    try:
+        return catalogue_for(settings).get(name).name
+    except UnknownTopicError:
+        return name

@@ -8,7 +8,7 @@ from datetime import datetime
 import typer
 from rich.table import Table
 
-from pipeline.cli.common import console, settings_for_cli, stdout
+from pipeline.cli.common import BootstrapOption, cluster_topic, console, settings_for_cli, stdout
 from pipeline.errors import ConfigError
 from pipeline.kafka_probe import run_sync
 
@@ -33,12 +33,14 @@ def _since(text: str | None) -> datetime | None:
 
 @app.command()
 def inspect(
-    topic: str = typer.Option(..., "--topic", help="The DLQ topic, e.g. orders.dlq."),
+    topic: str = typer.Option(
+        ..., "--topic", help="The DLQ topic, e.g. orders.dlq (PIPELINE_TOPIC_PREFIX applies)."
+    ),
     since: str = typer.Option(None, "--since", help="Only records written at/after (ISO)."),
     error_type: str = typer.Option(None, "--error-type", help="Only this error type."),
     limit: int = typer.Option(5, "--limit", help="Sample records to show."),
-    as_json: bool = typer.Option(False, "--json"),
-    bootstrap: str = typer.Option(None, "--bootstrap"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object instead of tables."),
+    bootstrap: str = BootstrapOption,
 ) -> None:
     """A summary by error type and processor, and sample records with their headers.
 
@@ -47,6 +49,7 @@ def inspect(
     from pipeline.dlq_tools import read_entries, summarize
 
     settings = settings_for_cli(bootstrap)
+    topic = cluster_topic(settings, topic)
     entries, _ = run_sync(read_entries(settings, topic, _since(since), error_type))
     summary = summarize(entries, limit)
     if as_json:
@@ -85,7 +88,9 @@ def inspect(
 
 @app.command()
 def redrive(
-    topic: str = typer.Option(..., "--topic", help="The DLQ topic, e.g. orders.dlq."),
+    topic: str = typer.Option(
+        ..., "--topic", help="The DLQ topic, e.g. orders.dlq (PIPELINE_TOPIC_PREFIX applies)."
+    ),
     error_type: str = typer.Option(None, "--error-type", help="Only this error type."),
     since: str = typer.Option(None, "--since", help="Only records written at/after (ISO)."),
     rate: float = typer.Option(None, "--rate", help="At most this many records/s."),
@@ -93,7 +98,7 @@ def redrive(
         3, "--max-redrives", help="Leave records that came back this often already."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would go back."),
-    bootstrap: str = typer.Option(None, "--bootstrap"),
+    bootstrap: str = BootstrapOption,
 ) -> None:
     """Republish DLQ records to their source topics (once: progress is kept in a group).
 
@@ -103,6 +108,7 @@ def redrive(
     from pipeline.dlq_tools import redrive as send
 
     settings = settings_for_cli(bootstrap)
+    topic = cluster_topic(settings, topic)
     plan = run_sync(plan_redrive(settings, topic, _since(since), error_type, max_redrives))
     by_source: dict[str, int] = {}
     for entry in plan.to_send:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli.common import console
+from pipeline.cli.common import BootstrapOption, console
 
 
 def gateway(
-    port: int = typer.Option(8080, "--port"),
+    port: int = typer.Option(8080, "--port", help="TCP port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="0.0.0.0 to listen on every address."),
     workers: int = typer.Option(1, "--workers", help="Processes sharing the port."),
     drain: float = typer.Option(
@@ -17,6 +17,7 @@ def gateway(
     hash_key: str = typer.Option(
         None, "--hash-key", help="Print the SHA-256 to configure for this API key, and exit."
     ),
+    bootstrap: str = BootstrapOption,
 ) -> None:
     """Serve POST /v1/topics/{topic}/events and /events:batch, /v1/topics, /docs.
 
@@ -35,11 +36,11 @@ def gateway(
 
     from pipeline.cli.common import settings_for_cli
 
-    settings = settings_for_cli()
+    settings = settings_for_cli(bootstrap)
     import os
 
     # Worker processes build their settings from the environment: pass on what the CLI found.
-    os.environ.setdefault("PIPELINE_BOOTSTRAP_SERVERS", settings.bootstrap_servers)
+    os.environ["PIPELINE_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     console.print(f"gateway on http://{host}:{port} ({workers} process(es)); docs at /docs")
     uvicorn.run(
         "pipeline.gateway.app:create_app",

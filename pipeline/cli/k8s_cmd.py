@@ -20,21 +20,31 @@ app = typer.Typer(
 def render(
     processor: str = typer.Argument(..., help="Processor name from the processors module."),
     image: str = typer.Option(..., "--image", help="Container image with this project."),
-    namespace: str = typer.Option("default", "--namespace"),
+    namespace: str = typer.Option("default", "--namespace", help="Kubernetes namespace."),
     scale_on: str = typer.Option(
         "kafka", "--scale-on", help="kafka: KEDA's Kafka scaler; prometheus: our policy."
     ),
-    min_replicas: int = typer.Option(1, "--min"),
-    max_replicas: int = typer.Option(8, "--max"),
-    target_drain: str = typer.Option("30s", "--target-drain"),
-    scale_down_window: str = typer.Option("20s", "--scale-down-window"),
+    min_replicas: int = typer.Option(1, "--min", help="Fewest worker replicas."),
+    max_replicas: int = typer.Option(
+        8, "--max", help="Most worker replicas (more than the source's partitions would idle)."
+    ),
+    target_drain: str = typer.Option(
+        "30s", "--target-drain", help="How soon a backlog should be gone (30s, 2m)."
+    ),
+    scale_down_window: str = typer.Option(
+        "20s", "--scale-down-window", help="Scale down only to the highest need of this window."
+    ),
     caught_up_window: str = typer.Option(
         "5s", "--caught-up-window", help="Our policy only (--scale-on prometheus)."
     ),
     replica_rate: float = typer.Option(
         200.0, "--replica-rate", help="Events/s one replica handles (sets KEDA's lagThreshold)."
     ),
-    prometheus_url: str = typer.Option("http://prometheus.monitoring:9090", "--prometheus-url"),
+    prometheus_url: str = typer.Option(
+        "http://prometheus.monitoring:9090",
+        "--prometheus-url",
+        help="Where KEDA's Prometheus scaler queries (--scale-on prometheus).",
+    ),
     out: Path = typer.Option(None, "--out", help="Write files here instead of printing them."),
 ) -> None:
     """Fill infra/k8s/ in from a processor's settings and the scaling policy.

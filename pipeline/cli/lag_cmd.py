@@ -6,9 +6,10 @@ import asyncio
 import json
 
 import typer
+from rich.live import Live
 from rich.table import Table
 
-from pipeline.cli.common import console, group_and_topic, settings_for_cli, stdout
+from pipeline.cli.common import BootstrapOption, console, group_and_topic, settings_for_cli, stdout
 from pipeline.lag import GroupLag, LagMonitor, export_lag
 from pipeline.metrics import Metrics
 
@@ -63,7 +64,7 @@ def lag(
         None, "--metrics-port", help="With --watch: serve the figures on /metrics."
     ),
     no_age: bool = typer.Option(False, "--no-age", help="Skip reading the oldest records."),
-    bootstrap: str = typer.Option(None, "--bootstrap"),
+    bootstrap: str = BootstrapOption,
 ) -> None:
     """Per partition: end and committed offsets, lag in records and seconds, rates, oldest age.
 
@@ -95,7 +96,14 @@ def lag(
             try:
                 await monitor.sample()
                 await asyncio.sleep(interval)
-                show(await monitor.sample())
+                first = await monitor.sample()
+                if watch and not as_json:
+                    # One table, redrawn in place: a scrolling log of tables is unreadable.
+                    with Live(render(first), console=stdout, auto_refresh=False) as live:
+                        while True:
+                            await asyncio.sleep(interval)
+                            live.update(render(await monitor.sample()), refresh=True)
+                show(first)
                 while watch:
                     await asyncio.sleep(interval)
                     show(await monitor.sample())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from pipeline.cli.common import console, settings_for_cli, stdout
+from pipeline.cli.common import BootstrapOption, cluster_topic, console, settings_for_cli, stdout
 from pipeline.errors import ConfigError
 from pipeline.kafka_probe import run_sync
 
@@ -19,17 +19,19 @@ app = typer.Typer(
 
 @app.command()
 def reset(
-    group: str = typer.Option(..., "--group", "-g"),
-    topic: str = typer.Option(..., "--topic"),
+    group: str = typer.Option(..., "--group", "-g", help="The consumer group to move."),
+    topic: str = typer.Option(
+        ..., "--topic", help="Its topic (a catalogue name gets PIPELINE_TOPIC_PREFIX)."
+    ),
     to_datetime: str = typer.Option(None, "--to-datetime", help="First record at/after it."),
-    to_offset: int = typer.Option(None, "--to-offset"),
-    to_earliest: bool = typer.Option(False, "--to-earliest"),
-    to_latest: bool = typer.Option(False, "--to-latest"),
+    to_offset: int = typer.Option(None, "--to-offset", help="This offset on every partition."),
+    to_earliest: bool = typer.Option(False, "--to-earliest", help="The log start: redo all."),
+    to_latest: bool = typer.Option(False, "--to-latest", help="The log end: skip the backlog."),
     shift_by: int = typer.Option(None, "--shift-by", help="Move by N (negative: back)."),
     partitions: str = typer.Option(None, "--partitions", help="Only these, e.g. 0,3."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the table, change nothing."),
     force: bool = typer.Option(False, "--force", help="Try even while members are active."),
-    bootstrap: str = typer.Option(None, "--bootstrap"),
+    bootstrap: str = BootstrapOption,
 ) -> None:
     """Show the before/after table and commit the new offsets for the group.
 
@@ -45,6 +47,7 @@ def reset(
     from pipeline.offsets import count_group_members
 
     settings = settings_for_cli(bootstrap)
+    topic = cluster_topic(settings, topic)
     moment = parse_position(to_datetime, "--to-datetime") if to_datetime else None
     if moment is not None and not isinstance(moment, datetime):
         raise ConfigError(f"--to-datetime {to_datetime!r} is not an ISO time")

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from pipeline.cli.common import catalogue_for, console, settings_for_cli
+from pipeline.cli.common import BootstrapOption, catalogue_for, console, settings_for_cli
 from pipeline.file_ingest import IngestSummary, Reject, publish_lines
 from pipeline.gc_tuning import tune_for_throughput
 from pipeline.kafka_probe import run_sync
@@ -49,7 +49,7 @@ def produce(
     allow_rejects: bool = typer.Option(
         False, "--allow-rejects", help="Exit 0 even if some lines were rejected."
     ),
-    bootstrap: str | None = typer.Option(None, "--bootstrap", help="host:port list."),
+    bootstrap: str | None = BootstrapOption,
 ) -> None:
     """Validate every line against the topic's event model and publish it.
 

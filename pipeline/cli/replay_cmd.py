@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pipeline.cli.common import console, settings_for_cli, stdout
+from pipeline.cli.common import BootstrapOption, console, settings_for_cli, stdout
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:  # the CLI starts every command's module; import these only when replaying
@@ -32,11 +32,11 @@ def replay(
     processor: str = typer.Option(None, "--processor", help="Run this processor's handler."),
     into_topic: str = typer.Option(None, "--into-topic", help="Copy the records here instead."),
     name: str = typer.Option(
-        None, "--name", "--group", help="Replay name; its group is replay.<name>. Same = resume."
+        None, "--name", help="Replay name; its group is replay.<name>. Same name = resume."
     ),
     rate: float = typer.Option(None, "--rate", help="At most this many events/s."),
     partitions: str = typer.Option(None, "--partitions", help="Only these, e.g. 0,3,7."),
-    bootstrap: str = typer.Option(None, "--bootstrap"),
+    bootstrap: str = BootstrapOption,
 ) -> None:
     """Replay [--from, --to) of a topic through a processor, or copy it into another topic.
 
@@ -48,11 +48,13 @@ def replay(
 
     Example: pipeline replay --processor order_stats --from 2026-11-27T00:00Z --rate 2000
     """
+    from pipeline.client_logs import quiet_retriable_client_errors
     from pipeline.offset_ranges import parse_partitions, parse_position, resolve_ranges
     from pipeline.processor import load_processor
     from pipeline.replay import ReplayPlan, check_target, default_name, resume_state
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    quiet_retriable_client_errors()
     settings = settings_for_cli(bootstrap)
     found = None
     if processor:
@@ -89,7 +91,7 @@ def replay(
             )
         )
         ranges = {r.partition: r for r in resolved}
-    plan = ReplayPlan(replay_name, topic, ranges, rate)
+    plan = ReplayPlan(replay_name, topic, ranges, rate, resume_from=committed)
     check_target(plan, into_topic, processor)
     console.print(
         f"replay {replay_name} (group {group}): {plan.total:,} records of {topic} on "

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cli.common import console, group_and_topic, parse_duration, settings_for_cli
+from pipeline.cli.common import (
+    BootstrapOption,
+    console,
+    group_and_topic,
+    parse_duration,
+    settings_for_cli,
+)
 from pipeline.paths import state_dir
 
 
@@ -49,7 +55,7 @@ def scale(
     worker_arg: list[str] = typer.Option(
         [], "--worker-arg", help="Passed to every `pipeline worker` (repeatable)."
     ),
-    bootstrap: str = typer.Option(None, "--bootstrap"),
+    bootstrap: str = BootstrapOption,
 ) -> None:
     """Start and stop `pipeline worker` processes to match the scaling policy.
 

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from pipeline.catalogue import TopicSpec
-from pipeline.cli.common import catalogue_for, console, settings_for_cli, stdout
+from pipeline.cli.common import BootstrapOption, catalogue_for, console, settings_for_cli, stdout
 from pipeline.kafka_probe import run_sync
 from pipeline.topic_admin import TopicAdmin
 from pipeline.topic_plan import TopicPlan, plan_topics
@@ -19,12 +19,6 @@ app = typer.Typer(
         "Example: pipeline topics apply --dry-run && pipeline topics apply"
     ),
     no_args_is_help=True,
-)
-
-BootstrapOption = typer.Option(
-    None,
-    "--bootstrap",
-    help="host:port list; default PIPELINE_BOOTSTRAP_SERVERS or the local cluster.",
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -10,8 +9,10 @@ import socket
 import typer
 
 from pipeline import worker_defaults as defaults
-from pipeline.cli.common import settings_for_cli
+from pipeline.cli.common import BootstrapOption, settings_for_cli
+from pipeline.client_logs import quiet_retriable_client_errors
 from pipeline.gc_tuning import tune_for_throughput
+from pipeline.process_runner import run_process
 from pipeline.processor import load_processor
 
 
@@ -50,13 +51,15 @@ def worker(
         "is buffered per partition, and one fetch response carries at most "
         f"{defaults.FETCH_RESPONSE_PARTITIONS} times this.",
     ),
-    bootstrap: str | None = typer.Option(None, "--bootstrap", help="host:port list."),
+    bootstrap: str | None = BootstrapOption,
     processors_module: str = typer.Option(
         os.environ.get("PIPELINE_PROCESSORS_MODULE", "consumers"),
         "--processors-module",
         help="Module with PROCESSORS = {name: Processor}.",
     ),
-    log_level: str = typer.Option("INFO", "--log-level"),
+    log_level: str = typer.Option(
+        "INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR (the client's own: WARNING)."
+    ),
 ) -> None:
     """Run one replica; start several (same processor) to form a consumer group.
 
@@ -72,6 +75,7 @@ def worker(
         format=f"%(asctime)s {replica_id or ''} %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    quiet_retriable_client_errors()
     settings = settings_for_cli(bootstrap)
     found = load_processor(processors_module, processor, settings.topic_prefix)
     options = WorkerOptions(
@@ -90,4 +94,4 @@ def worker(
     async def run() -> int:
         return await Runtime(settings, found, options).run()
 
-    raise typer.Exit(asyncio.run(run()))
+    raise typer.Exit(run_process(run()))

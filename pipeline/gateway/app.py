@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.breaker import BreakerPolicy, CircuitBreaker, DependencyError, DependencyUnavailable
 from pipeline.catalogue import Catalogue, TopicSpec, load_catalogue
-from pipeline.codec import encode_events
+from pipeline.codec import encode_events, payload_size
 from pipeline.gateway.auth import KeyRing
 from pipeline.gateway.errors import GatewayError, field_errors
 from pipeline.gateway.idempotency import IdempotencyWindow, event_id_for
@@ -151,7 +151,7 @@ class Gateway:
             else None
         )
         encoded = encode_events(spec, events, event_ids=ids)
-        size = sum(len(item.key) + len(item.value) for item in encoded)
+        size = sum(payload_size(item) for item in encoded)
         if not producer.has_room(size):
             raise GatewayError(
                 503,

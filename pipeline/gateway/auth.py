@@ -10,7 +10,7 @@ from pipeline.settings import ApiKey
 
 
 def hash_key(key: str) -> str:
-    """What goes into configuration for a key: `pipeline gateway hash-key` prints it."""
+    """What goes into configuration for a key: `pipeline gateway --hash-key KEY` prints it."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 

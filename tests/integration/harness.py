@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.codec import decode_value
 from pipeline.kafka_probe import run_sync
-from pipeline.offsets import end_offsets
+from pipeline.offsets import committed_offsets, end_offsets
 from pipeline.producer import EventProducer
 from pipeline.settings import PipelineSettings
 from pipeline.topic_admin import ensure_topics
@@ -60,6 +60,22 @@ class Harness:
             lambda: self.count(self.output.name) + self.count(self.dlq) >= expected,
             timeout_s,
             what=f"{expected} outputs",
+        )
+
+    def drained(self, processor: str) -> bool:
+        """Whether the processor's group has committed every record of the source."""
+        ends = run_sync(end_offsets(self.settings, self.source.name))
+        committed = run_sync(
+            committed_offsets(self.settings, self.prefix + processor, self.source.name)
+        )
+        return all(committed.get(partition, 0) >= end for partition, end in ends.items())
+
+    def wait_drained(self, processor: str, timeout_s: float = 240) -> None:
+        """Until the group committed everything: output counts alone can include duplicates."""
+        poll_until(
+            lambda: self.drained(processor),
+            timeout_s,
+            what=f"{processor} to commit the source's end",
         )
 
     def outputs(self) -> list[tuple[int, int, Handled]]:

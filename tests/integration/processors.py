@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.breaker import BreakerPolicy
 from pipeline.catalogue import TopicSpec
-from pipeline.codec import HEADER_EVENT_ID, header_value
 from pipeline.processor import Context, PermanentError, Processor
 from pipeline.retry import RetryPolicy
 
@@ -40,17 +39,21 @@ SOURCE = TopicSpec(
 OUTPUT = TopicSpec(
     name="runtime.out", event_model=Handled, key_field="key", partitions=12, replication_factor=1
 )
+FINAL = TopicSpec(
+    name="runtime.final", event_model=Handled, key_field="key", partitions=12, replication_factor=1
+)
 TOPICS = [SOURCE, SOURCE.dlq_spec(), OUTPUT]
+CHAINED_TOPICS = [OUTPUT.dlq_spec(), FINAL]
+"""What the second of two chained processors needs besides TOPICS (created by its test)."""
 
 
 def handled(event: Keyed, ctx: Context) -> Handled:
-    assert ctx.record is not None
-    return Handled(
-        key=event.key,
-        seq=event.seq,
-        source_id=header_value(ctx.record.headers, HEADER_EVENT_ID) or "",
-        replica=ctx.replica_id,
-    )
+    return Handled(key=event.key, seq=event.seq, source_id=ctx.event_id, replica=ctx.replica_id)
+
+
+async def relay(event: Handled, ctx: Context) -> Handled:
+    """The second hop of a chain: the first hop's output, passed on."""
+    return event
 
 
 async def passthrough(event: Keyed, ctx: Context) -> Handled:
@@ -139,6 +142,7 @@ PROCESSORS = {
         queue_records=5000,
         exactly_once=True,
     ),
+    "relay_eos": Processor("relay_eos", OUTPUT, relay, outputs=(FINAL,), exactly_once=True),
     "poison": Processor("poison", SOURCE, poison, outputs=(OUTPUT,), retry=FAST_RETRY),
     "slow": Processor(
         "slow", SOURCE, slow, outputs=(OUTPUT,), queue_records=2000, batch_records=50

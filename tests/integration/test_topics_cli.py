@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.incremental_configs import set_topic_configs
 from pipeline.settings import PipelineSettings
 from pipeline.topic_admin import TopicAdmin
 from tests.support import run_cli
@@ -43,8 +44,11 @@ async def test_apply_creates_topic_and_dlq_then_is_a_no_op(
         "cleanup.policy": "delete",
         "retention.ms": "3600000",
         "min.insync.replicas": "1",
+        "max.message.bytes": "1048588",  # not managed: the broker's default
     }
     assert dlq.configs["retention.ms"] == str(14 * 24 * 3600 * 1000)
+    # A DLQ takes a record at its source's limit plus the dlq-* headers.
+    assert dlq.configs["max.message.bytes"] == str(1048588 + 64 * 1024)
 
     again = run_cli("topics", "apply", env=env)
     assert again.returncode == 0
@@ -61,12 +65,24 @@ async def test_apply_creates_topic_and_dlq_then_is_a_no_op(
 
 async def test_grow_partitions_and_update_config(settings: PipelineSettings, unique: str) -> None:
     assert run_cli("topics", "apply", env=cli_env(settings, unique, "v1")).returncode == 0
+    # An operator's configs, set out of band, that the catalogue does not manage.
+    async with TopicAdmin(settings) as admin:
+        errors = await set_topic_configs(
+            admin.admin,
+            {unique + "samples": {"segment.ms": "3600000", "max.message.bytes": "2097152"}},
+        )
+    assert errors == [(unique + "samples", 0, None)]
     grown = run_cli("topics", "apply", env=cli_env(settings, unique, "grown"))
     assert grown.returncode == 0, grown.stderr
     assert "partitions 4 → 6" in grown.stdout
+    assert "retention.ms 3600000 → 7200000" in grown.stdout
     topic = (await observe(settings, unique + "samples"))[unique + "samples"]
     assert topic.partitions == 6
     assert topic.configs["retention.ms"] == "7200000"
+    async with TopicAdmin(settings) as admin:
+        configs = (await admin.configs([unique + "samples"]))[unique + "samples"]
+    assert configs["segment.ms"] == "3600000", "apply reset a config it does not manage"
+    assert configs["max.message.bytes"] == "2097152", "apply reset a config it does not manage"
 
 
 async def test_fewer_partitions_is_refused_and_nothing_changes(
