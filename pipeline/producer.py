@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from pipeline.backpressure import ByteBudget
 from pipeline.catalogue import Catalogue, TopicSpec
+from pipeline.coalescer import Coalescer, SentBatch
 from pipeline.codec import EncodedEvent, encode_event, encode_events, payload_size
 from pipeline.delivery import AckedBatch, Delivery, DeliveryList
 from pipeline.errors import PipelineError
@@ -62,9 +63,8 @@ class EventProducer:
             transaction_timeout_ms=tuning.transaction_timeout_ms,
             **client_overrides,
         )
-        self._lingering: dict[str, list[tuple[EncodedEvent, asyncio.Future[Delivery]]]] = {}
-        self._lingering_bytes: dict[str, int] = defaultdict(int)
-        self._linger_tasks: set[asyncio.Task[None]] = set()
+        self._coalescer = Coalescer(self.send_batches, self._linger_s, self._batch_bytes)
+        self._partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._started = False
         self._unkeyed = 0
         """Round-robin counter for records with neither key nor partition."""
@@ -77,10 +77,7 @@ class EventProducer:
         """Flush what publish() is holding, wait for acknowledgements, close."""
         if not self._started:
             return
-        for topic in list(self._lingering):
-            await self._flush_lingering(topic)
-        if self._linger_tasks:
-            await asyncio.gather(*self._linger_tasks, return_exceptions=True)
+        await self._coalescer.flush_all()
         await self._client.stop()
         self._started = False
 
@@ -126,39 +123,19 @@ class EventProducer:
         """Publish one event; concurrent calls share batches for `linger_ms`."""
         spec = self._spec(topic)
         encoded = encode_event(spec, event, event_id=event_id, trace_id=trace_id)
+        return (await self.publish_coalesced(spec.name, [encoded]))[0]
+
+    async def publish_coalesced(
+        self, topic: str, events: Sequence[EncodedEvent]
+    ) -> Sequence[Delivery]:
+        """Publish encoded events in batches shared with concurrent callers (pipeline.coalescer).
+
+        For many small concurrent publishes, as a gateway's requests are:
+        each call still gets exactly where each of its events was stored.
+        """
         if self._linger_s <= 0:
-            return (await self.publish_encoded(spec.name, [encoded]))[0]
-        future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
-        pending = self._lingering.setdefault(spec.name, [])
-        pending.append((encoded, future))
-        self._lingering_bytes[spec.name] += payload_size(encoded)
-        if len(pending) == 1:
-            task = asyncio.ensure_future(self._flush_after_linger(spec.name))
-            self._linger_tasks.add(task)
-            task.add_done_callback(self._linger_tasks.discard)
-        elif self._lingering_bytes[spec.name] >= self._batch_bytes:
-            await self._flush_lingering(spec.name)
-        return await future
-
-    async def _flush_after_linger(self, topic: str) -> None:
-        await asyncio.sleep(self._linger_s)
-        await self._flush_lingering(topic)
-
-    async def _flush_lingering(self, topic: str) -> None:
-        pending = self._lingering.pop(topic, [])
-        self._lingering_bytes.pop(topic, None)
-        if not pending:
-            return
-        try:
-            deliveries = await self.publish_encoded(topic, [encoded for encoded, _ in pending])
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting publisher
-            for _, future in pending:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), delivery in zip(pending, deliveries, strict=True):
-            if not future.done():
-                future.set_result(delivery)
+            return await self.publish_encoded(topic, events)
+        return await self._coalescer.publish(topic, events)
 
     async def publish_many(
         self,
@@ -216,6 +193,16 @@ class EventProducer:
             done: asyncio.Future[DeliveryList] = loop.create_future()
             done.set_result(DeliveryList(topic, [], []))
             return done
+        sent = await self.send_batches(topic, events, timestamps)
+        return asyncio.ensure_future(self._collect(topic, events, sent))
+
+    async def send_batches(
+        self,
+        topic: str,
+        events: Sequence[EncodedEvent],
+        timestamps: Sequence[int] | None = None,
+    ) -> list[SentBatch]:
+        """Queue `events` in record batches, one partition after another; their acks to await."""
         partitions = await partition_count(self._client.client, topic)
         by_partition: dict[int, list[int]] = defaultdict(list)
         for index, event in enumerate(events):
@@ -227,26 +214,24 @@ class EventProducer:
                 partition = self._unkeyed % partitions
                 self._unkeyed += 1
             by_partition[partition].append(index)
-        sent: list[tuple[asyncio.Future[Any], int, list[int]]] = []
+        sent: list[SentBatch] = []
         try:
             for partition, indexes in by_partition.items():
                 await self._send_partition(topic, partition, events, indexes, sent, timestamps)
         except BaseException:
             # Whatever was queued still goes out; wait for it so the budget is
             # returned and no acknowledgement is left unobserved.
-            await asyncio.gather(*(future for future, _, _ in sent), return_exceptions=True)
+            await asyncio.gather(*(batch.ack for batch in sent), return_exceptions=True)
             raise
-        return asyncio.ensure_future(self._collect(topic, events, sent))
+        return sent
 
     async def _collect(
         self,
         topic: str,
         events: Sequence[EncodedEvent],
-        sent: list[tuple[asyncio.Future[Any], int, list[int]]],
+        sent: list[SentBatch],
     ) -> DeliveryList:
-        acknowledged = await asyncio.gather(
-            *(future for future, _, _ in sent), return_exceptions=True
-        )
+        acknowledged = await asyncio.gather(*(batch.ack for batch in sent), return_exceptions=True)
         batches: list[AckedBatch] = []
         for (_, partition, indexes), metadata in zip(sent, acknowledged, strict=True):
             if isinstance(metadata, BaseException):
@@ -265,7 +250,7 @@ class EventProducer:
         partition: int,
         events: Sequence[EncodedEvent],
         indexes: list[int],
-        sent: list[tuple[asyncio.Future[Any], int, list[int]]],
+        sent: list[SentBatch],
         timestamps: Sequence[int] | None = None,
     ) -> None:
         batch = self._client.create_batch()
@@ -302,13 +287,26 @@ class EventProducer:
 
     async def _submit(
         self, batch: Any, topic: str, partition: int, indexes: list[int]
-    ) -> tuple[asyncio.Future[Any], int, list[int]]:
+    ) -> SentBatch:
+        """Hand one batch to the client, behind every batch handed over before for its partition.
+
+        aiokafka queues one batch per partition; concurrent callers waiting for
+        that slot wake together on every drain, and its wait charges each
+        wake-up the whole time waited so far, so under contention callers
+        failed with KafkaTimeoutError after a fraction of the timeout. One
+        caller at a time per partition, first come first served, waits once,
+        and batches keep the order they were submitted in.
+        """
         size = batch.size()
         await self._budget.acquire(size)
+        lock = self._partition_locks.get((topic, partition))
+        if lock is None:
+            lock = self._partition_locks[(topic, partition)] = asyncio.Lock()
         try:
-            future = await self._client.send_batch(batch, topic, partition=partition)
+            async with lock:
+                future = await self._client.send_batch(batch, topic, partition=partition)
         except BaseException:
             self._budget.release(size)
             raise
         future.add_done_callback(lambda _: self._budget.release(size))
-        return future, partition, indexes
+        return SentBatch(future, partition, indexes)

@@ -576,6 +576,13 @@ class Runtime:
             "1 while a dependency's circuit is open or half-open",
         )
         self.metrics.gauge(
+            "breaker_state",
+            lambda: {
+                labels_of(dependency=b.name): float(b.state.level) for b in self.breakers.all()
+            },
+            "a dependency's circuit: 0 closed, 1 half-open (probing), 2 open",
+        )
+        self.metrics.gauge(
             "ready", lambda: {(): 1.0 if self.ready else 0.0}, "assigned and caught up"
         )
 

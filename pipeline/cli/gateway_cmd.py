@@ -50,4 +50,7 @@ def gateway(
         workers=workers,
         timeout_graceful_shutdown=int(drain),
         log_level="warning",
+        # No client address is logged or used: rewriting it from X-Forwarded-For
+        # on every request is work for nothing.
+        proxy_headers=False,
     )

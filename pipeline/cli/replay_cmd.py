@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -48,13 +47,12 @@ def replay(
 
     Example: pipeline replay --processor order_stats --from 2026-11-27T00:00Z --rate 2000
     """
-    from pipeline.client_logs import quiet_retriable_client_errors
+    from pipeline.client_logs import setup_process_logging
     from pipeline.offset_ranges import parse_partitions, parse_position, resolve_ranges
     from pipeline.processor import load_processor
     from pipeline.replay import ReplayPlan, check_target, default_name, resume_state
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    quiet_retriable_client_errors()
+    setup_process_logging("WARNING")
     settings = settings_for_cli(bootstrap)
     found = None
     if processor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pipeline.cli.common import (
     parse_duration,
     settings_for_cli,
 )
+from pipeline.client_logs import setup_process_logging
 from pipeline.paths import state_dir
 
 
@@ -68,8 +68,7 @@ def scale(
     from pipeline.autoscale_policy import ScalingPolicy
     from pipeline.supervisor import Status, Supervisor
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    setup_process_logging("INFO")
     settings = settings_for_cli(bootstrap)
     group, topic = group_and_topic(settings, processor, None, None)
     policy = ScalingPolicy(

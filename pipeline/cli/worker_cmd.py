@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 
@@ -10,7 +9,7 @@ import typer
 
 from pipeline import worker_defaults as defaults
 from pipeline.cli.common import BootstrapOption, settings_for_cli
-from pipeline.client_logs import quiet_retriable_client_errors
+from pipeline.client_logs import setup_process_logging
 from pipeline.gc_tuning import tune_for_throughput
 from pipeline.process_runner import run_process
 from pipeline.processor import load_processor
@@ -70,12 +69,7 @@ def worker(
     """
     from pipeline.worker import Runtime, WorkerOptions
 
-    logging.basicConfig(
-        level=log_level.upper(),
-        format=f"%(asctime)s {replica_id or ''} %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    quiet_retriable_client_errors()
+    setup_process_logging(log_level, who=replica_id or "")
     settings = settings_for_cli(bootstrap)
     found = load_processor(processors_module, processor, settings.topic_prefix)
     options = WorkerOptions(

@@ -23,7 +23,7 @@ def check_size(body: bytes, limit: int) -> None:
         raise GatewayError(
             413,
             "body_too_large",
-            f"the body has {len(body):,} bytes; the limit is {limit:,} "
+            f"the body is larger than the limit of {limit:,} bytes "
             "(PIPELINE_GATEWAY__MAX_BODY_BYTES): split it into smaller batches",
         )
 

@@ -12,10 +12,12 @@ from typing import Any
 
 from fastapi import FastAPI, Header, Request
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 
 from pipeline.catalogue import TopicSpec
 from pipeline.gateway.app import Gateway
 from pipeline.gateway.bodies import JSON, MSGPACK, NDJSON, check_size, parse_batch, parse_single
+from pipeline.gateway.fast_path import Handle
 
 PUBLISHED = {
     "type": "object",
@@ -59,25 +61,26 @@ def _responses() -> dict[int | str, dict[str, Any]]:
     return responses
 
 
-def install(app: FastAPI, gateway: Gateway) -> None:
+def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str, bool]]]:
+    """Declare the routes on `app`; the publish handler and its paths, for the fast path."""
     settings = gateway.settings
     prefix = gateway.catalogue.prefix
 
     async def handle(
-        request: Request,
         topic: str,
         batch: bool,
+        body: bytes,
+        content_type: str | None,
         x_api_key: str | None,
         authorization: str | None,
         idempotency_key: str | None,
     ) -> dict[str, Any]:
+        """One publish request, from its raw parts to the answer; GatewayError for a refusal."""
         from pipeline.gateway.auth import presented_key
 
         spec = gateway.spec_for(topic)
         gateway.keys.authorise(presented_key(x_api_key, authorization), topic)
-        body = await request.body()
         check_size(body, settings.gateway.max_body_bytes)
-        content_type = request.headers.get("content-type")
         raw = (
             parse_batch(body, content_type, settings.gateway.max_batch_events)
             if batch
@@ -98,16 +101,25 @@ def install(app: FastAPI, gateway: Gateway) -> None:
         finally:
             gateway.idempotency.release(key)
 
-    def endpoint(topic: str, batch: bool) -> Callable[..., Awaitable[dict[str, Any]]]:
-        """A route function bound to its topic; FastAPI reads the headers from its signature."""
+    def endpoint(topic: str, batch: bool) -> Callable[..., Awaitable[JSONResponse]]:
+        """A route function bound to its topic; FastAPI reads the headers from its signature.
+
+        Requests reach it only when the fast path (pipeline.gateway.fast_path)
+        is not in front; the route is what the OpenAPI document describes.
+        """
 
         async def publish(
             request: Request,
             x_api_key: str | None = Header(None),
             authorization: str | None = Header(None),
             idempotency_key: str | None = Header(None),
-        ) -> dict[str, Any]:
-            return await handle(request, topic, batch, x_api_key, authorization, idempotency_key)
+        ) -> JSONResponse:
+            body = await request.body()
+            content_type = request.headers.get("content-type")
+            answer = await handle(
+                topic, batch, body, content_type, x_api_key, authorization, idempotency_key
+            )
+            return JSONResponse(answer)
 
         return publish
 
@@ -152,6 +164,11 @@ def install(app: FastAPI, gateway: Gateway) -> None:
     published = [spec for spec in gateway.catalogue if not spec.is_dlq]
     for spec in published:
         route_for(spec)
+    routes = {}
+    for spec in published:
+        logical = spec.name.removeprefix(prefix)
+        routes[f"/v1/topics/{logical}/events"] = (logical, False)
+        routes[f"/v1/topics/{logical}/events:batch"] = (logical, True)
 
     @app.get("/v1/topics", summary="The catalogue: topics, keys and event schemas")
     async def topics() -> dict[str, Any]:
@@ -191,3 +208,4 @@ def install(app: FastAPI, gateway: Gateway) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+    return handle, routes

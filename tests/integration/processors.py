@@ -153,7 +153,9 @@ PROCESSORS = {
         outage,
         outputs=(OUTPUT,),
         retry=FAST_RETRY,
-        dependencies={"flaky-db": BreakerPolicy(window=10, minimum_calls=5, open_duration_s=1.0)},
+        dependencies={
+            "flaky-db": BreakerPolicy(minimum_calls=5, open_duration_s=1.0, half_open_calls=2)
+        },
     ),
     "stuck": Processor("stuck", SOURCE, stuck, outputs=(OUTPUT,)),
     "buggy": Processor("buggy", SOURCE, buggy, outputs=(OUTPUT,), retry=FAST_RETRY),

@@ -8,13 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.breaker import (
-    BreakerPolicy,
-    BreakerState,
-    CircuitBreaker,
-    DependencyError,
-    DependencyUnavailable,
-)
 from pipeline.codec import derived_event_id
 from pipeline.dlq import FloodGuard
 from pipeline.errors import PipelineError
@@ -72,78 +65,6 @@ def test_batches_must_follow_each_other() -> None:
     tracker.started(5, 9, 5)
     with pytest.raises(ValueError):
         tracker.started(9, 12, 4)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_breaker_opens_on_failure_rate_and_recovers_through_half_open() -> None:
-    clock = Clock()
-    breaker = CircuitBreaker(
-        "db",
-        BreakerPolicy(
-            window=10, minimum_calls=4, failure_rate=0.5, open_duration_s=5, half_open_probes=2
-        ),
-        clock,
-    )
-    for _ in range(3):
-        breaker.before_call()
-        breaker.record(False, 0.01)
-    assert breaker.state is BreakerState.CLOSED  # below minimum calls
-    breaker.before_call()
-    breaker.record(False, 0.01)
-    assert breaker.state is BreakerState.OPEN
-    with pytest.raises(DependencyUnavailable) as caught:
-        breaker.before_call()
-    assert caught.value.retry_after_s == pytest.approx(5)
-    clock.now = 5.0
-    breaker.before_call()
-    assert breaker.state is BreakerState.HALF_OPEN
-    breaker.before_call()
-    with pytest.raises(DependencyUnavailable):
-        breaker.before_call()  # only two probes at a time
-    breaker.record(True, 0.01)
-    breaker.record(True, 0.01)
-    assert breaker.state is BreakerState.CLOSED
-
-
-def test_failed_probe_reopens() -> None:
-    clock = Clock()
-    breaker = CircuitBreaker("db", BreakerPolicy(minimum_calls=1, open_duration_s=1), clock)
-    breaker.before_call()
-    breaker.record(False, 0.0)
-    clock.now = 1.0
-    breaker.before_call()
-    breaker.record(False, 0.0)
-    assert breaker.state is BreakerState.OPEN
-    assert breaker.retry_after_s() == pytest.approx(1)
-
-
-def test_slow_calls_open_the_breaker() -> None:
-    breaker = CircuitBreaker(
-        "api", BreakerPolicy(minimum_calls=5, slow_call_s=1, slow_call_rate=0.6), Clock()
-    )
-    for _ in range(5):
-        breaker.before_call()
-        breaker.record(True, 2.0)
-    assert breaker.state is BreakerState.OPEN
-
-
-async def test_breaker_call_wraps_failures() -> None:
-    breaker = CircuitBreaker("api")
-
-    async def boom() -> None:
-        raise ConnectionError("refused")
-
-    with pytest.raises(
-        DependencyError, match="call to dependency 'api' failed: ConnectionError: refused"
-    ):
-        await breaker.call(boom)
 
 
 def test_retry_delay_grows_to_the_cap_with_jitter_below_it() -> None:
