@@ -39,7 +39,7 @@ test: setup kafka db
 	POSTGRES_URL=$$($(BIN)/pipeline db url) $(BIN)/python -m pytest
 
 unit: setup
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests/unit tests/contract -m 'not integration'
 
 integration: setup kafka db
 	POSTGRES_URL=$$($(BIN)/pipeline db url) $(BIN)/python -m pytest tests/integration

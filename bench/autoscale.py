@@ -1,7 +1,7 @@
 """Our scaling policy against KEDA's Kafka-scaler formula, simulated and for real.
 
 Traces: steady, a 5× step, a short 5× spike.
-(a) sim: the deterministic group simulator (pipeline/autoscale_sim.py), 600 s
+(a) sim: the deterministic group simulator (pipeline/scaling/simulator.py), 600 s
     per trace, 200 events/s per replica, 12 partitions, 5 s replica start-up.
 (b) real: the local broker, real `pipeline worker` processes run by our
     supervisor, and an I/O-bound handler (5 ms per event, one at a time per
@@ -37,8 +37,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.latency import output_count, wait_for
-from pipeline.autoscale_policy import Decision, Observation, ScalingPolicy
-from pipeline.autoscale_sim import (
+from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.kafka.connect import connect
+from pipeline.kafka.producer import EventProducer
+from pipeline.ops.topics import ensure_topics
+from pipeline.resilience.ratelimit import TokenBucket
+from pipeline.scaling.policy import Decision, Observation, ScalingPolicy
+from pipeline.scaling.simulator import (
     GroupModel,
     KedaScaler,
     OurScaler,
@@ -50,13 +55,9 @@ from pipeline.autoscale_sim import (
     steady,
     step,
 )
-from pipeline.localkafka import ephemeral_kafka
-from pipeline.producer import EventProducer
-from pipeline.ratelimit import TokenBucket
+from pipeline.scaling.supervisor import Status, Supervisor
+from pipeline.scaling.worker_process import WorkerProcess
 from pipeline.settings import PipelineSettings
-from pipeline.supervisor import Status, Supervisor
-from pipeline.topic_admin import ensure_topics
-from pipeline.worker_process import WorkerProcess
 from tests.integration.processors import OUTPUT, SOURCE, TOPICS, Keyed
 
 REPLICA_RATE = 200.0
@@ -129,7 +130,7 @@ async def publish(settings: PipelineSettings, topic: str, trace: Trace, started:
 async def calibrate(settings: PipelineSettings, folder: Path) -> float:
     """Events/s one real replica of the paced handler does here (the nominal 200 is a ceiling)."""
     prefix = f"cal{uuid.uuid4().hex[:6]}."
-    await ensure_topics(settings, [spec.with_name(prefix + spec.name) for spec in TOPICS])
+    await ensure_topics(connect(settings), [spec.with_name(prefix + spec.name) for spec in TOPICS])
     async with EventProducer(settings) as producer:
         events = [Keyed(key=f"k{i % 997}", seq=i) for i in range(6000)]
         await producer.publish_many(SOURCE.with_name(prefix + SOURCE.name), events)
@@ -165,7 +166,7 @@ async def run_real_one(
     timeline: bool = False,
 ) -> dict[str, object]:
     prefix = f"as{uuid.uuid4().hex[:6]}."
-    await ensure_topics(settings, [spec.with_name(prefix + spec.name) for spec in TOPICS])
+    await ensure_topics(connect(settings), [spec.with_name(prefix + spec.name) for spec in TOPICS])
     history: list[Status] = []
     max_replicas = 8
     supervisor = Supervisor(

@@ -33,10 +33,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.peers.launch import ROOT, worker_command
 from bench.pipeline_peers import PYTHON, build_customer_db, fill_input
-from pipeline.localkafka import ephemeral_kafka
-from pipeline.offsets import end_offsets
+from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.kafka.aio import client_kwargs
+from pipeline.kafka.connect import connect
+from pipeline.kafka.offsets import end_offsets
+from pipeline.ops.topics import ensure_topics
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import ensure_topics
 from topics import ORDERS, ORDERS_ENRICHED
 
 PARTITIONS = 12
@@ -49,10 +51,10 @@ async def others_rate(
     command: list[str], env: dict[str, str], settings: PipelineSettings, source: str, output: str
 ) -> float:
     """Events/s of the non-slow partitions, from start to all of them done."""
-    targets = await end_offsets(settings, source)
+    targets = await end_offsets(connect(settings), source)
     others = {p: n for p, n in targets.items() if p != SLOW_PARTITION}
     expected = sum(others.values())
-    sampler = AIOKafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
+    sampler = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
     partitions = [TopicPartition(output, p) for p in others]
     process = subprocess.Popen(  # noqa: ASYNC220 - starts at once
         command,
@@ -116,7 +118,7 @@ def main() -> None:
         ]
         specs = [dataclasses.replace(s, replication_factor=1, partitions=PARTITIONS) for s in specs]
         specs.append(specs[0].dlq_spec())
-        asyncio.run(ensure_topics(settings, specs))
+        asyncio.run(ensure_topics(connect(settings), specs))
         db_path = Path(folder) / "customers"
         build_customer_db(db_path)
         asyncio.run(fill_input(settings, source, args.events))

@@ -36,17 +36,18 @@ from rocksdict import Rdict
 
 from bench.pipeline_peers import peak_rss_mb
 from consumers.enrich_orders import load_customer
-from pipeline.cache import LocalCache
-from pipeline.db import Database
-from pipeline.localkafka import ephemeral_kafka
-from pipeline.localpg import ephemeral_postgres
-from pipeline.migrations import migrate
-from pipeline.offsets import end_offsets
-from pipeline.producer import EventProducer
-from pipeline.services import Services
+from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.dev.localpg import ephemeral_postgres
+from pipeline.kafka.connect import connect
+from pipeline.kafka.offsets import end_offsets
+from pipeline.kafka.producer import EventProducer
+from pipeline.ops.topics import ensure_topics
+from pipeline.runtime.services import Services
+from pipeline.scaling.worker_process import WorkerProcess
 from pipeline.settings import DatabaseTuning, PipelineSettings
-from pipeline.topic_admin import ensure_topics
-from pipeline.worker_process import WorkerProcess
+from pipeline.stores.cache import LocalCache
+from pipeline.stores.db import Database
+from pipeline.stores.migrations import migrate
 from producers.loadgen import CustomerGenerator, OrderGenerator
 from topics import CATALOGUE
 
@@ -143,7 +144,7 @@ async def lookup_latency(url: str, folder: Path, lookups: int) -> dict[str, floa
 
 async def publish_backlog(settings: PipelineSettings, prefix: str, orders: int) -> None:
     catalogue = CATALOGUE.with_prefix(prefix)
-    await ensure_topics(settings, catalogue.with_dlqs())
+    await ensure_topics(connect(settings), catalogue.with_dlqs())
     generator = OrderGenerator(CUSTOMERS)
     async with EventProducer(settings) as producer:
         for start in range(0, orders, 5000):
@@ -153,7 +154,7 @@ async def publish_backlog(settings: PipelineSettings, prefix: str, orders: int) 
 
 
 async def count(settings: PipelineSettings, topic: str) -> int:
-    return sum((await end_offsets(settings, topic)).values())
+    return sum((await end_offsets(connect(settings), topic)).values())
 
 
 async def drain(

@@ -35,10 +35,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.localkafka import ephemeral_kafka, free_ports
+from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.dev.processes import free_ports
+from pipeline.kafka.connect import connect
+from pipeline.ops.topics import ensure_topics
+from pipeline.paths import project_dir
+from pipeline.scaling.worker_process import PIPELINE
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import ensure_topics
-from pipeline.worker_process import PIPELINE, PROJECT_ROOT
 from producers.loadgen import OrderGenerator
 from topics import CATALOGUE
 
@@ -75,7 +78,7 @@ class Gateway:
         self._log = log.open("ab")
         self.process = subprocess.Popen(
             [PIPELINE, "gateway", "--port", str(self.port), "--workers", str(workers)],
-            cwd=PROJECT_ROOT,
+            cwd=project_dir(),
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -157,7 +160,7 @@ def main() -> None:
     ):
         settings = PipelineSettings(bootstrap_servers=bootstrap)
         specs = [spec.with_name(prefix + spec.name) for spec in CATALOGUE.with_dlqs()]
-        asyncio.run(ensure_topics(settings, specs))
+        asyncio.run(ensure_topics(connect(settings), specs))
         single, batches = write_bodies(Path(folder))
         log = Path(folder) / "gateway.log"
         scenarios: dict[str, dict[str, object]] = {}

@@ -32,19 +32,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from bench.peers.launch import ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db
 from pipeline.catalogue import TopicSpec
-from pipeline.codec import decode_value
-from pipeline.localkafka import ephemeral_kafka
-from pipeline.offsets import end_offsets
-from pipeline.producer import EventProducer
-from pipeline.ratelimit import TokenBucket
+from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.kafka.connect import connect
+from pipeline.kafka.offsets import end_offsets
+from pipeline.kafka.producer import EventProducer
+from pipeline.kafka.reader import read_all
+from pipeline.ops.topics import TopicsOnCluster, ensure_topics
+from pipeline.resilience.ratelimit import TokenBucket
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import TopicAdmin, ensure_topics
-from pipeline.topic_reader import read_all
+from pipeline.wire.codec import decode_value
 from producers.loadgen import OrderGenerator
 from topics import ORDERS, ORDERS_ENRICHED
 from topics.models import EnrichedOrder
@@ -53,7 +53,7 @@ BURST = 60_000
 
 
 async def output_count(settings: PipelineSettings, topic: str) -> int:
-    return sum((await end_offsets(settings, topic)).values())
+    return sum((await end_offsets(connect(settings), topic)).values())
 
 
 async def wait_for(settings: PipelineSettings, topic: str, count: int, timeout_s: float) -> float:
@@ -67,10 +67,9 @@ async def wait_for(settings: PipelineSettings, topic: str, count: int, timeout_s
 
 async def log_append_time(settings: PipelineSettings, spec: TopicSpec) -> None:
     """Output records stamped by the broker on append: their timestamp ends the latency."""
-    async with TopicAdmin(settings) as admin:
-        configs = {**spec.topic_configs(1), "message.timestamp.type": "LogAppendTime"}
-        await admin.admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, spec.name, configs)]
+    async with TopicsOnCluster(connect(settings)) as topics:
+        await topics.admin.set_topic_configs(
+            {spec.name: {"message.timestamp.type": "LogAppendTime"}}
         )
 
 
@@ -82,7 +81,7 @@ async def measure(
     source = ORDERS.with_name(f"latency.{run}.in")
     output = ORDERS_ENRICHED.with_name(f"latency.{run}.out")
     specs = [dataclasses.replace(s, replication_factor=1) for s in (source, output)]
-    await ensure_topics(settings, [*specs, specs[0].dlq_spec()])
+    await ensure_topics(connect(settings), [*specs, specs[0].dlq_spec()])
     await log_append_time(settings, output)
     db_path = folder / "customers"
     build_customer_db(db_path)
@@ -136,7 +135,7 @@ async def measure(
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
     latencies = []
-    for record in await read_all(settings, output.name):
+    for record in await read_all(connect(settings), output.name):
         event = decode_value(output, record.value)
         assert isinstance(event, EnrichedOrder)
         sent_ms = published_at.get(event.order_id)

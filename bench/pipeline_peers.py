@@ -47,11 +47,13 @@ from rocksdict import Options, Rdict
 
 from bench.peers.launch import ROOT, worker_command
 from bench.peers.work import enrich_bytes
-from pipeline.codec import encode_events
-from pipeline.localkafka import ephemeral_kafka
-from pipeline.producer import EventProducer
+from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.kafka.aio import client_kwargs
+from pipeline.kafka.connect import connect
+from pipeline.kafka.producer import EventProducer
+from pipeline.ops.topics import ensure_topics
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import ensure_topics
+from pipeline.wire.codec import encode_events
 from producers.loadgen import CustomerGenerator, OrderGenerator
 from topics import ORDERS, ORDERS_ENRICHED
 
@@ -133,7 +135,7 @@ async def run_contestant(
     note = ""
     # One long-lived client for the samples: a new one per sample would cost
     # the two cores more than the contestant's own fetches.
-    sampler = AIOKafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
+    sampler = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
     partitions = [TopicPartition(output, p) for p in range(ORDERS_ENRICHED.partitions)]
     try:
         await sampler.start()
@@ -198,7 +200,7 @@ def main() -> None:
         ]
         specs = [dataclasses.replace(s, replication_factor=1) for s in specs]
         specs.append(specs[0].dlq_spec())
-        asyncio.run(ensure_topics(settings, specs))
+        asyncio.run(ensure_topics(connect(settings), specs))
         db_path = Path(folder) / "customers"
         build_customer_db(db_path)
         print(f"publishing {args.events:,} orders to {source}", file=sys.stderr)

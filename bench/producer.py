@@ -36,13 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokafka import AIOKafkaProducer
 
-from pipeline.codec import EncodedEvent, encode_event, encode_events
-from pipeline.gc_tuning import tune_for_throughput
-from pipeline.localkafka import ephemeral_kafka
-from pipeline.partitioner import kafka_partition
-from pipeline.producer import EventProducer
+from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.kafka.connect import connect
+from pipeline.kafka.partitioner import kafka_partition
+from pipeline.kafka.producer import EventProducer
+from pipeline.ops.topics import ensure_topics
+from pipeline.runtime.gc_tuning import tune_for_throughput
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import ensure_topics
+from pipeline.wire.codec import EncodedEvent, encode_event, encode_events
 from topics import ORDERS
 from topics.models import Order, OrderLine
 
@@ -226,7 +227,7 @@ async def main_async(bootstrap: str, count: int) -> dict[str, float]:
     variants = ("warmup", "ours", "send", "batch")
     names = {variant: f"bench.producer.{run_id}.{variant}" for variant in variants}
     await ensure_topics(
-        settings,
+        connect(settings),
         [
             dataclasses.replace(ORDERS, name=name, partitions=PARTITIONS, replication_factor=1)
             for name in names.values()
@@ -235,7 +236,7 @@ async def main_async(bootstrap: str, count: int) -> dict[str, float]:
     print(f"generating {count:,} orders", file=sys.stderr)
     orders = make_orders(count)
     # Every variant runs under the collector settings our processes use
-    # (pipeline/gc_tuning.py); half a million live models are frozen out of
+    # (pipeline/runtime/gc_tuning.py); half a million live models are frozen out of
     # collections, as a real publisher holds one chunk at a time.
     tune_for_throughput()
     spec = dataclasses.replace(ORDERS, name=names["send"], partitions=PARTITIONS)

@@ -37,13 +37,14 @@ from bench.latency import log_append_time, wait_for
 from bench.peers.launch import PIPELINE, ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db
 from pipeline.catalogue import TopicSpec
-from pipeline.codec import decode_value
-from pipeline.localkafka import ephemeral_kafka
-from pipeline.producer import EventProducer
-from pipeline.ratelimit import TokenBucket
+from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.kafka.connect import connect
+from pipeline.kafka.producer import EventProducer
+from pipeline.kafka.reader import read_all
+from pipeline.ops.topics import ensure_topics
+from pipeline.resilience.ratelimit import TokenBucket
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import ensure_topics
-from pipeline.topic_reader import read_all
+from pipeline.wire.codec import decode_value
 from producers.loadgen import OrderGenerator
 from topics import ORDERS, ORDERS_ENRICHED
 from topics.models import EnrichedOrder
@@ -82,7 +83,7 @@ async def latencies(
 ) -> list[int]:
     spec = ORDERS_ENRICHED.with_name(topic)
     found = []
-    for record in await read_all(settings, topic):
+    for record in await read_all(connect(settings), topic):
         event = decode_value(spec, record.value)
         assert isinstance(event, EnrichedOrder)
         sent = published_at.get(event.order_id)
@@ -99,7 +100,7 @@ async def measure(bootstrap: str, args: argparse.Namespace, folder: Path) -> dic
         ORDERS_ENRICHED.with_name(f"replaybench.{run}.out"), replication_factor=1
     )
     replay_out = live_out.with_name(f"replaybench.{run}.backfill")
-    await ensure_topics(settings, [source, source.dlq_spec(), live_out, replay_out])
+    await ensure_topics(connect(settings), [source, source.dlq_spec(), live_out, replay_out])
     await log_append_time(settings, live_out)
     db_path = folder / "customers"
     build_customer_db(db_path)

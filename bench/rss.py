@@ -29,11 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.peers.launch import ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db, peak_rss_mb
-from pipeline.localkafka import ephemeral_kafka
-from pipeline.offsets import end_offsets
-from pipeline.producer import EventProducer
+from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.kafka.connect import connect
+from pipeline.kafka.offsets import end_offsets
+from pipeline.kafka.producer import EventProducer
+from pipeline.ops.topics import ensure_topics
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import ensure_topics
 from producers.loadgen import OrderGenerator
 from topics import ORDERS, ORDERS_ENRICHED
 
@@ -62,7 +63,7 @@ async def drain_peak_rss(
     run = uuid.uuid4().hex[:8]
     source = dataclasses.replace(ORDERS.with_name(f"rss.{run}.in"), replication_factor=1)
     output = dataclasses.replace(ORDERS_ENRICHED.with_name(f"rss.{run}.out"), replication_factor=1)
-    await ensure_topics(settings, [source, source.dlq_spec(), output])
+    await ensure_topics(connect(settings), [source, source.dlq_spec(), output])
     print(f"backlog of {backlog:,} orders …", file=sys.stderr)
     await fill(settings, source.name, backlog)
     env = job_env(db_path, source.name, output.name, f"rss-{run}")
@@ -75,7 +76,7 @@ async def drain_peak_rss(
     )
     started = time.monotonic()
     try:
-        while sum((await end_offsets(settings, output.name)).values()) < backlog:
+        while sum((await end_offsets(connect(settings), output.name)).values()) < backlog:
             if worker.poll() is not None:
                 raise RuntimeError(f"worker exited with {worker.returncode}")
             await asyncio.sleep(0.2)

@@ -33,11 +33,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consumers.order_stats import OrderFact, write_facts
-from pipeline.db import Database
-from pipeline.localpg import ephemeral_postgres
-from pipeline.migrations import migrate
-from pipeline.services import Services
+from pipeline.dev.localpg import ephemeral_postgres
+from pipeline.runtime.services import Services
 from pipeline.settings import DatabaseTuning
+from pipeline.stores.db import Database
+from pipeline.stores.migrations import migrate
 
 WRITERS = 16
 BATCH = 500

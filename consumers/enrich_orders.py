@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.breaker import BreakerPolicy
 from pipeline.processor import Context, PermanentError, Processor
-from pipeline.services import Services
-from pipeline.table import Table
+from pipeline.resilience.breaker import BreakerPolicy
+from pipeline.stores.table import LoaderServices, Table
 from topics import CUSTOMERS, ORDERS, ORDERS_ENRICHED
 from topics.fx import to_eur
 from topics.models import Customer, EnrichedOrder, Order
@@ -21,7 +20,7 @@ from topics.models import Customer, EnrichedOrder, Order
 CUSTOMER_COLUMNS = "customer_id, name, email, country, segment, signed_up_at, updated_at"
 
 
-async def load_customer(customer_id: str, services: Services) -> Customer | None:
+async def load_customer(customer_id: str, services: LoaderServices) -> Customer | None:
     """The customer from PostgreSQL (primary-key lookup), or None if there is none."""
     row = await services.db.fetchrow(
         f"SELECT {CUSTOMER_COLUMNS} FROM customers WHERE customer_id = $1", customer_id
@@ -29,14 +28,17 @@ async def load_customer(customer_id: str, services: Services) -> Customer | None
     return None if row is None else Customer.model_validate(dict(row))
 
 
+CUSTOMER_TABLE = Table("customers", CUSTOMERS, loader=load_customer)
+"""The customers topic in the replica's cache; PostgreSQL for customers it has not carried."""
+
+
 async def enrich(order: Order, ctx: Context) -> EnrichedOrder:
-    customer = await ctx.table("customers").get(order.customer_id)
+    customer = await ctx.table(CUSTOMER_TABLE).get(order.customer_id)
     if customer is None:
         raise PermanentError(
             f"order {order.order_id}: customer {order.customer_id!r} is neither in the "
             "customers topic nor in the customers table"
         )
-    assert isinstance(customer, Customer)
     return enrich_with(order, customer)
 
 
@@ -62,7 +64,7 @@ ENRICH_ORDERS = Processor(
     handler=enrich,
     outputs=(ORDERS_ENRICHED,),
     lanes=8,
-    tables=(Table("customers", CUSTOMERS, loader=load_customer),),
+    tables=(CUSTOMER_TABLE,),
     database=True,
     dependencies={"postgres": BreakerPolicy(slow_call_s=1.0)},
 )

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from pipeline.breaker import BreakerPolicy
 from pipeline.processor import Context, Processor, Sink, ToSink
-from pipeline.services import Services
+from pipeline.resilience.breaker import BreakerPolicy
+from pipeline.runtime.services import Services
 from topics import ORDERS_ENRICHED
 from topics.fx import to_eur
 from topics.models import EnrichedOrder

@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
 from pipeline.app_modules import import_app_module
 from pipeline.errors import ConfigError, UnknownTopicError
-from pipeline.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
+from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
 
 CleanupPolicy = Literal["delete", "compact", "compact,delete"]
 DLQ_SUFFIX = ".dlq"
@@ -24,13 +24,16 @@ DAY_MS = 24 * 60 * 60 * 1000
 DLQ_HEADROOM_BYTES = 64 * 1024
 """What a DLQ topic's max.message.bytes has over its source's: room for the dlq-* headers."""
 
+EventT_co = TypeVar("EventT_co", bound=BaseModel, covariant=True)
+"""A topic's event model: `TopicSpec[Order]` is also a `TopicSpec[BaseModel]`."""
+
 
 @dataclass(frozen=True)
-class TopicSpec:
-    """A topic as the catalogue wants it on the cluster."""
+class TopicSpec(Generic[EventT_co]):
+    """A topic as the catalogue wants it on the cluster, typed by the events it carries."""
 
     name: str
-    event_model: type[BaseModel]
+    event_model: type[EventT_co]
     key_field: str
     partitions: int = 6
     replication_factor: int = 3
@@ -79,12 +82,12 @@ class TopicSpec:
     def dlq_name(self) -> str:
         return self.name + DLQ_SUFFIX
 
-    def dlq_spec(self) -> TopicSpec:
+    def dlq_spec(self) -> TopicSpec[EventT_co]:
         """The dead-letter topic: same partitions and key, kept longer, never compacted.
 
         Its records are a source record plus headers, so it takes larger
         records than its source: a record at the source's limit still fits
-        whole, headers and all (pipeline.dlq shrinks what does not).
+        whole, headers and all (pipeline.runtime.dead_letters shrinks what does not).
         """
         source_limit = self.max_message_bytes or BROKER_DEFAULT_MAX_MESSAGE_BYTES
         return dataclasses.replace(
@@ -97,7 +100,7 @@ class TopicSpec:
             max_message_bytes=source_limit + DLQ_HEADROOM_BYTES,
         )
 
-    def with_name(self, name: str) -> TopicSpec:
+    def with_name(self, name: str) -> TopicSpec[EventT_co]:
         return dataclasses.replace(self, name=name)
 
 
@@ -107,9 +110,9 @@ _TOPIC_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 class Catalogue:
     """The declared topics, looked up by their logical name."""
 
-    def __init__(self, specs: Iterable[TopicSpec], prefix: str = "") -> None:
+    def __init__(self, specs: Iterable[TopicSpec[BaseModel]], prefix: str = "") -> None:
         self.prefix = prefix
-        self._by_name: dict[str, TopicSpec] = {}
+        self._by_name: dict[str, TopicSpec[BaseModel]] = {}
         for spec in specs:
             if spec.name in self._by_name:
                 raise ConfigError(f"topic {spec.name!r} is declared twice in the catalogue")
@@ -121,13 +124,13 @@ class Catalogue:
             return self
         return Catalogue((spec.with_name(prefix + spec.name) for spec in self), prefix=prefix)
 
-    def __iter__(self) -> Iterator[TopicSpec]:
+    def __iter__(self) -> Iterator[TopicSpec[BaseModel]]:
         return iter(self._by_name.values())
 
     def __len__(self) -> int:
         return len(self._by_name)
 
-    def get(self, name: str) -> TopicSpec:
+    def get(self, name: str) -> TopicSpec[BaseModel]:
         """Accepts the logical name (`orders`) or the prefixed one on the cluster."""
         spec = self._by_name.get(name) or self._by_name.get(self.prefix + name)
         if spec is None:
@@ -137,9 +140,9 @@ class Catalogue:
             raise UnknownTopicError(name, [s.name.removeprefix(self.prefix) for s in self])
         return spec
 
-    def with_dlqs(self) -> list[TopicSpec]:
+    def with_dlqs(self) -> list[TopicSpec[BaseModel]]:
         """Every topic the cluster should have: the declared ones and their DLQs."""
-        specs: list[TopicSpec] = []
+        specs: list[TopicSpec[BaseModel]] = []
         for spec in self:
             specs.append(spec)
             if spec.dlq:

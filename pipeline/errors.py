@@ -26,7 +26,8 @@ class UnknownTopicError(PipelineError):
         super().__init__(
             f"unknown topic {topic!r}: it is not in the catalogue. "
             f"Known topics: {', '.join(sorted(known)) or '(none)'}. "
-            "Declare it in topics/ and run `pipeline topics apply`."
+            "Declare it in the catalogue module (PIPELINE_CATALOGUE_MODULE, `topics` by "
+            "default) and run `pipeline topics apply`."
         )
 
 
@@ -84,7 +85,7 @@ class EventValidationError(EventDecodeError):
 
 
 class EnvelopeError(EventDecodeError):
-    """The record's key or headers contradict its body or its topic (pipeline.envelope)."""
+    """The record's key or headers contradict its body or its topic (pipeline.wire.envelope)."""
 
 
 class OutputTooLargeError(PipelineError):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
+from pipeline.metric_names import MetricName
+
 Labels = tuple[tuple[str, str], ...]
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -30,12 +32,14 @@ class Metrics:
         self._histograms: dict[str, dict[Labels, list[float]]] = {}
         self._buckets: dict[str, tuple[float, ...]] = {}
 
-    def inc(self, name: str, amount: float = 1.0, labels: dict[str, str] | None = None) -> None:
+    def inc(
+        self, name: MetricName, amount: float = 1.0, labels: dict[str, str] | None = None
+    ) -> None:
         self._counters[name][_labels(labels)] += amount
 
     def observe(
         self,
-        name: str,
+        name: MetricName,
         value: float,
         labels: dict[str, str] | None = None,
         buckets: tuple[float, ...] = LATENCY_BUCKETS_S,
@@ -53,18 +57,20 @@ class Metrics:
         counts[-2] += 1
         counts[-1] += value
 
-    def total(self, name: str) -> float:
+    def total(self, name: MetricName) -> float:
         """A counter summed over its labels (what a report at the end of a run shows)."""
         return sum(self._counters.get(name, {}).values())
 
     def counters_from(
-        self, name: str, read: Callable[[], dict[Labels, float]], help_text: str
+        self, name: MetricName, read: Callable[[], dict[Labels, float]], help_text: str
     ) -> None:
         """Counters kept elsewhere (a hot path's plain ints), read when /metrics is scraped."""
         self._counter_sources[name].append(read)
         self._help[name] = help_text
 
-    def gauge(self, name: str, read: Callable[[], dict[Labels, float]], help_text: str) -> None:
+    def gauge(
+        self, name: MetricName, read: Callable[[], dict[Labels, float]], help_text: str
+    ) -> None:
         """Register a gauge read when /metrics is scraped."""
         self._gauges[name].append(read)
         self._help[name] = help_text

@@ -13,26 +13,28 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
-from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
 from pipeline.app_modules import import_app_module
-from pipeline.breaker import BreakerPolicy, BreakerRegistry
 from pipeline.catalogue import TopicSpec
-from pipeline.codec import position_id
-from pipeline.envelope import Envelope
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.retry import RetryPolicy
-from pipeline.table import Table
+from pipeline.kafka.port import Record
+from pipeline.resilience.breaker import BreakerPolicy, BreakerRegistry
+from pipeline.resilience.retry import RetryPolicy
+from pipeline.stores.table import RowT, Table
+from pipeline.wire.codec import position_id
+from pipeline.wire.envelope import Envelope
 
 if TYPE_CHECKING:
-    from pipeline.db import Database
-    from pipeline.services import Services
-    from pipeline.table import TableView
+    from pipeline.runtime.services import Services
+    from pipeline.stores.db import Database
+    from pipeline.stores.table import TableView
 
 T = TypeVar("T")
+EventT = TypeVar("EventT", bound=BaseModel)
+"""The event model of a processor's source: what its handler is given."""
 
 
 class PermanentError(PipelineError):
@@ -43,7 +45,7 @@ class PermanentError(PipelineError):
 class Emit:
     """An output event for a named output topic (when its type alone is ambiguous)."""
 
-    topic: TopicSpec
+    topic: TopicSpec[BaseModel]
     event: BaseModel
 
 
@@ -73,18 +75,24 @@ class Sink:
 
 
 HandlerResult = None | BaseModel | Emit | ToSink | Sequence[BaseModel | Emit | ToSink]
-Handler = Callable[[Any, "Context"], Awaitable[HandlerResult]]
-SyncHandler = Callable[[Any], HandlerResult]
+Handler = Callable[[EventT, "Context"], Awaitable[HandlerResult]]
+SyncHandler = Callable[[EventT], HandlerResult]
 
 
 @dataclass(frozen=True)
-class Processor:
-    """A consumer-group job: read `source`, run `handler`, publish to `outputs`."""
+class Processor(Generic[EventT]):
+    """A consumer-group job: read `source`, run `handler`, publish to `outputs`.
+
+    Generic over the source's event model, so a handler declared for
+    another model than its source carries is a type error:
+    `Processor("enrich", ORDERS, enrich)` is a `Processor[Order]` and
+    `enrich` must take an `Order`.
+    """
 
     name: str
-    source: TopicSpec
-    handler: Handler | SyncHandler
-    outputs: tuple[TopicSpec, ...] = ()
+    source: TopicSpec[EventT]
+    handler: Handler[EventT] | SyncHandler[EventT]
+    outputs: tuple[TopicSpec[BaseModel], ...] = ()
     lanes: int = 1
     """Handlers running at once per partition; one key's events stay in order."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -97,8 +105,8 @@ class Processor:
     queue_bytes: int = 16 * 1024 * 1024
     batch_records: int = 500
     exactly_once: bool = False
-    """Outputs and source offsets committed in one Kafka transaction (see pipeline.transactions)."""
-    tables: tuple[Table, ...] = ()
+    """Outputs and source offsets committed in one Kafka transaction (runtime.transactions)."""
+    tables: tuple[Table[BaseModel], ...] = ()
     """Compacted topics materialised locally before processing starts (ctx.table)."""
     sink: Sink | None = None
     database: bool = False
@@ -113,7 +121,7 @@ class Processor:
         if len(set(table_names)) != len(table_names):
             raise ConfigError(f"processor {self.name!r}: two tables share a name: {table_names}")
 
-        by_type: dict[type[BaseModel], TopicSpec | None] = {}
+        by_type: dict[type[BaseModel], TopicSpec[BaseModel] | None] = {}
         for spec in self.outputs:
             # None marks a type that several outputs carry: the handler must Emit.
             by_type[spec.event_model] = None if spec.event_model in by_type else spec
@@ -123,8 +131,8 @@ class Processor:
     def group_id(self) -> str:
         return self.group or f"{self.name}"
 
-    def output_for(self, event: BaseModel) -> TopicSpec:
-        by_type: dict[type[BaseModel], TopicSpec | None] = self._output_by_type  # type: ignore[attr-defined]
+    def output_for(self, event: BaseModel) -> TopicSpec[BaseModel]:
+        by_type: dict[type[BaseModel], TopicSpec[BaseModel] | None] = self._output_by_type  # type: ignore[attr-defined]
         if type(event) in by_type:
             spec = by_type[type(event)]
             if spec is None:
@@ -138,7 +146,7 @@ class Processor:
             f"outputs ({', '.join(s.name for s in self.outputs) or 'none'}) carries that type"
         )
 
-    def with_prefix(self, prefix: str) -> Processor:
+    def with_prefix(self, prefix: str) -> Processor[EventT]:
         """Topics and group under a prefix, as PIPELINE_TOPIC_PREFIX does for the catalogue."""
         if not prefix:
             return self
@@ -156,7 +164,7 @@ class Context:
 
     def __init__(
         self,
-        processor: Processor,
+        processor: Processor[Any],
         breakers: BreakerRegistry,
         replica_id: str,
         logger: logging.Logger,
@@ -165,9 +173,9 @@ class Context:
         self.processor = processor
         self.replica_id = replica_id
         self.log = logger
-        self.record: ConsumerRecord[bytes, bytes] | None = None
+        self.record: Record | None = None
         self.envelope: Envelope | None = None
-        """The current record's ids, once its envelope was read (pipeline.envelope)."""
+        """The current record's ids, once its envelope was read (pipeline.wire.envelope)."""
         self.attempt = 1
         self._breakers = breakers
         self._services = services
@@ -183,9 +191,21 @@ class Context:
         """The process's PostgreSQL pool (declare `database=True` on the processor)."""
         return self.services.db
 
-    def table(self, name: str) -> TableView:
-        """A materialised table declared in the processor's `tables`."""
-        return self.services.table(name)
+    @overload
+    def table(self, table: Table[RowT]) -> TableView[RowT]: ...
+
+    @overload
+    def table(self, table: str) -> TableView[BaseModel]: ...
+
+    def table(self, table: Table[RowT] | str) -> TableView[RowT] | TableView[BaseModel]:
+        """A materialised table declared in the processor's `tables`, by declaration or name.
+
+        Given the `Table` itself, lookups are typed with its model.
+        """
+        if isinstance(table, str):
+            return self.services.table(table)
+        # The view was built from this very declaration (pipeline.runtime.services).
+        return cast("TableView[RowT]", self.services.table(table.name))
 
     @property
     def event_id(self) -> str:
@@ -207,10 +227,10 @@ class Context:
         return await self._breakers.get(dependency).call(lambda: function(*args))
 
 
-def load_processor(module_name: str, name: str, prefix: str = "") -> Processor:
+def load_processor(module_name: str, name: str, prefix: str = "") -> Processor[Any]:
     """Find a processor by name in the application's module (default `consumers`)."""
     module = import_app_module(module_name, "processors", "PIPELINE_PROCESSORS_MODULE")
-    processors: dict[str, Processor] = getattr(module, "PROCESSORS", {})
+    processors: dict[str, Processor[Any]] = getattr(module, "PROCESSORS", {})
     if name not in processors:
         raise ConfigError(
             f"no processor {name!r} in {module_name}.PROCESSORS; "

@@ -21,9 +21,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from pipeline.envelope import EnvelopePolicy
 from pipeline.errors import ConfigError
 from pipeline.paths import infra_dir
+from pipeline.wire.envelope import EnvelopePolicy
 
 DEFAULT_CONFIG_FILE = "pipeline.toml"
 
@@ -114,6 +114,16 @@ class GatewayTuning(BaseSettings):
     idempotency_window_s: float = Field(default=600.0, gt=0)
     idempotency_max_keys: int = Field(default=100_000, ge=1)
     publish_timeout_s: float = Field(default=10.0, gt=0)
+    keep_alive_s: float = Field(
+        default=75.0,
+        gt=0,
+        description=(
+            "How long an idle client connection is kept open. Longer than the idle timeout "
+            "of the load balancer or client pool in front (often 60 s): whichever side closes "
+            "first can close a connection the other is just sending a request on, and that "
+            "request fails without an answer."
+        ),
+    )
 
 
 class PipelineSettings(BaseSettings):
@@ -155,7 +165,7 @@ class PipelineSettings(BaseSettings):
     envelope: EnvelopePolicy = Field(
         default_factory=EnvelopePolicy,
         description="What workers do with records whose key or headers are wrong "
-        "(pipeline.envelope); PIPELINE_ENVELOPE__KEY_MISMATCH=accept relaxes one.",
+        "(pipeline.wire.envelope); PIPELINE_ENVELOPE__KEY_MISMATCH=accept relaxes one.",
     )
 
     @classmethod
@@ -198,24 +208,6 @@ class PipelineSettings(BaseSettings):
                 self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
             )
         return context
-
-    def client_kwargs(self) -> dict[str, Any]:
-        """Connection arguments shared by aiokafka producers, consumers and admins."""
-        kwargs: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "client_id": self.client_id,
-            "security_protocol": self.security_protocol,
-        }
-        context = self.ssl_context()
-        if context is not None:
-            kwargs["ssl_context"] = context
-        if self.sasl_mechanism is not None:
-            kwargs["sasl_mechanism"] = self.sasl_mechanism
-            kwargs["sasl_plain_username"] = self.sasl_username
-            kwargs["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
-        return kwargs
 
 
 def load_settings(**overrides: Any) -> PipelineSettings:

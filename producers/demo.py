@@ -30,13 +30,15 @@ from rich.console import Console
 from rich.live import Live
 
 from pipeline.catalogue import Catalogue
-from pipeline.localkafka import ephemeral_kafka
-from pipeline.localpg import ephemeral_postgres
-from pipeline.migrations import migrate
-from pipeline.producer import EventProducer
+from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.dev.localpg import ephemeral_postgres
+from pipeline.kafka.connect import connect
+from pipeline.kafka.port import Clients
+from pipeline.kafka.producer import EventProducer
+from pipeline.ops.topics import ensure_topics
+from pipeline.scaling.worker_process import WorkerProcess
 from pipeline.settings import DatabaseTuning, PipelineSettings
-from pipeline.topic_admin import ensure_topics
-from pipeline.worker_process import WorkerProcess
+from pipeline.stores.migrations import migrate
 from producers.demo_check import Published, check_invariants, print_checks, seed_customers
 from producers.demo_view import FlowProbe, Snapshot, one_line, rates, render
 from producers.loadgen import CustomerGenerator, OrderGenerator, Profile, paced_chunks
@@ -71,6 +73,10 @@ class Run:
     catalogue: Catalogue
     workers: list[WorkerProcess] = field(default_factory=list)
     published: Published = field(default_factory=Published)
+    clients: Clients = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.clients = connect(self.settings)
 
     def topic(self, name: str) -> str:
         return self.catalogue.get(name).name
@@ -167,11 +173,13 @@ async def wait_drained(probe: FlowProbe, run: Run, timeout_s: float) -> None:
 async def demo(run: Run) -> bool:
     options = run.options
     catalogue = run.catalogue
-    await ensure_topics(run.settings, catalogue.with_dlqs())
+    await ensure_topics(run.clients, catalogue.with_dlqs())
     await migrate(run.database_url, DatabaseTuning().migrations_dir)
     console.print("[green]topics and migrations applied[/]")
     customers = list(CustomerGenerator(options.customers, id_prefix=options.prefix))
-    on_topic = await seed_customers(run.settings, run.database_url, catalogue, customers, options)
+    on_topic = await seed_customers(
+        run.settings, run.database_url, catalogue, customers, options.topic_share
+    )
     console.print(
         f"[green]seeded {len(customers):,} customers[/] in PostgreSQL, "
         f"{on_topic:,} of them also on the customers topic"
@@ -183,7 +191,7 @@ async def demo(run: Run) -> bool:
 
     started_at = datetime.now(UTC)
     probe = FlowProbe(
-        run.settings,
+        run.clients,
         stages={
             "orders": (f"{options.prefix}enrich_orders", run.topic("orders")),
             "enriched": (f"{options.prefix}order_stats", run.topic("orders.enriched")),
@@ -210,7 +218,7 @@ async def demo(run: Run) -> bool:
         f"[green]published {run.published.orders:,} orders[/]; the pipeline drained. Checking…"
     )
     checks = await check_invariants(
-        run.settings, run.database_url, catalogue, run.published, options.prefix, started_at
+        run.clients, run.database_url, catalogue, run.published, options.prefix, started_at
     )
     return print_checks(console, checks)
 

@@ -11,22 +11,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 import asyncpg
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.catalogue import Catalogue
-from pipeline.codec import decode_value
-from pipeline.offsets import end_offsets
-from pipeline.producer import EventProducer
+from pipeline.kafka.offsets import end_offsets
+from pipeline.kafka.port import Clients
+from pipeline.kafka.producer import EventProducer
+from pipeline.kafka.reader import read_all
 from pipeline.settings import PipelineSettings
-from pipeline.topic_reader import read_all
+from pipeline.wire.codec import decode_value
 from topics.models import Customer, EnrichedOrder
-
-if TYPE_CHECKING:
-    from producers.demo import DemoOptions
 
 
 @dataclass
@@ -56,7 +53,7 @@ async def seed_customers(
     database_url: str,
     catalogue: Catalogue,
     customers: list[Customer],
-    options: DemoOptions,
+    topic_share: float,
 ) -> int:
     """All customers into PostgreSQL; `topic_share` of them onto the topic. The count on it."""
     connection = await asyncpg.connect(database_url)
@@ -74,7 +71,7 @@ async def seed_customers(
         )
     finally:
         await connection.close()
-    every = max(1, round(1 / (1 - options.topic_share))) if options.topic_share < 1 else 0
+    every = max(1, round(1 / (1 - topic_share))) if topic_share < 1 else 0
     on_topic = [c for i, c in enumerate(customers) if not every or i % every != every - 1]
     async with EventProducer(settings) as producer:
         for start in range(0, len(on_topic), 5000):
@@ -91,7 +88,7 @@ class Check:
 
 
 async def check_invariants(
-    settings: PipelineSettings,
+    clients: Clients,
     database_url: str,
     catalogue: Catalogue,
     published: Published,
@@ -99,13 +96,13 @@ async def check_invariants(
     started_at: datetime,
 ) -> list[Check]:
     enriched_spec = catalogue.get("orders.enriched")
-    records = await read_all(settings, enriched_spec.name)
+    records = await read_all(clients, enriched_spec.name)
     enriched_orders: set[str] = set()
     for record in records:
         event = decode_value(enriched_spec, record.value)
         assert isinstance(event, EnrichedOrder)
         enriched_orders.add(event.order_id)
-    dead = sum((await end_offsets(settings, catalogue.get("orders").dlq_name)).values())
+    dead = sum((await end_offsets(clients, catalogue.get("orders").dlq_name)).values())
     known = published.known(prefix)
     expected_eur = sum(known.values(), Decimal(0))
     pattern = prefix.replace("_", r"\_").replace("%", r"\%") + "cust-%"

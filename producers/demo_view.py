@@ -1,7 +1,7 @@
 """The demo's live view: what flows where, read from the brokers and the replicas.
 
 Rates come from end offsets (what the brokers hold), lag from the groups'
-commits (pipeline.lag, as `pipeline lag` reads it), and cache and sink
+commits (pipeline.scaling.lag, as `pipeline lag` reads it), and cache and sink
 figures from the replicas' /metrics, so the view shows the system as an
 operator's tools would see it.
 """
@@ -11,14 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Group, RenderableType
 from rich.table import Table
 
-from pipeline.lag import LagMonitor
-from pipeline.settings import PipelineSettings
-from pipeline.topic_metadata import partition_count
-from pipeline.worker_process import WorkerProcess
+from pipeline.kafka.port import Clients, Consumer, ConsumerOptions, TopicPartition
+from pipeline.scaling.lag import LagMonitor
+from pipeline.scaling.worker_process import WorkerProcess
 
 
 @dataclass
@@ -46,22 +44,22 @@ class Rates:
 class FlowProbe:
     """Each stage's lag monitor, and the DLQs' end offsets, with long-lived clients."""
 
-    settings: PipelineSettings
+    clients: Clients
     stages: dict[str, tuple[str, str]]
     """role (`orders`, `enriched`) → (the group consuming it, its topic)."""
     dlq_topics: list[str]
     _monitors: dict[str, LagMonitor] = field(default_factory=dict)
-    _consumer: AIOKafkaConsumer | None = None
+    _consumer: Consumer | None = None
     _dlq_partitions: list[TopicPartition] = field(default_factory=list)
 
     async def start(self) -> None:
         for role, (group, topic) in self.stages.items():
-            monitor = LagMonitor(self.settings, group, topic, measure_age=False)
+            monitor = LagMonitor(self.clients, group, topic, measure_age=False)
             self._monitors[role] = await monitor.start()
-        self._consumer = AIOKafkaConsumer(**self.settings.client_kwargs())
+        self._consumer = self.clients.consumer(ConsumerOptions())
         await self._consumer.start()
         for topic in self.dlq_topics:
-            count = await partition_count(self._consumer._client, topic)
+            count = await self._consumer.partition_count(topic)
             self._dlq_partitions += [TopicPartition(topic, p) for p in range(count)]
 
     async def stop(self) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.localkafka import LocalKafka
+from pipeline.dev.localkafka import LocalKafka
 from pipeline.paths import cache_dir
 from pipeline.settings import PipelineSettings
 from tests.support import log_progress
@@ -58,10 +58,10 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """POSTGRES_URL if set, else a throwaway local PostgreSQL with the migrations applied."""
-    from pipeline.kafka_probe import run_sync
-    from pipeline.localpg import ephemeral_postgres
-    from pipeline.migrations import migrate
+    from pipeline.dev.localpg import ephemeral_postgres
+    from pipeline.kafka.probe import run_sync
     from pipeline.settings import DatabaseTuning
+    from pipeline.stores.migrations import migrate
 
     with ephemeral_postgres(progress=log_progress) as url:
         run_sync(migrate(url, DatabaseTuning().migrations_dir))

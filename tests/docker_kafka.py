@@ -2,8 +2,8 @@
 
 testcontainers' KafkaContainer runs KRaft only on Confluent's cp-kafka
 images; the Apache image is configured by environment instead. The broker
-gets the same Kafka version (infra/kafka/pom.xml) and the same settings
-(infra/kafka/server.properties.template) as the local one the tests start
+gets the same Kafka version (pipeline/dev/files/pom.xml) and the same settings
+(pipeline/dev/files/server.properties.template) as the local one the tests start
 without Docker, so the suite means the same thing on both. The container
 port is bound to a free host port chosen first, so the advertised listener
 can name it before the container starts.
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.localkafka import free_ports, new_cluster_id
-from pipeline.paths import infra_dir
+from pipeline.dev.kafka_jars import KAFKA_POM
+from pipeline.dev.localkafka import SERVER_TEMPLATE, new_cluster_id
+from pipeline.dev.processes import free_ports
 
 IMAGE = "apache/kafka"
 BROKER_PORT = 9092
@@ -32,10 +33,10 @@ HOST = "localhost"
 
 def pom_kafka_version(pom: Path | None = None) -> str:
     """The Kafka version the local broker's jars come from."""
-    text = (pom or infra_dir() / "kafka" / "pom.xml").read_text()
+    text = (pom or KAFKA_POM).read_text()
     found = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", text)
     if found is None:
-        raise ValueError("infra/kafka/pom.xml names no <kafka.version>")
+        raise ValueError(f"{pom or KAFKA_POM} names no <kafka.version>")
     return found.group(1).strip()
 
 
@@ -57,7 +58,7 @@ class KafkaContainerConfig:
 
 def kafka_container_config(host_port: int, version: str | None = None) -> KafkaContainerConfig:
     """The container's image and environment: the local template, one node, container listeners."""
-    template = string.Template((infra_dir() / "kafka" / "server.properties.template").read_text())
+    template = string.Template(SERVER_TEMPLATE.read_text())
     rendered = template.substitute(
         node_id=1,
         voters=f"1@{HOST}:{CONTROLLER_PORT}",

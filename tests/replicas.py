@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from pipeline.worker_process import WorkerProcess
+from pipeline.scaling.worker_process import WorkerProcess
 
 
 class Replica(WorkerProcess):
@@ -33,7 +33,7 @@ class Replica(WorkerProcess):
         try:
             return self.wait(grace_s)
         except subprocess.TimeoutExpired:
-            # Its tasks' stacks say where it is stuck (pipeline.process_runner).
+            # Its tasks' stacks say where it is stuck (pipeline.resilience.tasks).
             self.signal(signal.SIGUSR1)
             time.sleep(1)
             raise AssertionError(

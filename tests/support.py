@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from pipeline.topic_reader import read_all
-from pipeline.worker_process import PIPELINE
+from pipeline.kafka.reader import read_all
+from pipeline.scaling.worker_process import PIPELINE
 
 __all__ = ["PIPELINE", "log_progress", "read_all", "run_cli"]
 

@@ -9,7 +9,7 @@ import time
 from quixstreams import Application
 
 from bench.peers.work import SLOW_S, enrich_bytes, is_slow
-from pipeline.partitioner import kafka_partition
+from pipeline.kafka.partitioner import kafka_partition
 
 
 def main(bootstrap: str, source: str, output: str, group: str, count: int) -> None:

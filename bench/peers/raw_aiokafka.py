@@ -16,7 +16,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.peers.work import enrich_bytes
-from pipeline.partitioner import kafka_partition
+from pipeline.kafka.partitioner import kafka_partition
 
 EVENT_TYPE = ("event-type", b"order.enriched")
 SCHEMA_VERSION = ("schema-version", b"1")

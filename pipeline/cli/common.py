@@ -44,7 +44,7 @@ def settings_for_cli(bootstrap: str | None = None) -> PipelineSettings:
 
 
 def local_database_url() -> str | None:
-    from pipeline.localpg import LocalPostgres
+    from pipeline.dev.localpg import LocalPostgres
     from pipeline.paths import postgres_state_dir
 
     state = LocalPostgres(postgres_state_dir()).load_state()
@@ -52,7 +52,7 @@ def local_database_url() -> str | None:
 
 
 def local_bootstrap() -> str | None:
-    from pipeline.localkafka import LocalKafka
+    from pipeline.dev.localkafka import LocalKafka
     from pipeline.paths import cache_dir
 
     state = LocalKafka(kafka_state_dir(), cache_dir()).load_state()
@@ -95,10 +95,11 @@ def group_and_topic(
         raise ConfigError("name a --group (or a --processor, whose group and topic are used)")
     if topic:
         return group, topic
-    from pipeline.kafka_probe import run_sync
-    from pipeline.offsets import read_group_commits
+    from pipeline.kafka.connect import connect
+    from pipeline.kafka.offsets import group_commits
+    from pipeline.kafka.probe import run_sync
 
-    topics = {tp.topic for tp in run_sync(read_group_commits(settings, group))}
+    topics = {tp.topic for tp in run_sync(group_commits(connect(settings), group))}
     if len(topics) != 1:
         raise ConfigError(
             f"group {group!r} has committed offsets on {len(topics)} topics "

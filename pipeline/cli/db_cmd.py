@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from pipeline.cli.common import console, settings_for_cli, stdout
-from pipeline.kafka_probe import run_sync
-from pipeline.localpg import LocalPostgres
+from pipeline.dev.localpg import LocalPostgres
+from pipeline.kafka.probe import run_sync
 from pipeline.paths import postgres_state_dir
 
 app = typer.Typer(
@@ -91,7 +91,7 @@ def migrate(
     Example: pipeline db migrate --dry-run
     """
     from pipeline.errors import ConfigError
-    from pipeline.migrations import migrate as run_migrations
+    from pipeline.stores.migrations import migrate as run_migrations
 
     settings = settings_for_cli()
     if settings.database_url is None:

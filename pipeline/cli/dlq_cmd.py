@@ -10,7 +10,8 @@ from rich.table import Table
 
 from pipeline.cli.common import BootstrapOption, cluster_topic, console, settings_for_cli, stdout
 from pipeline.errors import ConfigError
-from pipeline.kafka_probe import run_sync
+from pipeline.kafka.connect import connect
+from pipeline.kafka.probe import run_sync
 
 app = typer.Typer(
     help="Dead-letter topics.\n\n"
@@ -21,7 +22,7 @@ app = typer.Typer(
 
 
 def _since(text: str | None) -> datetime | None:
-    from pipeline.offset_ranges import parse_position
+    from pipeline.ops.offset_ranges import parse_position
 
     if text is None:
         return None
@@ -46,11 +47,11 @@ def inspect(
 
     Example: pipeline dlq inspect --topic orders.dlq --since 2026-11-28T00:00Z --limit 3
     """
-    from pipeline.dlq_tools import read_entries, summarize
+    from pipeline.ops.dlq_tools import read_entries, summarize
 
     settings = settings_for_cli(bootstrap)
     topic = cluster_topic(settings, topic)
-    entries, _ = run_sync(read_entries(settings, topic, _since(since), error_type))
+    entries, _ = run_sync(read_entries(connect(settings), topic, _since(since), error_type))
     summary = summarize(entries, limit)
     if as_json:
         typer.echo(
@@ -104,12 +105,13 @@ def redrive(
 
     Example: pipeline dlq redrive --topic orders.dlq --error-type ConnectionError --rate 500
     """
-    from pipeline.dlq_tools import plan_redrive
-    from pipeline.dlq_tools import redrive as send
+    from pipeline.ops.dlq_tools import plan_redrive
+    from pipeline.ops.dlq_tools import redrive as send
 
     settings = settings_for_cli(bootstrap)
     topic = cluster_topic(settings, topic)
-    plan = run_sync(plan_redrive(settings, topic, _since(since), error_type, max_redrives))
+    clients = connect(settings)
+    plan = run_sync(plan_redrive(clients, topic, _since(since), error_type, max_redrives))
     by_source: dict[str, int] = {}
     for entry in plan.to_send:
         source = entry.header("dlq-source-topic") or "?"
@@ -123,7 +125,7 @@ def redrive(
     if dry_run:
         console.print(f"dry run: would redrive {summary} (group {plan.group} unchanged)")
         return
-    sent = run_sync(send(settings, plan, rate))
+    sent = run_sync(send(settings, clients, plan, rate))
     console.print(
         f"[green]redrove {sent:,} record(s)[/] ({summary}); "
         f"{len(plan.too_often):,} left in place; progress in group {plan.group}"

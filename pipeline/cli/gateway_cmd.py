@@ -49,6 +49,7 @@ def gateway(
         port=port,
         workers=workers,
         timeout_graceful_shutdown=int(drain),
+        timeout_keep_alive=int(settings.gateway.keep_alive_s),
         log_level="warning",
         # No client address is logged or used: rewriting it from X-Forwarded-For
         # on every request is work for nothing.

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from pipeline.cli.common import console, stdout
-from pipeline.localkafka import LocalKafka
+from pipeline.dev.localkafka import LocalKafka
 from pipeline.paths import cache_dir, kafka_state_dir
 
 app = typer.Typer(
@@ -98,7 +98,7 @@ def fetch() -> None:
 
     Example: pipeline infra fetch
     """
-    from pipeline.kafka_jars import resolve_classpath
+    from pipeline.dev.kafka_jars import resolve_classpath
 
     classpath = resolve_classpath(cache_dir(), _progress)
     console.print(f"Kafka jars ready ({len(classpath.split(':'))} jars, cached in ~/.m2)")

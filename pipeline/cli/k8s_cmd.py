@@ -47,14 +47,14 @@ def render(
     ),
     out: Path = typer.Option(None, "--out", help="Write files here instead of printing them."),
 ) -> None:
-    """Fill infra/k8s/ in from a processor's settings and the scaling policy.
+    """Fill the Kubernetes templates in from a processor's settings and the scaling policy.
 
     Example: pipeline k8s render enrich_orders --image registry/pipeline:1.4 --scale-on prometheus
     """
-    from pipeline.autoscale_policy import ScalingPolicy
-    from pipeline.k8s import RenderOptions, write
-    from pipeline.k8s import render as render_manifests
     from pipeline.processor import load_processor
+    from pipeline.scaling.k8s import RenderOptions, write
+    from pipeline.scaling.k8s import render as render_manifests
+    from pipeline.scaling.policy import ScalingPolicy
 
     settings = settings_for_cli()
     found = load_processor(

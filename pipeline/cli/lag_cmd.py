@@ -10,8 +10,9 @@ from rich.live import Live
 from rich.table import Table
 
 from pipeline.cli.common import BootstrapOption, console, group_and_topic, settings_for_cli, stdout
-from pipeline.lag import GroupLag, LagMonitor, export_lag
+from pipeline.kafka.connect import connect
 from pipeline.metrics import Metrics
+from pipeline.scaling.lag import GroupLag, LagMonitor, export_lag
 
 
 def _rate(value: float | None) -> str:
@@ -84,10 +85,11 @@ def lag(
             stdout.print(render(sample))
 
     async def run() -> None:
-        async with LagMonitor(settings, group_id, topic_name, measure_age=not no_age) as monitor:
+        clients = connect(settings)
+        async with LagMonitor(clients, group_id, topic_name, measure_age=not no_age) as monitor:
             server = None
             if metrics_port is not None:
-                from pipeline.health import HealthServer
+                from pipeline.runtime.health import HealthServer
 
                 observed = _Exported(Metrics())
                 export_lag(observed.metrics, monitor)

@@ -7,7 +7,8 @@ from rich.table import Table
 
 from pipeline.cli.common import BootstrapOption, cluster_topic, console, settings_for_cli, stdout
 from pipeline.errors import ConfigError
-from pipeline.kafka_probe import run_sync
+from pipeline.kafka.connect import connect
+from pipeline.kafka.probe import run_sync
 
 app = typer.Typer(
     help="Consumer-group offsets.\n\n"
@@ -42,11 +43,12 @@ def reset(
     """
     from datetime import datetime
 
-    from pipeline.offset_ranges import parse_partitions, parse_position
-    from pipeline.offset_reset import ResetTarget, apply_reset, plan_reset
-    from pipeline.offsets import count_group_members
+    from pipeline.kafka.offsets import group_member_count
+    from pipeline.ops.offset_ranges import parse_partitions, parse_position
+    from pipeline.ops.offset_reset import ResetTarget, apply_reset, plan_reset
 
     settings = settings_for_cli(bootstrap)
+    clients = connect(settings)
     topic = cluster_topic(settings, topic)
     moment = parse_position(to_datetime, "--to-datetime") if to_datetime else None
     if moment is not None and not isinstance(moment, datetime):
@@ -58,7 +60,7 @@ def reset(
         to_latest=to_latest,
         shift_by=shift_by,
     )
-    rows = run_sync(plan_reset(settings, group, topic, target, parse_partitions(partitions)))
+    rows = run_sync(plan_reset(clients, group, topic, target, parse_partitions(partitions)))
     table = Table(title=f"group {group} on {topic}" + (" (dry run)" if dry_run else ""))
     for column in ("partition", "log start", "log end", "committed now", "new", "moves"):
         table.add_column(column, justify="right")
@@ -77,11 +79,11 @@ def reset(
     if dry_run:
         console.print("dry run: nothing changed")
         return
-    members = run_sync(count_group_members(settings, group))
+    members = run_sync(group_member_count(clients, group))
     if members and not force:
         raise ConfigError(
             f"group {group!r} has {members} active member(s); stop them first "
             "(their next commit would undo the reset), or pass --force"
         )
-    run_sync(apply_reset(settings, group, topic, rows))
+    run_sync(apply_reset(clients, group, topic, rows))
     console.print(f"[green]offsets of {len(rows)} partition(s) reset[/]")

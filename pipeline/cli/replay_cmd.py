@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -17,8 +17,9 @@ from pipeline.cli.common import BootstrapOption, console, settings_for_cli, stdo
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:  # the CLI starts every command's module; import these only when replaying
+    from pipeline.kafka.port import Clients
+    from pipeline.ops.replay import ReplayPlan
     from pipeline.processor import Processor
-    from pipeline.replay import ReplayPlan
     from pipeline.settings import PipelineSettings
 
 
@@ -47,10 +48,11 @@ def replay(
 
     Example: pipeline replay --processor order_stats --from 2026-11-27T00:00Z --rate 2000
     """
-    from pipeline.client_logs import setup_process_logging
-    from pipeline.offset_ranges import parse_partitions, parse_position, resolve_ranges
+    from pipeline.kafka.client_logs import setup_process_logging
+    from pipeline.kafka.connect import connect
+    from pipeline.ops.offset_ranges import parse_partitions, parse_position, resolve_ranges
+    from pipeline.ops.replay import ReplayPlan, check_target, default_name, resume_state
     from pipeline.processor import load_processor
-    from pipeline.replay import ReplayPlan, check_target, default_name, resume_state
 
     setup_process_logging("WARNING")
     settings = settings_for_cli(bootstrap)
@@ -74,14 +76,15 @@ def replay(
     if rate is not None and rate <= 0:
         raise ConfigError("--rate must be positive")
 
-    stored, committed = asyncio.run(resume_state(settings, group, topic))
+    clients = connect(settings)
+    stored, committed = asyncio.run(resume_state(clients, group, topic))
     if stored is not None:
         ranges = stored
         console.print(f"resuming replay {replay_name}: its range is the one stored at its start")
     else:
         resolved = asyncio.run(
             resolve_ranges(
-                settings,
+                clients,
                 topic,
                 parse_position(start, "--from"),
                 parse_position(end, "--to"),
@@ -97,7 +100,7 @@ def replay(
         + (f", at most {rate:,.0f}/s" if rate else "")
     )
     started = time.monotonic()
-    outcome = asyncio.run(_run(settings, plan, found, into_topic, committed))
+    outcome = asyncio.run(_run(settings, clients, plan, found, into_topic, committed))
     elapsed = time.monotonic() - started
     report = Table(title=f"replay {replay_name}")
     for column in ("read", "processed", "dead-lettered", "outside the range", "time"):
@@ -121,12 +124,13 @@ def replay(
 
 async def _run(
     settings: PipelineSettings,
+    clients: Clients,
     plan: ReplayPlan,
-    found: Processor | None,
+    found: Processor[Any] | None,
     into_topic: str | None,
     committed: dict[int, int],
 ) -> dict[str, int | bool]:
-    from pipeline.replay import ReplayProgress, copy_range
+    from pipeline.ops.replay import ReplayProgress, copy_range
 
     progress = ReplayProgress(plan, dict(committed))
     stop = asyncio.Event()
@@ -161,7 +165,7 @@ async def _run(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, on_signal)
             await copy_range(
-                settings, plan, into_topic, progress, stop, on_batch=lambda: refresh({})
+                settings, clients, plan, into_topic, progress, stop, on_batch=lambda: refresh({})
             )
             return {
                 "read": progress.read,
@@ -171,20 +175,24 @@ async def _run(
                 "finished": progress.finished,
                 "interrupted": bool(interrupted),
             }
-        from pipeline.worker import Runtime, WorkerOptions
+        from pipeline.runtime.worker import Runtime, WorkerOptions
 
         assert found is not None
         runtime = Runtime(
-            settings, found, WorkerOptions(replica_id=f"replay-{plan.name}"), replay=plan
+            settings,
+            found,
+            WorkerOptions(replica_id=f"replay-{plan.name}"),
+            replay=plan,
+            clients=clients,
         )
         running = asyncio.ensure_future(runtime.run())
         while not running.done():
             await asyncio.wait([running], timeout=0.5)
             assert runtime.replay is not None
-            refresh(runtime.replay.committed)
+            refresh(runtime.replay.committed_offsets)
         code = running.result()
         assert runtime.replay is not None
-        refresh(runtime.replay.committed)
+        refresh(runtime.replay.committed_offsets)
         metrics = runtime.metrics
         return {
             "read": int(metrics.total("consumed")),

@@ -15,7 +15,7 @@ from pipeline.cli.common import (
     parse_duration,
     settings_for_cli,
 )
-from pipeline.client_logs import setup_process_logging
+from pipeline.kafka.client_logs import setup_process_logging
 from pipeline.paths import state_dir
 
 
@@ -65,8 +65,8 @@ def scale(
 
     Example: pipeline scale enrich_orders --min 1 --max 8 --target-drain 30s
     """
-    from pipeline.autoscale_policy import ScalingPolicy
-    from pipeline.supervisor import Status, Supervisor
+    from pipeline.scaling.policy import ScalingPolicy
+    from pipeline.scaling.supervisor import Status, Supervisor
 
     setup_process_logging("INFO")
     settings = settings_for_cli(bootstrap)
@@ -112,7 +112,7 @@ def scale(
             loop.add_signal_handler(sig, stop.set)
         server = None
         if metrics_port is not None:
-            from pipeline.health import HealthServer
+            from pipeline.runtime.health import HealthServer
 
             server = HealthServer(supervisor, metrics_port, metrics_host)
             await server.start()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 
 import typer
+from pydantic import BaseModel
 from rich.table import Table
 
 from pipeline.catalogue import TopicSpec
 from pipeline.cli.common import BootstrapOption, catalogue_for, console, settings_for_cli, stdout
-from pipeline.kafka_probe import run_sync
-from pipeline.topic_admin import TopicAdmin
-from pipeline.topic_plan import TopicPlan, plan_topics
+from pipeline.kafka.connect import connect
+from pipeline.kafka.probe import run_sync
+from pipeline.ops.topic_plan import TopicPlan, plan_topics
+from pipeline.ops.topics import TopicsOnCluster
 
 app = typer.Typer(
     help=(
@@ -38,7 +40,7 @@ def _print_plan(plan: TopicPlan) -> None:
         console.print(f"[bold red]error:[/] {error}", highlight=False)
 
 
-async def _plan(admin: TopicAdmin, specs: list[TopicSpec]) -> tuple[TopicPlan, int]:
+async def _plan(admin: TopicsOnCluster, specs: list[TopicSpec[BaseModel]]) -> tuple[TopicPlan, int]:
     brokers = await admin.broker_count()
     observed = await admin.observe([spec.name for spec in specs])
     recorded = await admin.recorded_keys()
@@ -61,7 +63,7 @@ def apply(
     specs = catalogue_for(settings).with_dlqs()
 
     async def run() -> int:
-        async with TopicAdmin(settings) as admin:
+        async with TopicsOnCluster(connect(settings)) as admin:
             plan, brokers = await _plan(admin, specs)
             _print_plan(plan)
             if plan.errors:
@@ -87,7 +89,7 @@ def list_topics(bootstrap: str | None = BootstrapOption) -> None:
     specs = catalogue_for(settings).with_dlqs()
 
     async def run() -> None:
-        async with TopicAdmin(settings) as admin:
+        async with TopicsOnCluster(connect(settings)) as admin:
             layouts = await admin.partitions([spec.name for spec in specs])
         table = Table(title=f"topics at {settings.bootstrap_servers}")
         for column in ("topic", "event", "key", "partitions", "RF", "cleanup", "on cluster"):
@@ -122,7 +124,7 @@ def describe(
     spec = catalogue_for(settings).get(name)
 
     async def run() -> None:
-        async with TopicAdmin(settings) as admin:
+        async with TopicsOnCluster(connect(settings)) as admin:
             layouts = await admin.partitions([spec.name])
             configs = (await admin.configs([spec.name])).get(spec.name, {}) if layouts else {}
         layout = layouts.get(spec.name, [])

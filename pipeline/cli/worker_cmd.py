@@ -7,12 +7,12 @@ import socket
 
 import typer
 
-from pipeline import worker_defaults as defaults
 from pipeline.cli.common import BootstrapOption, settings_for_cli
-from pipeline.client_logs import setup_process_logging
-from pipeline.gc_tuning import tune_for_throughput
-from pipeline.process_runner import run_process
+from pipeline.kafka.client_logs import setup_process_logging
 from pipeline.processor import load_processor
+from pipeline.resilience.tasks import run_process
+from pipeline.runtime import defaults
+from pipeline.runtime.gc_tuning import tune_for_throughput
 
 
 def worker(
@@ -67,7 +67,7 @@ def worker(
 
     Example: pipeline worker enrich_orders --replica-id r1 --health-port 8081
     """
-    from pipeline.worker import Runtime, WorkerOptions
+    from pipeline.runtime.worker import Runtime, WorkerOptions
 
     setup_process_logging(log_level, who=replica_id or "")
     settings = settings_for_cli(bootstrap)

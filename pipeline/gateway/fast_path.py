@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
-from pipeline.gateway.app import Gateway
+from pipeline.gateway.core import Gateway
 from pipeline.gateway.errors import GatewayError
 
 log = logging.getLogger("pipeline.gateway")

@@ -13,10 +13,11 @@ from typing import Any
 from fastapi import FastAPI, Header, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from pipeline.catalogue import TopicSpec
-from pipeline.gateway.app import Gateway
 from pipeline.gateway.bodies import JSON, MSGPACK, NDJSON, check_size, parse_batch, parse_single
+from pipeline.gateway.core import Gateway
 from pipeline.gateway.fast_path import Handle
 
 PUBLISHED = {
@@ -123,7 +124,7 @@ def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str
 
         return publish
 
-    def route_for(spec: TopicSpec) -> None:
+    def route_for(spec: TopicSpec[BaseModel]) -> None:
         logical = spec.name.removeprefix(prefix)
         model = spec.event_model.__name__
         single_body = {

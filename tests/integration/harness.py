@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.codec import decode_value
-from pipeline.kafka_probe import run_sync
-from pipeline.offsets import committed_offsets, end_offsets
-from pipeline.producer import EventProducer
+from pipeline.kafka.connect import connect
+from pipeline.kafka.offsets import committed_offsets, end_offsets
+from pipeline.kafka.probe import run_sync
+from pipeline.kafka.producer import EventProducer
+from pipeline.ops.topics import ensure_topics
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import ensure_topics
+from pipeline.wire.codec import decode_value
 from tests.integration.processors import OUTPUT, SOURCE, TOPICS, Handled, Keyed
 from tests.replicas import Replica, poll_until
 from tests.support import read_all
@@ -53,7 +54,7 @@ class Harness:
         return run_sync(run())
 
     def count(self, topic: str) -> int:
-        return sum(run_sync(end_offsets(self.settings, topic)).values())
+        return sum(run_sync(end_offsets(connect(self.settings), topic)).values())
 
     def wait_outputs(self, expected: int, timeout_s: float = 240) -> None:
         poll_until(
@@ -64,9 +65,9 @@ class Harness:
 
     def drained(self, processor: str) -> bool:
         """Whether the processor's group has committed every record of the source."""
-        ends = run_sync(end_offsets(self.settings, self.source.name))
+        ends = run_sync(end_offsets(connect(self.settings), self.source.name))
         committed = run_sync(
-            committed_offsets(self.settings, self.prefix + processor, self.source.name)
+            committed_offsets(connect(self.settings), self.prefix + processor, self.source.name)
         )
         return all(committed.get(partition, 0) >= end for partition, end in ends.items())
 
@@ -79,7 +80,7 @@ class Harness:
         )
 
     def outputs(self) -> list[tuple[int, int, Handled]]:
-        records = run_sync(read_all(self.settings, self.output.name))
+        records = run_sync(read_all(connect(self.settings), self.output.name))
         return [(r.partition, r.offset, decode_value(self.output, r.value)) for r in records]  # type: ignore[misc]
 
     def stop_all(self) -> None:
@@ -91,7 +92,9 @@ class Harness:
 
 @pytest.fixture
 def harness(settings: PipelineSettings, unique: str, tmp_path: Path) -> Iterator[Harness]:
-    run_sync(ensure_topics(settings, [spec.with_name(unique + spec.name) for spec in TOPICS]))
+    run_sync(
+        ensure_topics(connect(settings), [spec.with_name(unique + spec.name) for spec in TOPICS])
+    )
     harness = Harness(settings, unique, tmp_path)
     try:
         yield harness

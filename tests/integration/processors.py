@@ -12,10 +12,10 @@ import time
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.breaker import BreakerPolicy
 from pipeline.catalogue import TopicSpec
 from pipeline.processor import Context, PermanentError, Processor
-from pipeline.retry import RetryPolicy
+from pipeline.resilience.breaker import BreakerPolicy
+from pipeline.resilience.retry import RetryPolicy
 
 
 class Keyed(BaseModel):

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.kafka_probe import run_sync
-from pipeline.offsets import end_offsets
-from pipeline.partitioner import kafka_partition
-from pipeline.producer import EventProducer
-from pipeline.ratelimit import TokenBucket
-from pipeline.worker_process import PIPELINE, PROJECT_ROOT
+from pipeline.kafka.connect import connect
+from pipeline.kafka.offsets import end_offsets
+from pipeline.kafka.partitioner import kafka_partition
+from pipeline.kafka.probe import run_sync
+from pipeline.kafka.producer import EventProducer
+from pipeline.paths import project_dir
+from pipeline.resilience.ratelimit import TokenBucket
+from pipeline.scaling.worker_process import PIPELINE
 from tests.integration.harness import Harness, keyed_events
 from tests.integration.processors import PROCESSORS, SOURCE, Keyed
 from tests.replicas import poll_until
@@ -56,7 +58,7 @@ def test_the_lag_tool_matches_an_independent_count_also_while_paused(harness: Ha
     poll_until(lambda: replica.metric("pipeline_partition_paused") >= 1, 60, what="a pause")
 
     def independent() -> dict[int, int]:
-        processed = run_sync(end_offsets(harness.settings, harness.output.name))
+        processed = run_sync(end_offsets(connect(harness.settings), harness.output.name))
         return {p: produced.get(p, 0) - processed.get(p, 0) for p in range(SOURCE.partitions)}
 
     group = harness.prefix + "slow"
@@ -131,7 +133,7 @@ def test_a_step_in_load_scales_up_drains_and_scales_back_down(
             "--log-dir",
             str(tmp_path / "workers"),
         ],
-        cwd=PROJECT_ROOT,
+        cwd=project_dir(),
         env={**os.environ, **harness.env},
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "supervisor.log", "wb"),  # noqa: SIM115
@@ -175,8 +177,8 @@ def test_a_step_in_load_scales_up_drains_and_scales_back_down(
 def test_recommend_only_counts_group_members_and_exports_desired_replicas(
     harness: Harness, tmp_path: Path
 ) -> None:
-    from pipeline.localkafka import free_ports
-    from pipeline.worker_process import parse_metrics
+    from pipeline.dev.processes import free_ports
+    from pipeline.scaling.worker_process import parse_metrics
 
     port = free_ports(1)[0]
     status_file = tmp_path / "status.jsonl"
@@ -196,7 +198,7 @@ def test_recommend_only_counts_group_members_and_exports_desired_replicas(
             "--status-file",
             str(status_file),
         ],
-        cwd=PROJECT_ROOT,
+        cwd=project_dir(),
         env={**os.environ, **harness.env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -4,7 +4,7 @@ The poisons are published with a raw client, as a foreign producer would:
 bytes that are not UTF-8 in headers and keys, nulls, tombstones, broken
 msgpack, wrong fields, a wrong event type, a key that is not the body's, and
 an undecodable value a few bytes under the topic's limit. Each one ends
-where the envelope policy (pipeline.envelope) sends it, byte for byte in the
+where the envelope policy (pipeline.wire.envelope) sends it, byte for byte in the
 DLQ with its reason and a log line, or as an output; everything around it
 flows on, in order, once.
 """
@@ -22,12 +22,12 @@ import msgpack
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.codec import TopicEncoder, header_value
-from pipeline.dlq import VALUE_OMITTED
-from pipeline.incremental_configs import set_topic_configs
-from pipeline.kafka_probe import run_sync
-from pipeline.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES, record_size
-from pipeline.topic_admin import TopicAdmin
+from pipeline.kafka.connect import connect
+from pipeline.kafka.probe import run_sync
+from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES, record_size
+from pipeline.ops.topics import TopicsOnCluster
+from pipeline.runtime.dead_letters import VALUE_OMITTED
+from pipeline.wire.codec import TopicEncoder, header_value
 from tests.integration.harness import Harness
 from tests.integration.processors import Keyed
 from tests.integration.test_runtime import assert_per_key_order
@@ -218,7 +218,7 @@ def test_every_poison_ends_where_the_policy_sends_it_and_nothing_else_stops(
     # A missing or null event-id gets one from where the record is stored.
     assert sum(1 for d in derived if d in by_source) == 2
 
-    dead = run_sync(read_all(harness.settings, harness.dlq))
+    dead = run_sync(read_all(connect(harness.settings), harness.dlq))
     assert len(dead) == len(expected_dead)
     by_source_offset = {
         (
@@ -258,11 +258,11 @@ def test_a_dead_letter_over_the_dlq_topics_limit_keeps_a_reference_instead(
     """An operator lowered the DLQ's limit: the worker reads it and shrinks the copy to fit."""
 
     async def lower_dlq_limit() -> None:
-        async with TopicAdmin(harness.settings) as admin:
-            result = await set_topic_configs(
-                admin.admin, {harness.dlq: {"max.message.bytes": "65536"}}
+        async with TopicsOnCluster(connect(harness.settings)) as topics:
+            result = await topics.admin.set_topic_configs(
+                {harness.dlq: {"max.message.bytes": "65536"}}
             )
-        assert result == [(harness.dlq, 0, None)]
+        assert result == {harness.dlq: None}
 
     run_sync(lower_dlq_limit())
     replica = harness.start("passthrough", "r0")
@@ -272,7 +272,7 @@ def test_a_dead_letter_over_the_dlq_topics_limit_keeps_a_reference_instead(
     )
     _, sent = run_sync(publish_stream(harness, [big]))
     harness.wait_outputs(2 * AROUND + 1, timeout_s=60)
-    dead = run_sync(read_all(harness.settings, harness.dlq))
+    dead = run_sync(read_all(connect(harness.settings), harness.dlq))
     assert len(dead) == 1
     record = dead[0]
     assert record_size(record.key, record.value, record.headers) <= 65536
@@ -302,7 +302,7 @@ def test_redrive_puts_nulls_back_as_nulls(harness: Harness) -> None:
     assert "redrove 2 record(s)" in redriven.stderr
     back = [
         r
-        for r in run_sync(read_all(harness.settings, harness.source.name))
+        for r in run_sync(read_all(connect(harness.settings), harness.source.name))
         if header_value(r.headers, "redrive-count") == "1"
     ]
     by_id = {header_value(r.headers, "event-id"): r for r in back}

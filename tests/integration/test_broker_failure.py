@@ -15,13 +15,14 @@ from uuid import uuid4
 
 import pytest
 
-from pipeline.codec import HEADER_EVENT_ID, header_value
-from pipeline.delivery import Delivery, DeliveryList
-from pipeline.localkafka import LocalKafka
+from pipeline.dev.localkafka import LocalKafka
+from pipeline.kafka.connect import connect
+from pipeline.kafka.delivery import Delivery, DeliveryList
+from pipeline.kafka.producer import EventProducer
+from pipeline.ops.topics import TopicsOnCluster, ensure_topics
 from pipeline.paths import cache_dir
-from pipeline.producer import EventProducer
 from pipeline.settings import PipelineSettings, ProducerTuning
-from pipeline.topic_admin import TopicAdmin, ensure_topics
+from pipeline.wire.codec import HEADER_EVENT_ID, header_value
 from tests.support import log_progress, read_all
 from tests.unit.models import SAMPLE_SPEC, Sample
 
@@ -70,8 +71,8 @@ async def test_every_acknowledged_event_survives_a_killed_broker_exactly_once(
         replication_factor=3,
         min_insync_replicas=2,
     )
-    await ensure_topics(settings, [spec])
-    async with TopicAdmin(settings) as admin:
+    await ensure_topics(connect(settings), [spec])
+    async with TopicsOnCluster(connect(settings)) as admin:
         layout = (await admin.partitions([spec.name]))[spec.name]
     assert all(len(p.isr) == 3 for p in layout)
     # Kill the broker leading the most partitions: the worst case for producers.
@@ -109,7 +110,7 @@ async def test_every_acknowledged_event_survives_a_killed_broker_exactly_once(
     acked_after_kill = len(acknowledged) - KILL_AFTER_ACKED
     assert acked_after_kill > 20_000, f"only {acked_after_kill} acknowledged after the kill"
 
-    records = await read_all(settings, spec.name, timeout_s=120)
+    records = await read_all(connect(settings), spec.name, timeout_s=120)
     stored = Counter(header_value(r.headers, HEADER_EVENT_ID) for r in records)
     missing = [d for d in acknowledged if stored[d.event_id] == 0]
     duplicated = [d for d in acknowledged if stored[d.event_id] > 1]

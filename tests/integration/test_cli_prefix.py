@@ -10,10 +10,11 @@ import sys
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.kafka_probe import run_sync
-from pipeline.offsets import end_offsets
+from pipeline.kafka.connect import connect
+from pipeline.kafka.offsets import end_offsets
+from pipeline.kafka.probe import run_sync
+from pipeline.ops.topics import ensure_topics
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import ensure_topics
 from tests.support import run_cli
 from topics import CATALOGUE
 
@@ -72,7 +73,7 @@ def test_the_load_generator_publishes_under_the_prefix(
     settings: PipelineSettings, unique: str
 ) -> None:
     specs = [spec.with_name(unique + spec.name) for spec in CATALOGUE]
-    run_sync(ensure_topics(settings, specs))
+    run_sync(ensure_topics(connect(settings), specs))
     env = {
         "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "PIPELINE_TOPIC_PREFIX": unique,
@@ -97,5 +98,5 @@ def test_the_load_generator_publishes_under_the_prefix(
     )
     assert result.returncode == 0, result.stderr
     assert f"to {unique}orders" in result.stderr
-    assert sum(run_sync(end_offsets(settings, unique + "orders")).values()) >= 150
-    assert sum(run_sync(end_offsets(settings, unique + "customers")).values()) == 50
+    assert sum(run_sync(end_offsets(connect(settings), unique + "orders")).values()) >= 150
+    assert sum(run_sync(end_offsets(connect(settings), unique + "customers")).values()) == 50

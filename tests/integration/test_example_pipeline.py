@@ -17,13 +17,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from pipeline.codec import decode_value
-from pipeline.kafka_probe import run_sync
-from pipeline.offsets import end_offsets
-from pipeline.producer import EventProducer
+from pipeline.kafka.connect import connect
+from pipeline.kafka.offsets import end_offsets
+from pipeline.kafka.probe import run_sync
+from pipeline.kafka.producer import EventProducer
+from pipeline.ops.topics import ensure_topics
+from pipeline.paths import project_dir
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import ensure_topics
-from pipeline.worker_process import PROJECT_ROOT
+from pipeline.wire.codec import decode_value
 from tests.replicas import Replica, poll_until
 from tests.support import read_all
 from topics import CATALOGUE
@@ -102,7 +103,7 @@ class Pipeline:
         run_sync(run())
 
     def count(self, topic: str) -> int:
-        return sum(run_sync(end_offsets(self.settings, topic)).values())
+        return sum(run_sync(end_offsets(connect(self.settings), topic)).values())
 
     def wait_handled(self, expected: int) -> None:
         enriched = self.catalogue.get("orders.enriched").name
@@ -116,7 +117,7 @@ class Pipeline:
     def enriched(self) -> dict[str, EnrichedOrder]:
         spec = self.catalogue.get("orders.enriched")
         found: dict[str, EnrichedOrder] = {}
-        for record in run_sync(read_all(self.settings, spec.name)):
+        for record in run_sync(read_all(connect(self.settings), spec.name)):
             event = decode_value(spec, record.value)
             assert isinstance(event, EnrichedOrder)
             found[event.order_id] = event
@@ -128,7 +129,7 @@ def pipeline(
     settings: PipelineSettings, unique: str, postgres_url: str, tmp_path: Path
 ) -> Iterator[Pipeline]:
     catalogue = CATALOGUE.with_prefix(unique)
-    run_sync(ensure_topics(settings, catalogue.with_dlqs()))
+    run_sync(ensure_topics(connect(settings), catalogue.with_dlqs()))
     pipeline = Pipeline(settings, unique, postgres_url, tmp_path)
     try:
         yield pipeline
@@ -311,7 +312,7 @@ def test_the_shortened_demo_passes_its_invariant_check(kafka_bootstrap: str, uni
             "--prefix",
             unique,
         ],
-        cwd=PROJECT_ROOT,
+        cwd=project_dir(),
         env=env,
         capture_output=True,
         text=True,

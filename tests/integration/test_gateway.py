@@ -18,14 +18,16 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from pipeline.codec import HEADER_EVENT_ID, header_value
+from pipeline.dev.processes import free_ports
 from pipeline.gateway.auth import hash_key
-from pipeline.kafka_probe import run_sync
-from pipeline.localkafka import free_ports
-from pipeline.offsets import end_offsets
+from pipeline.kafka.connect import connect
+from pipeline.kafka.offsets import end_offsets
+from pipeline.kafka.probe import run_sync
+from pipeline.ops.topics import ensure_topics
+from pipeline.paths import project_dir
+from pipeline.scaling.worker_process import PIPELINE
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import ensure_topics
-from pipeline.worker_process import PIPELINE, PROJECT_ROOT
+from pipeline.wire.codec import HEADER_EVENT_ID, header_value
 from tests.replicas import poll_until
 from tests.support import read_all
 from topics import CATALOGUE
@@ -46,7 +48,7 @@ class Running:
     process: subprocess.Popen[bytes]
 
     def count(self, topic: str) -> int:
-        return sum(run_sync(end_offsets(self.settings, self.prefix + topic)).values())
+        return sum(run_sync(end_offsets(connect(self.settings), self.prefix + topic)).values())
 
     def counts(self) -> dict[str, int]:
         return {name: self.count(name) for name in ("orders", "customers", "orders.enriched")}
@@ -69,7 +71,7 @@ def start_gateway(bootstrap: str, prefix: str, log: str, *extra: str) -> tuple[s
     }
     process = subprocess.Popen(
         [PIPELINE, "gateway", "--port", str(port), *extra],
-        cwd=PROJECT_ROOT,
+        cwd=project_dir(),
         env=env,
         stdout=open(log, "wb"),  # noqa: SIM115 - the process owns it
         stderr=subprocess.STDOUT,
@@ -91,7 +93,7 @@ def wait_status(url: str, path: str, status: int, timeout_s: float = 60) -> None
 def gateway(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     prefix = f"g{uuid.uuid4().hex[:8]}."
     settings = PipelineSettings(bootstrap_servers=kafka_bootstrap)
-    run_sync(ensure_topics(settings, CATALOGUE.with_prefix(prefix).with_dlqs()))
+    run_sync(ensure_topics(connect(settings), CATALOGUE.with_prefix(prefix).with_dlqs()))
     log = str(tmp_path_factory.mktemp("gateway") / "gateway.log")
     url, process = start_gateway(kafka_bootstrap, prefix, log, "--workers", "2")
     try:
@@ -134,7 +136,7 @@ def test_one_event_is_acknowledged_with_where_it_was_stored(gateway: Running) ->
     assert response.status_code == 200, response.text
     [published] = response.json()["events"]
     assert gateway.count("orders") == before + 1
-    records = run_sync(read_all(gateway.settings, gateway.prefix + "orders"))
+    records = run_sync(read_all(connect(gateway.settings), gateway.prefix + "orders"))
     stored = [r for r in records if r.partition == published["partition"]]
     found = [r for r in stored if r.offset == published["offset"]]
     assert header_value(found[0].headers, HEADER_EVENT_ID) == published["event_id"]

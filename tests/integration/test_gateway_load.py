@@ -16,12 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.codec import HEADER_EVENT_ID, header_value
-from pipeline.kafka_probe import live_broker_count, run_sync
-from pipeline.localkafka import LocalKafka
+from pipeline.dev.localkafka import LocalKafka
+from pipeline.kafka.connect import connect
+from pipeline.kafka.probe import live_broker_count, run_sync
+from pipeline.ops.topics import ensure_topics
 from pipeline.paths import cache_dir
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import ensure_topics
+from pipeline.wire.codec import HEADER_EVENT_ID, header_value
 from tests.integration.test_gateway import CLEAN_EXIT, SHOP_KEY, order, start_gateway, wait_status
 from tests.replicas import poll_until
 from tests.support import log_progress, read_all
@@ -37,10 +38,14 @@ class Answers:
     """What the clients were told: when, which status, and the acknowledged event ids."""
 
     log: list[tuple[float, int, str | None]] = field(default_factory=list)
+    """(when, status, Retry-After); status 0 is a transport error, its repr in the third."""
     acknowledged: list[str] = field(default_factory=list)
 
     def statuses(self) -> Counter[int]:
         return Counter(status for _, status, _ in self.log)
+
+    def transport_errors(self) -> list[str | None]:
+        return [error for _, status, error in self.log if status == 0]
 
 
 async def hammer(url: str, seconds: float, answers: Answers) -> None:
@@ -56,8 +61,8 @@ async def hammer(url: str, seconds: float, answers: Answers) -> None:
                     json=order(customer_id=f"cust-{uuid.uuid4().int % 50:07d}"),
                     headers={"X-API-Key": SHOP_KEY},
                 )
-            except httpx.HTTPError:
-                answers.log.append((time.monotonic(), 0, None))
+            except httpx.HTTPError as exc:
+                answers.log.append((time.monotonic(), 0, repr(exc)))
                 await asyncio.sleep(0.1)
                 continue
             answers.log.append(
@@ -73,7 +78,7 @@ async def hammer(url: str, seconds: float, answers: Answers) -> None:
 
 
 def stored_ids(settings: PipelineSettings, topic: str) -> Counter[str]:
-    records = run_sync(read_all(settings, topic))
+    records = run_sync(read_all(connect(settings), topic))
     return Counter(header_value(r.headers, HEADER_EVENT_ID) or "" for r in records)
 
 
@@ -86,7 +91,7 @@ async def test_fifty_clients_on_a_healthy_broker_get_only_2xx_and_every_event_on
     kafka_bootstrap: str, prefix: str, tmp_path: Path
 ) -> None:
     settings = PipelineSettings(bootstrap_servers=kafka_bootstrap)
-    await ensure_topics(settings, CATALOGUE.with_prefix(prefix).with_dlqs())
+    await ensure_topics(connect(settings), CATALOGUE.with_prefix(prefix).with_dlqs())
     url, process = start_gateway(kafka_bootstrap, prefix, str(tmp_path / "gateway.log"))
     try:
         wait_status(url, "/readyz", 200)
@@ -95,8 +100,12 @@ async def test_fifty_clients_on_a_healthy_broker_get_only_2xx_and_every_event_on
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) in CLEAN_EXIT
-    assert answers.statuses() == {200: len(answers.log)}, answers.statuses()
-    assert len(answers.acknowledged) > 1000, "the load never got going"
+    assert answers.statuses() == {200: len(answers.log)}, (
+        answers.statuses(),
+        answers.transport_errors()[:5],
+    )
+    # Not a speed check (tests never assert on wall-clock speed): every client got answers.
+    assert len(answers.acknowledged) >= CLIENTS, "the load never got going"
     stored = stored_ids(settings, prefix + "orders")
     assert set(stored) == set(answers.acknowledged)
     assert set(stored.values()) == {1}, "an event was stored twice"
@@ -120,7 +129,7 @@ async def test_a_broker_outage_gets_503s_with_retry_after_then_2xx_soon_after_it
     state = own_broker.load_state()
     assert state is not None
     settings = PipelineSettings(bootstrap_servers=state.bootstrap)
-    await ensure_topics(settings, CATALOGUE.with_prefix(prefix).with_dlqs())
+    await ensure_topics(connect(settings), CATALOGUE.with_prefix(prefix).with_dlqs())
     url, process = start_gateway(state.bootstrap, prefix, str(tmp_path / "gateway.log"))
     answers = Answers()
     marks: dict[str, float] = {}
@@ -151,7 +160,10 @@ async def test_a_broker_outage_gets_503s_with_retry_after_then_2xx_soon_after_it
     refused = [entry for entry in during if entry[1] == 503]
     assert refused, f"no 503 while the broker was down: {Counter(s for _, s, _ in during)}"
     assert all(retry is not None and int(retry) >= 1 for _, _, retry in refused)
-    assert {status for _, status, _ in answers.log} <= {200, 503}, answers.statuses()
+    assert {status for _, status, _ in answers.log} <= {200, 503}, (
+        answers.statuses(),
+        answers.transport_errors()[:5],
+    )
     first_ok_after: Any = next(
         (t for t, status, _ in answers.log if status == 200 and t > marks["back"]), None
     )

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.codec import decode_value
+from pipeline.kafka.connect import connect
 from pipeline.settings import PipelineSettings
+from pipeline.wire.codec import decode_value
 from tests.integration.catalogues.v1 import SAMPLES
 from tests.support import read_all, run_cli
 
@@ -75,7 +76,7 @@ async def test_bad_lines_are_reported_kept_and_not_published(
     assert kept[1]["input"] == line(entity_id="bad-type", amount="twelve")
 
     spec = SAMPLES.with_name(unique + "samples")
-    records = await read_all(settings, spec.name)
+    records = await read_all(connect(settings), spec.name)
     assert sorted(decode_value(spec, r.value).entity_id for r in records) == ["good-1", "good-2"]
 
 
@@ -87,7 +88,7 @@ async def test_allow_rejects_exits_zero_and_stdin_works(
         "produce", "-t", "samples", "-f", "-", "--allow-rejects", env=env, input_text=text
     )
     assert result.returncode == 0, result.stderr
-    assert len(await read_all(settings, unique + "samples")) == 2
+    assert len(await read_all(connect(settings), unique + "samples")) == 2
 
 
 async def test_all_good_file_exits_zero_with_rate_limit(
@@ -100,7 +101,7 @@ async def test_all_good_file_exits_zero_with_rate_limit(
     )
     assert result.returncode == 0, result.stderr
     assert "300 published" in result.stderr
-    assert len(await read_all(settings, unique + "samples")) == 300
+    assert len(await read_all(connect(settings), unique + "samples")) == 300
 
 
 def test_unknown_topic_is_refused_before_reading(env: dict[str, str], tmp_path: Path) -> None:

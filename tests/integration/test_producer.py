@@ -13,14 +13,15 @@ from uuid import uuid4
 
 import pytest
 
-from pipeline.codec import HEADER_EVENT_ID, decode_value, header_value
+from pipeline.dev.kafka_jars import java_executable, resolve_classpath
 from pipeline.errors import MissingKeyError, WrongEventTypeError
-from pipeline.kafka_jars import java_executable, resolve_classpath
+from pipeline.kafka.connect import connect
+from pipeline.kafka.metadata import TopicNotOnClusterError
+from pipeline.kafka.producer import EventProducer
+from pipeline.ops.topics import ensure_topics
 from pipeline.paths import cache_dir
-from pipeline.producer import EventProducer
 from pipeline.settings import PipelineSettings, ProducerTuning
-from pipeline.topic_admin import ensure_topics
-from pipeline.topic_metadata import TopicNotOnClusterError
+from pipeline.wire.codec import HEADER_EVENT_ID, decode_value, header_value
 from tests.support import read_all
 from tests.unit.models import OPTIONAL_KEY_SPEC, SAMPLE_SPEC, Other, Sample
 
@@ -42,7 +43,7 @@ async def topic_for(settings: PipelineSettings, unique: str, partitions: int = 6
     spec = dataclasses.replace(
         SAMPLE_SPEC, name=unique + "samples", partitions=partitions, replication_factor=1
     )
-    await ensure_topics(settings, [spec])
+    await ensure_topics(connect(settings), [spec])
     return spec
 
 
@@ -53,7 +54,7 @@ async def test_publish_many_returns_where_each_event_was_stored(
     events = [sample(f"k{i % 37}", count=i) for i in range(3000)]
     async with EventProducer(settings) as producer:
         deliveries = await producer.publish_many(spec, events)
-    records = await read_all(settings, spec.name)
+    records = await read_all(connect(settings), spec.name)
     assert len(records) == len(events)
     stored = {(r.partition, r.offset): r for r in records}
     for event, delivery in zip(events, deliveries, strict=True):
@@ -80,7 +81,7 @@ async def test_concurrent_single_publishes_share_batches(
             *(producer.publish(spec, sample(f"k{i}")) for i in range(500))
         )
     assert len({(d.partition, d.offset) for d in deliveries}) == 500
-    assert len(await read_all(settings, spec.name)) == 500
+    assert len(await read_all(connect(settings), spec.name)) == 500
 
 
 def java_partitions(keys: list[str], partitions: int) -> list[int]:
@@ -125,7 +126,7 @@ async def test_wrong_type_and_missing_key_publish_nothing(
             await producer.publish_many(spec, [sample("a"), Other(entity_id="b")])  # type: ignore[list-item]
         with pytest.raises(MissingKeyError, match="keyed by field 'optional_key'"):
             await producer.publish_many(keyed_by_optional, [sample("a")])
-    assert await read_all(settings, spec.name) == []
+    assert await read_all(connect(settings), spec.name) == []
 
 
 async def test_small_in_flight_budget_still_delivers_everything(
@@ -151,4 +152,4 @@ async def test_small_in_flight_budget_still_delivers_everything(
         assert producer.in_flight_bytes == 0
     # One batch may exceed what is left, never the limit plus more than a batch.
     assert peak <= 1024 * 1024 + 64 * 1024
-    assert len(await read_all(settings, spec.name)) == 20_000
+    assert len(await read_all(connect(settings), spec.name)) == 20_000

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.codec import encode_events
-from pipeline.kafka_probe import run_sync
-from pipeline.offsets import committed_offsets
-from pipeline.worker_process import PIPELINE, PROJECT_ROOT
+from pipeline.kafka.connect import connect
+from pipeline.kafka.offsets import committed_offsets
+from pipeline.kafka.probe import run_sync
+from pipeline.paths import project_dir
+from pipeline.scaling.worker_process import PIPELINE
+from pipeline.wire.codec import encode_events
 from tests.integration.harness import Harness, keyed_events
 from tests.integration.processors import PROCESSORS, SOURCE, Keyed
 from tests.replicas import poll_until
@@ -79,7 +81,9 @@ def test_a_replay_of_a_time_window_processes_exactly_that_window(harness: Harnes
     assert max(seen.values()) == 1
     # The live group was never touched.
     assert not run_sync(
-        committed_offsets(harness.settings, harness.prefix + "passthrough", harness.source.name)
+        committed_offsets(
+            connect(harness.settings), harness.prefix + "passthrough", harness.source.name
+        )
     )
 
 
@@ -97,7 +101,7 @@ def test_an_interrupted_replay_resumes_with_no_gap(harness: Harness, tmp_path: P
     ]
     first = subprocess.Popen(
         command,
-        cwd=PROJECT_ROOT,
+        cwd=project_dir(),
         env={**os.environ, **harness.env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -113,7 +117,7 @@ def test_an_interrupted_replay_resumes_with_no_gap(harness: Harness, tmp_path: P
 
     second = subprocess.run(
         command,
-        cwd=PROJECT_ROOT,
+        cwd=project_dir(),
         env={**os.environ, **harness.env},
         capture_output=True,
         text=True,
@@ -139,8 +143,8 @@ def test_a_copy_replay_keeps_keys_values_headers_and_times(harness: Harness) -> 
     assert result.returncode == 0, result.stderr[-3000:]
     from tests.support import read_all
 
-    copied = run_sync(read_all(harness.settings, target))
-    originals = run_sync(read_all(harness.settings, harness.source.name))
+    copied = run_sync(read_all(connect(harness.settings), target))
+    originals = run_sync(read_all(connect(harness.settings), harness.source.name))
 
     def key(r):  # type: ignore[no-untyped-def]
         return (r.key, r.value, tuple(r.headers), r.timestamp)
@@ -238,7 +242,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(harness: Harness) -> N
     )
     assert harness.count(harness.source.name) == 100
     group = f"dlq-redrive.{harness.dlq}"
-    assert run_sync(committed_offsets(harness.settings, group, harness.dlq)) == {}
+    assert run_sync(committed_offsets(connect(harness.settings), group, harness.dlq)) == {}
 
 
 def test_offsets_reset_shows_the_change_and_refuses_while_members_are_active(
@@ -251,7 +255,11 @@ def test_offsets_reset_shows_the_change_and_refuses_while_members_are_active(
     group = harness.prefix + "passthrough"
     poll_until(
         lambda: (
-            sum(run_sync(committed_offsets(harness.settings, group, harness.source.name)).values())
+            sum(
+                run_sync(
+                    committed_offsets(connect(harness.settings), group, harness.source.name)
+                ).values()
+            )
             == 600
         ),
         30,
@@ -265,12 +273,12 @@ def test_offsets_reset_shows_the_change_and_refuses_while_members_are_active(
     dry = run_cli(*args, "--shift-by", "-10", "--dry-run", env=harness.env)
     assert dry.returncode == 0 and "nothing changed" in dry.stderr
     assert "-10" in dry.stdout
-    committed = run_sync(committed_offsets(harness.settings, group, harness.source.name))
+    committed = run_sync(committed_offsets(connect(harness.settings), group, harness.source.name))
     assert sum(committed.values()) == 600
 
     done = run_cli(*args, "--to-earliest", env=harness.env)
     assert done.returncode == 0, done.stderr
-    committed = run_sync(committed_offsets(harness.settings, group, harness.source.name))
+    committed = run_sync(committed_offsets(connect(harness.settings), group, harness.source.name))
     assert set(committed.values()) == {0}
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.codec import HEADER_EVENT_ID, decode_value, header_value
-from pipeline.kafka_probe import run_sync
-from pipeline.partitioner import kafka_partition
+from pipeline.kafka.connect import connect
+from pipeline.kafka.partitioner import kafka_partition
+from pipeline.kafka.probe import run_sync
+from pipeline.wire.codec import HEADER_EVENT_ID, decode_value, header_value
 from tests.integration.harness import Harness, keyed_events
 from tests.integration.processors import PROCESSORS, SOURCE, Handled, Keyed
 from tests.replicas import Replica, poll_until
@@ -129,7 +130,7 @@ def test_poison_input_goes_to_the_dlq_with_every_header(harness: Harness) -> Non
 
     run_sync(publish_raw())
     harness.wait_outputs(len(good) + len(permanent) + len(bug) + 2)
-    dead = run_sync(read_all(harness.settings, harness.dlq))
+    dead = run_sync(read_all(connect(harness.settings), harness.dlq))
     assert len(dead) == 12
     by_key = Counter(r.key for r in dead)
     assert by_key == {b"bad-p": 5, b"bad-b": 5, b"raw-1": 1, b"raw-2": 1}
@@ -280,7 +281,9 @@ def test_exactly_once_survives_a_sigkill_without_duplicates(harness: Harness) ->
     ids += harness.publish(events[50_000:])
 
     def committed_outputs() -> list[Handled]:
-        records = run_sync(read_all(harness.settings, harness.output.name, committed_only=True))
+        records = run_sync(
+            read_all(connect(harness.settings), harness.output.name, committed_only=True)
+        )
         return [decode_value(harness.output, r.value) for r in records]  # type: ignore[misc]
 
     # read_committed readers see an input's outputs only once its transaction

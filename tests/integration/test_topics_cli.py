@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.incremental_configs import set_topic_configs
+from pipeline.kafka.connect import connect
+from pipeline.ops.topics import TopicsOnCluster
 from pipeline.settings import PipelineSettings
-from pipeline.topic_admin import TopicAdmin
 from tests.support import run_cli
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ def cli_env(settings: PipelineSettings, unique: str, catalogue: str) -> dict[str
 
 
 async def observe(settings: PipelineSettings, *names: str):  # type: ignore[no-untyped-def]
-    async with TopicAdmin(settings) as admin:
+    async with TopicsOnCluster(connect(settings)) as admin:
         return await admin.observe(list(names))
 
 
@@ -66,12 +66,11 @@ async def test_apply_creates_topic_and_dlq_then_is_a_no_op(
 async def test_grow_partitions_and_update_config(settings: PipelineSettings, unique: str) -> None:
     assert run_cli("topics", "apply", env=cli_env(settings, unique, "v1")).returncode == 0
     # An operator's configs, set out of band, that the catalogue does not manage.
-    async with TopicAdmin(settings) as admin:
-        errors = await set_topic_configs(
-            admin.admin,
+    async with TopicsOnCluster(connect(settings)) as topics:
+        errors = await topics.admin.set_topic_configs(
             {unique + "samples": {"segment.ms": "3600000", "max.message.bytes": "2097152"}},
         )
-    assert errors == [(unique + "samples", 0, None)]
+    assert errors == {unique + "samples": None}
     grown = run_cli("topics", "apply", env=cli_env(settings, unique, "grown"))
     assert grown.returncode == 0, grown.stderr
     assert "partitions 4 → 6" in grown.stdout
@@ -79,7 +78,7 @@ async def test_grow_partitions_and_update_config(settings: PipelineSettings, uni
     topic = (await observe(settings, unique + "samples"))[unique + "samples"]
     assert topic.partitions == 6
     assert topic.configs["retention.ms"] == "7200000"
-    async with TopicAdmin(settings) as admin:
+    async with TopicsOnCluster(connect(settings)) as admin:
         configs = (await admin.configs([unique + "samples"]))[unique + "samples"]
     assert configs["segment.ms"] == "3600000", "apply reset a config it does not manage"
     assert configs["max.message.bytes"] == "2097152", "apply reset a config it does not manage"

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from pipeline.kafka_probe import run_sync
-from pipeline.topic_admin import ensure_topics
+from pipeline.kafka.connect import connect
+from pipeline.kafka.probe import run_sync
+from pipeline.ops.topics import ensure_topics
 from tests.integration.harness import Harness, keyed_events
 from tests.integration.processors import CHAINED_TOPICS, FINAL
 from tests.replicas import poll_until
@@ -32,7 +33,8 @@ def test_two_chained_exactly_once_processors_idle_healthy_ready_with_no_lag(
 ) -> None:
     run_sync(
         ensure_topics(
-            harness.settings, [s.with_name(harness.prefix + s.name) for s in CHAINED_TOPICS]
+            connect(harness.settings),
+            [s.with_name(harness.prefix + s.name) for s in CHAINED_TOPICS],
         )
     )
     stall = ["--liveness-stall", str(STALL_S)]
@@ -43,7 +45,10 @@ def test_two_chained_exactly_once_processors_idle_healthy_ready_with_no_lag(
     ids = harness.publish(keyed_events(600, keys=60))
     final = harness.prefix + FINAL.name
     poll_until(
-        lambda: len(run_sync(read_all(harness.settings, final, committed_only=True))) >= len(ids),
+        lambda: (
+            len(run_sync(read_all(connect(harness.settings), final, committed_only=True)))
+            >= len(ids)
+        ),
         120,
         interval_s=1,
         what="every event through both hops",

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
+from pipeline.kafka.aio import client_kwargs
 from pipeline.settings import load_settings
 
 
@@ -23,7 +24,7 @@ def test_password_never_shows_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_SASL_PASSWORD", "hunter2")
     settings = load_settings()
     assert "hunter2" not in repr(settings)
-    assert settings.client_kwargs()["sasl_plain_password"] == "hunter2"
+    assert client_kwargs(settings)["sasl_plain_password"] == "hunter2"
 
 
 def test_sasl_without_credentials_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,1 @@
+"""Local infrastructure for development and tests: Kafka from Maven jars, PostgreSQL from Debian."""

@@ -1,0 +1,1 @@
+"""Everything that talks to Kafka: clients, the producer, admin and offset queries."""

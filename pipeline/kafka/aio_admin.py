@@ -1,0 +1,155 @@
+"""The port's Admin on aiokafka's AIOKafkaAdminClient."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from aiokafka.admin import NewPartitions
+from aiokafka.admin import NewTopic as AioNewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, for_code
+
+from pipeline.errors import PipelineError
+from pipeline.kafka.aio_errors import translated
+from pipeline.kafka.incremental_configs import set_topic_configs
+from pipeline.kafka.port import Committed, NewTopic, PartitionInfo, TopicPartition
+
+COORDINATOR_WAIT_S = 30.0
+TOPIC_ALREADY_EXISTS = 36
+
+
+def refusal(code: int) -> str | None:
+    """None for success, else the Kafka error's name and code."""
+    if not code:
+        return None
+    return f"{for_code(code).__name__} (Kafka error code {code})"
+
+
+def _raise_for(code: int, what: str) -> None:
+    why = refusal(code)
+    if why is not None:
+        raise PipelineError(f"{what} failed: {why}")
+
+
+class AioAdmin:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def start(self) -> None:
+        await self._client.start()
+
+    async def stop(self) -> None:
+        await self._client.close()
+
+    @translated
+    async def broker_count(self) -> int:
+        cluster = await self._client.describe_cluster()
+        return len(cluster["brokers"])
+
+    @translated
+    async def describe_topics(self, names: Collection[str]) -> dict[str, list[PartitionInfo]]:
+        if not names:
+            return {}
+        found: dict[str, list[PartitionInfo]] = {}
+        for topic in await self._client.describe_topics(list(names)):
+            if topic["error_code"] or not topic["partitions"]:
+                continue
+            found[topic["topic"]] = sorted(
+                (
+                    PartitionInfo(p["partition"], p["leader"], list(p["replicas"]), list(p["isr"]))
+                    for p in topic["partitions"]
+                ),
+                key=lambda info: info.partition,
+            )
+        return found
+
+    @translated
+    async def topic_configs(self, names: Collection[str]) -> dict[str, dict[str, str]]:
+        if not names:
+            return {}
+        responses = await self._client.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+        result: dict[str, dict[str, str]] = {}
+        for response in responses:
+            for resource in response.to_object()["resources"]:
+                _raise_for(
+                    resource["error_code"], f"describing configs of {resource['resource_name']!r}"
+                )
+                result[resource["resource_name"]] = {
+                    entry["config_names"]: entry["config_value"]
+                    for entry in resource["config_entries"]
+                }
+        return result
+
+    @translated
+    async def create_topics(self, topics: Sequence[NewTopic]) -> dict[str, str | None]:
+        if not topics:
+            return {}
+        response = await self._client.create_topics(
+            [
+                AioNewTopic(t.name, t.partitions, t.replication_factor, topic_configs=t.configs)
+                for t in topics
+            ]
+        )
+        return {
+            error["topic"]: None
+            if error["error_code"] == TOPIC_ALREADY_EXISTS
+            else refusal(error["error_code"])
+            for error in response.to_object()["topic_errors"]
+        }
+
+    @translated
+    async def create_partitions(self, totals: Mapping[str, int]) -> None:
+        if totals:
+            await self._client.create_partitions(
+                {topic: NewPartitions(total) for topic, total in totals.items()}
+            )
+
+    @translated
+    async def set_topic_configs(
+        self, configs: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, str | None]:
+        if not configs:
+            return {}
+        answers = await set_topic_configs(self._client, {t: dict(c) for t, c in configs.items()})
+        return {
+            topic: None if not code else f"{refusal(code)}: {message or ''}".rstrip(": ")
+            for topic, code, message in answers
+        }
+
+    @translated
+    async def group_commits(self, group: str) -> dict[TopicPartition, Committed]:
+        """A group's commits, waiting out a coordinator still being elected.
+
+        On a fresh cluster the offsets topic does not exist until the first
+        group asks for it; until then the brokers answer "coordinator not
+        available", a retriable error.
+        """
+        deadline = time.monotonic() + COORDINATOR_WAIT_S
+        while True:
+            try:
+                found = await self._client.list_consumer_group_offsets(group)
+            except KafkaError as exc:
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
+            return {
+                TopicPartition(tp.topic, tp.partition): Committed(
+                    int(meta.offset), meta.metadata or ""
+                )
+                for tp, meta in found.items()
+            }
+
+    @translated
+    async def group_member_count(self, group: str) -> int:
+        for response in await self._client.describe_consumer_groups([group]):
+            for described in response.groups:
+                # (error_code, group_id, state, protocol_type, protocol, members, ...)
+                if described[1] == group:
+                    return len(described[5])
+        return 0

@@ -1,0 +1,66 @@
+"""The port's Admin on the in-memory broker."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+
+from pipeline.kafka.memory.cluster import MemoryBroker
+from pipeline.kafka.port import Committed, NewTopic, PartitionInfo, TopicPartition
+
+
+class MemoryAdmin:
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+
+    async def start(self) -> None:
+        self.broker.check_reachable()
+
+    async def stop(self) -> None:
+        return None
+
+    async def broker_count(self) -> int:
+        return 1
+
+    async def describe_topics(self, names: Collection[str]) -> dict[str, list[PartitionInfo]]:
+        found = {}
+        for name in names:
+            topic = self.broker.topics.get(name)
+            if topic is not None:
+                found[name] = [PartitionInfo(p.partition, 0, [0], [0]) for p in topic.partitions]
+        return found
+
+    async def topic_configs(self, names: Collection[str]) -> dict[str, dict[str, str]]:
+        return {
+            name: self.broker.topics[name].all_configs()
+            for name in names
+            if name in self.broker.topics
+        }
+
+    async def create_topics(self, topics: Sequence[NewTopic]) -> dict[str, str | None]:
+        for topic in topics:
+            if topic.name not in self.broker.topics:
+                self.broker.create_topic(topic.name, topic.partitions, topic.configs)
+        return {topic.name: None for topic in topics}
+
+    async def create_partitions(self, totals: Mapping[str, int]) -> None:
+        for name, total in totals.items():
+            self.broker.grow_topic(name, total)
+
+    async def set_topic_configs(
+        self, configs: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, str | None]:
+        answers: dict[str, str | None] = {}
+        for name, values in configs.items():
+            topic = self.broker.topics.get(name)
+            if topic is None:
+                answers[name] = f"UnknownTopicOrPartitionError: the topic {name!r} does not exist"
+                continue
+            topic.configs.update(values)
+            answers[name] = None
+        return answers
+
+    async def group_commits(self, group: str) -> dict[TopicPartition, Committed]:
+        return dict(self.broker.group(group).commits)
+
+    async def group_member_count(self, group: str) -> int:
+        return len(self.broker.group(group).members)

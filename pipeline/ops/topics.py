@@ -1,0 +1,193 @@
+"""The catalogue's topics on a cluster: what is there, the key each was applied with, apply.
+
+Besides Kafka's own topic state we keep one compacted topic,
+`_pipeline.catalogue`, holding the key field each topic was applied with:
+Kafka has no place for it, and `topics apply` must refuse to re-key a topic.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgpack
+from pydantic import BaseModel
+
+from pipeline.catalogue import TopicSpec
+from pipeline.errors import PipelineError
+from pipeline.kafka.port import (
+    Admin,
+    Clients,
+    ConsumerOptions,
+    NewTopic,
+    PartitionInfo,
+    ProducerOptions,
+    TopicPartition,
+)
+from pipeline.ops.topic_plan import ObservedTopic, TopicPlan, plan_topics
+
+REGISTRY_TOPIC = "_pipeline.catalogue"
+MANAGED_CONFIGS = ("cleanup.policy", "retention.ms", "min.insync.replicas", "max.message.bytes")
+REGISTRY_READ_TIMEOUT_S = 30.0
+
+
+def _check(answers: dict[str, str | None], what: str) -> None:
+    refused = {topic: why for topic, why in answers.items() if why}
+    if refused:
+        listed = "; ".join(f"{topic!r}: {why}" for topic, why in refused.items())
+        raise PipelineError(f"{what} failed: {listed}")
+
+
+class TopicsOnCluster:
+    """An admin connection with the handful of questions `topics` commands ask."""
+
+    def __init__(self, clients: Clients) -> None:
+        self.clients = clients
+        self.admin: Admin = clients.admin()
+
+    async def __aenter__(self) -> TopicsOnCluster:
+        await self.admin.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.admin.stop()
+
+    async def broker_count(self) -> int:
+        return await self.admin.broker_count()
+
+    async def partitions(self, names: list[str]) -> dict[str, list[PartitionInfo]]:
+        """Partition layout of the topics that exist; missing ones are left out."""
+        return await self.admin.describe_topics(names)
+
+    async def configs(self, names: list[str]) -> dict[str, dict[str, str]]:
+        return await self.admin.topic_configs(names)
+
+    async def observe(self, names: list[str]) -> dict[str, ObservedTopic]:
+        layouts = await self.partitions(names)
+        configs = await self.configs(list(layouts))
+        return {
+            name: ObservedTopic(
+                name=name,
+                partitions=len(layout),
+                replication_factor=len(layout[0].replicas),
+                configs={key: configs[name].get(key, "") for key in MANAGED_CONFIGS},
+            )
+            for name, layout in layouts.items()
+        }
+
+    async def recorded_keys(self) -> dict[str, str]:
+        """Topic → key field, as recorded by earlier applies (empty on a new cluster)."""
+        if not await self.partitions([REGISTRY_TOPIC]):
+            return {}
+        consumer = self.clients.consumer(ConsumerOptions())
+        await consumer.start()
+        try:
+            partition = TopicPartition(REGISTRY_TOPIC, 0)
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            end = (await consumer.end_offsets([partition]))[partition]
+            keys: dict[str, str] = {}
+            deadline = time.monotonic() + REGISTRY_READ_TIMEOUT_S
+            while await consumer.position(partition) < end:
+                if time.monotonic() > deadline:
+                    raise PipelineError(
+                        f"reading {REGISTRY_TOPIC!r} did not reach offset {end} "
+                        f"within {REGISTRY_READ_TIMEOUT_S:.0f} s"
+                    )
+                batches = await consumer.fetch([partition], 1.0, 10_000)
+                for record in batches.get(partition, []):
+                    name = (record.key or b"").decode(errors="replace")
+                    if record.value is None:
+                        keys.pop(name, None)
+                    else:
+                        entry: dict[str, Any] = msgpack.unpackb(record.value)
+                        keys[name] = entry["key_field"]
+            return keys
+        finally:
+            await consumer.stop()
+
+    async def apply(self, plan: TopicPlan, broker_count: int) -> None:
+        """Carry out a plan without errors; the registry records every spec's key."""
+        if plan.errors:
+            raise PipelineError("refusing to apply a plan with errors:\n" + "\n".join(plan.errors))
+        await self._ensure_registry(broker_count)
+        creates = [change for change in plan.changes if change.action == "create"]
+        if creates:
+            answers = await self.admin.create_topics(
+                [
+                    NewTopic(c.topic, c.partitions, c.replication_factor, dict(c.configs))
+                    for c in creates
+                ]
+            )
+            _check(answers, "creating topics")
+        await self.admin.create_partitions(
+            {c.topic: c.new_partitions for c in plan.changes if c.new_partitions is not None}
+        )
+        reconfigure = {
+            change.topic: {key: after for key, (_, after) in change.config_changes.items()}
+            for change in plan.changes
+            if change.config_changes
+        }
+        # Incremental: only the configs that change; an operator's others stay.
+        _check(await self.admin.set_topic_configs(reconfigure), "updating topic configs")
+        await self._record_keys([change.spec for change in plan.changes])
+
+    async def _ensure_registry(self, broker_count: int) -> None:
+        if await self.partitions([REGISTRY_TOPIC]):
+            return
+        replication = min(3, broker_count)
+        configs = {"cleanup.policy": "compact", "min.insync.replicas": str(min(2, replication))}
+        answers = await self.admin.create_topics(
+            [NewTopic(REGISTRY_TOPIC, 1, replication, configs)]
+        )
+        _check(answers, f"creating {REGISTRY_TOPIC!r}")
+
+    async def _record_keys(self, specs: list[TopicSpec[BaseModel]]) -> None:
+        producer = self.clients.producer(ProducerOptions())
+        await producer.start()
+        try:
+            batch = producer.create_batch()
+            acks = []
+            for spec in specs:
+                entry = {
+                    "key_field": spec.key_field,
+                    "event_type": spec.event_type,
+                    "schema_version": spec.schema_version,
+                    "applied_at_ms": int(time.time() * 1000),
+                }
+                if not batch.append(spec.name.encode(), msgpack.packb(entry), None, []):
+                    acks.append(await producer.send_batch(batch, REGISTRY_TOPIC, 0))
+                    batch = producer.create_batch()
+                    batch.append(spec.name.encode(), msgpack.packb(entry), None, [])
+            acks.append(await producer.send_batch(batch, REGISTRY_TOPIC, 0))
+            for ack in acks:
+                await ack
+        finally:
+            await producer.stop()
+
+
+async def ensure_topics(clients: Clients, specs: list[TopicSpec[BaseModel]]) -> TopicPlan:
+    """Plan and apply in one go (tests, benchmarks, demos); raises on plan errors."""
+    async with TopicsOnCluster(clients) as topics:
+        brokers = await topics.broker_count()
+        observed = await topics.observe([spec.name for spec in specs])
+        plan = plan_topics(specs, observed, await topics.recorded_keys(), brokers)
+        await topics.apply(plan, brokers)
+        return plan
+
+
+async def max_message_bytes(clients: Clients, names: list[str]) -> dict[str, int]:
+    """Each existing topic's max.message.bytes as the cluster applies it (broker default included).
+
+    A worker sizes its outputs and dead letters by these; topics that are
+    missing are left out, and the caller falls back to the broker default.
+    """
+    async with TopicsOnCluster(clients) as topics:
+        existing = list(await topics.partitions(names))
+        configs = await topics.configs(existing)
+    limits = {}
+    for name, values in configs.items():
+        raw = values.get("max.message.bytes")
+        if raw and raw.isdigit():
+            limits[name] = int(raw)
+    return limits

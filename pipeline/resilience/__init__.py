@@ -1,0 +1,1 @@
+"""Breakers, retries, budgets, rate limits and bounded waits: what keeps a process standing."""

@@ -1,0 +1,1 @@
+"""The worker: a consumer group's replica, its bulkheads, commits, dead letters and health."""

@@ -1,0 +1,234 @@
+"""A partition's batches through the handler: lanes by key, retries, dead letters, waits.
+
+A batch is split into `lanes` by key (one key, one lane, so per-key order
+holds) and the lanes run concurrently. Each record goes through the
+per-record fault boundary (pipeline.runtime.record_path): whatever it holds,
+it ends as outputs or as one dead letter. Handler errors are retried with
+backoff, then dead-lettered; a dependency's failure or open breaker makes
+the partition wait, never dead-letters an event; when dead letters pass
+half of the recent records, the flood guard pauses the partition instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from concurrent.futures import Executor
+from typing import Any, cast
+
+from pydantic import BaseModel
+
+from pipeline.errors import EventDecodeError, OutputTooLargeError
+from pipeline.kafka.port import Record, TopicPartition
+from pipeline.metric_names import (
+    DEAD_LETTERED,
+    DEPENDENCY_FAILURES,
+    DEPENDENCY_WAITS,
+    ENVELOPE_REPAIRS,
+    FLOOD_GUARD_PAUSES,
+    HANDLER_ERRORS,
+)
+from pipeline.processor import Context, Handler, PermanentError, SyncHandler
+from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
+from pipeline.runtime.batch_result import BatchResult
+from pipeline.runtime.dead_letters import VALUE_OMITTED, FloodGuard, describe_error, now_ms
+from pipeline.runtime.host import Abandoned, PartitionHost
+from pipeline.wire.codec import HEADER_EVENT_ID
+from pipeline.wire.envelope import shown
+
+log = logging.getLogger("pipeline.worker")
+
+DEPENDENCY_BACKOFF_CAP_S = 5.0
+FLOOD_PAUSE_S = 30.0
+LOGGED_MESSAGE_CHARS = 300
+
+DEAD_ON_ARRIVAL = (EventDecodeError, PermanentError, OutputTooLargeError)
+"""Failures no retry can mend: the record is dead-lettered at its first attempt."""
+
+
+class BatchHandler:
+    def __init__(self, tp: TopicPartition, host: PartitionHost, stopping: asyncio.Event) -> None:
+        self.tp = tp
+        self.host = host
+        self.processor = host.processor
+        self.stopping = stopping
+        self.flood = FloodGuard()
+        self.waiting_on_dependency = False
+        """True while the partition waits for a dependency: slow, not stuck (liveness)."""
+        self._rng = random.Random()
+        self._salts: list[int] = []
+        self.contexts = [
+            Context(self.processor, host.breakers, host.replica_id, log, host.services)
+            for _ in range(self.processor.lanes)
+        ]
+
+    async def sleep(self, seconds: float) -> None:
+        """Back off; raise Abandoned if the partition stops meanwhile."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return
+        raise Abandoned
+
+    async def handle(self, batch: list[Record]) -> BatchResult:
+        result = BatchResult(limits=self.host.record_path.limits)
+        lanes = self.processor.lanes
+        if lanes == 1 or len(batch) == 1:
+            await self._run_lane(batch, self.contexts[0], result)
+            return result
+        split: list[list[Record]] = [[] for _ in range(lanes)]
+        for record in batch:
+            split[hash(record.key) % lanes].append(record)
+        await asyncio.gather(
+            *(
+                self._run_lane(records, self.contexts[i], result)
+                for i, records in enumerate(split)
+                if records
+            )
+        )
+        return result
+
+    async def _run_lane(self, records: list[Record], ctx: Context, result: BatchResult) -> None:
+        """Each record to its outputs or its dead letter; nothing a record holds can stop this."""
+        processor = self.processor
+        path = self.host.record_path
+        in_loop = processor.run_in == "loop"
+        handler = cast(Handler[Any], processor.handler)
+        salts = self._salts
+        for record in records:
+            ctx.record = record
+            ctx.envelope = None
+            failures = 0
+            dependency_failures = 0
+            first_failure = 0
+            while True:
+                if self.stopping.is_set():
+                    raise Abandoned
+                ctx.attempt = failures + 1
+                try:
+                    event, envelope = path.open(record)
+                    ctx.envelope = envelope
+                    if in_loop:
+                        outcome = await handler(event, ctx)
+                    else:
+                        outcome = await self._call_in_pool(event)
+                    result.collect(outcome, envelope.event_id, envelope.trace_id, processor, salts)
+                except (DependencyUnavailable, DependencyError) as exc:
+                    # The event is fine; the dependency is not. Never dead-letter for it.
+                    dependency_failures = await self.back_off(exc, dependency_failures)
+                    continue
+                except DEAD_ON_ARRIVAL as exc:
+                    first_failure = first_failure or now_ms()
+                    if await self._dead_letter(record, exc, failures + 1, first_failure, result):
+                        break
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a handler bug: retried, then dead-lettered
+                    failures += 1
+                    first_failure = first_failure or now_ms()
+                    self.host.metrics.inc(HANDLER_ERRORS, labels={"error": type(exc).__name__})
+                    if failures >= processor.retry.attempts:
+                        if await self._dead_letter(record, exc, failures, first_failure, result):
+                            break
+                        failures = 0
+                        continue
+                    await self._retry_later(record, exc, failures)
+                    continue
+                if envelope.repair is not None:
+                    self.host.metrics.inc(ENVELOPE_REPAIRS, labels={"repair": envelope.repair})
+                result.processed += 1
+                break
+        self.waiting_on_dependency = False
+
+    async def _retry_later(self, record: Record, error: Exception, failures: int) -> None:
+        processor = self.processor
+        delay = processor.retry.delay_s(failures, self._rng)
+        self.host.retry_log.log(
+            logging.INFO,
+            "%s failed on %s-%d@%d (attempt %d of %d): %s: %s; retrying in %.2fs",
+            processor.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            failures,
+            processor.retry.attempts,
+            type(error).__name__,
+            describe_error(error)[0][:LOGGED_MESSAGE_CHARS],
+            delay,
+        )
+        await self.sleep(delay)
+
+    async def _call_in_pool(self, event: BaseModel) -> Any:
+        processor = self.processor
+        executor: Executor = self.host.executor_for(processor.run_in)
+        sync_handler = cast(SyncHandler[Any], processor.handler)
+        return await asyncio.get_running_loop().run_in_executor(executor, sync_handler, event)
+
+    async def _dead_letter(
+        self,
+        record: Record,
+        error: BaseException,
+        attempts: int,
+        first_failure: int,
+        result: BatchResult,
+    ) -> bool:
+        """Queue a DLQ record; False when the flood guard says to pause instead."""
+        if self.flood.tripped_by_one_more():
+            log.error(
+                "FLOOD GUARD: more than %.0f%% of recent records of %s-%d failed; "
+                "not dead-lettering offset %d, pausing this partition for %.0fs. "
+                "Something systemic is wrong (a bad deploy, a schema change?): last error %s: %s",
+                self.flood.max_share * 100,
+                record.topic,
+                record.partition,
+                record.offset,
+                FLOOD_PAUSE_S,
+                type(error).__name__,
+                describe_error(error)[0][:LOGGED_MESSAGE_CHARS],
+            )
+            self.host.metrics.inc(FLOOD_GUARD_PAUSES, labels={"topic": record.topic})
+            await self.sleep(FLOOD_PAUSE_S)
+            self.flood.reset()
+            return False
+        self.flood.record(True)
+        dead = self.host.record_path.dead_letter(record, error, attempts, first_failure)
+        result.dead_letters.append(dead)
+        self.host.metrics.inc(DEAD_LETTERED, labels={"error": type(error).__name__})
+        event_ids = [value for name, value in record.headers if name == HEADER_EVENT_ID]
+        shrunk = any(name == VALUE_OMITTED for name, _ in dead.headers)
+        self.host.dead_letter_log.log(
+            logging.WARNING,
+            "dead-lettered %s-%d@%d (processor %s, event-id %s, %d attempt(s)) to %s%s: %s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            self.processor.name,
+            shown(event_ids[-1]) if event_ids else "none",
+            attempts,
+            self.processor.source.dlq_name,
+            " with its value left out (over the DLQ topic's limit)" if shrunk else "",
+            type(error).__name__,
+            describe_error(error)[0][:LOGGED_MESSAGE_CHARS],
+        )
+        return True
+
+    async def back_off(self, exc: DependencyUnavailable | DependencyError, failures: int) -> int:
+        """Wait out a dependency's failure; the dependency failures counted so far.
+
+        An open breaker says when to come back; a failed call backs off
+        exponentially (capped), because the outage may last.
+        """
+        self.waiting_on_dependency = True
+        if isinstance(exc, DependencyUnavailable):
+            self.host.metrics.inc(DEPENDENCY_WAITS, labels={"dependency": exc.name})
+            await self.sleep(max(0.05, exc.retry_after_s))
+            return failures
+        failures += 1
+        self.host.metrics.inc(DEPENDENCY_FAILURES, labels={"dependency": exc.name})
+        delay = self.processor.retry.delay_s(failures, self._rng)
+        await self.sleep(min(DEPENDENCY_BACKOFF_CAP_S, delay))
+        return failures
+
+    def retry_delay(self, failures: int) -> float:
+        """How long to wait after the `failures`-th failure of something retried forever."""
+        return min(DEPENDENCY_BACKOFF_CAP_S, self.processor.retry.delay_s(failures, self._rng))

@@ -1,0 +1,150 @@
+"""What a handled batch leaves behind, put where it belongs: sink rows, dead letters, outputs.
+
+The sink is written first, then (without transactions) the dead letters,
+acknowledged before the outputs go out; outputs are handed to the producer
+and their acknowledgement is what finishes the batch. The sink and the DLQ
+are dependencies: a failure backs off and retries, the partition waits,
+nothing crashes. With exactly-once, outputs and dead letters go into the
+worker's next transaction with the batch's source offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from pipeline.kafka.delivery import DeliveryList
+from pipeline.kafka.port import TopicPartition
+from pipeline.metric_names import DEPENDENCY_FAILURES, OUTPUTS, PROCESSED, SINK_ITEMS
+from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
+from pipeline.runtime.batch_handler import LOGGED_MESSAGE_CHARS, BatchHandler
+from pipeline.runtime.batch_result import BatchResult
+from pipeline.runtime.dead_letters import describe_error
+from pipeline.runtime.host import Abandoned, PartitionHost
+from pipeline.wire.codec import EncodedEvent
+
+log = logging.getLogger("pipeline.worker")
+
+
+class BatchPublisher:
+    def __init__(self, tp: TopicPartition, host: PartitionHost, handler: BatchHandler) -> None:
+        self.tp = tp
+        self.host = host
+        self.processor = host.processor
+        self.handler = handler
+        """Its sleep, back-off and dependency flag: waits here count as the partition's."""
+
+    async def publish(self, result: BatchResult, end_offset: int) -> asyncio.Future[Any]:
+        """Hand the batch on; the future resolves when it is safely stored (or fails)."""
+        if result.sink_items:
+            await self._write_sink(result.sink_items)
+        transactions = self.host.transactions
+        if transactions is not None:
+
+            async def publish() -> list[asyncio.Future[DeliveryList]]:
+                futures = await self._submit_outputs(result)
+                if result.dead_letters:
+                    dlq_topic = self.processor.source.dlq_name
+                    futures.append(
+                        await self.host.producer.submit_encoded(dlq_topic, result.dead_letters)
+                    )
+                return futures
+
+            done: asyncio.Future[Any] = transactions.submit(self.tp, end_offset, publish)
+        else:
+            if result.dead_letters:
+                await self._publish_dead_letters(result.dead_letters)
+            futures = await self._submit_outputs(result)
+            done = asyncio.gather(*futures) if futures else _done()
+        self.handler.flood.record_ok(result.processed)
+        metrics = self.host.metrics
+        metrics.inc(PROCESSED, result.processed)
+        metrics.inc(OUTPUTS, sum(len(entry[1]) for entry in result.outputs.values()))
+        return done
+
+    async def _write_sink(self, items: list[Any]) -> None:
+        """Write a batch's sink items, retrying until the sink takes them.
+
+        The sink is a dependency, not the events' fault: failures back off
+        and retry without limit (the partition waits, its queue fills and its
+        fetch pauses); only stopping the partition abandons the batch.
+        """
+        sink = self.processor.sink
+        assert sink is not None
+        breaker = self.host.breakers.get(sink.name)
+        services = self.host.services
+        failures = 0
+        while True:
+            if self.handler.stopping.is_set():
+                raise Abandoned
+            try:
+                await breaker.call(lambda: sink.write(items, services))
+            except (DependencyUnavailable, DependencyError) as exc:
+                if isinstance(exc, DependencyError):
+                    log.warning(
+                        "%s-%d: sink %s failed for a batch of %d (failure %d): %s",
+                        self.tp.topic,
+                        self.tp.partition,
+                        sink.name,
+                        len(items),
+                        failures + 1,
+                        exc.__cause__,
+                    )
+                failures = await self.handler.back_off(exc, failures)
+                continue
+            self.handler.waiting_on_dependency = False
+            self.host.metrics.inc(SINK_ITEMS, len(items), labels={"sink": sink.name})
+            return
+
+    async def _submit_outputs(self, result: BatchResult) -> list[asyncio.Future[DeliveryList]]:
+        """Hand a batch's outputs to the producer; futures of their acks."""
+        producer = self.host.producer
+        futures: list[asyncio.Future[DeliveryList]] = []
+        for encoder, encoded in result.outputs.values():
+            futures.append(await producer.submit_encoded(encoder.spec.name, encoded))
+        return futures
+
+    async def _publish_dead_letters(self, records: list[EncodedEvent]) -> None:
+        """Publish a batch's dead letters and wait for their acks, retrying until they are kept.
+
+        The DLQ is a dependency like any other: when it cannot take a record
+        (the topic is missing, the brokers are away, a limit set lower than
+        the worker read) the partition backs off and waits; a crash would
+        only bring the same batch back.
+        """
+        dlq_topic = self.processor.source.dlq_name
+        failures = 0
+        while True:
+            if self.handler.stopping.is_set():
+                raise Abandoned
+            try:
+                await (await self.host.producer.submit_encoded(dlq_topic, records))
+            except Exception as exc:  # noqa: BLE001 - any failure to keep them: wait and retry
+                failures += 1
+                self.handler.waiting_on_dependency = True
+                self.host.metrics.inc(DEPENDENCY_FAILURES, labels={"dependency": dlq_topic})
+                delay = self.handler.retry_delay(failures)
+                log.warning(
+                    "%s-%d: %d dead letter(s) could not be published to %s (attempt %d): "
+                    "%s: %s; the partition waits and retries in %.1fs "
+                    "(is the topic there? `pipeline topics apply` creates it)",
+                    self.tp.topic,
+                    self.tp.partition,
+                    len(records),
+                    dlq_topic,
+                    failures,
+                    type(exc).__name__,
+                    describe_error(exc)[0][:LOGGED_MESSAGE_CHARS],
+                    delay,
+                )
+                await self.handler.sleep(delay)
+                continue
+            self.handler.waiting_on_dependency = False
+            return
+
+
+def _done() -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_result([])
+    return future

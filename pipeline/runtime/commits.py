@@ -1,0 +1,157 @@
+"""Commits: each partition's low-water mark of finished work, committed to the group.
+
+A partition's worker reports what it takes and finishes (`PartitionOffsets`);
+the `Committer` commits every interval, when a worker asks (the duplicate
+bound), on revoke and at the end. This module is the offset trackers' only
+writer: workers report through it, the committer marks what was committed,
+and offsets the fetch passed over without a record (transaction markers,
+aborted or compacted records) are counted as done here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from pipeline.kafka.port import Consumer, KafkaClientError, TopicPartition
+from pipeline.metric_names import COMMITS
+from pipeline.metrics import Metrics
+from pipeline.runtime.offset_tracker import OffsetTracker
+
+log = logging.getLogger("pipeline.worker")
+
+Token = list[int]
+
+
+class PartitionOffsets:
+    """One partition's progress: what its worker took and finished, and what is committed."""
+
+    def __init__(self, tp: TopicPartition, committer: Committer) -> None:
+        self.tp = tp
+        self._tracker = OffsetTracker()
+        self._committer = committer
+
+    def started(self, first: int, last: int, count: int) -> Token:
+        return self._tracker.started(first, last, count)
+
+    def finished(self, token: Token, committed_with_outputs: bool) -> None:
+        """A batch is done; `committed_with_outputs` when a transaction committed its offset."""
+        self._tracker.finished(token)
+        if committed_with_outputs:
+            self._tracker.mark_committed(token[1])
+
+    @property
+    def committable(self) -> int:
+        return self._tracker.committable
+
+    @property
+    def committed(self) -> int:
+        return self._tracker.committed
+
+    @property
+    def in_progress(self) -> int:
+        return self._tracker.in_progress
+
+    @property
+    def uncommitted(self) -> int:
+        return self._tracker.uncommitted
+
+    async def wait_for_commit(self, stopping: asyncio.Event, limit_s: float) -> None:
+        """Ask for a commit now and wait for one (or for `stopping`): the duplicate bound."""
+        self._committer.request()
+        waiters = [
+            asyncio.ensure_future(self._committer.committed_signal.wait()),
+            asyncio.ensure_future(stopping.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    # -- for the committer ------------------------------------------------------------------
+
+    def skip_to(self, offset: int) -> None:
+        self._tracker.skip_to(offset)
+
+    def mark_committed(self, offset: int) -> None:
+        self._tracker.mark_committed(offset)
+
+
+class Committer:
+    def __init__(self, consumer: Consumer, interval_s: float, metrics: Metrics) -> None:
+        self.consumer = consumer
+        self.interval_s = interval_s
+        self.metrics = metrics
+        self.partitions: dict[TopicPartition, PartitionOffsets] = {}
+        self.committed_signal = asyncio.Event()
+        """Set and cleared after every successful commit: workers at the bound wait on it."""
+        self._requested = asyncio.Event()
+        self._done = asyncio.Event()
+
+    def open(self, tp: TopicPartition) -> PartitionOffsets:
+        offsets = self.partitions[tp] = PartitionOffsets(tp, self)
+        return offsets
+
+    def forget(self, tp: TopicPartition) -> None:
+        self.partitions.pop(tp, None)
+
+    def request(self) -> None:
+        self._requested.set()
+
+    async def run(self) -> None:
+        """Commit every interval or when asked, until `stop`.
+
+        It ends on a flag, not on cancellation alone: Python 3.11's wait_for
+        swallows a cancel that lands as its timeout fires, and a loop that
+        only a cancel can end then runs on, and the worker never exits.
+        """
+        while not self._done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._requested.wait(), self.interval_s)
+            self._requested.clear()
+            await self.commit(list(self.partitions))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._requested.set()  # wake it to see the flag
+
+    async def commit(self, tps: Iterable[TopicPartition]) -> None:
+        """Commit these partitions' finished work; a refusal (a rebalance) is retried later."""
+        found = [self.partitions[tp] for tp in tps if tp in self.partitions]
+        offsets = {p.tp: p.committable for p in found if p.committable > p.committed}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaClientError as exc:
+            # A rebalance is under way; the revoke handler commits what is finished.
+            log.warning("commit of %d partitions failed (%s); will retry", len(offsets), exc)
+            return
+        for offsets_of in found:
+            if offsets_of.tp in offsets:
+                offsets_of.mark_committed(offsets[offsets_of.tp])
+        self.metrics.inc(COMMITS)
+        self.committed_signal.set()
+        self.committed_signal.clear()
+
+    def skip_gaps(self, idle: Iterable[TopicPartition]) -> None:
+        """Count offsets the fetch passed over without a record as done, on idle partitions.
+
+        A transaction's commit marker takes an offset and is never handed
+        over, nor are aborted or compacted records; without this a worker
+        reading a transactional topic would commit "last record + 1", which
+        is the marker, and show lag 1 forever (never ready, failing liveness
+        when idle, a phantom to the autoscaler).
+        """
+        skipped = False
+        for tp in idle:
+            offsets = self.partitions.get(tp)
+            position = self.consumer.known_position(tp)
+            if offsets is not None and position is not None and position > offsets.committable:
+                offsets.skip_to(position)
+                skipped = True
+        if skipped:
+            self.request()

@@ -1,0 +1,81 @@
+"""The worker's gauges: bulkheads, lag, commits, memory, breakers, readiness."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pipeline.kafka.port import Consumer
+from pipeline.metric_names import (
+    BREAKER_OPEN,
+    BREAKER_STATE,
+    HELD_RECORDS,
+    HELD_RECORDS_PEAK,
+    PARTITION_COMMITTED_OFFSET,
+    PARTITION_LAG_RECORDS,
+    PARTITION_PAUSED,
+    PARTITION_QUEUED_RECORDS,
+    READY,
+)
+from pipeline.metrics import Labels, Metrics, labels_of
+from pipeline.resilience.breaker import BreakerRegistry, BreakerState
+from pipeline.runtime.partition_worker import PartitionWorker
+from pipeline.runtime.partitions import Partitions
+
+PartitionReading = Callable[[PartitionWorker], float]
+
+
+def register_worker_gauges(
+    metrics: Metrics, partitions: Partitions, consumer: Consumer, breakers: BreakerRegistry
+) -> None:
+    def per_partition(read: PartitionReading) -> Callable[[], dict[Labels, float]]:
+        def values() -> dict[Labels, float]:
+            return {
+                labels_of(topic=tp.topic, partition=tp.partition): read(worker)
+                for tp, worker in partitions.workers.items()
+            }
+
+        return values
+
+    def lag(worker: PartitionWorker) -> float:
+        return float(max(0, (consumer.highwater(worker.tp) or 0) - worker.offsets.committed))
+
+    metrics.gauge(
+        PARTITION_QUEUED_RECORDS,
+        per_partition(lambda worker: float(len(worker.queue))),
+        "records in a bulkhead",
+    )
+    metrics.gauge(PARTITION_LAG_RECORDS, per_partition(lag), "end offset minus committed")
+    metrics.gauge(
+        PARTITION_COMMITTED_OFFSET,
+        per_partition(lambda worker: float(worker.offsets.committed)),
+        "last commit",
+    )
+    metrics.gauge(
+        PARTITION_PAUSED,
+        per_partition(lambda worker: 1.0 if worker.tp in partitions.paused else 0.0),
+        "1 while the partition is left out of the fetch",
+    )
+    metrics.gauge(
+        HELD_RECORDS,
+        lambda: {(): float(sum(worker.held for worker in partitions.workers.values()))},
+        "records in memory: queued, being handled or awaiting acks",
+    )
+    metrics.gauge(
+        HELD_RECORDS_PEAK,
+        lambda: {(): float(partitions.peak_held)},
+        "most records held at once (bounded by --max-in-flight-records)",
+    )
+    metrics.gauge(
+        BREAKER_OPEN,
+        lambda: {
+            labels_of(dependency=b.name): 0.0 if b.state is BreakerState.CLOSED else 1.0
+            for b in breakers.all()
+        },
+        "1 while a dependency's circuit is open or half-open",
+    )
+    metrics.gauge(
+        BREAKER_STATE,
+        lambda: {labels_of(dependency=b.name): float(b.state.level) for b in breakers.all()},
+        "a dependency's circuit: 0 closed, 1 half-open (probing), 2 open",
+    )
+    metrics.gauge(READY, lambda: {(): 1.0 if partitions.ready else 0.0}, "assigned and caught up")

@@ -1,0 +1,47 @@
+"""What a partition's worker may use of the process it runs in, and nothing else.
+
+A partition worker that held the whole runtime could reach, and change,
+anything; this Protocol is its reach. `Runtime` satisfies it, and so does
+the stand-in of the unit tests that drive a partition worker with no broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from typing import Any, Protocol
+
+from pipeline.kafka.producer import EventProducer
+from pipeline.metrics import Metrics
+from pipeline.processor import Processor
+from pipeline.resilience.breaker import BreakerRegistry
+from pipeline.resilience.log_limit import RateLimitedLog
+from pipeline.runtime.record_path import RecordPath
+from pipeline.runtime.services import Services
+from pipeline.runtime.transactions import TransactionalPublisher
+
+
+class Abandoned(Exception):
+    """The partition is being revoked or the worker stops: leave this batch unfinished."""
+
+
+class PartitionHost(Protocol):
+    processor: Processor[Any]
+    replica_id: str
+    metrics: Metrics
+    breakers: BreakerRegistry
+    services: Services
+    record_path: RecordPath
+    """How a record becomes outputs or a dead letter (pipeline.runtime.record_path)."""
+    dead_letter_log: RateLimitedLog
+    retry_log: RateLimitedLog
+    producer: EventProducer
+    transactions: TransactionalPublisher | None
+    room_freed: asyncio.Event
+    """Set when a batch finishes: the in-flight bound may have room again."""
+
+    def executor_for(self, kind: str) -> Executor:
+        """The pool of `run_in="thread"` or `"process"` handlers."""
+
+    def fail(self, reason: str) -> None:
+        """Stop the worker: something no retry can mend happened."""

@@ -1,0 +1,177 @@
+"""The partitions a replica holds: a bulkhead each, held back when full, drained on revoke.
+
+The group's listener: on assignment a worker per partition (created before
+any await, since the fetch may already hold their records); on revoke the
+work in hand finishes within the drain deadline, is committed, and the
+partition is let go. Also what the fetch loop asks each round: which
+partitions to leave out (their bulkhead is full), which are idle (for the
+gap count), whether the replica has caught up (readiness), whether a
+partition is stuck (liveness).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from pipeline.kafka.port import Consumer, Record, TopicPartition
+from pipeline.metric_names import CONSUMED, REBALANCES
+from pipeline.metrics import Metrics
+from pipeline.runtime.commits import Committer
+from pipeline.runtime.host import PartitionHost
+from pipeline.runtime.partition_worker import PartitionWorker
+
+log = logging.getLogger("pipeline.worker")
+
+
+class Partitions:
+    def __init__(
+        self,
+        host: PartitionHost,
+        consumer: Consumer,
+        committer: Committer,
+        metrics: Metrics,
+        drain_deadline_s: float,
+        leaving: asyncio.Event,
+    ) -> None:
+        self.host = host
+        self.consumer = consumer
+        self.committer = committer
+        self.metrics = metrics
+        self.drain_deadline_s = drain_deadline_s
+        self._leaving = leaving
+        """Set once the replica is stopping: partitions assigned then are not taken on."""
+        self.workers: dict[TopicPartition, PartitionWorker] = {}
+        self.paused: set[TopicPartition] = set()
+        """Held back from the fetch: their bulkhead is full (pipeline.runtime.fetch_plan)."""
+        self.held_in_client: set[TopicPartition] = set()
+        """Paused by the consumer itself (a replay's partitions past their range)."""
+        self.ready = False
+        self.peak_held = 0
+        self._revoking: set[TopicPartition] = set()
+        self._start_end_offsets: dict[TopicPartition, int] = {}
+        self._nothing_to_catch_up: set[TopicPartition] = set()
+        self._assignment_settled = False
+
+    def _add_worker(self, tp: TopicPartition) -> PartitionWorker:
+        """A bulkhead whose start offset is the first record it gets (the fetch position)."""
+        worker = PartitionWorker(tp, self.host, self.committer.open(tp))
+        self.workers[tp] = worker
+        return worker
+
+    # -- the group's listener ------------------------------------------------------------------
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._leaving.is_set():
+            # Leaving: the client may still complete a rebalance while it closes.
+            # Nothing will fetch for new partitions, so take none on.
+            numbers = sorted(tp.partition for tp in assigned)
+            log.info("assigned %s while leaving; not taking them", numbers)
+            return
+        self.metrics.inc(REBALANCES)
+        self._revoking.difference_update(assigned)
+        # Workers first, with no await in between: the fetch loop may already
+        # have records for these partitions.
+        for tp in assigned:
+            if tp not in self.workers:
+                self._add_worker(tp)
+        if not assigned:
+            return
+        partitions = list(assigned)
+        ends = await self.consumer.end_offsets(partitions)
+        beginnings = await self.consumer.beginning_offsets(partitions)
+        self._start_end_offsets.update(ends)
+        for tp in partitions:
+            committed = await self.consumer.committed(tp)
+            start = committed if committed is not None else beginnings[tp]
+            if start >= ends[tp]:
+                self._nothing_to_catch_up.add(tp)
+        self._assignment_settled = True
+        log.info("assigned %s", sorted(tp.partition for tp in assigned))
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Until they are assigned again, records still arriving for these
+        # partitions must not start a new worker behind the draining one.
+        self._revoking.update(revoked)
+        leaving = [self.workers.pop(tp) for tp in revoked if tp in self.workers]
+        if not leaving:
+            return
+        clean = await self.drain(leaving)
+        self.paused.difference_update(revoked)
+        self._nothing_to_catch_up.difference_update(revoked)
+        log.info(
+            "revoked %s (%s)",
+            sorted(tp.partition for tp in revoked),
+            "drained" if clean else "drain incomplete",
+        )
+
+    async def drain(self, workers: list[PartitionWorker]) -> bool:
+        """Finish the work in hand within the deadline, commit it, let the partitions go."""
+        results = await asyncio.gather(*(worker.stop(self.drain_deadline_s) for worker in workers))
+        tps = [worker.tp for worker in workers]
+        await self.committer.commit(tps)
+        for tp in tps:
+            self.committer.forget(tp)
+        return all(results)
+
+    async def drain_all(self) -> bool:
+        workers = list(self.workers.values())
+        self.workers.clear()
+        return await self.drain(workers) if workers else True
+
+    # -- what the fetch loop asks ----------------------------------------------------------------
+
+    def held(self) -> dict[TopicPartition, int]:
+        held = {tp: worker.held for tp, worker in self.workers.items()}
+        self.peak_held = max(self.peak_held, sum(held.values()))
+        return held
+
+    def offer(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        worker = self.workers.get(tp)
+        if worker is None and tp in self.consumer.assignment() and tp not in self._revoking:
+            # Records can arrive while the assignment callback still runs.
+            worker = self._add_worker(tp)
+        if worker is not None and not worker.stopping.is_set():
+            worker.offer(records)
+            self.metrics.inc(CONSUMED, len(records))
+
+    def idle(self) -> list[TopicPartition]:
+        return [tp for tp, worker in self.workers.items() if worker.idle]
+
+    def reconcile_pauses(self) -> None:
+        """A partition whose bulkhead is full is held back from the fetch until it drains."""
+        for tp, worker in self.workers.items():
+            if tp in self.paused:
+                if worker.may_resume():
+                    self.paused.discard(tp)
+            elif worker.wants_pause():
+                self.paused.add(tp)
+
+    def update_readiness(self) -> None:
+        if self.ready or not self._assignment_settled:
+            return
+        ends = self._start_end_offsets
+        # Caught up: every record before the end offset seen at assignment is
+        # finished, or there was none to begin with.
+        self.ready = all(
+            worker.offsets.committable >= ends.get(tp, 0) or tp in self._nothing_to_catch_up
+            for tp, worker in self.workers.items()
+        )
+        if self.ready:
+            log.info("caught up with the end offsets seen at assignment: ready")
+
+    def stalled(self, stall_s: float) -> str | None:
+        """Why the replica is not live: a partition with lag and no progress for `stall_s`."""
+        now = time.monotonic()
+        for tp, worker in self.workers.items():
+            committed = worker.offsets.committed
+            # A partition that never had a record here has no position yet (committed
+            # is -1): it is idle, not behind, however long it stays empty.
+            behind = (self.consumer.highwater(tp) or 0) - committed if committed >= 0 else 0
+            lag = max(behind, worker.load)
+            stalled = now - worker.last_progress
+            if lag > 0 and stalled > stall_s and not worker.waiting_on_dependency:
+                return f"{tp.topic}-{tp.partition} has lag {lag} and no progress for {stalled:.0f}s"
+        return None

@@ -1,0 +1,93 @@
+"""What one record goes through before and after its handler: the per-record fault boundary.
+
+Whatever a record's key, value and headers are (any bytes, or null), it
+ends as outputs or as one DLQ record that fits the DLQ topic; nothing here
+raises anything but the errors the worker turns into dead letters
+(`EventDecodeError`, of which `EnvelopeError` is one, and
+`OutputTooLargeError`). The steps are pure, so a property test drives them
+with arbitrary records and no broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel
+
+from pipeline.kafka.port import Record
+from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
+from pipeline.processor import Processor
+from pipeline.runtime.dead_letters import FailedRecord, dlq_record
+from pipeline.wire.codec import EncodedEvent, decode_value
+from pipeline.wire.envelope import Envelope, EnvelopePolicy, check_key, read_envelope
+
+
+class Opened(NamedTuple):
+    """A record that passed the envelope checks and decoded into its event."""
+
+    event: BaseModel
+    envelope: Envelope
+
+
+class RecordPath:
+    def __init__(
+        self,
+        processor: Processor[Any],
+        group_id: str,
+        policy: EnvelopePolicy,
+        limits: Mapping[str, int],
+    ) -> None:
+        self.processor = processor
+        self.group_id = group_id
+        self.policy = policy
+        self.limits = limits
+        """max.message.bytes per topic as the cluster has it; the broker default otherwise."""
+        self._source = processor.source
+        self._event_type = processor.source.event_type.encode()
+        self.dlq_limit = limits.get(processor.source.dlq_name, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
+
+    def open(self, record: Record) -> Opened:
+        """Envelope, then body, then the key against the body; raises what dead-letters it."""
+        envelope = read_envelope(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.headers,
+            self._event_type,
+            self.policy,
+        )
+        source = self._source
+        event = decode_value(source, record.value, partition=record.partition, offset=record.offset)
+        check_key(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            event,
+            source.key_field,
+            self.policy,
+        )
+        return Opened(event, envelope)
+
+    def dead_letter(
+        self, record: Record, error: BaseException, attempts: int, first_failure_ms: int
+    ) -> EncodedEvent:
+        """The record's DLQ copy with the reason, within the DLQ topic's limit."""
+        return dlq_record(
+            FailedRecord(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp,
+                key=record.key,
+                value=record.value,
+                headers=tuple(record.headers),
+                error=error,
+                attempts=attempts,
+                first_failure_ms=first_failure_ms,
+            ),
+            self.group_id,
+            self.processor.name,
+            self.dlq_limit,
+        )

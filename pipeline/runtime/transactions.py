@@ -1,0 +1,110 @@
+"""Exactly-once: a batch's outputs and its source offsets in one Kafka transaction.
+
+A producer has one open transaction at a time, and a worker has many
+partitions; so partitions hand their finished batches to this one publisher,
+which puts everything that is waiting into the next transaction: begin, send
+each batch's outputs and dead letters, add each partition's new offset,
+commit. Consumers that read with isolation `read_committed` then see each
+input's outputs exactly once, even when a worker dies mid-batch.
+
+Fencing: the transactional id is the group plus the replica id, so a replica
+restarted under the same id fences its predecessor. A replica that is cut
+off (not restarted) while its partitions move is not fenced by the new
+owner (aiokafka sends offsets with the group id only, not the group
+generation of KIP-447); keep replica ids stable and the transaction timeout
+short, or rely on idempotent sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pipeline.kafka.delivery import DeliveryList
+from pipeline.kafka.port import TopicPartition
+from pipeline.kafka.producer import EventProducer
+from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
+
+log = logging.getLogger("pipeline.transactions")
+
+Publish = Callable[[], Awaitable[list[asyncio.Future[DeliveryList]]]]
+
+
+@dataclass
+class _Submission:
+    tp: TopicPartition
+    end_offset: int
+    publish: Publish
+    done: asyncio.Future[None]
+
+
+class TransactionalPublisher:
+    def __init__(self, producer: EventProducer, group_id: str) -> None:
+        self.producer = producer
+        self.group_id = group_id
+        self._waiting: list[_Submission] = []
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.transactions = 0
+        self.failed: BaseException | None = None
+        """The first failed transaction's error; no transaction begins after one."""
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait(self._task, CANCEL_WAIT_S, "the transactional publisher")
+
+    def submit(self, tp: TopicPartition, end_offset: int, publish: Publish) -> asyncio.Future[None]:
+        """Queue a batch; the future resolves once its transaction has committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Submission(tp, end_offset, publish, done))
+        self._arrived.set()
+        return done
+
+    async def _run(self) -> None:
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            batch, self._waiting = self._waiting, []
+            if not batch:
+                continue
+            if self.failed is not None:
+                # A later transaction would commit offsets past the aborted batch,
+                # whose outputs are gone: nothing commits after a failure.
+                for submission in batch:
+                    if not submission.done.done():
+                        submission.done.set_exception(self.failed)
+                continue
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Submission]) -> None:
+        client = self.producer.client
+        try:
+            await client.begin_transaction()
+            acks: list[asyncio.Future[DeliveryList]] = []
+            offsets: dict[TopicPartition, int] = {}
+            for submission in batch:
+                acks.extend(await submission.publish())
+                offsets[submission.tp] = max(offsets.get(submission.tp, 0), submission.end_offset)
+            await asyncio.gather(*acks)
+            await client.send_offsets_to_transaction(offsets, self.group_id)
+            await client.commit_transaction()
+        except Exception as exc:  # noqa: BLE001 - handed to every partition in the batch
+            log.error("transaction of %d batches failed (%s); aborting", len(batch), exc)
+            try:
+                await client.abort_transaction()
+            except Exception as abort_error:  # noqa: BLE001 - the first error is the one to report
+                log.error("abort failed too: %s", abort_error)
+            self.failed = exc
+            for submission in batch:
+                if not submission.done.done():
+                    submission.done.set_exception(exc)
+            return
+        self.transactions += 1
+        for submission in batch:
+            if not submission.done.done():
+                submission.done.set_result(None)

@@ -1,0 +1,1 @@
+"""Lag, the scaling policy and its simulator, the local supervisor, Kubernetes manifests."""

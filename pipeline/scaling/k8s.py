@@ -1,0 +1,108 @@
+"""Kubernetes manifests for a processor, filled in from its settings and our scaling policy.
+
+The templates are package data in k8s_templates/ (their README maps our
+policy onto KEDA). KEDA's Kafka scaler only knows lag, so
+the policy is mapped onto its settings:
+- lagThreshold = per-replica rate × target drain time: the backlog one
+  replica clears within the target (KEDA asks for ceil(lag / threshold));
+- min/maxReplicaCount = the policy's bounds, max capped at the partitions;
+- the HPA behaviour scales up at once and down to the highest
+  recommendation of the policy's scale-down window;
+- pollingInterval = the policy's decision interval.
+The alternative scales on the desired replicas our policy exports
+(`pipeline scale --recommend-only`) through KEDA's Prometheus scaler.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.processor import Processor
+from pipeline.scaling.policy import ScalingPolicy
+from pipeline.settings import PipelineSettings
+
+TEMPLATES = Path(__file__).parent / "k8s_templates"
+LEAVE_GROUP_MARGIN_S = 30
+"""Grace period beyond the drain deadline: commit, leave the group, flush the producer."""
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    image: str
+    namespace: str = "default"
+    scale_on: str = "kafka"
+    """`kafka` (KEDA's Kafka scaler) or `prometheus` (our policy's desired replicas)."""
+    replica_rate: float = 200.0
+    prometheus_url: str = "http://prometheus.monitoring:9090"
+    health_port: int = 8081
+    drain_deadline_s: float = 20.0
+    interval_s: int = 5
+
+
+def lag_threshold(policy: ScalingPolicy, replica_rate: float) -> int:
+    return max(1, math.ceil(replica_rate * policy.target_drain_s))
+
+
+def render(
+    processor: Processor[Any],
+    settings: PipelineSettings,
+    policy: ScalingPolicy,
+    options: RenderOptions,
+) -> dict[str, str]:
+    """File name → manifest text."""
+    if options.scale_on not in ("kafka", "prometheus"):
+        raise ConfigError(f"--scale-on must be kafka or prometheus, not {options.scale_on!r}")
+    name = re.sub(r"[^a-z0-9-]", "-", processor.name.lower()).strip("-")
+    values = {
+        "name": name,
+        "namespace": options.namespace,
+        "processor": processor.name,
+        "image": options.image,
+        "group": processor.group_id,
+        "topic": processor.source.name,
+        "bootstrap_servers": settings.bootstrap_servers,
+        "topic_prefix": settings.topic_prefix,
+        "health_port": str(options.health_port),
+        "drain_deadline_s": f"{options.drain_deadline_s:g}",
+        "grace_period_s": str(math.ceil(options.drain_deadline_s) + LEAVE_GROUP_MARGIN_S),
+        "min_replicas": str(policy.min_replicas),
+        "max_replicas": str(min(policy.max_replicas, processor.source.partitions)),
+        "interval_s": str(options.interval_s),
+        "scale_down_window_s": f"{policy.scale_down_window_s:.0f}",
+        "caught_up_window_s": f"{policy.caught_up_window_s:.0f}",
+        "target_drain_s": f"{policy.target_drain_s:.0f}",
+        "lag_threshold": str(lag_threshold(policy, options.replica_rate)),
+        "prometheus_url": options.prometheus_url,
+    }
+    files = ["worker-deployment.yaml"]
+    if options.scale_on == "kafka":
+        files.append("keda-kafka-scaledobject.yaml")
+    else:
+        files += ["keda-prometheus-scaledobject.yaml", "autoscaler-deployment.yaml"]
+    folder = TEMPLATES
+    rendered = {}
+    for file_name in files:
+        template = Template((folder / file_name).read_text())
+        try:
+            rendered[file_name] = template.substitute(values)
+        except KeyError as missing:
+            raise ConfigError(
+                f"{folder / file_name} uses ${{{missing.args[0]}}}, unknown"
+            ) from None
+    return rendered
+
+
+def write(rendered: dict[str, str], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file_name, text in rendered.items():
+        path = out / file_name
+        path.write_text(text)
+        written.append(path)
+    return written

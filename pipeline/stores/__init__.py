@@ -1,0 +1,1 @@
+"""State beside the stream: the local cache, tables materialised from topics, PostgreSQL."""

@@ -1,0 +1,1 @@
+"""The wire format: how an event becomes a record, and how a record's envelope is read."""
