@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from pipeline.errors import PipelineError
 from pipeline.kafka.delivery import Delivery
+from pipeline.kafka.port import Acknowledged
 from pipeline.wire.codec import EncodedEvent, payload_size
 
 
 class SentBatch(NamedTuple):
     """A record batch handed to the client: its acknowledgement, partition and events."""
 
-    ack: asyncio.Future[Any]
+    ack: asyncio.Future[Acknowledged]
     partition: int
     indexes: list[int]
 

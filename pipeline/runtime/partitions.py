@@ -46,8 +46,6 @@ class Partitions:
         self.workers: dict[TopicPartition, PartitionWorker] = {}
         self.paused: set[TopicPartition] = set()
         """Held back from the fetch: their bulkhead is full (pipeline.runtime.fetch_plan)."""
-        self.held_in_client: set[TopicPartition] = set()
-        """Paused by the consumer itself (a replay's partitions past their range)."""
         self.ready = False
         self.peak_held = 0
         self._revoking: set[TopicPartition] = set()
