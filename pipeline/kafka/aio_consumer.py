@@ -56,6 +56,7 @@ class AioConsumer:
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(*tp) for tp in self._client.assignment()}
 
+    @translated
     async def fetch(
         self, partitions: Collection[TopicPartition], timeout_s: float, max_records: int
     ) -> Mapping[TopicPartition, Sequence[Record]]:

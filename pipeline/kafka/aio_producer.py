@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka import TopicPartition as AioPartition
 
-from pipeline.kafka.aio_errors import translated
+from pipeline.kafka.aio_errors import translated, translated_outcome
 from pipeline.kafka.port import Acknowledged, Batch, Headers, TopicPartition
 
 PartitionCount = Callable[[Any, str, float], Awaitable[int]]
@@ -48,6 +48,7 @@ class AioProducer:
     def create_batch(self) -> Batch:
         return AioBatch(self._client.create_batch())
 
+    @translated
     async def send_batch(
         self, batch: Batch, topic: str, partition: int
     ) -> asyncio.Future[Acknowledged]:
@@ -55,7 +56,7 @@ class AioProducer:
         sent: asyncio.Future[Acknowledged] = await self._client.send_batch(
             batch.builder, topic, partition=partition
         )
-        return sent
+        return translated_outcome(sent)
 
     async def partition_count(self, topic: str, wait_s: float = 5.0) -> int:
         return await self._partition_count(self._client.client, topic, wait_s)
