@@ -138,6 +138,18 @@ class PipelineSettings(BaseSettings):
         description="Comma-separated host:port list. `pipeline infra up` prints the local one.",
     )
     client_id: str = "pipeline"
+    client: Literal["aiokafka", "confluent"] = Field(
+        default="aiokafka",
+        description="The Kafka client behind the port: aiokafka (pure Python, on the event "
+        "loop) or confluent (librdkafka, its own threads; KIP-447 fencing, incremental "
+        "rebalances). `pipeline worker --client` sets it for one worker.",
+    )
+    rebalance_protocol: Literal["eager", "cooperative", "consumer"] = Field(
+        default="eager",
+        description="How a group moves partitions: eager (all stop, all reassigned), "
+        "cooperative (cooperative-sticky: only the moving ones stop) or consumer (KIP-848, "
+        "the broker assigns; Kafka 4). The last two need the confluent client.",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -182,6 +194,16 @@ class PipelineSettings(BaseSettings):
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _incremental_rebalances_need_confluent(self) -> PipelineSettings:
+        if self.rebalance_protocol != "eager" and self.client != "confluent":
+            raise ValueError(
+                f"rebalance_protocol {self.rebalance_protocol} needs client confluent "
+                "(aiokafka rebalances eagerly only): set PIPELINE_CLIENT=confluent or "
+                "PIPELINE_REBALANCE_PROTOCOL=eager"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> PipelineSettings:

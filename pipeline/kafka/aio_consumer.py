@@ -10,7 +10,7 @@ from aiokafka import TopicPartition as AioPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from pipeline.kafka.aio_errors import translated
-from pipeline.kafka.port import RebalanceListener, Record, TopicPartition
+from pipeline.kafka.port import KafkaClientError, RebalanceListener, Record, TopicPartition
 
 PartitionCount = Callable[[Any, str, float], Awaitable[int]]
 
@@ -138,3 +138,10 @@ class AioConsumer:
 
     async def partition_count(self, topic: str, wait_s: float = 5.0) -> int:
         return await self._partition_count(self._client._client, topic, wait_s)
+
+    async def group_metadata(self) -> object:
+        """The group id: aiokafka sends transactional offsets without KIP-447's generation."""
+        group_id = self._client._group_id
+        if group_id is None:
+            raise KafkaClientError("group_metadata needs a consumer with a group_id")
+        return str(group_id)

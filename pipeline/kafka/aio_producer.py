@@ -67,11 +67,13 @@ class AioProducer:
 
     @translated
     async def send_offsets_to_transaction(
-        self, offsets: Mapping[TopicPartition, int], group_id: str
+        self, offsets: Mapping[TopicPartition, int], group: object
     ) -> None:
+        if not isinstance(group, str):
+            raise TypeError(f"expected an aiokafka consumer's group_metadata(), got {group!r}")
         await self._client.send_offsets_to_transaction(
             {AioPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()},
-            group_id,
+            group,
         )
 
     @translated

@@ -7,7 +7,11 @@ from pipeline.settings import PipelineSettings
 
 
 def connect(settings: PipelineSettings) -> Clients:
-    """Clients for the cluster the settings name (aiokafka's, the only adapter so far)."""
+    """Clients for the cluster the settings name, on the client they choose (`client`)."""
+    if settings.client == "confluent":
+        from pipeline.kafka.confluent import ConfluentClients
+
+        return ConfluentClients(settings)
     from pipeline.kafka.aio import AioClients
 
     return AioClients(settings)

@@ -162,6 +162,14 @@ class Consumer(Protocol):
     async def partition_count(self, topic: str, wait_s: float = 5.0) -> int:
         """Partitions of `topic`; TopicNotOnClusterError, naming it, when it does not exist."""
 
+    async def group_metadata(self) -> object:
+        """What a transaction's offsets name this member by (for send_offsets_to_transaction).
+
+        The group id on clients without KIP-447; with it, also the member and
+        its generation, so offsets from a member the group has moved on from
+        are refused (the member is fenced).
+        """
+
 
 class Batch(Protocol):
     """Records for one partition, sent together."""
@@ -210,8 +218,9 @@ class Producer(Protocol):
     async def begin_transaction(self) -> None: ...
 
     async def send_offsets_to_transaction(
-        self, offsets: Mapping[TopicPartition, int], group_id: str
-    ) -> None: ...
+        self, offsets: Mapping[TopicPartition, int], group: object
+    ) -> None:
+        """`group`: the consuming Consumer's group_metadata() of the same adapter."""
 
     async def commit_transaction(self) -> None: ...
 

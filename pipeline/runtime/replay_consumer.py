@@ -159,3 +159,6 @@ class ReplayConsumer:
 
     async def partition_count(self, topic: str, wait_s: float = 5.0) -> int:
         return await self.inner.partition_count(topic, wait_s)
+
+    async def group_metadata(self) -> object:
+        return await self.inner.group_metadata()

@@ -9,10 +9,12 @@ input's outputs exactly once, even when a worker dies mid-batch.
 
 Fencing: the transactional id is the group plus the replica id, so a replica
 restarted under the same id fences its predecessor. A replica that is cut
-off (not restarted) while its partitions move is not fenced by the new
-owner (aiokafka sends offsets with the group id only, not the group
-generation of KIP-447); keep replica ids stable and the transaction timeout
-short, or rely on idempotent sinks.
+off (not restarted, e.g. frozen past its session timeout) while its
+partitions move is fenced by KIP-447 on the confluent client: its offsets
+carry the group generation it had, and the coordinator refuses them, so its
+transaction aborts. On aiokafka (offsets sent with the group id only) it is
+not; there keep replica ids stable and the transaction timeout short, or
+rely on idempotent sinks.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
 log = logging.getLogger("pipeline.transactions")
 
 Publish = Callable[[], Awaitable[list[asyncio.Future[DeliveryList]]]]
+GroupMetadata = Callable[[], Awaitable[object]]
+"""The consumer's group_metadata, asked again for each transaction (the generation changes)."""
 
 
 @dataclass
@@ -41,9 +45,9 @@ class _Submission:
 
 
 class TransactionalPublisher:
-    def __init__(self, producer: EventProducer, group_id: str) -> None:
+    def __init__(self, producer: EventProducer, group_metadata: GroupMetadata) -> None:
         self.producer = producer
-        self.group_id = group_id
+        self.group_metadata = group_metadata
         self._waiting: list[_Submission] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -91,7 +95,7 @@ class TransactionalPublisher:
                 acks.extend(await submission.publish())
                 offsets[submission.tp] = max(offsets.get(submission.tp, 0), submission.end_offset)
             await asyncio.gather(*acks)
-            await client.send_offsets_to_transaction(offsets, self.group_id)
+            await client.send_offsets_to_transaction(offsets, await self.group_metadata())
             await client.commit_transaction()
         except Exception as exc:  # noqa: BLE001 - handed to every partition in the batch
             log.error("transaction of %d batches failed (%s); aborting", len(batch), exc)

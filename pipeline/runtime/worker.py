@@ -118,7 +118,7 @@ class Runtime:
                 transactional_id=f"{self.group_id}-{self.replica_id}",
                 clients=self.clients,
             )
-            self.transactions = TransactionalPublisher(self.producer, self.group_id)
+            self.transactions = TransactionalPublisher(self.producer, self._group_metadata)
         else:
             self.producer = EventProducer(settings, clients=self.clients)
         self.room_freed = asyncio.Event()
@@ -143,6 +143,9 @@ class Runtime:
             self._stop_requested,
         )
         register_worker_gauges(self.metrics, self.partitions, self.consumer, self.breakers)
+
+    async def _group_metadata(self) -> object:
+        return await self.consumer.group_metadata()
 
     def _consumer_options(self) -> ConsumerOptions:
         options = self.options

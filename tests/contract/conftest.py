@@ -13,12 +13,18 @@ from pipeline.kafka.port import Clients, NewTopic
 from pipeline.settings import PipelineSettings
 
 
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("aiokafka", marks=pytest.mark.integration),
+        pytest.param("confluent", marks=pytest.mark.integration),
+    ]
+)
 def clients(request: pytest.FixtureRequest) -> Clients:
     if request.param == "memory":
         return MemoryClients()
     bootstrap = request.getfixturevalue("kafka_bootstrap")
-    return connect(PipelineSettings(bootstrap_servers=bootstrap))
+    return connect(PipelineSettings(bootstrap_servers=bootstrap, client=request.param))
 
 
 @pytest.fixture

@@ -190,3 +190,9 @@ class MemoryConsumer:
 
     async def partition_count(self, topic: str, wait_s: float = 5.0) -> int:
         return await self.broker.partition_count(topic, wait_s)
+
+    async def group_metadata(self) -> object:
+        """The group id only: like aiokafka, this broker does not fence by generation."""
+        if self._group is None:
+            raise KafkaClientError("group_metadata needs a group_id")
+        return self._group.id

@@ -151,12 +151,14 @@ class MemoryProducer:
         self._transaction = self.broker.begin_transaction(self.options.transactional_id)
 
     async def send_offsets_to_transaction(
-        self, offsets: Mapping[TopicPartition, int], group_id: str
+        self, offsets: Mapping[TopicPartition, int], group: object
     ) -> None:
         self._check_fenced()
+        if not isinstance(group, str):
+            raise TypeError(f"expected a memory consumer's group_metadata(), got {group!r}")
         if self._transaction is None:
             raise KafkaClientError("IllegalStateError: no transaction has begun")
-        self._transaction.group = group_id
+        self._transaction.group = group
         self._transaction.offsets.update(
             {(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
         )

@@ -126,8 +126,12 @@ class Replicas:
                 self.exit_codes.append(run.result())
                 self.add()
 
-    async def until(self, condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
-        """Poll `condition`, restarting replicas that exited, until it holds or time is up."""
+    async def until(self, condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+        """Poll `condition`, restarting replicas that exited, until it holds or time is up.
+
+        The limits only catch a hang: an example takes well under a second
+        unless the machine is starved of CPU.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             await self.replace_failed()
@@ -231,7 +235,7 @@ async def run(scenario: Scenario, cache_dir: Path) -> None:
             elif action == "commit_fails":
                 broker.fail("commit", times=2)
 
-        await replicas.until(lambda: all_committed(broker, GROUP), "everything committed", 20)
+        await replicas.until(lambda: all_committed(broker, GROUP), "everything committed", 120)
     finally:
         await replicas.stop_all()
 

@@ -22,7 +22,7 @@ class Client:
     async def begin_transaction(self) -> None:
         self.calls.append("begin")
 
-    async def send_offsets_to_transaction(self, offsets: object, group: str) -> None:
+    async def send_offsets_to_transaction(self, offsets: object, group: object) -> None:
         self.calls.append(f"offsets {offsets}")
 
     async def commit_transaction(self) -> None:
@@ -35,13 +35,17 @@ class Client:
         self.calls.append("abort")
 
 
+async def group_metadata() -> object:
+    return "group"
+
+
 async def nothing_to_publish() -> list[asyncio.Future[DeliveryList]]:
     return []
 
 
 async def test_a_failed_transaction_fails_every_later_batch_without_committing() -> None:
     client = Client()
-    publisher = TransactionalPublisher(SimpleNamespace(client=client), "group")  # type: ignore[arg-type]
+    publisher = TransactionalPublisher(SimpleNamespace(client=client), group_metadata)  # type: ignore[arg-type]
     publisher.start()
     tp = TopicPartition("in", 0)
     try:

@@ -1,0 +1,135 @@
+"""The confluent-kafka adapter: the port's clients, made from settings.
+
+The only place that knows librdkafka's configuration names. Chosen with
+PIPELINE_CLIENT=confluent (or `pipeline worker --client confluent`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pipeline.kafka.confluent_admin import ConfluentAdmin
+from pipeline.kafka.confluent_consumer import ConfluentConsumer
+from pipeline.kafka.confluent_producer import ConfluentProducer
+from pipeline.kafka.port import Admin, Consumer, ConsumerOptions, Producer, ProducerOptions
+from pipeline.settings import PipelineSettings
+
+log = logging.getLogger("pipeline.kafka.librdkafka")
+
+PREFETCH_KBYTES = 16 * 1024
+"""librdkafka's queue of fetched, not yet consumed records (all partitions): the memory bound."""
+PRODUCER_LINGER_MS = 1
+"""The runtime batches already; this only lets one batch's records leave in one request."""
+PRODUCER_QUEUE_MESSAGES = 1_000_000
+"""The runtime bounds bytes in flight itself; librdkafka's count limit must not bind first."""
+
+
+def _log_error(error: Any) -> None:
+    log.warning("librdkafka: %s", error)
+
+
+def client_config(settings: PipelineSettings) -> dict[str, Any]:
+    """Connection settings shared by librdkafka producers, consumers and admins."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": settings.client_id,
+        "security.protocol": settings.security_protocol.lower(),
+        "error_cb": _log_error,
+        "logger": log,
+    }
+    if settings.sasl_mechanism is not None:
+        config["sasl.mechanism"] = settings.sasl_mechanism
+        config["sasl.username"] = settings.sasl_username
+        if settings.sasl_password is not None:
+            config["sasl.password"] = settings.sasl_password.get_secret_value()
+    if settings.ssl_cafile is not None:
+        config["ssl.ca.location"] = str(settings.ssl_cafile)
+    if settings.ssl_certfile is not None:
+        config["ssl.certificate.location"] = str(settings.ssl_certfile)
+    if settings.ssl_keyfile is not None:
+        config["ssl.key.location"] = str(settings.ssl_keyfile)
+    if settings.ssl_key_password is not None:
+        config["ssl.key.password"] = settings.ssl_key_password.get_secret_value()
+    return config
+
+
+def consumer_config(settings: PipelineSettings, options: ConsumerOptions) -> dict[str, Any]:
+    config = client_config(settings)
+    config.update(
+        {
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": options.start,
+            "isolation.level": options.isolation,
+            "max.partition.fetch.bytes": options.max_partition_fetch_bytes,
+            "fetch.max.bytes": options.fetch_max_bytes,
+            "queued.max.messages.kbytes": PREFETCH_KBYTES,
+            "max.poll.interval.ms": max(options.rebalance_timeout_ms, options.session_timeout_ms),
+        }
+    )
+    if options.group_id is None:
+        # librdkafka wants one even for assigned partitions; nothing joins or commits it.
+        config["group.id"] = f"{settings.client_id}-reader"
+        return config
+    config["group.id"] = options.group_id
+    if options.group_instance_id is not None:
+        config["group.instance.id"] = options.group_instance_id
+    protocol = settings.rebalance_protocol
+    if protocol == "consumer":
+        # KIP-848: the broker owns assignment, session and heartbeat settings.
+        config["group.protocol"] = "consumer"
+    else:
+        config["session.timeout.ms"] = options.session_timeout_ms
+        config["heartbeat.interval.ms"] = options.heartbeat_interval_ms
+        config["partition.assignment.strategy"] = (
+            "cooperative-sticky" if protocol == "cooperative" else "roundrobin"
+        )
+    return config
+
+
+def producer_config(settings: PipelineSettings, options: ProducerOptions) -> dict[str, Any]:
+    config = client_config(settings)
+    delivery_timeout_ms = options.request_timeout_ms
+    config.update(
+        {
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": PRODUCER_LINGER_MS,
+            "batch.size": options.batch_bytes,
+            "message.max.bytes": options.max_request_bytes,
+            "request.timeout.ms": options.request_timeout_ms,
+            "compression.type": options.compression,
+            "queue.buffering.max.messages": PRODUCER_QUEUE_MESSAGES,
+        }
+    )
+    if options.transactional_id is not None:
+        config["transactional.id"] = options.transactional_id
+        config["transaction.timeout.ms"] = options.transaction_timeout_ms
+        delivery_timeout_ms = min(delivery_timeout_ms, options.transaction_timeout_ms)
+    config["message.timeout.ms"] = delivery_timeout_ms
+    return config
+
+
+class ConfluentClients:
+    """The port's Clients on confluent-kafka."""
+
+    def __init__(self, settings: PipelineSettings) -> None:
+        self.settings = settings
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings.bootstrap_servers
+
+    def consumer(self, options: ConsumerOptions) -> Consumer:
+        return ConfluentConsumer(
+            consumer_config(self.settings, options),
+            self.settings.rebalance_protocol if options.group_id else "eager",
+            options.group_id,
+        )
+
+    def producer(self, options: ProducerOptions) -> Producer:
+        return ConfluentProducer(producer_config(self.settings, options), options.batch_bytes)
+
+    def admin(self) -> Admin:
+        return ConfluentAdmin(client_config(self.settings))

@@ -1,0 +1,199 @@
+"""The port's Admin on confluent-kafka's AdminClient (its futures awaited on the loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, TypeVar
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    ResourceType,
+)
+from confluent_kafka.admin import NewTopic as TheirNewTopic
+
+from pipeline.errors import PipelineError
+from pipeline.kafka.confluent_errors import translated
+from pipeline.kafka.port import Committed, KafkaClientError, NewTopic, PartitionInfo, TopicPartition
+
+COORDINATOR_WAIT_S = 30.0
+REQUEST_TIMEOUT_S = 15.0
+T = TypeVar("T")
+
+
+def refusal(exc: BaseException | None) -> str | None:
+    """None for success, else the Kafka error's name and code (worded as the aiokafka adapter's)."""
+    if exc is None:
+        return None
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        error: KafkaError = exc.args[0]
+        return f"{error.name()} (Kafka error code {error.code()}): {error.str()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _outcome(future: concurrent.futures.Future[T]) -> BaseException | None:
+    try:
+        await asyncio.wrap_future(future)
+    except KafkaException as exc:
+        return exc
+    return None
+
+
+class ConfluentAdmin:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._config = config
+        self._client: AdminClient | None = None
+
+    @property
+    def client(self) -> AdminClient:
+        if self._client is None:
+            raise KafkaClientError("the admin client is not started (call start() first)")
+        return self._client
+
+    async def start(self) -> None:
+        self._client = AdminClient(dict(self._config))
+
+    async def stop(self) -> None:
+        self._client = None
+
+    async def _metadata(self, topic: str | None = None) -> Any:
+        return await asyncio.to_thread(self.client.list_topics, topic, REQUEST_TIMEOUT_S)
+
+    @translated
+    async def broker_count(self) -> int:
+        return len((await self._metadata()).brokers)
+
+    @translated
+    async def describe_topics(self, names: Collection[str]) -> dict[str, list[PartitionInfo]]:
+        if not names:
+            return {}
+        wanted = set(names)
+        metadata = await self._metadata()
+        found: dict[str, list[PartitionInfo]] = {}
+        for name, topic in metadata.topics.items():
+            if name not in wanted or topic.error is not None or not topic.partitions:
+                continue
+            found[name] = sorted(
+                (
+                    PartitionInfo(p.id, p.leader, list(p.replicas), list(p.isrs))
+                    for p in topic.partitions.values()
+                ),
+                key=lambda info: info.partition,
+            )
+        return found
+
+    @translated
+    async def topic_configs(self, names: Collection[str]) -> dict[str, dict[str, str]]:
+        if not names:
+            return {}
+        futures = self.client.describe_configs(
+            [ConfigResource(ResourceType.TOPIC, name) for name in names],
+            request_timeout=REQUEST_TIMEOUT_S,
+        )
+        result: dict[str, dict[str, str]] = {}
+        for resource, future in futures.items():
+            try:
+                entries = await asyncio.wrap_future(future)
+            except KafkaException as exc:
+                raise PipelineError(
+                    f"describing configs of {resource.name!r} failed: {refusal(exc)}"
+                ) from exc
+            result[resource.name] = {
+                name: entry.value for name, entry in entries.items() if entry.value is not None
+            }
+        return result
+
+    @translated
+    async def create_topics(self, topics: Sequence[NewTopic]) -> dict[str, str | None]:
+        if not topics:
+            return {}
+        futures = self.client.create_topics(
+            [
+                TheirNewTopic(t.name, t.partitions, t.replication_factor, config=dict(t.configs))
+                for t in topics
+            ],
+            request_timeout=REQUEST_TIMEOUT_S,
+        )
+        answers: dict[str, str | None] = {}
+        for name, future in futures.items():
+            exc = await _outcome(future)
+            existing = (
+                isinstance(exc, KafkaException)
+                and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
+            )
+            answers[name] = None if existing else refusal(exc)
+        return answers
+
+    @translated
+    async def create_partitions(self, totals: Mapping[str, int]) -> None:
+        if not totals:
+            return
+        futures = self.client.create_partitions(
+            [NewPartitions(topic, total) for topic, total in totals.items()],
+            request_timeout=REQUEST_TIMEOUT_S,
+        )
+        for future in futures.values():
+            await asyncio.wrap_future(future)
+
+    @translated
+    async def set_topic_configs(
+        self, configs: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, str | None]:
+        if not configs:
+            return {}
+        resources = [
+            ConfigResource(
+                ResourceType.TOPIC,
+                topic,
+                incremental_configs=[
+                    ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+                    for name, value in values.items()
+                ],
+            )
+            for topic, values in configs.items()
+        ]
+        futures = self.client.incremental_alter_configs(
+            resources, request_timeout=REQUEST_TIMEOUT_S
+        )
+        return {
+            resource.name: refusal(await _outcome(future)) for resource, future in futures.items()
+        }
+
+    @translated
+    async def group_commits(self, group: str) -> dict[TopicPartition, Committed]:
+        """A group's commits, waiting out a coordinator still being elected (fresh clusters)."""
+        deadline = time.monotonic() + COORDINATOR_WAIT_S
+        while True:
+            futures = self.client.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group)], request_timeout=REQUEST_TIMEOUT_S
+            )
+            try:
+                found = await asyncio.wrap_future(futures[group])
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
+            return {
+                TopicPartition(tp.topic, tp.partition): Committed(tp.offset, tp.metadata or "")
+                for tp in found.topic_partitions or ()
+                if tp.offset >= 0
+            }
+
+    @translated
+    async def group_member_count(self, group: str) -> int:
+        futures = self.client.describe_consumer_groups([group], request_timeout=REQUEST_TIMEOUT_S)
+        try:
+            described = await asyncio.wrap_future(futures[group])
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND:
+                return 0
+            raise
+        return len(described.members)

@@ -1,0 +1,406 @@
+"""The port's Consumer on confluent-kafka: librdkafka fetches on its own threads.
+
+Every call to the Consumer runs on one ConsumerThread. The port's
+synchronous calls (pause, resume, seek, assignment, positions, high
+waters) never wait for it: changes are queued in order, and what the loop
+reads is a mirror the thread refreshes after each fetch.
+
+`fetch` for some partitions only: librdkafka hands over whatever any
+unpaused partition has, so records of partitions not asked for are kept
+here, in order, for the call that asks for them (at most one fetch's worth:
+the runtime pauses a partition it holds back). A seek or a revocation drops
+what is kept for that partition.
+
+Rebalances: librdkafka calls back inside `consume()`; the callbacks run the
+runtime's listener on the loop and wait for it (serving the queue
+meanwhile, so the listener's commits and offset queries go through). The
+protocol decides the calls: eager assigns and unassigns everything;
+cooperative-sticky and KIP-848's `consumer` protocol hand over only the
+partitions that move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
+from confluent_kafka import TopicPartition as TheirPartition
+
+from pipeline.kafka.confluent_errors import from_kafka_error, translated
+from pipeline.kafka.confluent_records import ConfluentRecord, by_partition, ours, theirs
+from pipeline.kafka.confluent_thread import SERVE_SLICE_S, ConsumerThread
+from pipeline.kafka.metadata import DEFAULT_WAIT_S, TopicNotOnClusterError
+from pipeline.kafka.port import KafkaClientError, RebalanceListener, TopicPartition
+
+log = logging.getLogger("pipeline.kafka.confluent")
+
+Incremental = Literal["eager", "cooperative", "consumer"]
+QUERY_TIMEOUT_S = 15.0
+MIRROR_REFRESH_S = 0.5
+"""How often positions and high waters of partitions with nothing new are read again."""
+
+
+class ConfluentConsumer:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        protocol: Incremental,
+        group_id: str | None,
+    ) -> None:
+        self._config = config
+        self._protocol = protocol
+        self._group_id = group_id
+        self._client: Consumer | None = None
+        self._thread = ConsumerThread(f"kafka-consumer-{group_id or 'reader'}")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: RebalanceListener | None = None
+        self._assigned: set[TopicPartition] = set()
+        self._kept: dict[TopicPartition, list[ConfluentRecord]] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._highwaters: dict[TopicPartition, int] = {}
+        self._mirror_refreshed = 0.0
+        self._revoke_heard = False
+        self._before_start: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+        """Calls made before start (the port allows subscribing first), made by start."""
+
+    @property
+    def client(self) -> Consumer:
+        if self._client is None:
+            raise KafkaClientError("the consumer is not started (call start() first)")
+        return self._client
+
+    # -- life -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread.start()
+        self._client = await self._thread.call(Consumer, dict(self._config))
+        for function, args in self._before_start:
+            self._thread.post(function, *args)
+        self._before_start.clear()
+
+    async def stop(self) -> None:
+        if self._client is None:
+            return
+        client = self._client
+        try:
+            await self._thread.call(client.close)
+        finally:
+            self._thread.stop()
+            await asyncio.to_thread(self._thread.join, QUERY_TIMEOUT_S)
+            self._client = None
+
+    # -- assignment -------------------------------------------------------------------------------
+
+    def subscribe(self, topic: str, listener: RebalanceListener) -> None:
+        self._listener = listener
+        self._post(self._subscribe_on_thread, topic)
+
+    def _subscribe_on_thread(self, topic: str) -> None:
+        self.client.subscribe(
+            [topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def _post(self, function: Callable[..., object], *args: Any) -> None:
+        if self._client is None:
+            self._before_start.append((function, args))
+        else:
+            self._thread.post(function, *args)
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        wanted = {TopicPartition(*tp) for tp in partitions}
+        self._assigned = set(wanted)
+        for tp in list(self._kept):
+            if tp not in wanted:
+                del self._kept[tp]
+        self._post(self._assign_on_thread, [theirs(tp) for tp in wanted])
+
+    def _assign_on_thread(self, partitions: list[TheirPartition]) -> None:
+        self.client.assign(partitions)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assigned)
+
+    def _on_assign(self, client: Consumer, partitions: list[TheirPartition]) -> None:
+        assigned = {ours(tp) for tp in partitions}
+        if self._protocol == "eager":
+            if not self._revoke_heard:
+                # librdkafka skips the revocation of a first join; the port's eager
+                # listener hears one per rebalance, as on aiokafka.
+                self._call_listener("on_revoked", set())
+            self._revoke_heard = False
+            client.assign(partitions)
+            self._assigned = assigned
+        else:
+            client.incremental_assign(partitions)
+            self._assigned |= assigned
+        self._call_listener("on_assigned", assigned)
+
+    def _on_revoke(self, client: Consumer, partitions: list[TheirPartition]) -> None:
+        revoked = {ours(tp) for tp in partitions}
+        self._revoke_heard = True
+        try:
+            self._call_listener("on_revoked", revoked)
+        finally:
+            for tp in revoked:
+                self._kept.pop(tp, None)
+                self._positions.pop(tp, None)
+                self._highwaters.pop(tp, None)
+            if self._protocol == "eager":
+                client.unassign()
+                self._assigned = set()
+            else:
+                client.incremental_unassign(partitions)
+                self._assigned -= revoked
+
+    def _on_lost(self, client: Consumer, partitions: list[TheirPartition]) -> None:
+        log.warning(
+            "lost partitions %s (this member was out of the group: its commits for them fail)",
+            sorted(tp.partition for tp in partitions),
+        )
+        self._on_revoke(client, partitions)
+
+    def _call_listener(self, name: str, partitions: set[TopicPartition]) -> None:
+        if self._listener is None or self._loop is None:
+            return
+        callback = getattr(self._listener, name)
+        try:
+            self._thread.await_on_loop(self._loop, callback(partitions))
+        except Exception:
+            # librdkafka cannot take an exception from a callback; the assignment
+            # change goes on and the runtime has logged its side.
+            log.exception("the rebalance listener's %s failed", name)
+
+    # -- fetching ---------------------------------------------------------------------------------
+
+    @translated
+    async def fetch(
+        self, partitions: Collection[TopicPartition], timeout_s: float, max_records: int
+    ) -> Mapping[TopicPartition, Sequence[ConfluentRecord]]:
+        wanted = set(partitions) if partitions else None
+        kept = self._take_kept(wanted, max_records)
+        if kept:
+            return kept
+        fetched = await self._thread.call(self._fetch_on_thread, timeout_s, max_records)
+        if wanted is None:
+            return fetched
+        found: dict[TopicPartition, Sequence[ConfluentRecord]] = {}
+        for tp, records in fetched.items():
+            if tp in wanted:
+                found[tp] = records
+            else:
+                self._kept.setdefault(tp, []).extend(records)
+        return found
+
+    def _take_kept(
+        self, wanted: set[TopicPartition] | None, max_records: int
+    ) -> dict[TopicPartition, Sequence[ConfluentRecord]]:
+        taken: dict[TopicPartition, Sequence[ConfluentRecord]] = {}
+        for tp in list(self._kept):
+            if wanted is not None and tp not in wanted:
+                continue
+            records = self._kept[tp]
+            if len(records) <= max_records:
+                taken[tp] = self._kept.pop(tp)
+            else:
+                taken[tp], self._kept[tp] = records[:max_records], records[max_records:]
+            max_records -= len(taken[tp])
+            if max_records <= 0:
+                break
+        return taken
+
+    def _fetch_on_thread(
+        self, timeout_s: float, max_records: int
+    ) -> dict[TopicPartition, list[ConfluentRecord]]:
+        """On the consumer thread: what is ready now, else the first records within the timeout."""
+        client = self.client
+        messages = client.consume(max_records, 0)
+        deadline = time.monotonic() + timeout_s
+        while not messages:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            messages = client.consume(1, min(remaining, SERVE_SLICE_S))
+            if messages and max_records > 1:
+                messages.extend(client.consume(max_records - 1, 0))
+            self._thread.serve_pending()
+        found = by_partition(messages)
+        self._refresh_mirror(client, found)
+        return found
+
+    def _refresh_mirror(
+        self, client: Consumer, found: Mapping[TopicPartition, list[ConfluentRecord]]
+    ) -> None:
+        """Positions and high waters for the loop's synchronous questions."""
+        now = time.monotonic()
+        if now - self._mirror_refreshed >= MIRROR_REFRESH_S:
+            self._mirror_refreshed = now
+            tps = list(self._assigned)
+        else:
+            tps = list(found)
+        if not tps:
+            return
+        for position in client.position([theirs(tp) for tp in tps]):
+            if position.offset >= 0:
+                self._positions[ours(position)] = position.offset
+        for tp in tps:
+            low_high = client.get_watermark_offsets(theirs(tp), cached=True)
+            if low_high is not None and low_high[1] >= 0:
+                self._highwaters[tp] = low_high[1]
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self._post(self._pause_on_thread, [theirs(tp) for tp in partitions], True)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self._post(self._pause_on_thread, [theirs(tp) for tp in partitions], False)
+
+    def _pause_on_thread(self, partitions: list[TheirPartition], pause: bool) -> None:
+        if pause:
+            self.client.pause(partitions)
+        else:
+            self.client.resume(partitions)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        tp = TopicPartition(*partition)
+        self._kept.pop(tp, None)
+        self._positions[tp] = offset
+        self._post(self._seek_on_thread, tp, offset)
+
+    def _seek_on_thread(self, tp: TopicPartition, offset: int) -> None:
+        client = self.client
+        try:
+            client.seek(theirs(tp, offset))
+        except KafkaException as exc:
+            # Not fetching yet (just assigned): the offset is taken at assignment instead.
+            if exc.args and exc.args[0].code() == KafkaError._STATE:
+                if self._protocol == "eager" or self._listener is None:
+                    client.assign([theirs(a, offset if a == tp else None) for a in self._assigned])
+                else:
+                    client.incremental_unassign([theirs(tp)])
+                    client.incremental_assign([theirs(tp, offset)])
+            else:
+                raise
+        self._kept.pop(tp, None)
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        beginnings = await self.beginning_offsets(partitions)
+        for tp, offset in beginnings.items():
+            self.seek(tp, offset)
+
+    async def position(self, partition: TopicPartition) -> int:
+        deadline = time.monotonic() + QUERY_TIMEOUT_S
+        while True:
+            known = self.known_position(partition)
+            if known is not None:
+                return known
+            committed = await self.committed(partition) if self._group_id else None
+            if committed is not None:
+                return committed
+            if self._config.get("auto.offset.reset") == "earliest":
+                return (await self.beginning_offsets([partition]))[partition]
+            if self._config.get("auto.offset.reset") == "latest":
+                return (await self.end_offsets([partition]))[partition]
+            if time.monotonic() >= deadline:
+                raise KafkaClientError(f"no position for {partition.topic}[{partition.partition}]")
+            await asyncio.sleep(0.05)
+
+    def known_position(self, partition: TopicPartition) -> int | None:
+        if partition not in self._assigned:
+            return None
+        return self._positions.get(partition)
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        if partition not in self._assigned:
+            return None
+        return self._highwaters.get(partition)
+
+    # -- offsets ----------------------------------------------------------------------------------
+
+    @translated
+    async def commit(self, offsets: Mapping[TopicPartition, int], metadata: str = "") -> None:
+        if not offsets:
+            return
+        positions = [
+            TheirPartition(tp.topic, tp.partition, offset, metadata=metadata)
+            for tp, offset in offsets.items()
+        ]
+        answers = await self._thread.call(self._commit_on_thread, positions)
+        for answer in answers or ():
+            if answer.error is not None:
+                raise from_kafka_error(answer.error)
+
+    def _commit_on_thread(self, positions: list[TheirPartition]) -> list[TheirPartition] | None:
+        return self.client.commit(offsets=positions, asynchronous=False)
+
+    @translated
+    async def committed(self, partition: TopicPartition) -> int | None:
+        found = await self._thread.call(
+            self._committed_on_thread, [theirs(partition)], QUERY_TIMEOUT_S
+        )
+        offset = found[0].offset
+        return None if offset == OFFSET_INVALID or offset < 0 else offset
+
+    def _committed_on_thread(
+        self, partitions: list[TheirPartition], timeout_s: float
+    ) -> list[TheirPartition]:
+        return self.client.committed(partitions, timeout=timeout_s)
+
+    @translated
+    async def beginning_offsets(
+        self, partitions: Collection[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        return await self._thread.call(self._watermarks_on_thread, list(partitions), 0)
+
+    @translated
+    async def end_offsets(
+        self, partitions: Collection[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        return await self._thread.call(self._watermarks_on_thread, list(partitions), 1)
+
+    def _watermarks_on_thread(
+        self, partitions: list[TopicPartition], which: int
+    ) -> dict[TopicPartition, int]:
+        found: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            low_high = self.client.get_watermark_offsets(theirs(tp), timeout=QUERY_TIMEOUT_S)
+            if low_high is None:
+                raise KafkaClientError(f"no offsets for {tp.topic}[{tp.partition}]")
+            found[TopicPartition(*tp)] = low_high[which]
+        return found
+
+    @translated
+    async def offsets_for_times(
+        self, times_ms: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int | None]:
+        asked = [theirs(tp, millis) for tp, millis in times_ms.items()]
+        found = await self._thread.call(self._offsets_for_times_on_thread, asked)
+        return {ours(tp): None if tp.offset < 0 else tp.offset for tp in found}
+
+    def _offsets_for_times_on_thread(self, asked: list[TheirPartition]) -> list[TheirPartition]:
+        return self.client.offsets_for_times(asked, timeout=QUERY_TIMEOUT_S)
+
+    @translated
+    async def partition_count(self, topic: str, wait_s: float = DEFAULT_WAIT_S) -> int:
+        deadline = time.monotonic() + wait_s
+        while True:
+            metadata = await self._thread.call(self._topic_metadata_on_thread, topic)
+            found = metadata.topics.get(topic)
+            if found is not None and found.error is None and found.partitions:
+                return len(found.partitions)
+            if time.monotonic() >= deadline:
+                raise TopicNotOnClusterError(topic, str(self._config["bootstrap.servers"]))
+            await asyncio.sleep(0.2)
+
+    def _topic_metadata_on_thread(self, topic: str) -> Any:
+        return self.client.list_topics(topic, timeout=QUERY_TIMEOUT_S)
+
+    async def group_metadata(self) -> object:
+        """KIP-447: the group, this member and its generation, so a cut-off member is fenced."""
+        return await self._thread.call(self._group_metadata_on_thread)
+
+    def _group_metadata_on_thread(self) -> object:
+        return self.client.consumer_group_metadata()
