@@ -25,6 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
@@ -328,66 +329,51 @@ class ConfluentConsumer:
             TheirPartition(tp.topic, tp.partition, offset, metadata=metadata)
             for tp, offset in offsets.items()
         ]
-        answers = await self._thread.call(self._commit_on_thread, positions)
-        for answer in answers or ():
+        client = self.client
+        answers = await self._thread.call(
+            lambda: client.commit(offsets=positions, asynchronous=False)
+        )
+        for answer in answers:
             if answer.error is not None:
                 raise from_kafka_error(answer.error)
-
-    def _commit_on_thread(self, positions: list[TheirPartition]) -> list[TheirPartition] | None:
-        return self.client.commit(offsets=positions, asynchronous=False)
 
     @translated
     async def committed(self, partition: TopicPartition) -> int | None:
         found = await self._thread.call(
-            self._committed_on_thread, [theirs(partition)], QUERY_TIMEOUT_S
+            partial(self.client.committed, [theirs(partition)], timeout=QUERY_TIMEOUT_S)
         )
         offset = found[0].offset
         return None if offset == OFFSET_INVALID or offset < 0 else offset
-
-    def _committed_on_thread(
-        self, partitions: list[TheirPartition], timeout_s: float
-    ) -> list[TheirPartition]:
-        return self.client.committed(partitions, timeout=timeout_s)
 
     @translated
     async def beginning_offsets(
         self, partitions: Collection[TopicPartition]
     ) -> dict[TopicPartition, int]:
-        return await self._thread.call(self._watermarks_on_thread, list(partitions), 0)
+        return await self._thread.call(watermarks, self.client, list(partitions), 0)
 
     @translated
     async def end_offsets(
         self, partitions: Collection[TopicPartition]
     ) -> dict[TopicPartition, int]:
-        return await self._thread.call(self._watermarks_on_thread, list(partitions), 1)
-
-    def _watermarks_on_thread(
-        self, partitions: list[TopicPartition], which: int
-    ) -> dict[TopicPartition, int]:
-        found: dict[TopicPartition, int] = {}
-        for tp in partitions:
-            low_high = self.client.get_watermark_offsets(theirs(tp), timeout=QUERY_TIMEOUT_S)
-            if low_high is None:
-                raise KafkaClientError(f"no offsets for {tp.topic}[{tp.partition}]")
-            found[TopicPartition(*tp)] = low_high[which]
-        return found
+        return await self._thread.call(watermarks, self.client, list(partitions), 1)
 
     @translated
     async def offsets_for_times(
         self, times_ms: Mapping[TopicPartition, int]
     ) -> dict[TopicPartition, int | None]:
         asked = [theirs(tp, millis) for tp, millis in times_ms.items()]
-        found = await self._thread.call(self._offsets_for_times_on_thread, asked)
+        found = await self._thread.call(
+            partial(self.client.offsets_for_times, asked, timeout=QUERY_TIMEOUT_S)
+        )
         return {ours(tp): None if tp.offset < 0 else tp.offset for tp in found}
-
-    def _offsets_for_times_on_thread(self, asked: list[TheirPartition]) -> list[TheirPartition]:
-        return self.client.offsets_for_times(asked, timeout=QUERY_TIMEOUT_S)
 
     @translated
     async def partition_count(self, topic: str, wait_s: float = DEFAULT_WAIT_S) -> int:
         deadline = time.monotonic() + wait_s
         while True:
-            metadata = await self._thread.call(self._topic_metadata_on_thread, topic)
+            metadata = await self._thread.call(
+                partial(self.client.list_topics, topic, timeout=QUERY_TIMEOUT_S)
+            )
             found = metadata.topics.get(topic)
             if found is not None and found.error is None and found.partitions:
                 return len(found.partitions)
@@ -395,12 +381,19 @@ class ConfluentConsumer:
                 raise TopicNotOnClusterError(topic, str(self._config["bootstrap.servers"]))
             await asyncio.sleep(0.2)
 
-    def _topic_metadata_on_thread(self, topic: str) -> Any:
-        return self.client.list_topics(topic, timeout=QUERY_TIMEOUT_S)
-
     async def group_metadata(self) -> object:
         """KIP-447: the group, this member and its generation, so a cut-off member is fenced."""
-        return await self._thread.call(self._group_metadata_on_thread)
+        return await self._thread.call(self.client.consumer_group_metadata)
 
-    def _group_metadata_on_thread(self) -> object:
-        return self.client.consumer_group_metadata()
+
+def watermarks(
+    client: Consumer, partitions: list[TopicPartition], which: int
+) -> dict[TopicPartition, int]:
+    """On the consumer thread: each partition's first (which=0) or end (1) offset."""
+    found: dict[TopicPartition, int] = {}
+    for tp in partitions:
+        low_high = client.get_watermark_offsets(theirs(tp), timeout=QUERY_TIMEOUT_S)
+        if low_high is None:
+            raise KafkaClientError(f"no offsets for {tp.topic}[{tp.partition}]")
+        found[TopicPartition(*tp)] = low_high[which]
+    return found
