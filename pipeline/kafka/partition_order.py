@@ -1,131 +1,183 @@
-"""One batch per partition with the client at a time, and none sent past a batch that failed.
+"""One batch per partition with the client at a time, none sent past one that failed, and
+what waits meanwhile sent together.
 
 A worker publishes a batch's outputs while the batch before is still
-unacknowledged. aiokafka sends one batch per partition at a time, so the
-records stay in order while all goes well; but when a batch fails for
-good, the client goes on to send the next one, which is then stored ahead
-of the failed batch's records (those come again only when the worker
-handles the failed batch again). So a batch is handed to the client only
-once the one before it on its partition is acknowledged, and a batch that
-was waiting on a batch that failed fails too, unsent. A batch that arrives
-after the failure was reported is an independent publish and goes out.
+unacknowledged. When a batch fails for good, a client goes on to send the
+next one, which is then stored ahead of the failed batch's records (those
+come again only when the worker handles the failed batch again). So a batch
+is handed to the client only once the one before it on its partition is
+acknowledged, and what was waiting on a batch that failed fails too,
+unsent. A submission that arrives after the failure was reported is an
+independent publish and goes out.
 
-The caller is not held up: a batch that must wait gets a future at once
-and is handed over by a task when its turn comes, so one call's batches
-for other partitions go out meanwhile. Waiting here rather than in
-aiokafka's queue costs an event-loop turn per batch (the client would not
-send it before that acknowledgement either), and aiokafka's slot wait,
-which charges each wake-up the whole time waited, sees no contention.
+Waiting costs a round trip per batch, so what waits is not sent batch by
+batch: when the partition's turn comes, every submission waiting for it
+goes out in one batch (as many as fit), rebuilt from their records. Each
+submission's records stay contiguous in that batch, so each still learns
+the offset of its first record. (Handing each batch over as it came cost
+the latency bench p50 125 ms against 45 ms before the ordering.)
+
+The caller is not held up: a submission that must wait gets a future at
+once, and a task hands it over when its turn comes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from pipeline.kafka.port import KafkaClientError
+from pipeline.kafka.port import Acknowledged, Batch, Headers, KafkaClientError, Producer
 
-AckT = TypeVar("AckT")
-Send = Callable[[], Awaitable["asyncio.Future[AckT]"]]
+log = logging.getLogger("pipeline.producer")
+
+Row = tuple[bytes | None, bytes | None, int | None, Headers]
+
+MERGED_FILL = 0.9
+"""Submissions are merged up to this share of the batch limit: a record's offset and
+timestamp deltas can take a byte or two more in a merged batch than in its own."""
 
 
 class BehindAFailedBatchError(KafkaClientError):
     """Not sent: the batch before it on its partition failed, and this one would overtake it."""
 
 
+class Stored(NamedTuple):
+    offset: int
+
+
+@dataclass
+class _Submission:
+    rows: Sequence[Row]
+    built: Batch
+    """The records as the caller built them: sent as they are when nothing joins them."""
+    acked: asyncio.Future[Acknowledged]
+
+
+@dataclass
+class _Lane:
+    waiting: list[_Submission] = field(default_factory=list)
+    in_flight: bool = False
+
+
 class PartitionOrder:
-    def __init__(self) -> None:
-        self._tails: dict[tuple[str, int], asyncio.Future[None]] = {}
-        """Per partition, the outcome of the last batch handed in (acknowledged or failed)."""
-        self._waiting: set[asyncio.Future[None]] = set()
+    def __init__(self, client: Producer, batch_bytes: int) -> None:
+        self._client = client
+        self._batch_bytes = batch_bytes
+        self._lanes: dict[tuple[str, int], _Lane] = {}
+        self._handing_over: set[asyncio.Task[None]] = set()
 
-    async def send(self, topic: str, partition: int, send: Send[AckT]) -> asyncio.Future[AckT]:
-        """`send` now, or once the partition's previous batch is acknowledged; its ack future."""
+    async def submit(
+        self, topic: str, partition: int, built: Batch, rows: Sequence[Row]
+    ) -> asyncio.Future[Acknowledged]:
+        """Send `built` now, or with whatever waits once the partition's turn comes.
+
+        `rows` are the records of `built`, in order (needed when it is merged).
+        The future: where its first record was stored, or why it was not.
+        """
         key = (topic, partition)
-        behind = self._tails.get(key)
-        loop = asyncio.get_running_loop()
-        outcome: asyncio.Future[None] = loop.create_future()
-        self._tails[key] = outcome
-        outcome.add_done_callback(lambda _: self._forget(key, outcome))
-        if behind is None or behind.done():
-            try:
-                acked = await send()
-            except BaseException as exc:
-                _fail(outcome, exc)
-                raise
-            acked.add_done_callback(lambda done: _settle(outcome, done))
-            return acked
-        result: asyncio.Future[AckT] = loop.create_future()
-        turn = asyncio.ensure_future(self._in_turn(topic, partition, behind, outcome, send, result))
-        self._waiting.add(turn)
-        turn.add_done_callback(self._waiting.discard)
-        return result
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        submission = _Submission(rows, built, asyncio.get_running_loop().create_future())
+        lane.waiting.append(submission)
+        if not lane.in_flight:
+            lane.in_flight = True
+            await self._hand_over(topic, partition, lane)
+        return submission.acked
 
-    async def _in_turn(
+    async def wait_handed_over(self) -> None:
+        """Until every waiting submission was handed to the client or failed (before it stops)."""
+        while self._handing_over:
+            await asyncio.wait(list(self._handing_over))
+
+    def _take(self, lane: _Lane) -> tuple[Batch, list[tuple[_Submission, int]]]:
+        """The next batch: the first waiting submission and those after it that fit with it."""
+        first = lane.waiting[0]
+        taken = 1
+        size = first.built.size()
+        limit = self._batch_bytes * MERGED_FILL
+        while taken < len(lane.waiting) and size + lane.waiting[taken].built.size() <= limit:
+            size += lane.waiting[taken].built.size()
+            taken += 1
+        while taken > 1:
+            merged = self._merged(lane.waiting[:taken])
+            if merged is not None:
+                del lane.waiting[:taken]
+                return merged
+            taken -= 1  # a client that sizes records differently: one fewer
+        del lane.waiting[0]
+        return first.built, [(first, 0)]
+
+    def _merged(
+        self, submissions: list[_Submission]
+    ) -> tuple[Batch, list[tuple[_Submission, int]]] | None:
+        batch = self._client.create_batch()
+        placed: list[tuple[_Submission, int]] = []
+        count = 0
+        for submission in submissions:
+            placed.append((submission, count))
+            for key, value, timestamp, headers in submission.rows:
+                if not batch.append(key, value, timestamp, headers):
+                    return None
+                count += 1
+        return batch, placed
+
+    async def _hand_over(self, topic: str, partition: int, lane: _Lane) -> None:
+        """Send the next batch of a lane the caller marked in flight."""
+        batch, placed = self._take(lane)
+        try:
+            acked = await self._client.send_batch(batch, topic, partition)
+        except BaseException as exc:
+            failure = exc if isinstance(exc, Exception) else KafkaClientError("cancelled, unsent")
+            self._settle(topic, partition, lane, placed, None, failure)
+            if not isinstance(exc, Exception):
+                for submission, _ in placed:
+                    submission.acked.exception()  # the caller gets the cancellation itself
+                raise
+            return
+        acked.add_done_callback(
+            lambda done: self._settle(topic, partition, lane, placed, done, None)
+        )
+
+    def _settle(
         self,
         topic: str,
         partition: int,
-        behind: asyncio.Future[None],
-        outcome: asyncio.Future[None],
-        send: Send[AckT],
-        result: asyncio.Future[AckT],
+        lane: _Lane,
+        placed: list[tuple[_Submission, int]],
+        done: asyncio.Future[Acknowledged] | None,
+        failure: BaseException | None,
     ) -> None:
-        await asyncio.wait([behind])
-        failure: BaseException | None = (
-            KafkaClientError("cancelled") if behind.cancelled() else behind.exception()
-        )
-        if failure is not None:
-            failure = BehindAFailedBatchError(
+        if failure is None and done is not None:
+            failure = KafkaClientError("cancelled") if done.cancelled() else done.exception()
+        if failure is None and done is not None:
+            first = done.result().offset
+            for submission, position in placed:
+                if not submission.acked.done():
+                    submission.acked.set_result(Stored(first + position))
+        else:
+            assert failure is not None
+            for submission, _ in placed:
+                _fail(submission.acked, failure)
+            behind = BehindAFailedBatchError(
                 f"not sent to {topic}-{partition}: the batch before it failed ({failure}), "
                 "and this one would be stored ahead of its records"
             )
-        else:
-            try:
-                acked = await send()
-            except Exception as exc:  # noqa: BLE001 - handed to the caller through `result`
-                failure = exc
-            else:
-                acked.add_done_callback(lambda done: _settle(outcome, done))
-                acked.add_done_callback(lambda done: _copy(done, result))
-                return
-        _fail(outcome, failure)
-        if not result.done():
-            result.set_exception(failure)
-
-    async def wait_handed_over(self) -> None:
-        """Until every waiting batch was handed to the client or failed (before it stops)."""
-        while self._waiting:
-            await asyncio.wait(list(self._waiting))
-
-    def _forget(self, key: tuple[str, int], outcome: asyncio.Future[None]) -> None:
-        if self._tails.get(key) is outcome:
-            del self._tails[key]
+            for submission in lane.waiting:
+                _fail(submission.acked, behind)
+            lane.waiting.clear()
+        lane.in_flight = bool(lane.waiting)
+        if lane.waiting:
+            task = asyncio.ensure_future(self._hand_over(topic, partition, lane))
+            self._handing_over.add(task)
+            task.add_done_callback(self._handing_over.discard)
+        elif self._lanes.get((topic, partition)) is lane:
+            del self._lanes[(topic, partition)]
 
 
-def _settle(outcome: asyncio.Future[None], acked: asyncio.Future[AckT]) -> None:
-    failure = KafkaClientError("cancelled") if acked.cancelled() else acked.exception()
-    if failure is not None:
-        _fail(outcome, failure)
-    elif not outcome.done():
-        outcome.set_result(None)
-
-
-def _copy(acked: asyncio.Future[AckT], result: asyncio.Future[AckT]) -> None:
-    if result.done():
-        return
-    if acked.cancelled():
-        result.cancel()
-    elif acked.exception() is not None:
-        result.set_exception(acked.exception())  # type: ignore[arg-type]
-    else:
-        result.set_result(acked.result())
-
-
-def _fail(outcome: asyncio.Future[None], failure: BaseException) -> None:
-    """Unsent or refused: whatever waits behind it must not overtake it (a cancelled one too)."""
-    if not outcome.done():
-        outcome.set_exception(
-            failure if isinstance(failure, Exception) else KafkaClientError("cancelled, unsent")
-        )
-        outcome.exception()  # read: no batch may be waiting behind it to read it
+def _fail(future: asyncio.Future[Acknowledged], failure: BaseException) -> None:
+    if not future.done():
+        future.set_exception(failure)

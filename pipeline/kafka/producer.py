@@ -23,7 +23,7 @@ from pipeline.errors import PipelineError
 from pipeline.kafka.coalescer import Coalescer, SentBatch
 from pipeline.kafka.connect import connect
 from pipeline.kafka.delivery import AckedBatch, Delivery, DeliveryList
-from pipeline.kafka.partition_order import PartitionOrder
+from pipeline.kafka.partition_order import PartitionOrder, Row
 from pipeline.kafka.partitioner import kafka_partition
 from pipeline.kafka.port import Batch, Clients, Producer, ProducerOptions
 from pipeline.resilience.backpressure import ByteBudget
@@ -59,7 +59,7 @@ class EventProducer:
             )
         )
         self._coalescer = Coalescer(self.send_batches, self._linger_s, self._batch_bytes)
-        self._order = PartitionOrder()
+        self._order = PartitionOrder(self._client, tuning.batch_bytes)
         self._started = False
         self._unkeyed = 0
         """Round-robin counter for records with neither key nor partition."""
@@ -254,22 +254,29 @@ class EventProducer:
         timestamps: Sequence[int] | None = None,
     ) -> None:
         batch = self._client.create_batch()
+        rows: list[Row] = []
         batch_indexes: list[int] = []
         for index in indexes:
             event = events[index]
-            timestamp = None if timestamps is None else timestamps[index]
-            if not batch.append(event.key, event.value, timestamp, event.headers):
+            row = (
+                event.key,
+                event.value,
+                None if timestamps is None else timestamps[index],
+                event.headers,
+            )
+            if not batch.append(*row):
                 # Full; a first record always fits (the broker judges its size).
-                sent.append(await self._submit(batch, topic, partition, batch_indexes))
+                sent.append(await self._submit(batch, rows, topic, partition, batch_indexes))
                 batch = self._client.create_batch()
-                batch_indexes = []
-                batch.append(event.key, event.value, timestamp, event.headers)
+                rows, batch_indexes = [], []
+                batch.append(*row)
+            rows.append(row)
             batch_indexes.append(index)
         if batch_indexes:
-            sent.append(await self._submit(batch, topic, partition, batch_indexes))
+            sent.append(await self._submit(batch, rows, topic, partition, batch_indexes))
 
     async def _submit(
-        self, batch: Batch, topic: str, partition: int, indexes: list[int]
+        self, batch: Batch, rows: list[Row], topic: str, partition: int, indexes: list[int]
     ) -> SentBatch:
         """Hand one batch to the client in its partition's turn (pipeline.kafka.partition_order).
 
@@ -282,9 +289,7 @@ class EventProducer:
         size = batch.size()
         await self._budget.acquire(size)
         try:
-            future = await self._order.send(
-                topic, partition, lambda: self._client.send_batch(batch, topic, partition)
-            )
+            future = await self._order.submit(topic, partition, batch, rows)
         except BaseException:
             self._budget.release(size)
             raise
