@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -23,13 +24,14 @@ BootstrapOption = typer.Option(
 )
 
 
-def settings_for_cli(bootstrap: str | None = None) -> PipelineSettings:
+def settings_for_cli(bootstrap: str | None = None, **overrides: Any) -> PipelineSettings:
     """Settings, with the local cluster's address when nothing else names one.
 
     So that `pipeline infra up` followed by `pipeline topics apply` just
-    works, without exporting anything.
+    works, without exporting anything. `overrides` (options of a command)
+    win over the environment; None means "not given".
     """
-    overrides = {}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
     if bootstrap:
         overrides["bootstrap_servers"] = bootstrap
     elif "PIPELINE_BOOTSTRAP_SERVERS" not in os.environ:

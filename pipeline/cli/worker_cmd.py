@@ -50,6 +50,18 @@ def worker(
         "is buffered per partition, and one fetch response carries at most "
         f"{defaults.FETCH_RESPONSE_PARTITIONS} times this.",
     ),
+    client: str = typer.Option(
+        None,
+        "--client",
+        help="Kafka client: aiokafka or confluent (librdkafka); default PIPELINE_CLIENT, "
+        "else aiokafka.",
+    ),
+    rebalance_protocol: str = typer.Option(
+        None,
+        "--rebalance-protocol",
+        help="eager, cooperative (cooperative-sticky) or consumer (KIP-848); the last two "
+        "need --client confluent. Default PIPELINE_REBALANCE_PROTOCOL, else eager.",
+    ),
     bootstrap: str | None = BootstrapOption,
     processors_module: str = typer.Option(
         os.environ.get("PIPELINE_PROCESSORS_MODULE", "consumers"),
@@ -66,11 +78,13 @@ def worker(
     Exit status: 0 clean, 3 drain did not finish in time, 4 the worker failed.
 
     Example: pipeline worker enrich_orders --replica-id r1 --health-port 8081
+
+    Example: pipeline worker enrich_orders --client confluent --rebalance-protocol cooperative
     """
     from pipeline.runtime.worker import Runtime, WorkerOptions
 
     setup_process_logging(log_level, who=replica_id or "")
-    settings = settings_for_cli(bootstrap)
+    settings = settings_for_cli(bootstrap, client=client, rebalance_protocol=rebalance_protocol)
     found = load_processor(processors_module, processor, settings.topic_prefix)
     options = WorkerOptions(
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",

@@ -45,6 +45,10 @@ MIRROR_REFRESH_S = 0.5
 """How often positions and high waters of partitions with nothing new are read again."""
 
 
+class _AssignmentRevoked(Exception):
+    """Raised by an eager revocation callback so that consume() returns at once."""
+
+
 class ConfluentConsumer:
     def __init__(
         self,
@@ -65,6 +69,7 @@ class ConfluentConsumer:
         self._highwaters: dict[TopicPartition, int] = {}
         self._mirror_refreshed = 0.0
         self._revoke_heard = False
+        self._closing = False
         self._before_start: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
         """Calls made before start (the port allows subscribing first), made by start."""
 
@@ -88,6 +93,7 @@ class ConfluentConsumer:
         if self._client is None:
             return
         client = self._client
+        self._closing = True
         try:
             await self._thread.call(client.close)
         finally:
@@ -157,6 +163,11 @@ class ConfluentConsumer:
             else:
                 client.incremental_unassign(partitions)
                 self._assigned -= revoked
+        if self._protocol == "eager" and not self._closing:
+            # Makes consume() return now: records it collected before this
+            # callback are of the old assignment, and an eager reassignment may
+            # hand the same partitions back, to be read again from their commits.
+            raise _AssignmentRevoked
 
     def _on_lost(self, client: Consumer, partitions: list[TheirPartition]) -> None:
         log.warning(
@@ -186,7 +197,9 @@ class ConfluentConsumer:
         kept = self._take_kept(wanted, max_records)
         if kept:
             return kept
-        fetched = await self._thread.call(self._fetch_on_thread, timeout_s, max_records)
+        fetched = await self._thread.call(
+            self._fetch_on_thread, timeout_s, max_records, nestable=False
+        )
         if wanted is None:
             return fetched
         found: dict[TopicPartition, Sequence[ConfluentRecord]] = {}
@@ -219,17 +232,25 @@ class ConfluentConsumer:
     ) -> dict[TopicPartition, list[ConfluentRecord]]:
         """On the consumer thread: what is ready now, else the first records within the timeout."""
         client = self.client
-        messages = client.consume(max_records, 0)
         deadline = time.monotonic() + timeout_s
-        while not messages:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            messages = client.consume(1, min(remaining, SERVE_SLICE_S))
-            if messages and max_records > 1:
-                messages.extend(client.consume(max_records - 1, 0))
-            self._thread.serve_pending()
+        try:
+            messages = client.consume(max_records, 0)
+            while not messages:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                messages = client.consume(1, min(remaining, SERVE_SLICE_S))
+                if messages and max_records > 1:
+                    messages.extend(client.consume(max_records - 1, 0))
+                self._thread.serve_pending()
+        except _AssignmentRevoked:
+            # Everything fetched so far belongs to partitions given up: the next
+            # owner (maybe this consumer again) starts from their commits.
+            messages = []
         found = by_partition(messages)
+        for tp in [tp for tp in found if tp not in self._assigned]:
+            # Fetched before an incremental revocation within this call.
+            del found[tp]
         self._refresh_mirror(client, found)
         return found
 

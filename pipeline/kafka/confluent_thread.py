@@ -30,6 +30,14 @@ SERVE_SLICE_S = 0.01
 _STOP = object()
 
 
+class _Call:
+    __slots__ = ("nestable", "run")
+
+    def __init__(self, run: Callable[[], None], nestable: bool) -> None:
+        self.run = run
+        self.nestable = nestable
+
+
 def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
     if future.done():
         return
@@ -41,15 +49,24 @@ def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | 
 
 class ConsumerThread:
     def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[Callable[[], None] | object] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Call | object] = queue.SimpleQueue()
+        self._deferred: list[_Call] = []
+        """Calls that may not run inside another (a fetch), kept for after it, in order."""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stopped = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
 
-    def call(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Run `function(*args)` on the thread after every call queued before it."""
+    def call(
+        self, function: Callable[..., T], *args: Any, nestable: bool = True
+    ) -> asyncio.Future[T]:
+        """Run `function(*args)` on the thread after every call queued before it.
+
+        Not `nestable`: never run while another call (a fetch, a rebalance
+        callback) is in progress; librdkafka must not be asked to consume
+        from inside its own rebalance callback.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if self._stopped.is_set():
@@ -64,7 +81,7 @@ class ConsumerThread:
             else:
                 loop.call_soon_threadsafe(_settle, future, result, None)
 
-        self._calls.put(run)
+        self._calls.put(_Call(run, nestable))
         return future
 
     def post(self, function: Callable[..., object], *args: Any) -> None:
@@ -78,7 +95,13 @@ class ConsumerThread:
             except Exception as exc:  # noqa: BLE001 - no caller to raise to: logged
                 log.warning("%s failed on the Kafka consumer: %s", function.__name__, exc)
 
-        self._calls.put(run)
+        self._calls.put(_Call(run, True))
+
+    def _run_nested(self, call: _Call) -> None:
+        if call.nestable:
+            call.run()
+        else:
+            self._deferred.append(call)
 
     def serve_pending(self) -> None:
         """Run the calls already queued; only from the thread itself (between fetch slices)."""
@@ -90,7 +113,8 @@ class ConsumerThread:
             if call is _STOP:
                 self._calls.put(_STOP)
                 return
-            call()  # type: ignore[operator]  # every other item is a call
+            assert isinstance(call, _Call)
+            self._run_nested(call)
 
     def await_on_loop(
         self, loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]
@@ -106,7 +130,8 @@ class ConsumerThread:
                 self._calls.put(_STOP)
                 done.cancel()
                 break
-            call()  # type: ignore[operator]  # every other item is a call
+            assert isinstance(call, _Call)
+            self._run_nested(call)
         return done.result()
 
     def stop(self) -> None:
@@ -119,9 +144,12 @@ class ConsumerThread:
     def _run(self) -> None:
         try:
             while True:
+                while self._deferred:
+                    self._deferred.pop(0).run()
                 call = self._calls.get()
                 if call is _STOP:
                     return
-                call()  # type: ignore[operator]  # every other item is a call
+                assert isinstance(call, _Call)
+                call.run()
         finally:
             self._stopped.set()
