@@ -5,18 +5,18 @@ synchronous calls (pause, resume, seek, assignment, positions, high
 waters) never wait for it: changes are queued in order, and what the loop
 reads is a mirror the thread refreshes after each fetch.
 
-`fetch` for some partitions only: librdkafka hands over whatever any
-unpaused partition has, so records of partitions not asked for are kept
-here, in order, for the call that asks for them (at most one fetch's worth:
-the runtime pauses a partition it holds back). A seek or a revocation drops
-what is kept for that partition.
+`fetch` for some partitions only: records of the others wait for their
+turn (pipeline.kafka.confluent_fetched). A seek or a revocation drops what
+waits for that partition.
 
 Rebalances: librdkafka calls back inside `consume()`; the callbacks run the
 runtime's listener on the loop and wait for it (serving the queue
 meanwhile, so the listener's commits and offset queries go through). The
 protocol decides the calls: eager assigns and unassigns everything;
 cooperative-sticky and KIP-848's `consumer` protocol hand over only the
-partitions that move.
+partitions that move. Records collected before a revocation are dropped,
+never handed over after it: the partition's next owner, maybe this consumer
+again, reads them from the commits.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as TheirPartition
 
 from pipeline.kafka.confluent_errors import from_kafka_error, translated
+from pipeline.kafka.confluent_fetched import FetchedAhead, PositionMirror
 from pipeline.kafka.confluent_records import ConfluentRecord, by_partition, ours, theirs
 from pipeline.kafka.confluent_thread import SERVE_SLICE_S, ConsumerThread
 from pipeline.kafka.metadata import DEFAULT_WAIT_S, TopicNotOnClusterError
@@ -41,8 +42,6 @@ log = logging.getLogger("pipeline.kafka.confluent")
 
 Incremental = Literal["eager", "cooperative", "consumer"]
 QUERY_TIMEOUT_S = 15.0
-MIRROR_REFRESH_S = 0.5
-"""How often positions and high waters of partitions with nothing new are read again."""
 
 
 class _AssignmentRevoked(Exception):
@@ -64,12 +63,13 @@ class ConfluentConsumer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: RebalanceListener | None = None
         self._assigned: set[TopicPartition] = set()
-        self._kept: dict[TopicPartition, list[ConfluentRecord]] = {}
-        self._positions: dict[TopicPartition, int] = {}
-        self._highwaters: dict[TopicPartition, int] = {}
-        self._mirror_refreshed = 0.0
+        self._ahead = FetchedAhead()
+        self._mirror = PositionMirror()
         self._revoke_heard = False
         self._closing = False
+        self._starts: dict[TopicPartition, int] = {}
+        """Offsets sought before fetching began, which only an assignment can set: kept for
+        the next assignment of the same partitions, so one seek does not undo another."""
         self._before_start: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
         """Calls made before start (the port allows subscribing first), made by start."""
 
@@ -121,9 +121,8 @@ class ConfluentConsumer:
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         wanted = {TopicPartition(*tp) for tp in partitions}
         self._assigned = set(wanted)
-        for tp in list(self._kept):
-            if tp not in wanted:
-                del self._kept[tp]
+        self._starts = {tp: offset for tp, offset in self._starts.items() if tp in wanted}
+        self._ahead.keep_only(wanted)
         self._post(self._assign_on_thread, [theirs(tp) for tp in wanted])
 
     def _assign_on_thread(self, partitions: list[TheirPartition]) -> None:
@@ -154,9 +153,9 @@ class ConfluentConsumer:
             self._call_listener("on_revoked", revoked)
         finally:
             for tp in revoked:
-                self._kept.pop(tp, None)
-                self._positions.pop(tp, None)
-                self._highwaters.pop(tp, None)
+                self._starts.pop(tp, None)
+                self._ahead.drop(tp)
+                self._mirror.forget(tp)
             if self._protocol == "eager":
                 client.unassign()
                 self._assigned = set()
@@ -194,7 +193,7 @@ class ConfluentConsumer:
         self, partitions: Collection[TopicPartition], timeout_s: float, max_records: int
     ) -> Mapping[TopicPartition, Sequence[ConfluentRecord]]:
         wanted = set(partitions) if partitions else None
-        kept = self._take_kept(wanted, max_records)
+        kept = self._ahead.take(wanted, max_records)
         if kept:
             return kept
         fetched = await self._thread.call(
@@ -207,25 +206,8 @@ class ConfluentConsumer:
             if tp in wanted:
                 found[tp] = records
             else:
-                self._kept.setdefault(tp, []).extend(records)
+                self._ahead.keep(tp, records)
         return found
-
-    def _take_kept(
-        self, wanted: set[TopicPartition] | None, max_records: int
-    ) -> dict[TopicPartition, Sequence[ConfluentRecord]]:
-        taken: dict[TopicPartition, Sequence[ConfluentRecord]] = {}
-        for tp in list(self._kept):
-            if wanted is not None and tp not in wanted:
-                continue
-            records = self._kept[tp]
-            if len(records) <= max_records:
-                taken[tp] = self._kept.pop(tp)
-            else:
-                taken[tp], self._kept[tp] = records[:max_records], records[max_records:]
-            max_records -= len(taken[tp])
-            if max_records <= 0:
-                break
-        return taken
 
     def _fetch_on_thread(
         self, timeout_s: float, max_records: int
@@ -248,31 +230,13 @@ class ConfluentConsumer:
             # owner (maybe this consumer again) starts from their commits.
             messages = []
         found = by_partition(messages)
-        for tp in [tp for tp in found if tp not in self._assigned]:
-            # Fetched before an incremental revocation within this call.
-            del found[tp]
-        self._refresh_mirror(client, found)
+        for tp in list(found):
+            if tp not in self._assigned:
+                del found[tp]  # fetched before an incremental revocation within this call
+            else:
+                self._starts.pop(tp, None)  # fetching: a seek now moves it, an assignment not
+        self._mirror.refresh(client, self._assigned, found)
         return found
-
-    def _refresh_mirror(
-        self, client: Consumer, found: Mapping[TopicPartition, list[ConfluentRecord]]
-    ) -> None:
-        """Positions and high waters for the loop's synchronous questions."""
-        now = time.monotonic()
-        if now - self._mirror_refreshed >= MIRROR_REFRESH_S:
-            self._mirror_refreshed = now
-            tps = list(self._assigned)
-        else:
-            tps = list(found)
-        if not tps:
-            return
-        for position in client.position([theirs(tp) for tp in tps]):
-            if position.offset >= 0:
-                self._positions[ours(position)] = position.offset
-        for tp in tps:
-            low_high = client.get_watermark_offsets(theirs(tp), cached=True)
-            if low_high is not None and low_high[1] >= 0:
-                self._highwaters[tp] = low_high[1]
 
     def pause(self, *partitions: TopicPartition) -> None:
         self._post(self._pause_on_thread, [theirs(tp) for tp in partitions], True)
@@ -288,8 +252,8 @@ class ConfluentConsumer:
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         tp = TopicPartition(*partition)
-        self._kept.pop(tp, None)
-        self._positions[tp] = offset
+        self._ahead.drop(tp)
+        self._mirror.positions[tp] = offset
         self._post(self._seek_on_thread, tp, offset)
 
     def _seek_on_thread(self, tp: TopicPartition, offset: int) -> None:
@@ -299,14 +263,15 @@ class ConfluentConsumer:
         except KafkaException as exc:
             # Not fetching yet (just assigned): the offset is taken at assignment instead.
             if exc.args and exc.args[0].code() == KafkaError._STATE:
+                self._starts[tp] = offset
                 if self._protocol == "eager" or self._listener is None:
-                    client.assign([theirs(a, offset if a == tp else None) for a in self._assigned])
+                    client.assign([theirs(a, self._starts.get(a)) for a in self._assigned])
                 else:
                     client.incremental_unassign([theirs(tp)])
                     client.incremental_assign([theirs(tp, offset)])
             else:
                 raise
-        self._kept.pop(tp, None)
+        self._ahead.drop(tp)
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         beginnings = await self.beginning_offsets(partitions)
@@ -333,12 +298,12 @@ class ConfluentConsumer:
     def known_position(self, partition: TopicPartition) -> int | None:
         if partition not in self._assigned:
             return None
-        return self._positions.get(partition)
+        return self._mirror.positions.get(partition)
 
     def highwater(self, partition: TopicPartition) -> int | None:
         if partition not in self._assigned:
             return None
-        return self._highwaters.get(partition)
+        return self._mirror.highwaters.get(partition)
 
     # -- offsets ----------------------------------------------------------------------------------
 

@@ -122,6 +122,23 @@ async def test_pause_resume_and_seek(clients: Clients, topic: str) -> None:
         await consumer.stop()
 
 
+async def test_seeks_made_before_the_first_fetch_all_hold(clients: Clients, topic: str) -> None:
+    for partition in range(3):
+        await produce(clients, topic, partition, [(b"k", b"%d" % i, None, []) for i in range(5)])
+    consumer = clients.consumer(ConsumerOptions(start="latest"))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(3)]
+        consumer.assign(tps)
+        for tp, start in zip(tps, (3, 0, 4), strict=True):
+            consumer.seek(tp, start)  # none of them fetching yet: each must still hold
+        assert [r.offset for r in await read(consumer, tps[0], 2)] == [3, 4]
+        assert [r.offset for r in await read(consumer, tps[1], 5)] == [0, 1, 2, 3, 4]
+        assert [r.offset for r in await read(consumer, tps[2], 1)] == [4]
+    finally:
+        await consumer.stop()
+
+
 async def test_commits_keep_their_metadata_and_are_what_the_group_reads(
     clients: Clients, topic: str
 ) -> None:
