@@ -298,7 +298,10 @@ class ConfluentConsumer:
     def known_position(self, partition: TopicPartition) -> int | None:
         if partition not in self._assigned:
             return None
-        return self._mirror.positions.get(partition)
+        # librdkafka's position counts records waiting here too; the port's
+        # position is what was handed over (a committer skips up to it).
+        waiting = self._ahead.first_offset(partition)
+        return waiting if waiting is not None else self._mirror.positions.get(partition)
 
     def highwater(self, partition: TopicPartition) -> int | None:
         if partition not in self._assigned:

@@ -31,6 +31,11 @@ class FetchedAhead:
     def keep(self, tp: TopicPartition, records: list[ConfluentRecord]) -> None:
         self._kept.setdefault(tp, []).extend(records)
 
+    def first_offset(self, tp: TopicPartition) -> int | None:
+        """The offset of the next record waiting here for `tp`, if any."""
+        waiting = self._kept.get(tp)
+        return waiting[0].offset if waiting else None
+
     def drop(self, tp: TopicPartition) -> None:
         """After a seek or a revocation: what was kept is no longer next."""
         self._kept.pop(tp, None)

@@ -139,6 +139,26 @@ async def test_seeks_made_before_the_first_fetch_all_hold(clients: Clients, topi
         await consumer.stop()
 
 
+async def test_a_position_counts_only_records_handed_over(clients: Clients, topic: str) -> None:
+    """A committer skips idle partitions up to the position: it must not pass records
+    fetched for a partition that was not asked for."""
+    for partition in (0, 1):
+        await produce(clients, topic, partition, [(b"k", b"%d" % i, None, []) for i in range(5)])
+    consumer = reader(clients)
+    await consumer.start()
+    try:
+        zero, one = TopicPartition(topic, 0), TopicPartition(topic, 1)
+        consumer.assign([zero, one])
+        assert len(await read(consumer, one, 5)) == 5
+        for _ in range(3):  # long enough for a client to fetch partition 0 meanwhile
+            assert await consumer.fetch([one], 0.2, 1000) == {}
+        assert consumer.known_position(zero) in (None, 0)
+        assert [r.offset for r in await read(consumer, zero, 5)] == [0, 1, 2, 3, 4]
+        assert consumer.known_position(zero) == 5
+    finally:
+        await consumer.stop()
+
+
 async def test_commits_keep_their_metadata_and_are_what_the_group_reads(
     clients: Clients, topic: str
 ) -> None:
