@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup kafka postgres db test unit integration lint demo bench clean
+.PHONY: setup kafka postgres db test test-confluent unit integration lint demo bench clean
 
 setup: $(STAMP)
 
@@ -35,8 +35,20 @@ db: setup postgres
 	$(BIN)/pipeline db up
 	PIPELINE_DATABASE_URL=$$($(BIN)/pipeline db url) $(BIN)/pipeline db migrate
 
+# The runtime, producer, replay and example-pipeline integration tests run
+# once more on the confluent-kafka client (the rest of the suite runs on
+# aiokafka, the default; the contract suite runs on both in the first pass).
+CONFLUENT_TESTS := tests/integration/test_runtime.py tests/integration/test_producer.py \
+	tests/integration/test_replay.py tests/integration/test_example_pipeline.py
+
 test: setup kafka db
 	POSTGRES_URL=$$($(BIN)/pipeline db url) $(BIN)/python -m pytest
+	PIPELINE_CLIENT=confluent POSTGRES_URL=$$($(BIN)/pipeline db url) \
+		$(BIN)/python -m pytest --durations=5 $(CONFLUENT_TESTS)
+
+test-confluent: setup kafka db
+	PIPELINE_CLIENT=confluent POSTGRES_URL=$$($(BIN)/pipeline db url) \
+		$(BIN)/python -m pytest --durations=5 $(CONFLUENT_TESTS)
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit tests/contract -m 'not integration'
