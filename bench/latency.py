@@ -12,7 +12,7 @@ puts them back in.
 
 Prints the figures and, last, {"rate": R, "p50_ms": X, "p99_ms": Y}.
 
-Run: .venv/bin/python bench/latency.py [--seconds 20] [--warmup 5]
+Run: .venv/bin/python bench/latency.py [--seconds 20] [--warmup 5] [--client confluent]
 (starts a private broker unless KAFKA_BOOTSTRAP is set)
 """
 
@@ -74,7 +74,7 @@ async def log_append_time(settings: PipelineSettings, spec: TopicSpec) -> None:
 
 
 async def measure(
-    bootstrap: str, seconds: float, warmup_s: float, folder: Path
+    bootstrap: str, seconds: float, warmup_s: float, folder: Path, client: str = "aiokafka"
 ) -> dict[str, float]:
     settings = PipelineSettings(bootstrap_servers=bootstrap)
     run = uuid.uuid4().hex[:8]
@@ -87,7 +87,7 @@ async def measure(
     build_customer_db(db_path)
     env = job_env(db_path, source.name, output.name, f"latency-{run}")
     worker = subprocess.Popen(  # noqa: ASYNC220 - starts at once
-        worker_command(bootstrap),
+        worker_command(bootstrap, "--client", client),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -157,6 +157,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20, help="measured seconds")
     parser.add_argument(
+        "--client", choices=("aiokafka", "confluent"), default="aiokafka", help="the worker's"
+    )
+    parser.add_argument(
         "--warmup", type=float, default=5, help="seconds at the same rate, not measured"
     )
     args = parser.parse_args()
@@ -164,7 +167,9 @@ def main() -> None:
         ephemeral_kafka(progress=lambda m: print(f"[kafka] {m}", file=sys.stderr)) as bootstrap,
         tempfile.TemporaryDirectory(prefix="latency-") as folder,
     ):
-        figures = asyncio.run(measure(bootstrap, args.seconds, args.warmup, Path(folder)))
+        figures = asyncio.run(
+            measure(bootstrap, args.seconds, args.warmup, Path(folder), args.client)
+        )
     print(
         f"{figures['events']:,} orders at {figures['rate']:,}/s "
         f"(half of {figures['max_rate']:,}/s): "

@@ -7,7 +7,8 @@ other, each with its own consumer group and output topic over the same
 input topic:
 
 - ours: `pipeline worker` (one replica, all guarantees on: bulkheads, DLQ,
-  retries, commits only after acknowledged outputs);
+  retries, commits only after acknowledged outputs), on aiokafka;
+- ours_confluent: the same worker on the confluent-kafka client (`--client confluent`);
 - raw_aiokafka: a hand-written getmany / send_batch / commit loop;
 - quixstreams: a StreamingDataFrame with the same function;
 - faust: a faust-streaming agent with the same function.
@@ -16,10 +17,11 @@ Steady-state events/s is measured from outside, on the output topic's end
 offsets, between 10% and 90% of the events. Also measured: the per-event
 work alone in this process, with no Kafka and no framework (`work_only`),
 the ceiling any one-process contestant can approach on this machine. Prints
-a table and, last, {"ours": E, "raw_aiokafka": E, "quixstreams": E,
-"faust": E, "work_only": E, ...ratios}.
+a table and, last, {"ours": E, "ours_confluent": E, "raw_aiokafka": E,
+"quixstreams": E, "faust": E, "work_only": E, ...ratios}.
 
-Run: .venv/bin/python bench/pipeline_peers.py [--events 200000] [--only ours,raw_aiokafka]
+Run: .venv/bin/python bench/pipeline_peers.py [--events 200000]
+         [--only ours,ours_confluent,raw_aiokafka]
 (needs the bench extras: pip install -e '.[bench]'; starts a private
 broker unless KAFKA_BOOTSTRAP is set)
 """
@@ -182,7 +184,9 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument(
-        "--only", default="ours,raw_aiokafka,quixstreams,faust", help="comma-separated contestants"
+        "--only",
+        default="ours,ours_confluent,raw_aiokafka,quixstreams,faust",
+        help="comma-separated contestants",
     )
     parser.add_argument("--timeout", type=float, default=300, help="seconds per contestant")
     args = parser.parse_args()
@@ -213,6 +217,7 @@ def main() -> None:
         }
         commands = {
             "ours": worker_command(bootstrap),
+            "ours_confluent": worker_command(bootstrap, "--client", "confluent"),
             "raw_aiokafka": [
                 PYTHON,
                 "-m",
@@ -244,7 +249,7 @@ def main() -> None:
             extra = {
                 "PEERS_INPUT": source,
                 "PEERS_OUTPUT": outputs[name],
-                "PEERS_GROUP": f"peers-ours-{run}",
+                "PEERS_GROUP": f"peers-{name}-{run}",
             }
             results[name] = asyncio.run(
                 run_contestant(
@@ -267,10 +272,10 @@ def main() -> None:
         print(f"{'work alone':14s} {work_only:>10,.0f} events/s  (no Kafka, no framework)")
     figures = {name: round(outcome.events_per_s) for name, outcome in results.items()}
     figures["work_only"] = round(work_only)
-    if "ours" in figures:
-        for peer in ("raw_aiokafka", "quixstreams", "faust"):
-            if figures.get(peer):
-                figures[f"ours_vs_{peer}"] = round(figures["ours"] / figures[peer], 2)
+    for ours in ("ours", "ours_confluent"):
+        for peer in ("raw_aiokafka", "quixstreams", "faust", "work_only"):
+            if figures.get(ours) and figures.get(peer):
+                figures[f"{ours}_vs_{peer}"] = round(figures[ours] / figures[peer], 2)
     print(json.dumps(figures))
 
 

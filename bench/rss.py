@@ -7,7 +7,7 @@ not the input, decide what a worker holds.
 
 Prints both figures and, last, {"rss_10k_mb": A, "rss_1m_mb": B, "ratio": B/A}.
 
-Run: .venv/bin/python bench/rss.py [--large 1000000]
+Run: .venv/bin/python bench/rss.py [--large 1000000] [--client confluent]
 (starts a private broker unless KAFKA_BOOTSTRAP is set)
 """
 
@@ -92,6 +92,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument(
+        "--client", choices=("aiokafka", "confluent"), default="aiokafka", help="the worker's"
+    )
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument(
         "--worker-args",
@@ -110,7 +113,13 @@ def main() -> None:
         figures = {}
         for label, backlog in (("10k", args.small), ("1m", args.large)):
             peak, seconds = asyncio.run(
-                drain_peak_rss(settings, backlog, db_path, bootstrap, args.worker_args.split())
+                drain_peak_rss(
+                    settings,
+                    backlog,
+                    db_path,
+                    bootstrap,
+                    ["--client", args.client, *args.worker_args.split()],
+                )
             )
             print(f"backlog {backlog:>9,}: peak RSS {peak:6.0f} MB, drained in {seconds:5.1f}s")
             figures[f"rss_{label}_mb"] = round(peak)
