@@ -42,7 +42,8 @@ async def _outcome(future: concurrent.futures.Future[T]) -> BaseException | None
     try:
         await asyncio.wrap_future(future)
     except KafkaException as exc:
-        return exc
+        refused: BaseException = exc
+        return refused
     return None
 
 

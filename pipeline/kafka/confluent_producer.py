@@ -141,6 +141,8 @@ class ConfluentProducer:
         self, batch: Batch, topic: str, partition: int
     ) -> asyncio.Future[Acknowledged]:
         assert isinstance(batch, ConfluentBatch)
+        if not batch.rows:
+            raise ValueError("an empty batch has nothing to acknowledge")
         client = self.client
         delivery = _BatchDelivery(asyncio.get_running_loop(), len(batch.rows))
         produce = client.produce
@@ -162,6 +164,7 @@ class ConfluentProducer:
                     await asyncio.sleep(QUEUE_FULL_WAIT_S)
         return delivery.future
 
+    @translated
     async def partition_count(self, topic: str, wait_s: float = DEFAULT_WAIT_S) -> int:
         deadline = asyncio.get_running_loop().time() + wait_s
         while True:

@@ -8,6 +8,7 @@ attributes), and each error in the batch is either raised (fatal) or logged.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as TheirPartition
@@ -75,7 +76,7 @@ def by_partition(messages: list[Message]) -> dict[TopicPartition, list[Confluent
                 message.timestamp()[1],
                 message.key(),
                 message.value(),
-                message.headers() or (),  # type: ignore[arg-type]  # str names, bytes values
+                cast(Headers, message.headers() or ()),  # str names, bytes (or None) values
             )
         )
     return found

@@ -54,6 +54,8 @@ class ConsumerThread:
         """Calls that may not run inside another (a fetch), kept for after it, in order."""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stopped = threading.Event()
+        self._stopping = False
+        """Set by stop(): a call made after it would never run, so it fails at once."""
 
     def start(self) -> None:
         self._thread.start()
@@ -69,7 +71,7 @@ class ConsumerThread:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if self._stopped.is_set():
+        if self._stopping:
             future.set_exception(RuntimeError("the Kafka consumer is closed"))
             return future
 
@@ -86,7 +88,7 @@ class ConsumerThread:
 
     def post(self, function: Callable[..., object], *args: Any) -> None:
         """Queue a call nobody awaits (pause, resume, seek); a failure is logged."""
-        if self._stopped.is_set():
+        if self._stopping:
             return
 
         def run() -> None:
@@ -136,6 +138,7 @@ class ConsumerThread:
 
     def stop(self) -> None:
         """Let the queued calls run, then end the thread."""
+        self._stopping = True
         self._calls.put(_STOP)
 
     def join(self, timeout_s: float) -> None:
