@@ -140,6 +140,7 @@ def pipeline(
                 replica.wait()
 
 
+@pytest.mark.both_clients
 def test_table_catches_up_before_readiness_and_misses_load_from_postgres(
     pipeline: Pipeline,
 ) -> None:
@@ -168,6 +169,7 @@ def test_table_catches_up_before_readiness_and_misses_load_from_postgres(
     assert replica.metric("pipeline_cache_hits_total") >= 3000
 
 
+@pytest.mark.both_clients
 def test_a_deleted_or_corrupted_cache_is_rebuilt_on_restart(pipeline: Pipeline) -> None:
     customers = [pipeline.customer(i) for i in range(500)]
     pipeline.publish("customers", customers)
@@ -295,6 +297,7 @@ def test_a_locked_database_exhausts_the_pool_and_is_retried_not_dead_lettered(
     assert run_sync(totals()) == (2000, Decimal("5000.00"))
 
 
+@pytest.mark.both_clients
 def test_the_shortened_demo_passes_its_invariant_check(kafka_bootstrap: str, unique: str) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap, "COLUMNS": "120"}
     env.pop("POSTGRES_URL", None)  # the demo's own PostgreSQL: its per-minute sums stay its own

@@ -25,7 +25,7 @@ from pipeline.wire.codec import HEADER_EVENT_ID, decode_value, header_value
 from tests.support import read_all
 from tests.unit.models import OPTIONAL_KEY_SPEC, SAMPLE_SPEC, Other, Sample
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 
 def sample(key: str, count: int = 0) -> Sample:

@@ -63,6 +63,7 @@ def replay_cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]
     return run_cli("replay", *args, env=harness.env, timeout=300)
 
 
+@pytest.mark.both_clients
 def test_a_replay_of_a_time_window_processes_exactly_that_window(harness: Harness) -> None:
     origin = int((datetime.now(UTC) - timedelta(hours=1)).timestamp() * 1000)
     events = keyed_events(2000, keys=97)
@@ -87,6 +88,7 @@ def test_a_replay_of_a_time_window_processes_exactly_that_window(harness: Harnes
     )
 
 
+@pytest.mark.both_clients
 def test_an_interrupted_replay_resumes_with_no_gap(harness: Harness, tmp_path: Path) -> None:
     ids = harness.publish(keyed_events(20_000, keys=500))
     command = [
@@ -134,6 +136,7 @@ def test_an_interrupted_replay_resumes_with_no_gap(harness: Harness, tmp_path: P
     print(f"{done_before} done before SIGINT; {duplicates} duplicates (bound {bound})")
 
 
+@pytest.mark.both_clients
 def test_a_copy_replay_keeps_keys_values_headers_and_times(harness: Harness) -> None:
     origin = int((datetime.now(UTC) - timedelta(minutes=30)).timestamp() * 1000)
     events = keyed_events(300, keys=30)
@@ -152,6 +155,7 @@ def test_a_copy_replay_keeps_keys_values_headers_and_times(harness: Harness) -> 
     assert sorted(map(key, copied)) == sorted(map(key, originals))
 
 
+@pytest.mark.both_clients
 def test_handler_bug_dead_letters_and_redrive_brings_every_event_back_once(
     harness: Harness, tmp_path: Path
 ) -> None:
@@ -282,6 +286,7 @@ def test_offsets_reset_shows_the_change_and_refuses_while_members_are_active(
     assert set(committed.values()) == {0}
 
 
+@pytest.mark.both_clients
 def test_fresh_backfills_of_a_large_backlog_finish_with_every_record_once(
     harness: Harness,
 ) -> None:

@@ -33,6 +33,7 @@ def assert_per_key_order(outputs: list[tuple[int, int, Handled]]) -> None:
         assert firsts == sorted(firsts), f"key {key} out of order: {seqs[:20]}"
 
 
+@pytest.mark.both_clients
 def test_three_replicas_process_everything_once_in_key_order(harness: Harness) -> None:
     replicas = [harness.start("passthrough", f"r{i}") for i in range(3)]
     for replica in replicas:
@@ -51,6 +52,7 @@ def test_three_replicas_process_everything_once_in_key_order(harness: Harness) -
         assert replica.stop() == 0, replica.tail()
 
 
+@pytest.mark.both_clients
 def test_sigkill_loses_nothing_and_duplicates_stay_within_the_bound(harness: Harness) -> None:
     replicas = [harness.start("passthrough", f"r{i}") for i in range(3)]
     for replica in replicas:
@@ -77,6 +79,7 @@ def test_sigkill_loses_nothing_and_duplicates_stay_within_the_bound(harness: Har
     print(f"SIGKILL: {duplicates} duplicates, bound {bound} ({partitions_of_victim} partitions)")
 
 
+@pytest.mark.both_clients
 def test_rolling_sigterm_restart_loses_and_duplicates_nothing(harness: Harness) -> None:
     replicas = [harness.start("passthrough", f"r{i}") for i in range(3)]
     for replica in replicas:
@@ -167,6 +170,7 @@ def test_poison_input_goes_to_the_dlq_with_every_header(harness: Harness) -> Non
     assert replica.stop() == 0
 
 
+@pytest.mark.both_clients
 def test_slow_partition_does_not_hold_back_the_others(harness: Harness) -> None:
     # An in-flight bound smaller than the slow partition's backlog: a slow
     # partition allowed to fill it would starve every other one.
@@ -245,6 +249,7 @@ def assigned_partitions(replica: Replica) -> set[str]:
     }
 
 
+@pytest.mark.both_clients
 def test_static_member_restart_keeps_its_partitions_without_a_rebalance(harness: Harness) -> None:
     first = harness.start("passthrough", "s0", "--static-membership")
     second = harness.start("passthrough", "s1", "--static-membership")
@@ -269,6 +274,7 @@ def test_static_member_restart_keeps_its_partitions_without_a_rebalance(harness:
     }
 
 
+@pytest.mark.both_clients
 def test_exactly_once_survives_a_sigkill_without_duplicates(harness: Harness) -> None:
     replicas = [harness.start("passthrough_eos", f"e{i}") for i in range(3)]
     for replica in replicas:
@@ -332,6 +338,7 @@ def test_the_flood_guard_pauses_instead_of_dead_lettering_everything(harness: Ha
     assert replica.metric("pipeline_dead_lettered_total") < len(failing) // 2
 
 
+@pytest.mark.both_clients
 def test_a_frozen_exactly_once_replica_is_fenced_on_confluent(harness: Harness) -> None:
     """SIGSTOP one of two exactly-once replicas past the session timeout, let the group move
     on, SIGCONT it. Its open transaction is still inside the transaction timeout, so only
