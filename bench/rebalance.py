@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import itertools
 import json
 import re
 import signal
@@ -37,6 +36,7 @@ import tempfile
 import time
 import uuid
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -104,12 +104,13 @@ def percentile(values: list[int], share: float) -> int:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else -1
 
 
-def longest_gap(stamps: list[int], start_ms: int, end_ms: int) -> int:
+def longest_gap(stamps: list[int], start_ms: int, end_ms: int) -> tuple[int, int]:
+    """The longest gap, and when it began (ms after `start_ms`)."""
     inside = sorted(s for s in stamps if start_ms <= s < end_ms)
     if not inside:
-        return end_ms - start_ms
+        return end_ms - start_ms, 0
     edges = [start_ms, *inside]
-    return max(later - earlier for earlier, later in itertools.pairwise(edges))
+    return max((later - earlier, earlier - start_ms) for earlier, later in pairwise(edges))
 
 
 async def run_pair(
@@ -198,13 +199,19 @@ async def run_pair(
                 latencies[name].append(record.timestamp - sent_ms)
     changes = assignment_changes(logs)
     gaps = []
-    for event_at, window_end in ((joined, left), (left, ended)):
+    for event, event_at, window_end in (("join", joined, left), ("leave", left, ended)):
         before, after = owners_at(changes, event_at - 0.001), owners_at(changes, window_end)
-        unmoved = [p for p, owner in before.items() if after.get(p) == owner]
-        gaps += [
-            longest_gap(appended.get(p, []), int(event_at * 1000), int(window_end * 1000))
-            for p in unmoved
-        ]
+        unmoved = sorted(p for p, owner in before.items() if after.get(p) == owner)
+        for partition in unmoved:
+            gap, began = longest_gap(
+                appended.get(partition, []), int(event_at * 1000), int(window_end * 1000)
+            )
+            gaps.append(gap)
+            print(
+                f"  {event}: partition {partition} (stayed on {before[partition]}): longest "
+                f"gap {gap} ms, from {began} ms after the {event}",
+                file=sys.stderr,
+            )
     return {
         "steady_p99_ms": percentile(latencies["steady"], 0.99),
         "join_p99_ms": percentile(latencies["join"], 0.99),
@@ -223,6 +230,7 @@ def main() -> None:
     parser.add_argument("--join-at", type=float, default=20.0)
     parser.add_argument("--leave-at", type=float, default=45.0)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--logs", type=Path, help="keep the replicas' logs in this folder")
     args = parser.parse_args()
     figures: dict[str, dict[str, int]] = {}
     with (
@@ -232,7 +240,9 @@ def main() -> None:
         for pair in args.pairs.split(","):
             client, protocol = pair.split("-", 1)
             print(f"{pair}: {args.duration:.0f}s at {args.rate:,}/s …", file=sys.stderr)
-            found = asyncio.run(run_pair(bootstrap, client, protocol, args, Path(folder)))
+            logs = args.logs or Path(folder)
+            logs.mkdir(parents=True, exist_ok=True)
+            found = asyncio.run(run_pair(bootstrap, client, protocol, args, logs))
             figures[pair] = found
             print(
                 f"{pair:24s} p99 steady {found['steady_p99_ms']:>6} ms, "

@@ -44,10 +44,6 @@ Incremental = Literal["eager", "cooperative", "consumer"]
 QUERY_TIMEOUT_S = 15.0
 
 
-class _AssignmentRevoked(Exception):
-    """Raised by an eager revocation callback so that consume() returns at once."""
-
-
 class ConfluentConsumer:
     def __init__(
         self,
@@ -66,7 +62,7 @@ class ConfluentConsumer:
         self._ahead = FetchedAhead()
         self._mirror = PositionMirror()
         self._revoke_heard = False
-        self._closing = False
+        self._revoked_in_fetch: set[TopicPartition] = set()
         self._starts: dict[TopicPartition, int] = {}
         """Offsets sought before fetching began, which only an assignment can set: kept for
         the next assignment of the same partitions, so one seek does not undo another."""
@@ -93,7 +89,6 @@ class ConfluentConsumer:
         if self._client is None:
             return
         client = self._client
-        self._closing = True
         try:
             await self._thread.call(client.close)
         finally:
@@ -149,6 +144,7 @@ class ConfluentConsumer:
     def _on_revoke(self, client: Consumer, partitions: list[TheirPartition]) -> None:
         revoked = {ours(tp) for tp in partitions}
         self._revoke_heard = True
+        self._revoked_in_fetch |= revoked
         try:
             self._call_listener("on_revoked", revoked)
         finally:
@@ -162,11 +158,6 @@ class ConfluentConsumer:
             else:
                 client.incremental_unassign(partitions)
                 self._assigned -= revoked
-        if self._protocol == "eager" and not self._closing:
-            # Makes consume() return now: records it collected before this
-            # callback are of the old assignment, and an eager reassignment may
-            # hand the same partitions back, to be read again from their commits.
-            raise _AssignmentRevoked
 
     def _on_lost(self, client: Consumer, partitions: list[TheirPartition]) -> None:
         log.warning(
@@ -215,28 +206,38 @@ class ConfluentConsumer:
         """On the consumer thread: what is ready now, else the first records within the timeout."""
         client = self.client
         deadline = time.monotonic() + timeout_s
-        try:
-            messages = client.consume(max_records, 0)
-            while not messages:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                messages = client.consume(1, min(remaining, SERVE_SLICE_S))
-                if messages and max_records > 1:
-                    messages.extend(client.consume(max_records - 1, 0))
-                self._thread.serve_pending()
-        except _AssignmentRevoked:
-            # Everything fetched so far belongs to partitions given up: the next
-            # owner (maybe this consumer again) starts from their commits.
-            messages = []
+        self._revoked_in_fetch = set()
+        messages = client.consume(max_records, 0)
+        while not messages:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            messages = client.consume(1, min(remaining, SERVE_SLICE_S))
+            if messages and max_records > 1:
+                messages.extend(client.consume(max_records - 1, 0))
+            self._thread.serve_pending()
         found = by_partition(messages)
+        given_back = self._revoked_in_fetch & self._assigned
         for tp in list(found):
-            if tp not in self._assigned:
-                del found[tp]  # fetched before an incremental revocation within this call
+            if tp not in self._assigned or tp in given_back:
+                # Fetched before a revocation within this call: the old assignment's.
+                del found[tp]
             else:
                 self._starts.pop(tp, None)  # fetching: a seek now moves it, an assignment not
+        if given_back:
+            self._restart(client, given_back)
         self._mirror.refresh(client, self._assigned, found)
         return found
+
+    def _restart(self, client: Consumer, partitions: set[TopicPartition]) -> None:
+        """Revoked and assigned again within one fetch: what librdkafka handed over for them
+        may be of either assignment, so all of it was dropped; read them again from their
+        commits (or from where the listener sought)."""
+        if self._protocol == "eager":
+            client.assign([theirs(tp, self._starts.get(tp)) for tp in self._assigned])
+        else:
+            client.incremental_unassign([theirs(tp) for tp in partitions])
+            client.incremental_assign([theirs(tp, self._starts.get(tp)) for tp in partitions])
 
     def pause(self, *partitions: TopicPartition) -> None:
         self._post(self._pause_on_thread, [theirs(tp) for tp in partitions], True)
@@ -258,12 +259,12 @@ class ConfluentConsumer:
 
     def _seek_on_thread(self, tp: TopicPartition, offset: int) -> None:
         client = self.client
+        self._starts[tp] = offset  # also for a reassignment before its first record
         try:
             client.seek(theirs(tp, offset))
         except KafkaException as exc:
             # Not fetching yet (just assigned): the offset is taken at assignment instead.
             if exc.args and exc.args[0].code() == KafkaError._STATE:
-                self._starts[tp] = offset
                 if self._protocol == "eager" or self._listener is None:
                     client.assign([theirs(a, self._starts.get(a)) for a in self._assigned])
                 else:
