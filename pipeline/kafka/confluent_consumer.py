@@ -5,9 +5,8 @@ synchronous calls (pause, resume, seek, assignment, positions, high
 waters) never wait for it: changes are queued in order, and what the loop
 reads is a mirror the thread refreshes after each fetch.
 
-`fetch` for some partitions only: records of the others wait for their
-turn (pipeline.kafka.confluent_fetched). A seek or a revocation drops what
-waits for that partition.
+`fetch` for some partitions only: the others' records wait for their turn
+(pipeline.kafka.confluent_fetched), dropped by a seek or a revocation.
 
 Rebalances: librdkafka calls back inside `consume()`; the callbacks run the
 runtime's listener on the loop and wait for it (serving the queue
@@ -15,8 +14,7 @@ meanwhile, so the listener's commits and offset queries go through). The
 protocol decides the calls: eager assigns and unassigns everything;
 cooperative-sticky and KIP-848's `consumer` protocol hand over only the
 partitions that move. Records collected before a revocation are dropped,
-never handed over after it: the partition's next owner, maybe this consumer
-again, reads them from the commits.
+never handed over after it: the next owner (maybe this one) reads them again.
 """
 
 from __future__ import annotations
@@ -63,6 +61,8 @@ class ConfluentConsumer:
         self._mirror = PositionMirror()
         self._revoke_heard = False
         self._revoked_in_fetch: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        """What the runtime paused (on the consumer thread), to pause again after a restart."""
         self._starts: dict[TopicPartition, int] = {}
         """Offsets sought before fetching began, which only an assignment can set: kept for
         the next assignment of the same partitions, so one seek does not undo another."""
@@ -148,6 +148,7 @@ class ConfluentConsumer:
         try:
             self._call_listener("on_revoked", revoked)
         finally:
+            self._paused -= revoked  # a new assignment of them starts unpaused
             for tp in revoked:
                 self._starts.pop(tp, None)
                 self._ahead.drop(tp)
@@ -238,6 +239,12 @@ class ConfluentConsumer:
         else:
             client.incremental_unassign([theirs(tp) for tp in partitions])
             client.incremental_assign([theirs(tp, self._starts.get(tp)) for tp in partitions])
+        self._pause_again(client)
+
+    def _pause_again(self, client: Consumer) -> None:
+        """An assignment starts unpaused; what the runtime holds back stays held back."""
+        if still_paused := self._paused & self._assigned:
+            client.pause([theirs(tp) for tp in still_paused])
 
     def pause(self, *partitions: TopicPartition) -> None:
         self._post(self._pause_on_thread, [theirs(tp) for tp in partitions], True)
@@ -248,8 +255,10 @@ class ConfluentConsumer:
     def _pause_on_thread(self, partitions: list[TheirPartition], pause: bool) -> None:
         if pause:
             self.client.pause(partitions)
+            self._paused |= {ours(tp) for tp in partitions}
         else:
             self.client.resume(partitions)
+            self._paused -= {ours(tp) for tp in partitions}
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         tp = TopicPartition(*partition)
@@ -267,6 +276,7 @@ class ConfluentConsumer:
             if exc.args and exc.args[0].code() == KafkaError._STATE:
                 if self._protocol == "eager" or self._listener is None:
                     client.assign([theirs(a, self._starts.get(a)) for a in self._assigned])
+                    self._pause_again(client)
                 else:
                     client.incremental_unassign([theirs(tp)])
                     client.incremental_assign([theirs(tp, offset)])
