@@ -26,11 +26,19 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, Literal
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+)
 from confluent_kafka import TopicPartition as TheirPartition
 
 from pipeline.kafka.confluent_errors import from_kafka_error, translated
 from pipeline.kafka.confluent_fetched import FetchedAhead, PositionMirror
+from pipeline.kafka.confluent_offsets import QUERY_TIMEOUT_S, watermarks
 from pipeline.kafka.confluent_records import ConfluentRecord, by_partition, ours, theirs
 from pipeline.kafka.confluent_thread import SERVE_SLICE_S, ConsumerThread
 from pipeline.kafka.metadata import DEFAULT_WAIT_S, TopicNotOnClusterError
@@ -39,7 +47,6 @@ from pipeline.kafka.port import KafkaClientError, RebalanceListener, TopicPartit
 log = logging.getLogger("pipeline.kafka.confluent")
 
 Incremental = Literal["eager", "cooperative", "consumer"]
-QUERY_TIMEOUT_S = 15.0
 
 
 class ConfluentConsumer:
@@ -64,6 +71,10 @@ class ConfluentConsumer:
         self._paused: set[TopicPartition] = set()
         """What the runtime paused (on the consumer thread), to pause again after a restart."""
         self._starts: dict[TopicPartition, int] = {}
+        reset = OFFSET_BEGINNING if config.get("auto.offset.reset") == "earliest" else OFFSET_END
+        self._unsought: int | None = None if group_id else reset
+        """Where an unsought partition starts: the commit (None), but a reader without a
+        group asks no coordinator (a fresh cluster has none for a while)."""
         """Offsets sought before fetching began, which only an assignment can set: kept for
         the next assignment of the same partitions, so one seek does not undo another."""
         self._before_start: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
@@ -118,10 +129,13 @@ class ConfluentConsumer:
         self._assigned = set(wanted)
         self._starts = {tp: offset for tp, offset in self._starts.items() if tp in wanted}
         self._ahead.keep_only(wanted)
-        self._post(self._assign_on_thread, [theirs(tp) for tp in wanted])
+        self._post(self._assign_on_thread, wanted)
 
-    def _assign_on_thread(self, partitions: list[TheirPartition]) -> None:
-        self.client.assign(partitions)
+    def _assign_on_thread(self, partitions: set[TopicPartition]) -> None:
+        self.client.assign(self._positioned(partitions))
+
+    def _positioned(self, partitions: Iterable[TopicPartition]) -> list[TheirPartition]:
+        return [theirs(tp, self._starts.get(tp, self._unsought)) for tp in partitions]
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
@@ -231,14 +245,13 @@ class ConfluentConsumer:
         return found
 
     def _restart(self, client: Consumer, partitions: set[TopicPartition]) -> None:
-        """Revoked and assigned again within one fetch: what librdkafka handed over for them
-        may be of either assignment, so all of it was dropped; read them again from their
-        commits (or from where the listener sought)."""
+        """Revoked and assigned again within one fetch: what was fetched for them may be of
+        either assignment and was dropped; read them again from the commits (or seeks)."""
         if self._protocol == "eager":
-            client.assign([theirs(tp, self._starts.get(tp)) for tp in self._assigned])
+            client.assign(self._positioned(self._assigned))
         else:
             client.incremental_unassign([theirs(tp) for tp in partitions])
-            client.incremental_assign([theirs(tp, self._starts.get(tp)) for tp in partitions])
+            client.incremental_assign(self._positioned(partitions))
         self._pause_again(client)
 
     def _pause_again(self, client: Consumer) -> None:
@@ -275,7 +288,7 @@ class ConfluentConsumer:
             # Not fetching yet (just assigned): the offset is taken at assignment instead.
             if exc.args and exc.args[0].code() == KafkaError._STATE:
                 if self._protocol == "eager" or self._listener is None:
-                    client.assign([theirs(a, self._starts.get(a)) for a in self._assigned])
+                    client.assign(self._positioned(self._assigned))
                     self._pause_again(client)
                 else:
                     client.incremental_unassign([theirs(tp)])
@@ -384,16 +397,3 @@ class ConfluentConsumer:
     async def group_metadata(self) -> object:
         """KIP-447: the group, this member and its generation, so a cut-off member is fenced."""
         return await self._thread.call(self.client.consumer_group_metadata)
-
-
-def watermarks(
-    client: Consumer, partitions: list[TopicPartition], which: int
-) -> dict[TopicPartition, int]:
-    """On the consumer thread: each partition's first (which=0) or end (1) offset."""
-    found: dict[TopicPartition, int] = {}
-    for tp in partitions:
-        low_high = client.get_watermark_offsets(theirs(tp), timeout=QUERY_TIMEOUT_S)
-        if low_high is None:
-            raise KafkaClientError(f"no offsets for {tp.topic}[{tp.partition}]")
-        found[TopicPartition(*tp)] = low_high[which]
-    return found
