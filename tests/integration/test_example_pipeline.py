@@ -169,7 +169,6 @@ def test_table_catches_up_before_readiness_and_misses_load_from_postgres(
     assert replica.metric("pipeline_cache_hits_total") >= 3000
 
 
-@pytest.mark.both_clients
 def test_a_deleted_or_corrupted_cache_is_rebuilt_on_restart(pipeline: Pipeline) -> None:
     customers = [pipeline.customer(i) for i in range(500)]
     pipeline.publish("customers", customers)
