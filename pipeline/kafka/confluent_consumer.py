@@ -23,22 +23,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from functools import partial
 from typing import Any, Literal
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
-    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
 )
 from confluent_kafka import TopicPartition as TheirPartition
 
-from pipeline.kafka.confluent_errors import from_kafka_error, translated
+from pipeline.kafka.confluent_errors import translated
 from pipeline.kafka.confluent_fetched import FetchedAhead, PositionMirror
-from pipeline.kafka.confluent_offsets import QUERY_TIMEOUT_S, watermarks
+from pipeline.kafka.confluent_offsets import (
+    QUERY_TIMEOUT_S,
+    commit_offsets,
+    committed_offset,
+    offsets_at_times,
+    partitions_of,
+    watermarks,
+)
 from pipeline.kafka.confluent_records import ConfluentRecord, by_partition, ours, theirs
 from pipeline.kafka.confluent_thread import SERVE_SLICE_S, ConsumerThread
 from pipeline.kafka.metadata import DEFAULT_WAIT_S, TopicNotOnClusterError
@@ -71,12 +76,11 @@ class ConfluentConsumer:
         self._paused: set[TopicPartition] = set()
         """What the runtime paused (on the consumer thread), to pause again after a restart."""
         self._starts: dict[TopicPartition, int] = {}
+        """Seeks not yet reached by a record: kept for a re-assignment of the partition."""
         reset = OFFSET_BEGINNING if config.get("auto.offset.reset") == "earliest" else OFFSET_END
         self._unsought: int | None = None if group_id else reset
         """Where an unsought partition starts: the commit (None), but a reader without a
         group asks no coordinator (a fresh cluster has none for a while)."""
-        """Offsets sought before fetching began, which only an assignment can set: kept for
-        the next assignment of the same partitions, so one seek does not undo another."""
         self._before_start: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
         """Calls made before start (the port allows subscribing first), made by start."""
 
@@ -237,6 +241,7 @@ class ConfluentConsumer:
             if tp not in self._assigned or tp in given_back:
                 # Fetched before a revocation within this call: the old assignment's.
                 del found[tp]
+                self._mirror.unsettle([tp])
             else:
                 self._starts.pop(tp, None)  # fetching: a seek now moves it, an assignment not
         if given_back:
@@ -247,11 +252,30 @@ class ConfluentConsumer:
     def _restart(self, client: Consumer, partitions: set[TopicPartition]) -> None:
         """Revoked and assigned again within one fetch: what was fetched for them may be of
         either assignment and was dropped; read them again from the commits (or seeks)."""
+        self._mirror.unsettle(partitions)
         if self._protocol == "eager":
-            client.assign(self._positioned(self._assigned))
+            self._assign_all_again(client, partitions)
         else:
             client.incremental_unassign([theirs(tp) for tp in partitions])
             client.incremental_assign(self._positioned(partitions))
+            self._pause_again(client)
+
+    def _assign_all_again(self, client: Consumer, restarted: set[TopicPartition]) -> None:
+        """Eager assignment is all or nothing: the partitions not restarted go on from the
+        position of the fetch (past records handed over or kept ahead), not from their
+        commits, which would hand over again records already handed over."""
+        going_on = [
+            theirs(tp)
+            for tp in self._assigned - restarted
+            if tp not in self._starts and self._mirror.settled(tp)
+        ]
+        at = {ours(tp): tp.offset for tp in client.position(going_on)} if going_on else {}
+        client.assign(
+            [
+                theirs(tp, at[tp]) if at.get(tp, -1) >= 0 else self._positioned([tp])[0]
+                for tp in self._assigned
+            ]
+        )
         self._pause_again(client)
 
     def _pause_again(self, client: Consumer) -> None:
@@ -288,8 +312,7 @@ class ConfluentConsumer:
             # Not fetching yet (just assigned): the offset is taken at assignment instead.
             if exc.args and exc.args[0].code() == KafkaError._STATE:
                 if self._protocol == "eager" or self._listener is None:
-                    client.assign(self._positioned(self._assigned))
-                    self._pause_again(client)
+                    self._assign_all_again(client, {tp})
                 else:
                     client.incremental_unassign([theirs(tp)])
                     client.incremental_assign([theirs(tp, offset)])
@@ -336,27 +359,12 @@ class ConfluentConsumer:
 
     @translated
     async def commit(self, offsets: Mapping[TopicPartition, int], metadata: str = "") -> None:
-        if not offsets:
-            return
-        positions = [
-            TheirPartition(tp.topic, tp.partition, offset, metadata=metadata)
-            for tp, offset in offsets.items()
-        ]
-        client = self.client
-        answers = await self._thread.call(
-            lambda: client.commit(offsets=positions, asynchronous=False)
-        )
-        for answer in answers:
-            if answer.error is not None:
-                raise from_kafka_error(answer.error)
+        if offsets:
+            await self._thread.call(commit_offsets, self.client, offsets, metadata)
 
     @translated
     async def committed(self, partition: TopicPartition) -> int | None:
-        found = await self._thread.call(
-            partial(self.client.committed, [theirs(partition)], timeout=QUERY_TIMEOUT_S)
-        )
-        offset = found[0].offset
-        return None if offset == OFFSET_INVALID or offset < 0 else offset
+        return await self._thread.call(committed_offset, self.client, partition)
 
     @translated
     async def beginning_offsets(
@@ -374,25 +382,16 @@ class ConfluentConsumer:
     async def offsets_for_times(
         self, times_ms: Mapping[TopicPartition, int]
     ) -> dict[TopicPartition, int | None]:
-        asked = [theirs(tp, millis) for tp, millis in times_ms.items()]
-        found = await self._thread.call(
-            partial(self.client.offsets_for_times, asked, timeout=QUERY_TIMEOUT_S)
-        )
-        return {ours(tp): None if tp.offset < 0 else tp.offset for tp in found}
+        return await self._thread.call(offsets_at_times, self.client, times_ms)
 
     @translated
     async def partition_count(self, topic: str, wait_s: float = DEFAULT_WAIT_S) -> int:
         deadline = time.monotonic() + wait_s
-        while True:
-            metadata = await self._thread.call(
-                partial(self.client.list_topics, topic, timeout=QUERY_TIMEOUT_S)
-            )
-            found = metadata.topics.get(topic)
-            if found is not None and found.error is None and found.partitions:
-                return len(found.partitions)
+        while not (count := await self._thread.call(partitions_of, self.client, topic)):
             if time.monotonic() >= deadline:
                 raise TopicNotOnClusterError(topic, str(self._config["bootstrap.servers"]))
             await asyncio.sleep(0.2)
+        return count
 
     async def group_metadata(self) -> object:
         """KIP-447: the group, this member and its generation, so a cut-off member is fenced."""

@@ -29,7 +29,13 @@ class FetchedAhead:
         self._kept: dict[TopicPartition, list[ConfluentRecord]] = {}
 
     def keep(self, tp: TopicPartition, records: list[ConfluentRecord]) -> None:
-        self._kept.setdefault(tp, []).extend(records)
+        kept = self._kept.setdefault(tp, [])
+        if kept and records and records[0].offset <= kept[-1].offset:
+            # Fetched again after the position moved back: handed over once, in one list,
+            # they would be handled twice (seen in a rolling restart: 810 duplicates).
+            last = kept[-1].offset
+            records = [record for record in records if record.offset > last]
+        kept.extend(records)
 
     def first_offset(self, tp: TopicPartition) -> int | None:
         """The offset of the next record waiting here for `tp`, if any."""
@@ -69,10 +75,24 @@ class PositionMirror:
         self.positions: dict[TopicPartition, int] = {}
         self.highwaters: dict[TopicPartition, int] = {}
         self._refreshed = 0.0
+        self._unsettled: set[TopicPartition] = set()
+        """Restarted after records of theirs were dropped: librdkafka's position counts
+        those records until the next is fetched (a committer that trusted it skipped them:
+        "batch 0..239 does not follow offset 239", a crashed replica)."""
 
     def forget(self, tp: TopicPartition) -> None:
         self.positions.pop(tp, None)
         self.highwaters.pop(tp, None)
+        self._unsettled.discard(tp)
+
+    def settled(self, tp: TopicPartition) -> bool:
+        return tp not in self._unsettled
+
+    def unsettle(self, partitions: Collection[TopicPartition]) -> None:
+        """No position for these until a record of theirs is fetched again."""
+        for tp in partitions:
+            self.positions.pop(tp, None)
+        self._unsettled.update(partitions)
 
     def refresh(
         self,
@@ -81,6 +101,7 @@ class PositionMirror:
         fetched: Mapping[TopicPartition, list[ConfluentRecord]],
     ) -> None:
         """On the consumer thread: the fetched partitions now, every assigned one now and then."""
+        self._unsettled.difference_update(fetched)
         now = time.monotonic()
         if now - self._refreshed >= MIRROR_REFRESH_S:
             self._refreshed = now
@@ -89,7 +110,8 @@ class PositionMirror:
             tps = list(fetched)
         if not tps:
             return
-        for position in client.position([theirs(tp) for tp in tps]):
+        settled = [theirs(tp) for tp in tps if tp not in self._unsettled]
+        for position in client.position(settled) if settled else []:
             if position.offset >= 0:
                 self.positions[ours(position)] = position.offset
         for tp in tps:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer
+from collections.abc import Mapping
 
-from pipeline.kafka.confluent_records import theirs
+from confluent_kafka import Consumer
+from confluent_kafka import TopicPartition as TheirPartition
+
+from pipeline.kafka.confluent_errors import from_kafka_error
+from pipeline.kafka.confluent_records import ours, theirs
 from pipeline.kafka.port import KafkaClientError, TopicPartition
 
 QUERY_TIMEOUT_S = 15.0
@@ -21,3 +25,35 @@ def watermarks(
             raise KafkaClientError(f"no offsets for {tp.topic}[{tp.partition}]")
         found[TopicPartition(*tp)] = low_high[which]
     return found
+
+
+def committed_offset(client: Consumer, tp: TopicPartition) -> int | None:
+    """On the consumer thread: the group's commit for `tp` (None: nothing committed)."""
+    offset = client.committed([theirs(tp)], timeout=QUERY_TIMEOUT_S)[0].offset
+    return None if offset < 0 else offset
+
+
+def offsets_at_times(
+    client: Consumer, times_ms: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, int | None]:
+    """On the consumer thread: each partition's first offset at or after its time."""
+    asked = [theirs(tp, millis) for tp, millis in times_ms.items()]
+    found = client.offsets_for_times(asked, timeout=QUERY_TIMEOUT_S)
+    return {ours(tp): None if tp.offset < 0 else tp.offset for tp in found}
+
+
+def partitions_of(client: Consumer, topic: str) -> int:
+    """On the consumer thread: how many partitions `topic` has (0: not known to the cluster)."""
+    found = client.list_topics(topic, timeout=QUERY_TIMEOUT_S).topics.get(topic)
+    return len(found.partitions) if found is not None and found.error is None else 0
+
+
+def commit_offsets(client: Consumer, offsets: Mapping[TopicPartition, int], metadata: str) -> None:
+    """On the consumer thread: commit and wait, raising the first partition's error."""
+    positions = [
+        TheirPartition(tp.topic, tp.partition, offset, metadata=metadata)
+        for tp, offset in offsets.items()
+    ]
+    for answer in client.commit(offsets=positions, asynchronous=False) or []:
+        if answer.error is not None:
+            raise from_kafka_error(answer.error)

@@ -64,7 +64,7 @@ class PartitionWorker:
     def offer(self, records: Sequence[Record]) -> None:
         if self._draining or not records:
             return  # being revoked or stopped: the next owner fetches them again
-        if records[0].offset < self._next_offset:
+        if records[0].offset < self._next_offset or _repeats(records):
             records = self._drop_taken(records)
             if not records:
                 return
@@ -83,14 +83,19 @@ class PartitionWorker:
         fetch this way); they are in hand, so handling them again would only
         duplicate their outputs.
         """
-        fresh = [record for record in records if record.offset >= self._next_offset]
+        fresh: list[Record] = []
+        next_offset = self._next_offset
+        for record in records:
+            if record.offset >= next_offset:
+                fresh.append(record)
+                next_offset = record.offset + 1
         log.warning(
             "%s-%d: the fetch returned offsets %d..%d, but records up to %d are taken "
             "already (the position moved back); dropping %d record(s) already in hand",
             self.tp.topic,
             self.tp.partition,
             records[0].offset,
-            records[-1].offset,
+            max(record.offset for record in records),
             self._next_offset - 1,
             len(records) - len(fresh),
         )
@@ -265,3 +270,9 @@ def _size(records: Sequence[Record]) -> int:
 def _outcome_read(acks: asyncio.Future[Any]) -> None:
     if not acks.cancelled():
         acks.exception()
+
+
+def _repeats(records: Sequence[Record]) -> bool:
+    """Whether a fetch's offsets fail to increase somewhere (found in O(1): n rising
+    offsets span at least n - 1, gaps from compaction or transactions only widen it)."""
+    return records[-1].offset - records[0].offset < len(records) - 1

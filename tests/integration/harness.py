@@ -57,11 +57,14 @@ class Harness:
         return sum(run_sync(end_offsets(connect(self.settings), topic)).values())
 
     def wait_outputs(self, expected: int, timeout_s: float = 240) -> None:
-        poll_until(
-            lambda: self.count(self.output.name) + self.count(self.dlq) >= expected,
-            timeout_s,
-            what=f"{expected} outputs",
-        )
+        try:
+            poll_until(
+                lambda: self.count(self.output.name) + self.count(self.dlq) >= expected,
+                timeout_s,
+                what=f"{expected} outputs",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnosis()}") from None
 
     def drained(self, processor: str) -> bool:
         """Whether the processor's group has committed every record of the source."""
@@ -73,11 +76,33 @@ class Harness:
 
     def wait_drained(self, processor: str, timeout_s: float = 240) -> None:
         """Until the group committed everything: output counts alone can include duplicates."""
-        poll_until(
-            lambda: self.drained(processor),
-            timeout_s,
-            what=f"{processor} to commit the source's end",
+        try:
+            poll_until(
+                lambda: self.drained(processor),
+                timeout_s,
+                what=f"{processor} to commit the source's end",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnosis(processor)}") from None
+
+    def diagnosis(self, processor: str = "passthrough") -> str:
+        """What a stalled wait needs to be debugged from CI output alone: where each
+        partition stands and what every replica last logged."""
+        ends = run_sync(end_offsets(connect(self.settings), self.source.name))
+        committed = run_sync(
+            committed_offsets(connect(self.settings), self.prefix + processor, self.source.name)
         )
+        lines = [
+            f"source ends {dict(sorted(ends.items()))}",
+            f"{processor} commits {dict(sorted(committed.items()))}",
+            f"outputs {self.count(self.output.name)}, dead letters {self.count(self.dlq)}",
+        ]
+        for replica in self.replicas:
+            code = replica.process.poll()
+            state = "running" if code is None else f"exit {code}"
+            lines.append(f"--- {replica.replica_id} ({state}), last lines of its log:")
+            lines.append(replica.tail(40))
+        return "\n".join(lines)
 
     def outputs(self) -> list[tuple[int, int, Handled]]:
         records = run_sync(read_all(connect(self.settings), self.output.name))

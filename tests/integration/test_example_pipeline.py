@@ -297,6 +297,7 @@ def test_a_locked_database_exhausts_the_pool_and_is_retried_not_dead_lettered(
 
 
 @pytest.mark.both_clients
+@pytest.mark.long
 def test_the_shortened_demo_passes_its_invariant_check(kafka_bootstrap: str, unique: str) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap, "COLUMNS": "120"}
     env.pop("POSTGRES_URL", None)  # the demo's own PostgreSQL: its per-minute sums stay its own

@@ -156,6 +156,7 @@ def test_a_copy_replay_keeps_keys_values_headers_and_times(harness: Harness) -> 
 
 
 @pytest.mark.both_clients
+@pytest.mark.long
 def test_handler_bug_dead_letters_and_redrive_brings_every_event_back_once(
     harness: Harness, tmp_path: Path
 ) -> None:
@@ -287,6 +288,7 @@ def test_offsets_reset_shows_the_change_and_refuses_while_members_are_active(
 
 
 @pytest.mark.both_clients
+@pytest.mark.long
 def test_fresh_backfills_of_a_large_backlog_finish_with_every_record_once(
     harness: Harness,
 ) -> None:

@@ -56,6 +56,7 @@ def start_replica(
     replica_id: str,
     cache_dir: Path,
     replay: ReplayPlan | None = None,
+    clients: MemoryClients | None = None,
 ) -> tuple[Runtime, asyncio.Future[int]]:
     options = WorkerOptions(
         replica_id=replica_id,
@@ -64,7 +65,9 @@ def start_replica(
         cache_dir=cache_dir,
         drain_deadline_s=10.0,
     )
-    runtime = Runtime(settings(), processor, options, replay=replay, clients=MemoryClients(broker))
+    runtime = Runtime(
+        settings(), processor, options, replay=replay, clients=clients or MemoryClients(broker)
+    )
     return runtime, asyncio.ensure_future(runtime.run())
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from pipeline.kafka.memory import MemoryClients
-from pipeline.kafka.port import TopicPartition
+from pipeline.kafka.memory.consumer import MemoryConsumer
+from pipeline.kafka.port import Consumer, ConsumerOptions, Record, TopicPartition
 from pipeline.kafka.producer import EventProducer
 from pipeline.ops.offset_ranges import PartitionRange
 from pipeline.ops.replay import ReplayPlan
@@ -108,6 +110,38 @@ async def test_lanes_run_keys_at_once_and_keep_each_keys_order() -> None:
     assert sum(len(ns) for ns in by_key.values()) == 600
     for key, ns in by_key.items():
         assert ns == sorted(ns), f"key {key} out of order: {ns}"
+
+
+class RepeatingConsumer(MemoryConsumer):
+    """Hands every fetch's records twice in one list, as the confluent adapter's
+    fetched-ahead buffer did after a re-assignment moved a position back."""
+
+    async def fetch(
+        self, partitions: Collection[TopicPartition], timeout_s: float, max_records: int
+    ) -> Mapping[TopicPartition, Sequence[Record]]:
+        found = await super().fetch(partitions, timeout_s, max_records)
+        return {tp: [*records, *records[len(records) // 2 :]] for tp, records in found.items()}
+
+
+class RepeatingClients(MemoryClients):
+    def consumer(self, options: ConsumerOptions) -> Consumer:
+        return RepeatingConsumer(self.broker, options)
+
+
+async def test_records_a_client_hands_over_twice_in_one_fetch_are_handled_once(
+    tmp_path: Path,
+) -> None:
+    broker = new_broker()
+    async with EventProducer(settings(), clients=MemoryClients(broker)) as producer:
+        await producer.publish_many(SOURCE, steps(500, keys=25))
+    runtime, run = start_replica(broker, ECHO, "r1", tmp_path, clients=RepeatingClients(broker))
+    try:
+        await until(lambda: all_committed(broker, "echo"), "everything committed")
+    finally:
+        runtime.request_stop()
+        assert await run == EXIT_OK
+    by_key = outputs_by_key(broker)
+    assert sorted(n for ns in by_key.values() for n in ns) == list(range(500))
 
 
 async def test_the_commit_never_passes_a_record_still_being_handled(tmp_path: Path) -> None:
