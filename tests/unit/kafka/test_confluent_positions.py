@@ -43,6 +43,7 @@ class Client:
     def __init__(self, positions: dict[int, int]) -> None:
         self.positions = positions
         self.assigned: dict[int, int] = {}
+        self.paused: set[int] = set()
 
     def position(self, partitions: list[TheirPartition]) -> list[TheirPartition]:
         return [
@@ -52,9 +53,10 @@ class Client:
 
     def assign(self, partitions: list[TheirPartition]) -> None:
         self.assigned = {tp.partition: tp.offset for tp in partitions}
+        self.paused = set()  # an assignment starts unpaused
 
     def pause(self, partitions: list[TheirPartition]) -> None:
-        pass
+        self.paused |= {tp.partition for tp in partitions}
 
     def get_watermark_offsets(self, tp: TheirPartition, cached: bool) -> tuple[int, int]:
         return (0, 1000)
@@ -65,6 +67,7 @@ def test_an_eager_reassignment_moves_only_the_restarted_partitions() -> None:
     consumer._assigned = {TopicPartition("t", n) for n in range(5)}
     consumer._starts = {TopicPartition("t", 2): 7}
     consumer._mirror.unsettle([TopicPartition("t", 4)])  # its records were dropped
+    consumer._paused = {TopicPartition("t", 1), TopicPartition("t", 9)}  # 9: no longer held
     client = Client(positions={0: 100, 1: 200, 2: 300, 4: 400})  # 3: nothing fetched yet
     consumer._assign_all_again(client, {TopicPartition("t", 0)})  # type: ignore[arg-type]
     assert client.assigned == {
@@ -74,6 +77,7 @@ def test_an_eager_reassignment_moves_only_the_restarted_partitions() -> None:
         3: OFFSET_INVALID,  # no position yet: from its commit
         4: OFFSET_INVALID,  # librdkafka's position counts dropped records: from its commit
     }
+    assert client.paused == {1}  # what the runtime held back stays held back
 
 
 def test_a_position_counting_dropped_records_is_not_trusted_until_a_record_comes() -> None:
