@@ -63,6 +63,9 @@ ASSIGNMENT_LINE = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ INFO pipeline\.worker: "
     r"(assigned|revoked) \[([\d, ]*)\]"
 )
+LEFT_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ INFO pipeline\.worker: left group"
+)
 
 
 @dataclasses.dataclass
@@ -77,13 +80,20 @@ def assignment_changes(logs: dict[str, Path]) -> list[Change]:
     changes = []
     for replica, path in logs.items():
         for line in path.read_text(errors="replace").splitlines():
+            if (left := LEFT_LINE.match(line)) is not None:
+                # A leaver logs no revocation: what it held moved, whoever takes it.
+                changes.append(Change(_stamp(left[1]), replica, "left", set()))
+                continue
             found = ASSIGNMENT_LINE.match(line)
             if found is None:
                 continue
-            stamp = datetime.strptime(found[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
             numbers = {int(n) for n in found[3].split(",") if n.strip()}
-            changes.append(Change(stamp, replica, found[2], numbers))
+            changes.append(Change(_stamp(found[1]), replica, found[2], numbers))
     return sorted(changes, key=lambda change: change.at)
+
+
+def _stamp(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 def owners_at(changes: list[Change], moment: float) -> dict[int, str]:
@@ -94,6 +104,8 @@ def owners_at(changes: list[Change], moment: float) -> dict[int, str]:
         mine = held.setdefault(change.replica, set())
         if change.kind == "assigned":
             mine |= change.partitions
+        elif change.kind == "left":
+            mine.clear()
         else:
             mine -= change.partitions
     return {partition: replica for replica, mine in held.items() for partition in mine}

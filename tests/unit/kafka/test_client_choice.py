@@ -41,6 +41,14 @@ def test_kip_848_leaves_session_and_assignor_to_the_broker() -> None:
     assert "session.timeout.ms" not in config and "partition.assignment.strategy" not in config
 
 
+def test_librdkafka_prefetches_one_fetch_per_partition_as_the_runtime_sizes_it() -> None:
+    settings = PipelineSettings(client="confluent")
+    sized = ConsumerOptions(group_id="g", max_partition_fetch_bytes=2 * 1024 * 1024)
+    assert consumer_config(settings, sized)["queued.max.messages.kbytes"] == 2048
+    tiny = ConsumerOptions(group_id="g", max_partition_fetch_bytes=10_000)
+    assert consumer_config(settings, tiny)["queued.max.messages.kbytes"] == 256
+
+
 def test_a_transactional_producer_delivers_within_its_transaction_timeout() -> None:
     options = ProducerOptions(
         transactional_id="t", request_timeout_ms=30_000, transaction_timeout_ms=15_000
