@@ -47,6 +47,8 @@ def test_librdkafka_prefetches_one_fetch_per_partition_as_the_runtime_sizes_it()
     assert consumer_config(settings, sized)["queued.max.messages.kbytes"] == 2048
     tiny = ConsumerOptions(group_id="g", max_partition_fetch_bytes=10_000)
     assert consumer_config(settings, tiny)["queued.max.messages.kbytes"] == 256
+    # and a full prefetch is refilled soon, not after librdkafka's default second
+    assert consumer_config(settings, sized)["fetch.queue.backoff.ms"] < 100
 
 
 def test_a_transactional_producer_delivers_within_its_transaction_timeout() -> None:
