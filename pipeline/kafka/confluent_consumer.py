@@ -138,8 +138,14 @@ class ConfluentConsumer:
     def _assign_on_thread(self, partitions: set[TopicPartition]) -> None:
         self.client.assign(self._positioned(partitions))
 
-    def _positioned(self, partitions: Iterable[TopicPartition]) -> list[TheirPartition]:
-        return [theirs(tp, self._starts.get(tp, self._unsought)) for tp in partitions]
+    def _positioned(
+        self,
+        partitions: Iterable[TopicPartition],
+        going_on_at: Mapping[TopicPartition, int] | None = None,
+    ) -> list[TheirPartition]:
+        """A seek not yet reached, else where it goes on, else the commit (or reset)."""
+        at = going_on_at or {}
+        return [theirs(tp, self._starts.get(tp, at.get(tp, self._unsought))) for tp in partitions]
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
@@ -269,13 +275,9 @@ class ConfluentConsumer:
             for tp in self._assigned - restarted
             if tp not in self._starts and self._mirror.settled(tp)
         ]
-        at = {ours(tp): tp.offset for tp in client.position(going_on)} if going_on else {}
-        client.assign(
-            [
-                theirs(tp, at[tp]) if at.get(tp, -1) >= 0 else self._positioned([tp])[0]
-                for tp in self._assigned
-            ]
-        )
+        positions = client.position(going_on) if going_on else []
+        at = {ours(p): p.offset for p in positions if p.offset >= 0}
+        client.assign(self._positioned(self._assigned, going_on_at=at))
         self._pause_again(client)
 
     def _pause_again(self, client: Consumer) -> None:
