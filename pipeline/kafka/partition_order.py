@@ -8,7 +8,10 @@ come again only when the worker handles the failed batch again). So a batch
 is handed to the client only once the one before it on its partition is
 acknowledged, and what was waiting on a batch that failed fails too,
 unsent. A submission that arrives after the failure was reported is an
-independent publish and goes out.
+independent publish and goes out, unless it belongs to a `Chain` that a
+failure broke: a partition worker may hand over batch N+1's outputs after
+batch N's failure was reported here but before the worker itself learnt of
+it (it was handling N+1), and N+1 would then be stored ahead of N's redo.
 
 Waiting costs a round trip per batch, so what waits is not sent batch by
 batch: when the partition's turn comes, every submission waiting for it
@@ -44,6 +47,20 @@ class BehindAFailedBatchError(KafkaClientError):
     """Not sent: the batch before it on its partition failed, and this one would overtake it."""
 
 
+class Chain:
+    """One caller's publishes, stored in the order submitted or, past a failure, not at all.
+
+    Once one of its submissions fails (or fails behind another's failure),
+    every later submission of the chain fails at once, unsent. A caller that
+    starts afresh (a partition worker after a restart) makes a new chain.
+    """
+
+    __slots__ = ("broken_by",)
+
+    def __init__(self) -> None:
+        self.broken_by: BaseException | None = None
+
+
 class Stored(NamedTuple):
     offset: int
 
@@ -54,6 +71,7 @@ class _Submission:
     built: Batch
     """The records as the caller built them: sent as they are when nothing joins them."""
     acked: asyncio.Future[Acknowledged]
+    chain: Chain | None
 
 
 @dataclass
@@ -70,18 +88,33 @@ class PartitionOrder:
         self._handing_over: set[asyncio.Task[None]] = set()
 
     async def submit(
-        self, topic: str, partition: int, built: Batch, rows: Sequence[Row]
+        self,
+        topic: str,
+        partition: int,
+        built: Batch,
+        rows: Sequence[Row],
+        chain: Chain | None = None,
     ) -> asyncio.Future[Acknowledged]:
         """Send `built` now, or with whatever waits once the partition's turn comes.
 
         `rows` are the records of `built`, in order (needed when it is merged).
         The future: where its first record was stored, or why it was not.
         """
+        acked: asyncio.Future[Acknowledged] = asyncio.get_running_loop().create_future()
+        if chain is not None and chain.broken_by is not None:
+            acked.set_exception(
+                BehindAFailedBatchError(
+                    f"not sent to {topic}-{partition}: an earlier publish of the same "
+                    f"worker failed ({chain.broken_by}), and this one would be stored "
+                    "ahead of its records"
+                )
+            )
+            return acked
         key = (topic, partition)
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
-        submission = _Submission(rows, built, asyncio.get_running_loop().create_future())
+        submission = _Submission(rows, built, acked, chain)
         lane.waiting.append(submission)
         if not lane.in_flight:
             lane.in_flight = True
@@ -161,13 +194,13 @@ class PartitionOrder:
         else:
             assert failure is not None
             for submission, _ in placed:
-                _fail(submission.acked, failure)
+                _fail(submission, failure)
             behind = BehindAFailedBatchError(
                 f"not sent to {topic}-{partition}: the batch before it failed ({failure}), "
                 "and this one would be stored ahead of its records"
             )
             for submission in lane.waiting:
-                _fail(submission.acked, behind)
+                _fail(submission, behind)
             lane.waiting.clear()
         lane.in_flight = bool(lane.waiting)
         if lane.waiting:
@@ -178,6 +211,8 @@ class PartitionOrder:
             del self._lanes[(topic, partition)]
 
 
-def _fail(future: asyncio.Future[Acknowledged], failure: BaseException) -> None:
-    if not future.done():
-        future.set_exception(failure)
+def _fail(submission: _Submission, failure: BaseException) -> None:
+    if submission.chain is not None and submission.chain.broken_by is None:
+        submission.chain.broken_by = failure
+    if not submission.acked.done():
+        submission.acked.set_exception(failure)

@@ -23,7 +23,7 @@ from pipeline.errors import PipelineError
 from pipeline.kafka.coalescer import Coalescer, SentBatch
 from pipeline.kafka.connect import connect
 from pipeline.kafka.delivery import AckedBatch, Delivery, DeliveryList
-from pipeline.kafka.partition_order import PartitionOrder, Row
+from pipeline.kafka.partition_order import Chain, PartitionOrder, Row
 from pipeline.kafka.partitioner import kafka_partition
 from pipeline.kafka.port import Batch, Clients, Producer, ProducerOptions
 from pipeline.resilience.backpressure import ByteBudget
@@ -176,11 +176,14 @@ class EventProducer:
         topic: str,
         events: Sequence[EncodedEvent],
         timestamps: Sequence[int] | None = None,
+        chain: Chain | None = None,
     ) -> asyncio.Future[DeliveryList]:
         """Hand records to the client; the returned future resolves on acknowledgement.
 
         `timestamps` (ms, one per event) keep records' original times, as a
         replay into another topic does; by default the broker's clock is used.
+        A `chain`'s publishes are never stored past one of its failures
+        (pipeline.kafka.partition_order).
 
         When this returns, every batch is queued behind anything submitted
         earlier for the same partition, so a caller may submit the next chunk
@@ -193,7 +196,7 @@ class EventProducer:
             done: asyncio.Future[DeliveryList] = loop.create_future()
             done.set_result(DeliveryList(topic, [], []))
             return done
-        sent = await self.send_batches(topic, events, timestamps)
+        sent = await self.send_batches(topic, events, timestamps, chain)
         return asyncio.ensure_future(self._collect(topic, events, sent))
 
     async def send_batches(
@@ -201,6 +204,7 @@ class EventProducer:
         topic: str,
         events: Sequence[EncodedEvent],
         timestamps: Sequence[int] | None = None,
+        chain: Chain | None = None,
     ) -> list[SentBatch]:
         """Queue `events` in record batches, one partition after another; their acks to await."""
         partitions = await self._client.partition_count(topic)
@@ -217,7 +221,9 @@ class EventProducer:
         sent: list[SentBatch] = []
         try:
             for partition, indexes in by_partition.items():
-                await self._send_partition(topic, partition, events, indexes, sent, timestamps)
+                await self._send_partition(
+                    topic, partition, events, indexes, sent, timestamps, chain
+                )
         except BaseException:
             # Whatever was queued still goes out; wait for it so the budget is
             # returned and no acknowledgement is left unobserved.
@@ -252,6 +258,7 @@ class EventProducer:
         indexes: list[int],
         sent: list[SentBatch],
         timestamps: Sequence[int] | None = None,
+        chain: Chain | None = None,
     ) -> None:
         batch = self._client.create_batch()
         rows: list[Row] = []
@@ -266,17 +273,23 @@ class EventProducer:
             )
             if not batch.append(*row):
                 # Full; a first record always fits (the broker judges its size).
-                sent.append(await self._submit(batch, rows, topic, partition, batch_indexes))
+                sent.append(await self._submit(batch, rows, topic, partition, batch_indexes, chain))
                 batch = self._client.create_batch()
                 rows, batch_indexes = [], []
                 batch.append(*row)
             rows.append(row)
             batch_indexes.append(index)
         if batch_indexes:
-            sent.append(await self._submit(batch, rows, topic, partition, batch_indexes))
+            sent.append(await self._submit(batch, rows, topic, partition, batch_indexes, chain))
 
     async def _submit(
-        self, batch: Batch, rows: list[Row], topic: str, partition: int, indexes: list[int]
+        self,
+        batch: Batch,
+        rows: list[Row],
+        topic: str,
+        partition: int,
+        indexes: list[int],
+        chain: Chain | None,
     ) -> SentBatch:
         """Hand one batch to the client in its partition's turn (pipeline.kafka.partition_order).
 
@@ -289,7 +302,7 @@ class EventProducer:
         size = batch.size()
         await self._budget.acquire(size)
         try:
-            future = await self._order.submit(topic, partition, batch, rows)
+            future = await self._order.submit(topic, partition, batch, rows, chain)
         except BaseException:
             self._budget.release(size)
             raise

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from pipeline.kafka.delivery import DeliveryList
+from pipeline.kafka.partition_order import Chain
 from pipeline.kafka.port import TopicPartition
 from pipeline.metric_names import DEPENDENCY_FAILURES, OUTPUTS, PROCESSED, SINK_ITEMS
 from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
@@ -34,6 +35,10 @@ class BatchPublisher:
         self.processor = host.processor
         self.handler = handler
         """Its sleep, back-off and dependency flag: waits here count as the partition's."""
+        self.chain = Chain()
+        """Without transactions, this partition's outputs: none is stored past one that
+        failed, even when the worker has not learnt of the failure yet. (Dead letters are
+        retried until kept, so they stay out of it.)"""
 
     async def publish(self, result: BatchResult, end_offset: int) -> asyncio.Future[Any]:
         """Hand the batch on; the future resolves when it is safely stored (or fails)."""
@@ -43,7 +48,7 @@ class BatchPublisher:
         if transactions is not None:
 
             async def publish() -> list[asyncio.Future[DeliveryList]]:
-                futures = await self._submit_outputs(result)
+                futures = await self._submit_outputs(result, chain=None)
                 if result.dead_letters:
                     dlq_topic = self.processor.source.dlq_name
                     futures.append(
@@ -55,7 +60,7 @@ class BatchPublisher:
         else:
             if result.dead_letters:
                 await self._publish_dead_letters(result.dead_letters)
-            futures = await self._submit_outputs(result)
+            futures = await self._submit_outputs(result, self.chain)
             done = asyncio.gather(*futures) if futures else _done()
         self.handler.flood.record_ok(result.processed)
         metrics = self.host.metrics
@@ -97,12 +102,14 @@ class BatchPublisher:
             self.host.metrics.inc(SINK_ITEMS, len(items), labels={"sink": sink.name})
             return
 
-    async def _submit_outputs(self, result: BatchResult) -> list[asyncio.Future[DeliveryList]]:
+    async def _submit_outputs(
+        self, result: BatchResult, chain: Chain | None
+    ) -> list[asyncio.Future[DeliveryList]]:
         """Hand a batch's outputs to the producer; futures of their acks."""
         producer = self.host.producer
         futures: list[asyncio.Future[DeliveryList]] = []
         for encoder, encoded in result.outputs.values():
-            futures.append(await producer.submit_encoded(encoder.spec.name, encoded))
+            futures.append(await producer.submit_encoded(encoder.spec.name, encoded, chain=chain))
         return futures
 
     async def _publish_dead_letters(self, records: list[EncodedEvent]) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from pipeline.kafka.partition_order import BehindAFailedBatchError, PartitionOrder, Row
+from pipeline.kafka.partition_order import BehindAFailedBatchError, Chain, PartitionOrder, Row
 from pipeline.kafka.port import Acknowledged, Headers
 
 
@@ -63,12 +63,16 @@ def rows(*values: str) -> list[Row]:
 
 
 async def submit(
-    order: PartitionOrder, client: Client, partition: int, records: Sequence[Row]
+    order: PartitionOrder,
+    client: Client,
+    partition: int,
+    records: Sequence[Row],
+    chain: Chain | None = None,
 ) -> asyncio.Future[Acknowledged]:
     built = client.create_batch()
     for row in records:
         assert built.append(*row)
-    return await order.submit("t", partition, built, records)  # type: ignore[arg-type]
+    return await order.submit("t", partition, built, records, chain)  # type: ignore[arg-type]
 
 
 async def settle() -> None:
@@ -164,3 +168,38 @@ async def test_a_hand_over_that_raised_is_reported_and_the_next_batch_is_indepen
     assert client.sent == [(0, [b"a"]), (1, [b"b"])]  # the cancelled one was reported
     client.acks[1].set_result(Stored(1))
     assert (await behind).offset == 1
+
+
+async def test_a_chain_broken_by_a_failure_sends_none_of_its_later_publishes() -> None:
+    """A worker that hands over batch N+1 after N's failure was reported, not yet learnt."""
+    client = Client()
+    order = order_for(client)
+    worker, other = Chain(), Chain()
+    first = await submit(order, client, 0, rows("n"), worker)
+    client.acks[0].set_exception(RuntimeError("refused for good"))
+    with pytest.raises(RuntimeError):
+        await first
+    assert worker.broken_by is not None
+    late = await submit(order, client, 1, rows("n+1"), worker)
+    with pytest.raises(BehindAFailedBatchError, match="an earlier publish of the same worker"):
+        await late
+    independent = await submit(order, client, 0, rows("other"), other)
+    client.acks[1].set_result(Stored(3))
+    assert (await independent).offset == 3
+    assert client.sent == [(0, [b"n"]), (0, [b"other"])]
+    assert other.broken_by is None
+
+
+async def test_a_chain_waiting_behind_another_chains_failure_is_broken_too() -> None:
+    client = Client()
+    order = order_for(client)
+    failing, waiting = Chain(), Chain()
+    await submit(order, client, 0, rows("a"), failing)
+    behind = await submit(order, client, 0, rows("b"), waiting)
+    client.acks[0].set_exception(RuntimeError("refused"))
+    with pytest.raises(BehindAFailedBatchError):
+        await behind
+    assert isinstance(waiting.broken_by, BehindAFailedBatchError)
+    with pytest.raises(BehindAFailedBatchError):
+        await (await submit(order, client, 0, rows("c"), waiting))
+    assert client.sent == [(0, [b"a"])]
