@@ -16,6 +16,7 @@ MetricName = Literal[
     "outputs",
     "commits",
     "rebalances",
+    "offset_resets",
     "dead_lettered",
     "handler_errors",
     "envelope_repairs",
@@ -64,6 +65,7 @@ PROCESSED: Final = "processed"
 OUTPUTS: Final = "outputs"
 COMMITS: Final = "commits"
 REBALANCES: Final = "rebalances"
+OFFSET_RESETS: Final = "offset_resets"
 DEAD_LETTERED: Final = "dead_lettered"
 HANDLER_ERRORS: Final = "handler_errors"
 ENVELOPE_REPAIRS: Final = "envelope_repairs"

@@ -159,6 +159,14 @@ class PipelineSettings(BaseSettings):
     ssl_keyfile: Path | None = None
     ssl_key_password: SecretStr | None = None
 
+    offset_reset: Literal["earliest", "fail"] = Field(
+        default="earliest",
+        description="What a worker does with a partition whose committed offset retention "
+        "has deleted (records the group never handled are gone): earliest (go on from the "
+        "oldest record kept, with a warning and pipeline_offset_resets_total) or fail (the "
+        "replica exits 4 naming the partition; `pipeline offsets reset` decides). Jumping "
+        "to the end is not offered: it would skip records retention kept, too.",
+    )
     catalogue_module: str = Field(
         default="topics",
         description="Module whose CATALOGUE attribute declares the topics.",

@@ -15,9 +15,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from typing import Literal
 
 from pipeline.kafka.port import Consumer, Record, TopicPartition
-from pipeline.metric_names import CONSUMED, REBALANCES
+from pipeline.metric_names import CONSUMED, OFFSET_RESETS, REBALANCES
 from pipeline.metrics import Metrics
 from pipeline.runtime.commits import Committer
 from pipeline.runtime.host import PartitionHost
@@ -35,6 +36,7 @@ class Partitions:
         metrics: Metrics,
         drain_deadline_s: float,
         leaving: asyncio.Event,
+        offset_reset: Literal["earliest", "fail"] | None = "earliest",
     ) -> None:
         self.host = host
         self.consumer = consumer
@@ -42,6 +44,9 @@ class Partitions:
         self.metrics = metrics
         self.drain_deadline_s = drain_deadline_s
         self._leaving = leaving
+        self._offset_reset = offset_reset
+        """For a committed offset retention deleted (PipelineSettings.offset_reset); None: not
+        checked."""
         """Set once the replica is stopping: partitions assigned then are not taken on."""
         self.workers: dict[TopicPartition, PartitionWorker] = {}
         self.paused: set[TopicPartition] = set()
@@ -81,13 +86,70 @@ class Partitions:
         ends = await self.consumer.end_offsets(partitions)
         beginnings = await self.consumer.beginning_offsets(partitions)
         self._start_end_offsets.update(ends)
+        commits = {tp: await self.consumer.committed(tp) for tp in partitions}
+        deleted = {
+            tp: (committed, beginnings[tp])
+            for tp, committed in commits.items()
+            if committed is not None and committed < beginnings[tp]
+        }
+        if deleted and not await self._past_retention(deleted):
+            return
         for tp in partitions:
-            committed = await self.consumer.committed(tp)
-            start = committed if committed is not None else beginnings[tp]
+            start = max(commits[tp] or 0, beginnings[tp])
             if start >= ends[tp]:
                 self._nothing_to_catch_up.add(tp)
         self._assignment_settled = True
         log.info("assigned %s", sorted(tp.partition for tp in assigned))
+
+    async def _past_retention(self, deleted: dict[TopicPartition, tuple[int, int]]) -> bool:
+        """The group's place was deleted by retention: go on from the log start, or stop.
+
+        `deleted`: partition → (committed offset, log start). Returns whether
+        the replica goes on. The client itself moves an out-of-range position
+        to the log start (auto.offset.reset=earliest); this makes it loud,
+        counted, and, under `fail`, not done: those partitions' workers are
+        dropped uncommitted and the replica exits.
+        """
+        policy = self._offset_reset
+        if policy is None:
+            return True
+        reasons = []
+        for tp, (committed, log_start) in sorted(deleted.items()):
+            self.metrics.inc(
+                OFFSET_RESETS,
+                labels={"topic": tp.topic, "partition": str(tp.partition), "policy": policy},
+            )
+            reasons.append(
+                f"{tp.topic}-{tp.partition}: the group's committed offset {committed} is before "
+                f"the log start {log_start}; retention deleted {log_start - committed} "
+                "record(s) it never handled"
+            )
+            if policy == "earliest":
+                log.warning(
+                    "%s. Going on from offset %d (offset_reset=earliest; set "
+                    "PIPELINE_OFFSET_RESET=fail to stop instead)",
+                    reasons[-1],
+                    log_start,
+                )
+        if policy == "earliest":
+            return True
+        for tp in deleted:
+            self._revoking.add(tp)  # records the client already fetched start no new worker
+            self.committer.forget(tp)  # nothing they may have handled is committed
+        await asyncio.gather(
+            *(w.stop(0) for w in [self.workers.pop(tp, None) for tp in deleted] if w)
+        )
+        topics = ",".join(sorted({tp.topic for tp in deleted}))
+        numbers = ",".join(str(tp.partition) for tp in sorted(deleted))
+        reason = (
+            "; ".join(reasons) + ". offset_reset=fail: decide where the group goes on with "
+            f"`pipeline offsets reset --group {self.host.processor.group_id} --topic {topics} "
+            f"--partitions {numbers} --to-earliest` (or --to-datetime), then start the "
+            "replicas again"
+        )
+        log.error("%s", reason)
+        self.host.fail(reason)
+        return False
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         # Until they are assigned again, records still arriving for these

@@ -141,6 +141,8 @@ class Runtime:
             self.metrics,
             options.drain_deadline_s,
             self._stop_requested,
+            # A replay's range is checked against retention when it is planned.
+            offset_reset=None if replay else settings.offset_reset,
         )
         register_worker_gauges(self.metrics, self.partitions, self.consumer, self.breakers)
 

@@ -80,6 +80,11 @@ class MemoryBroker:
         self.check_reachable()
         return len(self.topic(topic).partitions)
 
+    def delete_records(self, tp: tuple[str, int], before: int) -> None:
+        """What retention (or Kafka's DeleteRecords) does: records before `before` are gone."""
+        log = self.partition_log(tp)
+        log.log_start = max(log.log_start, min(before, log.high_watermark))
+
     # -- records -------------------------------------------------------------------------
 
     def append(

@@ -120,9 +120,11 @@ class MemoryConsumer:
             if tp not in self._assigned or tp in self._paused:
                 continue
             log = self.broker.partition_log(tp)
-            records, position = log.read(
-                self._resolve(tp), left, read_committed, self.broker.transactions
-            )
+            position = self._resolve(tp)
+            if position < log.log_start:
+                # Out of range, as Kafka answers: the reset policy decides.
+                position = log.log_start if self.options.start == "earliest" else self._end(tp)
+            records, position = log.read(position, left, read_committed, self.broker.transactions)
             self._positions[tp] = position
             self._highwater[tp] = log.high_watermark
             if records:
@@ -141,7 +143,7 @@ class MemoryConsumer:
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         for tp in partitions:
-            self._positions[TopicPartition(*tp)] = 0
+            self._positions[TopicPartition(*tp)] = self.broker.partition_log(tp).log_start
 
     async def position(self, partition: TopicPartition) -> int:
         tp = TopicPartition(*partition)
@@ -173,7 +175,7 @@ class MemoryConsumer:
     async def beginning_offsets(
         self, partitions: Collection[TopicPartition]
     ) -> dict[TopicPartition, int]:
-        return {TopicPartition(*tp): 0 for tp in partitions}
+        return {TopicPartition(*tp): self.broker.partition_log(tp).log_start for tp in partitions}
 
     async def end_offsets(
         self, partitions: Collection[TopicPartition]

@@ -55,6 +55,8 @@ class PartitionLog:
     topic: str
     partition: int
     entries: list[Entry] = field(default_factory=list)
+    log_start: int = 0
+    """Records before it were deleted (retention, DeleteRecords); reads there are out of range."""
 
     @property
     def high_watermark(self) -> int:
@@ -101,6 +103,8 @@ class PartitionLog:
 
     def offset_for_time(self, millis: int) -> int | None:
         for offset, entry in enumerate(self.entries):
+            if offset < self.log_start:
+                continue
             if entry.record is not None and entry.record.timestamp >= millis:
                 return offset
         return None

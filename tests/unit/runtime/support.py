@@ -57,6 +57,7 @@ def start_replica(
     cache_dir: Path,
     replay: ReplayPlan | None = None,
     clients: MemoryClients | None = None,
+    worker_settings: PipelineSettings | None = None,
 ) -> tuple[Runtime, asyncio.Future[int]]:
     options = WorkerOptions(
         replica_id=replica_id,
@@ -66,7 +67,11 @@ def start_replica(
         drain_deadline_s=10.0,
     )
     runtime = Runtime(
-        settings(), processor, options, replay=replay, clients=clients or MemoryClients(broker)
+        worker_settings or settings(),
+        processor,
+        options,
+        replay=replay,
+        clients=clients or MemoryClients(broker),
     )
     return runtime, asyncio.ensure_future(runtime.run())
 

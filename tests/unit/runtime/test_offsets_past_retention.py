@@ -1,0 +1,97 @@
+"""A group whose committed offset retention deleted: go on loudly from the log start, or stop.
+
+Scenario 6 of the chaos suite (`pipeline chaos run --scenario retention`)
+does this on a real cluster; here each policy on the in-memory broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from pipeline.kafka.memory import MemoryBroker, MemoryClients
+from pipeline.kafka.producer import EventProducer
+from pipeline.processor import Context, Processor
+from pipeline.runtime.worker import EXIT_FAILED, EXIT_OK
+from tests.unit.runtime.support import (
+    OUTPUT,
+    SOURCE,
+    Done,
+    Step,
+    all_committed,
+    committed,
+    new_broker,
+    settings,
+    start_replica,
+    until,
+    values,
+)
+
+
+async def echo(step: Step, ctx: Context) -> Done:
+    return Done(key=step.key, n=step.n)
+
+
+ECHO = Processor("keeper", SOURCE, echo, outputs=(OUTPUT,))
+
+
+async def publish(broker: MemoryBroker, first: int, count: int) -> None:
+    async with EventProducer(settings(), clients=MemoryClients(broker)) as producer:
+        await producer.publish_many(
+            SOURCE, [Step(key=f"k{n % 7}", n=n) for n in range(first, first + count)]
+        )
+
+
+async def stopped_group_behind_retention(tmp_path: Path) -> MemoryBroker:
+    """A group that handled 300 events, then was stopped; 600 more came and retention
+    deleted all but the last 100 of each partition."""
+    broker = new_broker()
+    await publish(broker, 0, 300)
+    runtime, run = start_replica(broker, ECHO, "r1", tmp_path)
+    await until(lambda: all_committed(broker, "keeper"), "the first 300 committed")
+    runtime.request_stop()
+    assert await run == EXIT_OK
+    await publish(broker, 300, 600)
+    for log in broker.topic(SOURCE.name).partitions:
+        broker.delete_records((SOURCE.name, log.partition), log.high_watermark - 100)
+        assert committed(broker, "keeper")[log.partition] < log.log_start
+    return broker
+
+
+async def test_earliest_goes_on_from_the_log_start_with_a_warning_and_a_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = await stopped_group_behind_retention(tmp_path)
+    caplog.set_level(logging.WARNING, "pipeline.worker")
+    runtime, run = start_replica(broker, ECHO, "r2", tmp_path)
+    try:
+        await until(lambda: all_committed(broker, "keeper"), "the rest committed")
+        resets = runtime.metrics.total("offset_resets")
+    finally:
+        runtime.request_stop()
+        assert await run == EXIT_OK
+    assert resets == SOURCE.partitions
+    warnings = [r.getMessage() for r in caplog.records if "retention deleted" in r.getMessage()]
+    assert len(warnings) == SOURCE.partitions
+    assert "Going on from offset" in warnings[0] and "PIPELINE_OFFSET_RESET=fail" in warnings[0]
+    handled = sorted(int(str(fields["n"])) for _, _, fields in values(broker, OUTPUT.name))
+    # The first 300, then exactly what retention kept (100 per partition): nothing else.
+    assert handled[:300] == list(range(300))
+    assert len(handled) == 300 + 100 * SOURCE.partitions
+
+
+async def test_fail_stops_the_replica_naming_the_partition_and_commits_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = await stopped_group_behind_retention(tmp_path)
+    before = committed(broker, "keeper")
+    caplog.set_level(logging.ERROR, "pipeline.worker")
+    strict = settings().model_copy(update={"offset_reset": "fail"})
+    _, run = start_replica(broker, ECHO, "r2", tmp_path, worker_settings=strict)
+    assert await run == EXIT_FAILED
+    assert committed(broker, "keeper") == before
+    message = next(r.getMessage() for r in caplog.records if "offset_reset=fail" in r.getMessage())
+    assert f"{SOURCE.name}-" in message and "is before the log start" in message
+    assert "pipeline offsets reset --group keeper" in message and "--to-earliest" in message
