@@ -17,6 +17,8 @@ MetricName = Literal[
     "commits",
     "rebalances",
     "offset_resets",
+    "loop_stalls",
+    "stall_abandoned_batches",
     "dead_lettered",
     "handler_errors",
     "envelope_repairs",
@@ -66,6 +68,8 @@ OUTPUTS: Final = "outputs"
 COMMITS: Final = "commits"
 REBALANCES: Final = "rebalances"
 OFFSET_RESETS: Final = "offset_resets"
+LOOP_STALLS: Final = "loop_stalls"
+STALL_ABANDONED_BATCHES: Final = "stall_abandoned_batches"
 DEAD_LETTERED: Final = "dead_lettered"
 HANDLER_ERRORS: Final = "handler_errors"
 ENVELOPE_REPAIRS: Final = "envelope_repairs"

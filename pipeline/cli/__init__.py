@@ -7,6 +7,7 @@ import sys
 import typer
 
 from pipeline.cli import (
+    chaos_cmd,
     db_cmd,
     dlq_cmd,
     gateway_cmd,
@@ -42,6 +43,7 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(k8s_cmd.app, name="k8s")
 app.add_typer(dlq_cmd.app, name="dlq")
 app.add_typer(offsets_cmd.app, name="offsets")
+app.add_typer(chaos_cmd.app, name="chaos")
 app.command("produce")(produce_cmd.produce)
 app.command("worker")(worker_cmd.worker)
 app.command("lag")(lag_cmd.lag)

@@ -44,6 +44,10 @@ class NodeState:
     config_file: str
     log_file: str
     pid: int | None = None
+    proxied_port: int = 0
+    """A second listener that advertises `proxy_port`: a client bootstrapped through a
+    proxy there keeps talking through it (pipeline.chaos.proxy); nothing else uses it."""
+    proxy_port: int = 0
 
 
 @dataclass
@@ -55,6 +59,11 @@ class ClusterState:
     @property
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{node.broker_port}" for node in self.nodes)
+
+    @property
+    def proxy_bootstrap(self) -> str:
+        """Where a client whose traffic goes through proxies connects (pipeline.chaos.proxy)."""
+        return ",".join(f"127.0.0.1:{node.proxy_port}" for node in self.nodes)
 
 
 @dataclass
@@ -187,7 +196,7 @@ class LocalKafka:
             for child in cluster_dir.glob("node-*"):
                 shutil.rmtree(child)
         cluster_dir.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(2 * brokers)
+        ports = free_ports(4 * brokers)
         state = ClusterState(cluster_id=new_cluster_id(), brokers=brokers)
         for index in range(brokers):
             node_id = index + 1
@@ -195,8 +204,10 @@ class LocalKafka:
             state.nodes.append(
                 NodeState(
                     node_id=node_id,
-                    broker_port=ports[2 * index],
-                    controller_port=ports[2 * index + 1],
+                    broker_port=ports[4 * index],
+                    controller_port=ports[4 * index + 1],
+                    proxied_port=ports[4 * index + 2],
+                    proxy_port=ports[4 * index + 3],
                     data_dir=str(node_dir / "data"),
                     config_file=str(node_dir / "server.properties"),
                     log_file=str(node_dir / "kafka.log"),
@@ -212,6 +223,8 @@ class LocalKafka:
                     voters=voters,
                     broker_port=node.broker_port,
                     controller_port=node.controller_port,
+                    proxied_port=node.proxied_port,
+                    proxy_port=node.proxy_port,
                     data_dir=node.data_dir,
                     replication=min(brokers, 3),
                     internal_min_isr=2 if brokers >= 3 else 1,

@@ -42,6 +42,9 @@ class BatchPublisher:
 
     async def publish(self, result: BatchResult, end_offset: int) -> asyncio.Future[Any]:
         """Hand the batch on; the future resolves when it is safely stored (or fails)."""
+        if not await self.host.membership.publishable():
+            self.host.membership.abandoned()
+            raise Abandoned
         if result.sink_items:
             await self._write_sink(result.sink_items)
         transactions = self.host.transactions

@@ -137,6 +137,28 @@ class Committer:
         self.committed_signal.set()
         self.committed_signal.clear()
 
+    async def confirm_membership(self) -> bool:
+        """Whether the group coordinator still counts this member as the partitions' owner.
+
+        A commit of their finished work (at least what is committed already)
+        is accepted only from a member of the current generation.
+        """
+        offsets = {
+            p.tp: max(p.committable, p.committed)
+            for p in self.partitions.values()
+            if max(p.committable, p.committed) >= 0
+        }
+        if not offsets:
+            return True
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaClientError as exc:
+            log.info("membership check: the commit was refused (%s)", exc)
+            return False
+        for tp, offset in offsets.items():
+            self.partitions[tp].mark_committed(offset)
+        return True
+
     def skip_gaps(self, idle: Iterable[TopicPartition]) -> None:
         """Count offsets the fetch passed over without a record as done, on idle partitions.
 

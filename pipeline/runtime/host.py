@@ -16,6 +16,7 @@ from pipeline.metrics import Metrics
 from pipeline.processor import Processor
 from pipeline.resilience.breaker import BreakerRegistry
 from pipeline.resilience.log_limit import RateLimitedLog
+from pipeline.runtime.membership import MembershipGuard
 from pipeline.runtime.record_path import RecordPath
 from pipeline.runtime.services import Services
 from pipeline.runtime.transactions import TransactionalPublisher
@@ -39,6 +40,8 @@ class PartitionHost(Protocol):
     transactions: TransactionalPublisher | None
     room_freed: asyncio.Event
     """Set when a batch finishes: the in-flight bound may have room again."""
+    membership: MembershipGuard
+    """Whether a batch in hand may still be published after the loop stood still."""
 
     def executor_for(self, kind: str) -> Executor:
         """The pool of `run_in="thread"` or `"process"` handlers."""

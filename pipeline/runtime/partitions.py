@@ -74,6 +74,7 @@ class Partitions:
             log.info("assigned %s while leaving; not taking them", numbers)
             return
         self.metrics.inc(REBALANCES)
+        self.host.membership.regained()
         self._revoking.difference_update(assigned)
         # Workers first, with no await in between: the fetch loop may already
         # have records for these partitions.

@@ -38,6 +38,7 @@ from pipeline.runtime import defaults
 from pipeline.runtime.commits import Committer
 from pipeline.runtime.fetch_plan import fetch_plan
 from pipeline.runtime.gauges import register_worker_gauges
+from pipeline.runtime.membership import MembershipGuard
 from pipeline.runtime.partitions import Partitions
 from pipeline.runtime.record_path import RecordPath
 from pipeline.runtime.replay_consumer import ReplayConsumer
@@ -134,6 +135,12 @@ class Runtime:
         if replay is not None:
             self.consumer = self.replay = ReplayConsumer(self.consumer, replay, self.metrics)
         self.committer = Committer(self.consumer, options.commit_interval_s, self.metrics)
+        self.membership = MembershipGuard(
+            self.committer.confirm_membership,
+            # A stall this long may have outlasted the session: heartbeats are this far apart.
+            (options.session_timeout_ms - self._heartbeat_interval_ms()) / 1000,
+            self.metrics,
+        )
         self.partitions = Partitions(
             self,
             self.consumer,
@@ -148,6 +155,9 @@ class Runtime:
 
     async def _group_metadata(self) -> object:
         return await self.consumer.group_metadata()
+
+    def _heartbeat_interval_ms(self) -> int:
+        return min(HEARTBEAT_INTERVAL_MS, self.options.session_timeout_ms // 3)
 
     def _consumer_options(self) -> ConsumerOptions:
         options = self.options
@@ -165,7 +175,7 @@ class Runtime:
             # every member stops until the slowest has rejoined, so a scale step
             # costs up to one interval more. Kafka asks for at most a third of
             # the session timeout.
-            heartbeat_interval_ms=min(HEARTBEAT_INTERVAL_MS, options.session_timeout_ms // 3),
+            heartbeat_interval_ms=self._heartbeat_interval_ms(),
             rebalance_timeout_ms=int(options.drain_deadline_s * 1000) + 10_000,
         )
 
@@ -270,6 +280,7 @@ class Runtime:
     async def _consume(self) -> None:
         committer = asyncio.ensure_future(self.committer.run())
         committer.add_done_callback(self._on_committer_done)
+        watch = asyncio.ensure_future(self.membership.run())
         log.info(
             "worker %s of group %s consuming %s",
             self.replica_id,
@@ -279,6 +290,7 @@ class Runtime:
         try:
             await self._fetch_loop()
         finally:
+            watch.cancel()
             self.committer.stop()
             await asyncio.wait([committer], timeout=COMMITTER_STOP_S)
             if not committer.done():

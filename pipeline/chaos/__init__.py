@@ -1,0 +1,1 @@
+"""`pipeline chaos run`: faults injected into a live local cluster, judged from the topics."""

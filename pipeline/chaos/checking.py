@@ -1,0 +1,89 @@
+"""The processor every chaos scenario runs: keyed events with a per-key sequence, passed on.
+
+Each input carries its key's sequence number; the output repeats it with
+the input's partition and offset and the replica that handled it, so the
+verdict (pipeline.chaos.verdict) can tell lost, repeated and reordered
+events apart from the topics alone. Workers load it with
+PIPELINE_PROCESSORS_MODULE=pipeline.chaos.checking and a topic prefix per
+scenario run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.catalogue import TopicSpec
+from pipeline.processor import Context, Processor
+
+PROCESSOR = "chaos_check"
+PARTITIONS = 6
+
+
+class Sequenced(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    key: str
+    seq: int
+    block_s: float = 0.0
+    """Scenario `blocked-loop`: the handler blocks the event loop this long (a bug on purpose)..."""
+    block_claim: str = ""
+    """...once: the handler that renames this file away blocks; a redelivery does not. (Blocking
+    on every delivery is a poison pill: each owner is dropped from the group in turn.)"""
+    payload: str = ""
+
+
+class Checked(BaseModel):
+    key: str
+    seq: int
+    source_partition: int
+    source_offset: int
+    replica: str
+
+
+INPUT = TopicSpec(
+    name="chaos.in",
+    event_model=Sequenced,
+    key_field="key",
+    partitions=PARTITIONS,
+    replication_factor=3,
+    min_insync_replicas=2,
+)
+OUTPUT = TopicSpec(
+    name="chaos.out",
+    event_model=Checked,
+    key_field="key",
+    partitions=PARTITIONS,
+    replication_factor=3,
+    min_insync_replicas=2,
+)
+TOPICS: list[TopicSpec[BaseModel]] = [INPUT, INPUT.dlq_spec(), OUTPUT]
+
+
+async def check(event: Sequenced, ctx: Context) -> Checked:
+    if event.block_s > 0 and _claim(event.block_claim):
+        # Deliberately not awaited: a handler that blocks the loop (scenario 7).
+        time.sleep(event.block_s)  # noqa: ASYNC251
+    record = ctx.record
+    assert record is not None
+    return Checked(
+        key=event.key,
+        seq=event.seq,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        replica=ctx.replica_id,
+    )
+
+
+def _claim(path: str) -> bool:
+    try:
+        os.rename(path, path + ".claimed")  # atomic: one handler in any process wins
+    except OSError:
+        return False
+    return True
+
+
+PROCESSORS = {
+    PROCESSOR: Processor(PROCESSOR, INPUT, check, outputs=(OUTPUT,), lanes=4, queue_records=2000),
+}

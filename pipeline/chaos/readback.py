@@ -1,0 +1,44 @@
+"""A chaos run's topics read back into what the verdict compares."""
+
+from __future__ import annotations
+
+from pipeline.chaos.checking import OUTPUT, Checked
+from pipeline.chaos.verdict import InputRecord, OutputRecord
+from pipeline.kafka.connect import connect
+from pipeline.kafka.reader import read_all
+from pipeline.settings import PipelineSettings
+from pipeline.wire.codec import decode_value, header_value
+
+
+async def read_run(
+    settings: PipelineSettings, input_topic: str, output_topic: str, dlq_topic: str
+) -> tuple[list[InputRecord], list[OutputRecord], list[tuple[int, int]]]:
+    clients = connect(settings)
+    inputs = [
+        InputRecord(r.partition, r.offset, (r.key or b"").decode(errors="replace"))
+        for r in await read_all(clients, input_topic, timeout_s=180)
+    ]
+    spec = OUTPUT.with_name(output_topic)
+    outputs = []
+    for record in await read_all(clients, output_topic, timeout_s=180):
+        checked = decode_value(spec, record.value)
+        assert isinstance(checked, Checked)
+        outputs.append(
+            OutputRecord(
+                record.partition,
+                record.offset,
+                checked.key,
+                checked.source_partition,
+                checked.source_offset,
+                record.timestamp,
+                checked.replica,
+            )
+        )
+    dead_letters = [
+        (
+            int(header_value(r.headers, "dlq-source-partition") or -1),
+            int(header_value(r.headers, "dlq-source-offset") or -1),
+        )
+        for r in await read_all(clients, dlq_topic, timeout_s=180)
+    ]
+    return inputs, outputs, dead_letters

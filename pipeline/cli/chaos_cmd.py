@@ -1,0 +1,150 @@
+"""`pipeline chaos`: break a local three-broker cluster under a live pipeline, and judge it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.chaos.cluster import ChaosCluster
+from pipeline.chaos.run import RunOptions, ScenarioResult, run_scenario
+from pipeline.chaos.scenarios import SCENARIOS
+from pipeline.cli.common import console, stdout
+from pipeline.dev.localkafka import LocalKafka
+from pipeline.errors import ConfigError
+from pipeline.paths import cache_dir, kafka_state_dir
+
+app = typer.Typer(
+    help=(
+        "Faults injected into a live pipeline on the local 3-broker cluster, judged from the "
+        "topics: lost, duplicated and reordered events, the longest output gap, the time to "
+        "recover.\n\n"
+        "Example: pipeline infra up --brokers 3 && pipeline chaos run --scenario leader-bounce"
+    ),
+    no_args_is_help=True,
+)
+
+wide = Console(stderr=True, width=150)
+"""The table's console: rich wraps at 80 columns when the output is not a terminal."""
+
+COLUMNS = (
+    ("scenario", "name"),
+    ("events", "events_in"),
+    ("outputs", "outputs"),
+    ("lost", "lost"),
+    ("dupes", "duplicates"),
+    ("order", "order_violations"),
+    ("DLQ", "dead_letters"),
+    ("max gap s", "max_gap_s"),
+    ("recovery s", "recovery_s"),
+    ("exits", "replica_exits"),
+    ("commit back", "commit_regressions"),
+)
+
+
+@app.command("list")
+def list_scenarios() -> None:
+    """The scenarios, with what each does.
+
+    Example: pipeline chaos list
+    """
+    for name, scenario in SCENARIOS.items():
+        stdout.print(f"{name:18} {scenario.summary}", highlight=False)
+
+
+@contextlib.contextmanager
+def _cluster(own: bool) -> Iterator[ChaosCluster]:
+    if not own:
+        yield ChaosCluster(LocalKafka(kafka_state_dir(), cache_dir()))
+        return
+    with tempfile.TemporaryDirectory(prefix="pipeline-chaos-") as folder:
+        kafka = LocalKafka(Path(folder), cache_dir(), heap_mb=320)
+        try:
+            kafka.up(brokers=3, progress=lambda m: console.print(f"[dim]… {m}[/]"))
+            yield ChaosCluster(kafka)
+        finally:
+            kafka.down()
+
+
+@app.command("run")
+def run(
+    scenario: list[str] = typer.Option(
+        None, "--scenario", "-s", help="A scenario to run (repeat for more); see `chaos list`."
+    ),
+    run_all: bool = typer.Option(False, "--all", help="Every scenario, one after another."),
+    as_json: bool = typer.Option(
+        False, "--json", help="End with one JSON line of every scenario's figures."
+    ),
+    rate: int = typer.Option(400, help="Events per second the load offers."),
+    keys: int = typer.Option(200, help="Keys the load spreads over (order is checked per key)."),
+    bounces: int = typer.Option(5, help="Broker bounces in leader-bounce and controller-bounce."),
+    warmup: float = typer.Option(15.0, help="Seconds of load before the fault."),
+    settle: float = typer.Option(30.0, help="Seconds of load after the fault."),
+    client: str = typer.Option("aiokafka", help="The workers' Kafka client: aiokafka|confluent."),
+    own_cluster: bool = typer.Option(
+        False,
+        "--own-cluster",
+        help="Start a 3-broker cluster of its own in a temporary folder (and stop it after) "
+        "instead of using the one `pipeline infra up --brokers 3` started.",
+    ),
+    log_dir: Path = typer.Option(
+        Path("chaos-logs"), help="Where each replica's log goes (one folder per scenario)."
+    ),
+) -> None:
+    """Run scenarios; exit 1 if any lost or reordered an event.
+
+    Example: pipeline chaos run --scenario frozen-replica --scenario blocked-loop
+
+    Example: pipeline chaos run --all --json > chaos.txt
+    """
+    names = list(SCENARIOS) if run_all else list(scenario or [])
+    if not names:
+        raise ConfigError("name a scenario (--scenario NAME, see `pipeline chaos list`) or --all")
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        raise ConfigError(f"no scenario {unknown}; known: {', '.join(SCENARIOS)}")
+    if client not in ("aiokafka", "confluent"):
+        raise ConfigError(f"--client must be aiokafka or confluent, not {client!r}")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("pipeline.chaos").setLevel(logging.INFO)
+    options = RunOptions(
+        rate=rate,
+        keys=keys,
+        warmup_s=warmup,
+        settle_s=settle,
+        bounces=bounces,
+        client=client,
+        log_dir=log_dir,
+    )
+    results: list[ScenarioResult] = []
+    started = time.monotonic()
+    with _cluster(own_cluster) as cluster:
+        for name in names:
+            console.print(f"[bold]chaos[/] {name}: {SCENARIOS[name].summary}")
+            results.append(run_scenario(cluster, SCENARIOS[name], options))
+            wide.print(render([results[-1]]))
+    wide.print(render(results))
+    console.print(f"{len(results)} scenario(s) in {time.monotonic() - started:,.0f}s")
+    if as_json:
+        # print, not rich: one line however long.
+        print(json.dumps({"scenarios": {r.name: r.figures() for r in results}}))
+    if any(r.verdict.lost or r.verdict.order_violations for r in results):
+        raise typer.Exit(1)
+
+
+def render(results: list[ScenarioResult]) -> Table:
+    table = Table(title="chaos")
+    for title, _ in COLUMNS:
+        table.add_column(title, justify="left" if title == "scenario" else "right")
+    for result in results:
+        figures = {"name": result.name, **result.figures()}
+        table.add_row(*(str(figures[key]) for _, key in COLUMNS))
+    return table
