@@ -8,7 +8,6 @@ cluster it did not start itself (`pipeline infra up --brokers 3`, or
 from __future__ import annotations
 
 import json
-import os
 import signal
 from collections import Counter
 from collections.abc import Collection
@@ -26,7 +25,9 @@ BROKERS = 3
 
 
 class ChaosCluster:
-    def __init__(self, kafka: LocalKafka) -> None:
+    def __init__(self, kafka: LocalKafka, configured_bootstrap: str | None = None) -> None:
+        """`configured_bootstrap`: the cluster the user's settings name, if any; it must be
+        this one."""
         state = kafka.load_state()
         if state is None:
             raise InfraError(
@@ -52,7 +53,7 @@ class ChaosCluster:
                 f"node(s) {dead} of the local cluster are not running; `pipeline infra up "
                 "--brokers 3` restarts them."
             )
-        configured = os.environ.get("PIPELINE_BOOTSTRAP_SERVERS")
+        configured = configured_bootstrap
         if configured and set(configured.split(",")) != set(state.bootstrap.split(",")):
             raise InfraError(
                 f"PIPELINE_BOOTSTRAP_SERVERS is {configured}, not the local cluster "

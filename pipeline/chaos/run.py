@@ -48,6 +48,10 @@ class RunOptions:
     drain_timeout_s: float = 180.0
     bounces: int = 5
     """Broker bounces in the bounce scenarios."""
+    frozen_s: float = 25.0
+    """How long frozen-replica keeps a worker stopped: past its 10 s session timeout."""
+    blocked_s: float = 15.0
+    """How long blocked-loop's handler blocks its worker's event loop."""
     client: str = "aiokafka"
     log_dir: Path = Path("chaos-logs")
 

@@ -21,10 +21,6 @@ from pipeline.kafka.port import ConsumerOptions, TopicPartition
 from pipeline.kafka.probe import run_sync
 
 BOUNCE_DOWN_S = 10.0
-SESSION_TIMEOUT_S = 10.0
-"""The workers' consumer session timeout (pipeline.kafka.port.ConsumerOptions)."""
-FROZEN_S = SESSION_TIMEOUT_S + 15.0
-BLOCKED_S = 15.0
 LATENCY_S = 0.2
 LATENCY_FOR_S = 30.0
 BLACKHOLE_FOR_S = 30.0
@@ -71,16 +67,18 @@ def rolling_restart(run: ChaosRun) -> None:
 
 
 def frozen_replica(run: ChaosRun) -> None:
-    run.mark_fault(f"SIGSTOP r2 for {FROZEN_S:.0f}s")
+    frozen_s = run.options.frozen_s
+    run.mark_fault(f"SIGSTOP r2 for {frozen_s:.0f}s")
     run.signal_replica("r2", signal.SIGSTOP)
-    run.wait(FROZEN_S)
+    run.wait(frozen_s)
     run.extra["thawed_at"] = time.time()
     run.signal_replica("r2", signal.SIGCONT)
     run.wait_until(lambda: run.replicas["r2"].is_ready(), 120, "r2 ready again")
 
 
 def zombie_outputs(run: ChaosRun, outputs: list[OutputRecord]) -> dict[str, Any]:
-    """Outputs the frozen replica stored after its thaw for inputs another had output before."""
+    """Outputs the frozen replica stored after its thaw for inputs another replica had
+    output while it was frozen: its stale batches, finished as if it still owned them."""
     thawed_ms = run.extra.pop("thawed_at", 0.0) * 1000
     first: dict[tuple[int, int], OutputRecord] = {}
     for output in sorted(outputs, key=lambda o: o.timestamp_ms):
@@ -90,7 +88,8 @@ def zombie_outputs(run: ChaosRun, outputs: list[OutputRecord]) -> dict[str, Any]
         for o in outputs
         if o.replica == "r2"
         and o.timestamp_ms >= thawed_ms
-        and first[(o.source_partition, o.source_offset)].replica != "r2"
+        and (earlier := first[(o.source_partition, o.source_offset)]).replica != "r2"
+        and earlier.timestamp_ms < thawed_ms
     ]
     return {"zombie_outputs": len(zombies)}
 
@@ -182,9 +181,10 @@ def blocked_loop(run: ChaosRun) -> None:
     claim = run.log_dir / "block-once"
     claim.parent.mkdir(parents=True, exist_ok=True)
     claim.touch()
-    run.mark_fault(f"a handler blocks its worker's event loop for {BLOCKED_S:.0f}s")
-    run.load.block_once(BLOCKED_S, str(claim.resolve()))
-    run.wait(BLOCKED_S)
+    blocked_s = run.options.blocked_s
+    run.mark_fault(f"a handler blocks its worker's event loop for {blocked_s:.0f}s")
+    run.load.block_once(blocked_s, str(claim.resolve()))
+    run.wait(blocked_s)
 
 
 def kill9_three_times(run: ChaosRun) -> None:

@@ -148,18 +148,19 @@ def _recovery(
         sum(counts[i : i + SMOOTHING_S]) / SMOOTHING_S for i in range(seconds - SMOOTHING_S + 1)
     ]
     first = int((faults_at[0] if baseline_until is None else baseline_until) - start)
-    before = counts[max(0, first - 10) : first]
+    before = counts[max(1, first - 10) : first]  # the load's first second is partial
     if not before or not smoothed:
         return 0.0, True
     wanted = RECOVERED_SHARE * sum(before) / len(before)
     worst, recovered = 0.0, True
     limits = [*faults_at[1:], end]
     for fault, limit in zip(faults_at, limits, strict=True):
+        # The last second before `limit` is partial (the load stopped, or the next fault).
         scanned = range(
-            max(0, int(fault - start)), min(len(smoothed), int(limit - start) - SMOOTHING_S + 1)
+            max(0, int(fault - start)), min(len(smoothed), int(limit - start) - SMOOTHING_S)
         )
         low = [i for i in scanned if smoothed[i] < wanted]
-        if not low:
+        if not low or not scanned:
             continue
         if low[-1] == scanned[-1]:
             recovered = False

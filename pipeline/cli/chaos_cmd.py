@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -63,7 +64,10 @@ def list_scenarios() -> None:
 @contextlib.contextmanager
 def _cluster(own: bool) -> Iterator[ChaosCluster]:
     if not own:
-        yield ChaosCluster(LocalKafka(kafka_state_dir(), cache_dir()))
+        yield ChaosCluster(
+            LocalKafka(kafka_state_dir(), cache_dir()),
+            os.environ.get("PIPELINE_BOOTSTRAP_SERVERS"),
+        )
         return
     with tempfile.TemporaryDirectory(prefix="pipeline-chaos-") as folder:
         kafka = LocalKafka(Path(folder), cache_dir(), heap_mb=320)

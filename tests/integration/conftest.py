@@ -1,5 +1,32 @@
 """Fixtures the integration tests share."""
 
-from tests.integration.harness import harness
+from __future__ import annotations
 
-__all__ = ["harness"]
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.dev.localkafka import LocalKafka
+from pipeline.paths import cache_dir
+from tests.integration.harness import harness
+from tests.support import log_progress
+
+__all__ = ["harness", "three_brokers"]
+
+
+@pytest.fixture(scope="session")
+def three_brokers() -> Iterator[LocalKafka]:
+    """A local 3-broker cluster of the tests' own: they kill its brokers.
+
+    Shared by the broker-failure and chaos tests (one start, ~40 s); a test
+    that leaves a node dead is followed by `up`, which restarts it.
+    """
+    with tempfile.TemporaryDirectory(prefix="pipeline-test-3brokers-") as folder:
+        cluster = LocalKafka(Path(folder), cache_dir(), heap_mb=320)
+        try:
+            cluster.up(brokers=3, progress=log_progress)
+            yield cluster
+        finally:
+            cluster.down()

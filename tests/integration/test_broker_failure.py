@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -20,7 +17,6 @@ from pipeline.kafka.connect import connect
 from pipeline.kafka.delivery import Delivery, DeliveryList
 from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import TopicsOnCluster, ensure_topics
-from pipeline.paths import cache_dir
 from pipeline.settings import PipelineSettings, ProducerTuning
 from pipeline.wire.codec import HEADER_EVENT_ID, header_value
 from tests.support import log_progress, read_all
@@ -31,18 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EVENTS = 100_000
 CHUNK = 1000
 KILL_AFTER_ACKED = 40_000
-
-
-@pytest.fixture(scope="module")
-def three_brokers() -> Iterator[LocalKafka]:
-    """Always local: the test must be able to kill one of the brokers."""
-    with tempfile.TemporaryDirectory(prefix="pipeline-test-3brokers-") as folder:
-        cluster = LocalKafka(Path(folder), cache_dir(), heap_mb=320)
-        try:
-            cluster.up(brokers=3, progress=log_progress)
-            yield cluster
-        finally:
-            cluster.down()
 
 
 def sample(i: int) -> Sample:
