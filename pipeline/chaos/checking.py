@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.catalogue import TopicSpec
 from pipeline.processor import Context, Processor
+from pipeline.stores.table import Table
 
 PROCESSOR = "chaos_check"
 PARTITIONS = 6
@@ -32,6 +33,15 @@ class Sequenced(BaseModel):
     """...once: the handler that renames this file away blocks; a redelivery does not. (Blocking
     on every delivery is a poison pill: each owner is dropped from the group in turn.)"""
     payload: str = ""
+    probe: str = ""
+    """Scenario `kill9`: look this key up in the replica's table and report its version."""
+
+
+class TableRow(BaseModel):
+    """What the table scenario updates in bursts: a key's latest version wins."""
+
+    key: str
+    version: int
 
 
 class Checked(BaseModel):
@@ -40,6 +50,9 @@ class Checked(BaseModel):
     source_partition: int
     source_offset: int
     replica: str
+    probe: str = ""
+    table_version: int = -1
+    """The probed key's version in this replica's table; -1 when it has none."""
 
 
 INPUT = TopicSpec(
@@ -58,7 +71,19 @@ OUTPUT = TopicSpec(
     replication_factor=3,
     min_insync_replicas=2,
 )
-TOPICS: list[TopicSpec[BaseModel]] = [INPUT, INPUT.dlq_spec(), OUTPUT]
+TABLE_TOPIC = TopicSpec(
+    name="chaos.table",
+    event_model=TableRow,
+    key_field="key",
+    partitions=PARTITIONS,
+    replication_factor=3,
+    min_insync_replicas=2,
+    cleanup_policy="compact",
+    retention_ms=None,
+    dlq=False,
+)
+TABLE = Table("chaos_table", TABLE_TOPIC)
+TOPICS: list[TopicSpec[BaseModel]] = [INPUT, INPUT.dlq_spec(), OUTPUT, TABLE_TOPIC]
 
 
 async def check(event: Sequenced, ctx: Context) -> Checked:
@@ -67,12 +92,18 @@ async def check(event: Sequenced, ctx: Context) -> Checked:
         time.sleep(event.block_s)  # noqa: ASYNC251
     record = ctx.record
     assert record is not None
+    version = -1
+    if event.probe:
+        row = await ctx.table(TABLE).get(event.probe)
+        version = -1 if row is None else row.version
     return Checked(
         key=event.key,
         seq=event.seq,
         source_partition=record.partition,
         source_offset=record.offset,
         replica=ctx.replica_id,
+        probe=event.probe,
+        table_version=version,
     )
 
 
@@ -85,5 +116,7 @@ def _claim(path: str) -> bool:
 
 
 PROCESSORS = {
-    PROCESSOR: Processor(PROCESSOR, INPUT, check, outputs=(OUTPUT,), lanes=4, queue_records=2000),
+    PROCESSOR: Processor(
+        PROCESSOR, INPUT, check, outputs=(OUTPUT,), lanes=4, queue_records=2000, tables=(TABLE,)
+    ),
 }

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.chaos.checking import INPUT, OUTPUT, PROCESSOR, TOPICS
+from pipeline.chaos.checking import INPUT, OUTPUT, PROCESSOR, TABLE_TOPIC, TOPICS
 from pipeline.chaos.cluster import ChaosCluster
 from pipeline.chaos.load import LoadFigures, SteadyLoad
 from pipeline.chaos.readback import read_run
@@ -98,6 +98,7 @@ class ChaosRun:
         self.settings = cluster.settings.model_copy(update={"topic_prefix": self.prefix})
         self.input = INPUT.with_name(self.prefix + INPUT.name)
         self.output = OUTPUT.with_name(self.prefix + OUTPUT.name)
+        self.table_topic = TABLE_TOPIC.with_name(self.prefix + TABLE_TOPIC.name)
         self.group = self.prefix + PROCESSOR
         self.log_dir = options.log_dir / self.prefix.rstrip(".")
         self.replicas: dict[str, WorkerProcess] = {}

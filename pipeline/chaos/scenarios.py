@@ -7,18 +7,24 @@ drain and judges the topics.
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import threading
 import time
 from typing import Any
 
-from pipeline.chaos.checking import PARTITIONS
+from pipeline.chaos.checking import PARTITIONS, Checked, Sequenced, TableRow
 from pipeline.chaos.proxy import FaultyNetwork
 from pipeline.chaos.run import ChaosRun, Scenario
 from pipeline.chaos.verdict import OutputRecord
 from pipeline.kafka.connect import connect
 from pipeline.kafka.offsets import committed_offsets
+from pipeline.kafka.partitioner import kafka_partition
 from pipeline.kafka.port import ConsumerOptions, TopicPartition
 from pipeline.kafka.probe import run_sync
+from pipeline.kafka.producer import EventProducer
+from pipeline.kafka.reader import read_all
+from pipeline.wire.codec import decode_value
 
 BOUNCE_DOWN_S = 10.0
 LATENCY_S = 0.2
@@ -187,13 +193,115 @@ def blocked_loop(run: ChaosRun) -> None:
     run.wait(blocked_s)
 
 
+TABLE_KEYS = 500
+PROBE_ROUNDS = 10
+
+
 def kill9_three_times(run: ChaosRun) -> None:
-    for attempt in range(3):
-        run.mark_fault(f"SIGKILL r1 ({attempt + 1} of 3)")
-        run.signal_replica("r1", signal.SIGKILL)
-        run.wait(1.0)
-        run.wait_until(lambda: run.replicas["r1"].is_ready(), 120, "r1 restarted and ready")
-        run.wait(3.0)
+    """SIGKILL one worker three times during a burst of table updates; then every
+    replica's table must hold each key's last version, asked through its handler."""
+    burst = TableBurst(run)
+    burst.start()
+    try:
+        for attempt in range(3):
+            run.mark_fault(f"SIGKILL r1 ({attempt + 1} of 3) during table updates")
+            run.signal_replica("r1", signal.SIGKILL)
+            run.wait(1.0)
+            run.wait_until(lambda: run.replicas["r1"].is_ready(), 120, "r1 restarted and ready")
+            run.wait(3.0)
+    finally:
+        updates = burst.stop()
+    run.extra["table_updates"] = updates
+    truth = _last_versions(run)
+    rounds = 0
+    while True:
+        rounds += 1
+        answers = _probe_every_replica(run, sorted(truth))
+        wrong = [a for a in answers if truth.get(a[1]) != a[2]]
+        if not wrong or rounds == PROBE_ROUNDS:
+            break
+        run.wait(3.0)  # a table still catching up: ask again
+    run.extra["table_probe_rounds"] = rounds
+    run.extra["table_mismatches"] = len(wrong)
+    run.extra["table_replicas_checked"] = len({replica for replica, _, _ in answers})
+
+
+class TableBurst:
+    """Table updates (a key's version goes up) from a thread, 2,000 a second, until stopped."""
+
+    def __init__(self, run: ChaosRun) -> None:
+        self.run = run
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: run_sync(self._publish()), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(60)
+        return self.sent
+
+    async def _publish(self) -> None:
+        async with EventProducer(self.run.cluster.settings) as producer:
+            while not self._stop.is_set():
+                rows = [
+                    TableRow(key=f"t{n % TABLE_KEYS}", version=n)
+                    for n in range(self.sent, self.sent + 200)
+                ]
+                await producer.publish_many(self.run.table_topic, rows)
+                self.sent += len(rows)
+                await asyncio.sleep(0.1)
+
+
+def _last_versions(run: ChaosRun) -> dict[str, int]:
+    records = run_sync(read_all(connect(run.cluster.settings), run.table_topic.name))
+    last: dict[str, int] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        row = decode_value(run.table_topic, record.value)
+        assert isinstance(row, TableRow)
+        last[row.key] = row.version
+    return last
+
+
+def _probe_every_replica(run: ChaosRun, keys: list[str]) -> list[tuple[str, str, int]]:
+    """Each table key asked on every input partition, so every replica answers for all
+    of them; (replica, key, version) of each answer."""
+    routing = _key_per_partition(PARTITIONS)
+    probes = [
+        Sequenced(key=routing[p], seq=0, probe=key) for p in range(PARTITIONS) for key in keys
+    ]
+
+    async def publish() -> set[tuple[int, int]]:
+        async with EventProducer(run.cluster.settings) as producer:
+            deliveries = await producer.publish_many(run.input, probes)
+        return {(d.partition, d.offset) for d in deliveries}
+
+    asked = run_sync(publish())
+    answers: dict[tuple[int, int], Checked] = {}
+
+    def all_answered() -> bool:
+        for record in run_sync(read_all(connect(run.cluster.settings), run.output.name)):
+            checked = decode_value(run.output, record.value)
+            assert isinstance(checked, Checked)
+            source = (checked.source_partition, checked.source_offset)
+            if source in asked:
+                answers.setdefault(source, checked)
+        return len(answers) == len(asked)
+
+    run.wait_until(all_answered, 120, "every probe answered")
+    return [(c.replica, c.probe, c.table_version) for c in answers.values()]
+
+
+def _key_per_partition(partitions: int) -> dict[int, str]:
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < partitions:
+        key = f"probe-{n}"
+        found.setdefault(kafka_partition(key.encode(), partitions), key)
+        n += 1
+    return found
 
 
 SCENARIOS: dict[str, Scenario] = {

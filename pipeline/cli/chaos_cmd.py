@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pipeline.chaos.scenarios import SCENARIOS
 from pipeline.cli.common import console, stdout
 from pipeline.dev.localkafka import LocalKafka
 from pipeline.errors import ConfigError
+from pipeline.kafka.client_logs import setup_process_logging
 from pipeline.paths import cache_dir, kafka_state_dir
 
 app = typer.Typer(
@@ -117,8 +117,7 @@ def run(
         raise ConfigError(f"no scenario {unknown}; known: {', '.join(SCENARIOS)}")
     if client not in ("aiokafka", "confluent"):
         raise ConfigError(f"--client must be aiokafka or confluent, not {client!r}")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("pipeline.chaos").setLevel(logging.INFO)
+    setup_process_logging("INFO", "chaos")
     options = RunOptions(
         rate=rate,
         keys=keys,
