@@ -20,6 +20,7 @@ from pipeline.processor import Context, Processor
 from pipeline.stores.table import Table
 
 PROCESSOR = "chaos_check"
+EXACTLY_ONCE_PROCESSOR = "chaos_check_eos"
 PARTITIONS = 6
 
 
@@ -118,5 +119,15 @@ def _claim(path: str) -> bool:
 PROCESSORS = {
     PROCESSOR: Processor(
         PROCESSOR, INPUT, check, outputs=(OUTPUT,), lanes=4, queue_records=2000, tables=(TABLE,)
+    ),
+    EXACTLY_ONCE_PROCESSOR: Processor(
+        EXACTLY_ONCE_PROCESSOR,
+        INPUT,
+        check,
+        outputs=(OUTPUT,),
+        lanes=4,
+        queue_records=2000,
+        tables=(TABLE,),
+        exactly_once=True,
     ),
 }

@@ -11,8 +11,14 @@ from pipeline.wire.codec import decode_value, header_value
 
 
 async def read_run(
-    settings: PipelineSettings, input_topic: str, output_topic: str, dlq_topic: str
+    settings: PipelineSettings,
+    input_topic: str,
+    output_topic: str,
+    dlq_topic: str,
+    committed_only: bool = False,
 ) -> tuple[list[InputRecord], list[OutputRecord], list[tuple[int, int]]]:
+    """`committed_only`: outputs and dead letters as a read_committed consumer sees them
+    (exactly-once runs: an aborted transaction's records are not outputs)."""
     clients = connect(settings)
     inputs = [
         InputRecord(r.partition, r.offset, (r.key or b"").decode(errors="replace"))
@@ -20,7 +26,7 @@ async def read_run(
     ]
     spec = OUTPUT.with_name(output_topic)
     outputs = []
-    for record in await read_all(clients, output_topic, timeout_s=180):
+    for record in await read_all(clients, output_topic, 180, committed_only):
         checked = decode_value(spec, record.value)
         assert isinstance(checked, Checked)
         outputs.append(
@@ -39,6 +45,6 @@ async def read_run(
             int(header_value(r.headers, "dlq-source-partition") or -1),
             int(header_value(r.headers, "dlq-source-offset") or -1),
         )
-        for r in await read_all(clients, dlq_topic, timeout_s=180)
+        for r in await read_all(clients, dlq_topic, 180, committed_only)
     ]
     return inputs, outputs, dead_letters

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.chaos.checking import INPUT, OUTPUT, PROCESSOR, TABLE_TOPIC, TOPICS
+from pipeline.chaos.checking import (
+    EXACTLY_ONCE_PROCESSOR,
+    INPUT,
+    OUTPUT,
+    PROCESSOR,
+    TABLE_TOPIC,
+    TOPICS,
+)
 from pipeline.chaos.cluster import ChaosCluster
 from pipeline.chaos.load import LoadFigures, SteadyLoad
 from pipeline.chaos.readback import read_run
@@ -53,7 +60,13 @@ class RunOptions:
     blocked_s: float = 15.0
     """How long blocked-loop's handler blocks its worker's event loop."""
     client: str = "aiokafka"
+    exactly_once: bool = False
+    """Run the checking processor with Kafka transactions; outputs are read committed."""
     log_dir: Path = Path("chaos-logs")
+
+    @property
+    def processor(self) -> str:
+        return EXACTLY_ONCE_PROCESSOR if self.exactly_once else PROCESSOR
 
 
 @dataclass
@@ -99,7 +112,7 @@ class ChaosRun:
         self.input = INPUT.with_name(self.prefix + INPUT.name)
         self.output = OUTPUT.with_name(self.prefix + OUTPUT.name)
         self.table_topic = TABLE_TOPIC.with_name(self.prefix + TABLE_TOPIC.name)
-        self.group = self.prefix + PROCESSOR
+        self.group = self.prefix + options.processor
         self.log_dir = options.log_dir / self.prefix.rstrip(".")
         self.replicas: dict[str, WorkerProcess] = {}
         self.held: set[str] = set()
@@ -135,7 +148,12 @@ class ChaosRun:
             "PIPELINE_CLIENT": self.options.client,
         }
         replica = WorkerProcess(
-            PROCESSOR, replica_id, env, self.log_dir / f"{replica_id}.log", "--drain-deadline", "20"
+            self.options.processor,
+            replica_id,
+            env,
+            self.log_dir / f"{replica_id}.log",
+            "--drain-deadline",
+            "20",
         )
         self.replicas[replica_id] = replica
         self.held.discard(replica_id)
@@ -271,7 +289,13 @@ def run_scenario(cluster: ChaosCluster, scenario: Scenario, options: RunOptions)
         if cleanup is not None:
             cleanup(run)
     inputs, outputs, dead = run_sync(
-        read_run(cluster.settings, run.input.name, run.output.name, run.input.dlq_name)
+        read_run(
+            cluster.settings,
+            run.input.name,
+            run.output.name,
+            run.input.dlq_name,
+            committed_only=options.exactly_once,
+        )
     )
     verdict = judge(
         inputs,

@@ -7,24 +7,20 @@ drain and judges the topics.
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import threading
 import time
 from typing import Any
 
-from pipeline.chaos.checking import PARTITIONS, Checked, Sequenced, TableRow
+from pipeline.chaos.checking import PARTITIONS
+from pipeline.chaos.disk import disk_full, give_the_disk_back
 from pipeline.chaos.proxy import FaultyNetwork
 from pipeline.chaos.run import ChaosRun, Scenario
+from pipeline.chaos.table_check import TableBurst, last_versions, probe_every_replica
 from pipeline.chaos.verdict import OutputRecord
 from pipeline.kafka.connect import connect
 from pipeline.kafka.offsets import committed_offsets
-from pipeline.kafka.partitioner import kafka_partition
 from pipeline.kafka.port import ConsumerOptions, TopicPartition
 from pipeline.kafka.probe import run_sync
-from pipeline.kafka.producer import EventProducer
-from pipeline.kafka.reader import read_all
-from pipeline.wire.codec import decode_value
 
 BOUNCE_DOWN_S = 10.0
 LATENCY_S = 0.2
@@ -33,12 +29,18 @@ BLACKHOLE_FOR_S = 30.0
 WEEK_MS = str(7 * 24 * 3600 * 1000)
 
 
+AFTER_RESYNC_S = 10.0
+"""A broker back in every ISR takes its preferred leaderships back, which stalls those
+partitions' produce for a moment: the next fault waits that out, as an operator would."""
+
+
 def _in_sync(run: ChaosRun) -> None:
     topics = [run.input.name, run.output.name]
     waited = run.wait_until(
         lambda: not run.cluster.out_of_sync(topics), 180, "every partition back in sync"
     )
     run.extra.setdefault("resync_s", []).append(round(waited, 1))
+    run.wait(AFTER_RESYNC_S)
 
 
 def _bounce(run: ChaosRun, pick: str) -> None:
@@ -53,7 +55,6 @@ def _bounce(run: ChaosRun, pick: str) -> None:
         run.wait(BOUNCE_DOWN_S)
         run.cluster.restart(node)
         _in_sync(run)
-        run.wait(5.0)
 
 
 def leader_bounce(run: ChaosRun) -> None:
@@ -193,7 +194,6 @@ def blocked_loop(run: ChaosRun) -> None:
     run.wait(blocked_s)
 
 
-TABLE_KEYS = 500
 PROBE_ROUNDS = 10
 
 
@@ -212,11 +212,11 @@ def kill9_three_times(run: ChaosRun) -> None:
     finally:
         updates = burst.stop()
     run.extra["table_updates"] = updates
-    truth = _last_versions(run)
+    truth = last_versions(run)
     rounds = 0
     while True:
         rounds += 1
-        answers = _probe_every_replica(run, sorted(truth))
+        answers = probe_every_replica(run, sorted(truth))
         wrong = [a for a in answers if truth.get(a[1]) != a[2]]
         if not wrong or rounds == PROBE_ROUNDS:
             break
@@ -224,84 +224,6 @@ def kill9_three_times(run: ChaosRun) -> None:
     run.extra["table_probe_rounds"] = rounds
     run.extra["table_mismatches"] = len(wrong)
     run.extra["table_replicas_checked"] = len({replica for replica, _, _ in answers})
-
-
-class TableBurst:
-    """Table updates (a key's version goes up) from a thread, 2,000 a second, until stopped."""
-
-    def __init__(self, run: ChaosRun) -> None:
-        self.run = run
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: run_sync(self._publish()), daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join(60)
-        return self.sent
-
-    async def _publish(self) -> None:
-        async with EventProducer(self.run.cluster.settings) as producer:
-            while not self._stop.is_set():
-                rows = [
-                    TableRow(key=f"t{n % TABLE_KEYS}", version=n)
-                    for n in range(self.sent, self.sent + 200)
-                ]
-                await producer.publish_many(self.run.table_topic, rows)
-                self.sent += len(rows)
-                await asyncio.sleep(0.1)
-
-
-def _last_versions(run: ChaosRun) -> dict[str, int]:
-    records = run_sync(read_all(connect(run.cluster.settings), run.table_topic.name))
-    last: dict[str, int] = {}
-    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
-        row = decode_value(run.table_topic, record.value)
-        assert isinstance(row, TableRow)
-        last[row.key] = row.version
-    return last
-
-
-def _probe_every_replica(run: ChaosRun, keys: list[str]) -> list[tuple[str, str, int]]:
-    """Each table key asked on every input partition, so every replica answers for all
-    of them; (replica, key, version) of each answer."""
-    routing = _key_per_partition(PARTITIONS)
-    probes = [
-        Sequenced(key=routing[p], seq=0, probe=key) for p in range(PARTITIONS) for key in keys
-    ]
-
-    async def publish() -> set[tuple[int, int]]:
-        async with EventProducer(run.cluster.settings) as producer:
-            deliveries = await producer.publish_many(run.input, probes)
-        return {(d.partition, d.offset) for d in deliveries}
-
-    asked = run_sync(publish())
-    answers: dict[tuple[int, int], Checked] = {}
-
-    def all_answered() -> bool:
-        for record in run_sync(read_all(connect(run.cluster.settings), run.output.name)):
-            checked = decode_value(run.output, record.value)
-            assert isinstance(checked, Checked)
-            source = (checked.source_partition, checked.source_offset)
-            if source in asked:
-                answers.setdefault(source, checked)
-        return len(answers) == len(asked)
-
-    run.wait_until(all_answered, 120, "every probe answered")
-    return [(c.replica, c.probe, c.table_version) for c in answers.values()]
-
-
-def _key_per_partition(partitions: int) -> dict[int, str]:
-    found: dict[int, str] = {}
-    n = 0
-    while len(found) < partitions:
-        key = f"probe-{n}"
-        found.setdefault(kafka_partition(key.encode(), partitions), key)
-        n += 1
-    return found
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -339,6 +261,13 @@ SCENARIOS: dict[str, Scenario] = {
             offsets_past_retention,
         ),
         Scenario("blocked-loop", "a handler blocks a worker's event loop for 15 s", blocked_loop),
+        Scenario(
+            "disk-full",
+            "the leader's log directory (a size-capped tmpfs) fills; then it is grown and the "
+            "broker restarted (needs root)",
+            disk_full,
+            cleanup=give_the_disk_back,
+        ),
         Scenario(
             "kill9", "SIGKILL the same worker three times in a row under load", kill9_three_times
         ),

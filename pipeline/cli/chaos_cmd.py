@@ -93,6 +93,12 @@ def run(
     warmup: float = typer.Option(15.0, help="Seconds of load before the fault."),
     settle: float = typer.Option(30.0, help="Seconds of load after the fault."),
     client: str = typer.Option("aiokafka", help="The workers' Kafka client: aiokafka|confluent."),
+    exactly_once: bool = typer.Option(
+        False,
+        "--exactly-once",
+        help="The checking processor with transactions; outputs read committed (duplicates "
+        "should be 0; fencing a frozen replica needs --client confluent).",
+    ),
     own_cluster: bool = typer.Option(
         False,
         "--own-cluster",
@@ -125,6 +131,7 @@ def run(
         settle_s=settle,
         bounces=bounces,
         client=client,
+        exactly_once=exactly_once,
         log_dir=log_dir,
     )
     results: list[ScenarioResult] = []
