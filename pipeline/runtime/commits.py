@@ -156,7 +156,9 @@ class Committer:
             log.info("membership check: the commit was refused (%s)", exc)
             return False
         for tp, offset in offsets.items():
-            self.partitions[tp].mark_committed(offset)
+            still_here = self.partitions.get(tp)  # a revoke may have come meanwhile
+            if still_here is not None:
+                still_here.mark_committed(offset)
         return True
 
     def skip_gaps(self, idle: Iterable[TopicPartition]) -> None:

@@ -178,6 +178,8 @@ class PartitionWorker:
                 await self._settle_acks(MAX_PENDING_ACKS)
             await self._settle_acks(0)
         except Abandoned:
+            for acks, _ in self._pending_acks:
+                acks.add_done_callback(_outcome_read)  # abandoned with the batch in hand
             return
         except Exception:
             log.exception(
