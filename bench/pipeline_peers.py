@@ -108,9 +108,14 @@ def work_only_rate(db_path: Path, count: int = 20_000) -> float:
 
 
 def peak_rss_mb(pid: int) -> float:
+    return proc_status_mb(pid, "VmHWM")
+
+
+def proc_status_mb(pid: int, field: str) -> float:
+    """A memory figure of /proc/<pid>/status (VmHWM: peak RSS, VmRSS: now), in MB; 0 if gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except FileNotFoundError:
         pass

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import itertools
 
 from bench.peers.launch import ROOT, job_env, worker_command
-from bench.pipeline_peers import build_customer_db, fill_input
+from bench.pipeline_peers import build_customer_db, fill_input, proc_status_mb
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.dev.processes import free_ports
 from pipeline.kafka.connect import connect
@@ -54,16 +54,6 @@ SAMPLE_S = 10.0
 RSS_BAND = 0.10
 CUSTOMERS = 20_000
 TEMPLATES = 10_000
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return 0.0
 
 
 class Workers:
@@ -187,7 +177,7 @@ async def soak(
             samples.append(
                 {
                     "t_s": round(elapsed, 1),
-                    "rss_mb": [round(rss_mb(p.pid), 1) for p in workers.processes],
+                    "rss_mb": [round(proc_status_mb(p.pid, "VmRSS"), 1) for p in workers.processes],
                     "in": sum(ends.values()),
                     "out": await total(settings, output.name),
                     "lag": sum(max(0, e - commits.get(p, 0)) for p, e in ends.items()),

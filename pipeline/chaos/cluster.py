@@ -19,6 +19,7 @@ from pipeline.errors import InfraError
 from pipeline.kafka.connect import connect
 from pipeline.kafka.port import PartitionInfo
 from pipeline.kafka.probe import run_sync
+from pipeline.ops.topics import TopicsOnCluster
 from pipeline.settings import PipelineSettings
 
 BROKERS = 3
@@ -69,12 +70,8 @@ class ChaosCluster:
 
     def describe(self, topics: Collection[str]) -> dict[str, list[PartitionInfo]]:
         async def run() -> dict[str, list[PartitionInfo]]:
-            admin = connect(self.settings).admin()
-            await admin.start()
-            try:
-                return await admin.describe_topics(topics)
-            finally:
-                await admin.stop()
+            async with TopicsOnCluster(connect(self.settings)) as cluster:
+                return await cluster.partitions(list(topics))
 
         return run_sync(run())
 

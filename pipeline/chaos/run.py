@@ -256,18 +256,12 @@ class Scenario:
 
 def run_scenario(cluster: ChaosCluster, scenario: Scenario, options: RunOptions) -> ScenarioResult:
     started = time.monotonic()
-    name, prepare, cleanup, assess = (
-        scenario.name,
-        scenario.prepare,
-        scenario.cleanup,
-        scenario.assess,
-    )
-    run = ChaosRun(cluster, name, options)
+    run = ChaosRun(cluster, scenario.name, options)
     run_sync(
         ensure_topics(connect(cluster.settings), [s.with_name(run.prefix + s.name) for s in TOPICS])
     )
-    if prepare is not None:
-        prepare(run)
+    if scenario.prepare is not None:
+        scenario.prepare(run)
     try:
         run.start_all()
         run.load.start()
@@ -286,8 +280,8 @@ def run_scenario(cluster: ChaosCluster, scenario: Scenario, options: RunOptions)
             code = replica.stop(60) if replica.running else replica.process.returncode
             if code not in (0, None) and replica_id not in run.held:
                 run.replica_exits.append(f"{replica_id} exit {code} at the end")
-        if cleanup is not None:
-            cleanup(run)
+        if scenario.cleanup is not None:
+            scenario.cleanup(run)
     inputs, outputs, dead = run_sync(
         read_run(
             cluster.settings,
@@ -305,10 +299,10 @@ def run_scenario(cluster: ChaosCluster, scenario: Scenario, options: RunOptions)
         (figures.started_at, figures.stopped_at),
         run.baseline_until,
     )
-    if assess is not None:
-        run.extra.update(assess(run, outputs))
+    if scenario.assess is not None:
+        run.extra.update(scenario.assess(run, outputs))
     return ScenarioResult(
-        name=name,
+        name=scenario.name,
         verdict=verdict,
         load=figures,
         faults_at=run.faults_at,
