@@ -26,6 +26,7 @@ MetricName = Literal[
     "dependency_waits",
     "dependency_failures",
     "sink_items",
+    "batch_seconds",
     "replay_outside_range",
     "partition_queued_records",
     "partition_lag_records",
@@ -102,3 +103,88 @@ GROUP_LAG_SECONDS: Final = "group_lag_seconds"
 GROUP_OLDEST_UNCONSUMED_AGE_SECONDS: Final = "group_oldest_unconsumed_age_seconds"
 SUPERVISOR_REPLICAS: Final = "supervisor_replicas"
 DESIRED_REPLICAS: Final = "desired_replicas"
+BATCH_SECONDS: Final = "batch_seconds"
+
+MetricKind = Literal["counter", "gauge", "histogram"]
+
+CATALOGUE: Final[dict[MetricName, tuple[MetricKind, str, str]]] = {
+    # name: (kind, labels, what it tells an operator)
+    "consumed": ("counter", "", "Records fetched from the input topics."),
+    "processed": ("counter", "", "Records whose handler finished (outputs or nothing)."),
+    "outputs": ("counter", "", "Output records handed to the producer."),
+    "commits": ("counter", "", "Offset commits that succeeded."),
+    "rebalances": ("counter", "", "Assignments this replica received."),
+    "offset_resets": (
+        "counter",
+        "topic, partition, policy",
+        "Partitions whose commit was behind the log start (retention deleted unhandled records).",
+    ),
+    "loop_stalls": ("counter", "", "Event-loop stalls of a second or more (a blocking handler)."),
+    "stall_abandoned_batches": (
+        "counter",
+        "",
+        "Batches dropped unpublished after a stall because the group had moved on.",
+    ),
+    "dead_lettered": ("counter", "error", "Records sent to a dead-letter topic, by error type."),
+    "handler_errors": ("counter", "error", "Handler exceptions, retried or dead-lettered."),
+    "envelope_repairs": ("counter", "repair", "Records read despite a damaged envelope."),
+    "flood_guard_pauses": ("counter", "topic", "Pauses of a partition flooding the DLQ."),
+    "dependency_waits": ("counter", "dependency", "Back-offs on an unavailable dependency."),
+    "dependency_failures": ("counter", "dependency", "Calls to a dependency that failed."),
+    "sink_items": ("counter", "sink", "Items written to a sink (PostgreSQL, a table)."),
+    "batch_seconds": (
+        "histogram",
+        "topic",
+        "Time to run a batch through its handler, from the first record to the last.",
+    ),
+    "replay_outside_range": ("counter", "", "Records a replay fetched outside its range."),
+    "partition_queued_records": ("gauge", "topic, partition", "Records in a bulkhead."),
+    "partition_lag_records": ("gauge", "topic, partition", "End offset minus the commit."),
+    "partition_committed_offset": ("gauge", "topic, partition", "The partition's last commit."),
+    "partition_paused": (
+        "gauge",
+        "topic, partition",
+        "1 while the partition is left out of the fetch (its bulkhead is full).",
+    ),
+    "held_records": ("gauge", "", "Records in memory: queued, being handled or awaiting acks."),
+    "held_records_peak": ("gauge", "", "Most records held at once (--max-in-flight-records)."),
+    "breaker_open": ("gauge", "dependency", "1 while a circuit is open or half-open."),
+    "breaker_state": (
+        "gauge",
+        "dependency",
+        "A dependency's circuit: 0 closed, 1 half-open (probing), 2 open.",
+    ),
+    "ready": ("gauge", "", "1 once assigned and caught up."),
+    "table_records": ("counter", "table", "Records a table read from its changelog."),
+    "table_invalid_records": ("counter", "table", "Changelog records a table could not read."),
+    "cache_entries": ("gauge", "cache", "Entries in the local cache."),
+    "cache_hits": ("counter", "cache", "Local cache hits."),
+    "cache_misses": ("counter", "cache", "Local cache misses."),
+    "cache_expired": ("counter", "cache", "Entries found expired."),
+    "cache_evictions": ("counter", "cache", "Entries evicted for room."),
+    "cache_loads": ("counter", "cache", "Entries loaded from the source."),
+    "cache_rebuilds": ("counter", "cache", "Caches rebuilt after a damaged file."),
+    "db_acquire_seconds": ("counter", "", "Seconds spent waiting for a pooled connection."),
+    "db_pool_connections": ("gauge", "state", "PostgreSQL pool connections, by state."),
+    "db_pool_exhausted": ("counter", "", "Times the pool had no free connection."),
+    "requests": ("counter", "route, status", "Gateway requests, by route and status."),
+    "request_seconds": ("histogram", "route", "Gateway request latency."),
+    "rejections": ("counter", "reason", "Requests the gateway refused, by reason."),
+    "events_published": ("counter", "topic", "Events the gateway published."),
+    "group_lag_records": ("gauge", "group, topic, partition", "Records not yet committed."),
+    "group_lag_seconds": (
+        "gauge",
+        "group, topic, partition",
+        "Lag divided by the measured consumption rate.",
+    ),
+    "group_oldest_unconsumed_age_seconds": (
+        "gauge",
+        "group, topic, partition",
+        "Age of the oldest record not yet committed.",
+    ),
+    "supervisor_replicas": ("gauge", "state", "Worker processes the supervisor runs."),
+    "desired_replicas": ("gauge", "group", "Replicas the autoscaler asks for."),
+}
+"""Every metric, for /metrics' HELP lines and the README's table (a test keeps them equal)."""
+
+DESCRIPTIONS: Final[dict[str, str]] = {name: entry[2] for name, entry in CATALOGUE.items()}

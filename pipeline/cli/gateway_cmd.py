@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
 import typer
 
 from pipeline.cli.common import BootstrapOption, console
@@ -37,11 +43,36 @@ def gateway(
     from pipeline.cli.common import settings_for_cli
 
     settings = settings_for_cli(bootstrap)
-    import os
-
     # Worker processes build their settings from the environment: pass on what the CLI found.
     os.environ["PIPELINE_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     console.print(f"gateway on http://{host}:{port} ({workers} process(es)); docs at /docs")
+    with _shared_metrics(workers):
+        _serve(uvicorn, host, port, workers, drain, settings.gateway.keep_alive_s)
+
+
+@contextlib.contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """Several processes: the client's multi-process mode, so one scrape of /metrics sums them.
+
+    The folder is new and empty for each run (files left by an earlier run
+    would be summed in) and removed afterwards.
+    """
+    if workers <= 1:
+        yield
+        return
+    from pipeline.metrics import MULTIPROCESS_ENV
+
+    with tempfile.TemporaryDirectory(prefix="pipeline-gateway-metrics-") as folder:
+        os.environ[MULTIPROCESS_ENV] = folder
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_ENV]
+
+
+def _serve(
+    uvicorn: Any, host: str, port: int, workers: int, drain: float, keep_alive: float
+) -> None:
     uvicorn.run(
         "pipeline.gateway.app:create_app",
         factory=True,
@@ -49,7 +80,7 @@ def gateway(
         port=port,
         workers=workers,
         timeout_graceful_shutdown=int(drain),
-        timeout_keep_alive=int(settings.gateway.keep_alive_s),
+        timeout_keep_alive=int(keep_alive),
         log_level="warning",
         # No client address is logged or used: rewriting it from X-Forwarded-For
         # on every request is work for nothing.

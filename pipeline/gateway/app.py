@@ -5,6 +5,7 @@ What a publish does is pipeline.gateway.core; this module only wires it to HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -22,11 +23,13 @@ from pipeline.gateway.errors import GatewayError
 from pipeline.gateway.fast_path import FastPublish
 from pipeline.gateway.routes import install
 from pipeline.kafka.client_logs import setup_process_logging
-from pipeline.metrics import Metrics
+from pipeline.metrics import Metrics, forget_process, multiprocess_dir
+from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.settings import PipelineSettings, load_settings
 
 log = logging.getLogger("pipeline.gateway")
 RECONNECT_S = 2.0
+SHARE_GAUGES_EVERY_S = 1.0
 
 
 def create_app(settings: PipelineSettings | None = None) -> Any:
@@ -43,10 +46,13 @@ def create_app(settings: PipelineSettings | None = None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
+        sharing = asyncio.ensure_future(_share_gauges(gateway.metrics))
         try:
             yield
         finally:
+            await cancel_and_wait(sharing, CANCEL_WAIT_S, "sharing the gauges")
             await gateway.stop()
+            forget_process()
 
     app = FastAPI(
         title="pipeline ingest gateway",
@@ -93,6 +99,15 @@ def create_app(settings: PipelineSettings | None = None) -> Any:
         return gateway.metrics.render()
 
     return Measured(FastPublish(app, gateway, handle, routes), gateway.metrics)
+
+
+async def _share_gauges(metrics: Metrics) -> None:
+    """With several processes behind the port, keep this one's gauges where a scrape reads them."""
+    if multiprocess_dir() is None:
+        return
+    while True:
+        metrics.share_gauges()
+        await asyncio.sleep(SHARE_GAUGES_EVERY_S)
 
 
 class Measured:

@@ -63,7 +63,6 @@ class Gateway:
         self.metrics.gauge(
             "breaker_state",
             lambda: {labels_of(dependency=self.breaker.name): float(self.breaker.state.level)},
-            "the brokers' circuit: 0 closed, 1 half-open (probing), 2 open",
         )
 
     # -- the producer, connected in the background ----------------------------------

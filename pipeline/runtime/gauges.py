@@ -42,28 +42,23 @@ def register_worker_gauges(
     metrics.gauge(
         PARTITION_QUEUED_RECORDS,
         per_partition(lambda worker: float(len(worker.queue))),
-        "records in a bulkhead",
     )
-    metrics.gauge(PARTITION_LAG_RECORDS, per_partition(lag), "end offset minus committed")
+    metrics.gauge(PARTITION_LAG_RECORDS, per_partition(lag))
     metrics.gauge(
         PARTITION_COMMITTED_OFFSET,
         per_partition(lambda worker: float(worker.offsets.committed)),
-        "last commit",
     )
     metrics.gauge(
         PARTITION_PAUSED,
         per_partition(lambda worker: 1.0 if worker.tp in partitions.paused else 0.0),
-        "1 while the partition is left out of the fetch",
     )
     metrics.gauge(
         HELD_RECORDS,
         lambda: {(): float(sum(worker.held for worker in partitions.workers.values()))},
-        "records in memory: queued, being handled or awaiting acks",
     )
     metrics.gauge(
         HELD_RECORDS_PEAK,
         lambda: {(): float(partitions.peak_held)},
-        "most records held at once (bounded by --max-in-flight-records)",
     )
     metrics.gauge(
         BREAKER_OPEN,
@@ -71,11 +66,9 @@ def register_worker_gauges(
             labels_of(dependency=b.name): 0.0 if b.state is BreakerState.CLOSED else 1.0
             for b in breakers.all()
         },
-        "1 while a dependency's circuit is open or half-open",
     )
     metrics.gauge(
         BREAKER_STATE,
         lambda: {labels_of(dependency=b.name): float(b.state.level) for b in breakers.all()},
-        "a dependency's circuit: 0 closed, 1 half-open (probing), 2 open",
     )
-    metrics.gauge(READY, lambda: {(): 1.0 if partitions.ready else 0.0}, "assigned and caught up")
+    metrics.gauge(READY, lambda: {(): 1.0 if partitions.ready else 0.0})

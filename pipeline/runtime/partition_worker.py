@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.kafka.port import Record, TopicPartition
+from pipeline.metric_names import BATCH_SECONDS
 from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.runtime.batch_handler import BatchHandler
 from pipeline.runtime.batch_publisher import BatchPublisher
@@ -53,6 +54,7 @@ class PartitionWorker:
         self._draining = False
         self.last_progress = time.monotonic()
         self._pending_acks: deque[tuple[asyncio.Future[Any], Token]] = deque()
+        self._topic_label = {"topic": tp.topic}
         self.task = asyncio.ensure_future(self._run())
 
     @property
@@ -166,10 +168,14 @@ class PartitionWorker:
                     continue
                 batch = self.queue.take(min(room, self.processor.batch_records))
                 token = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
+                started = time.perf_counter()
                 try:
                     result = await self.handler.handle(batch)
                 except Abandoned:
                     return
+                self.host.metrics.observe(
+                    BATCH_SECONDS, time.perf_counter() - started, self._topic_label
+                )
                 # A batch published while an earlier one's acks are out does not
                 # overtake it if that one fails: the idempotent producer fails
                 # the batches in flight behind a failed one.

@@ -227,14 +227,12 @@ def export_lag(metrics: Metrics, monitor: LagMonitor) -> None:
             values[labels] = float(value)
         return values
 
-    metrics.gauge("group_lag_records", lambda: per_partition("lag"), "Records not yet committed.")
+    metrics.gauge("group_lag_records", lambda: per_partition("lag"))
     metrics.gauge(
         "group_lag_seconds",
         lambda: per_partition("lag_seconds"),
-        "Lag divided by the measured consumption rate.",
     )
     metrics.gauge(
         "group_oldest_unconsumed_age_seconds",
         lambda: per_partition("oldest_age_s"),
-        "Age of the oldest record not yet committed.",
     )

@@ -104,7 +104,6 @@ class Supervisor:
                 (("state", "running"),): float(len(self.workers)),
                 (("state", "draining"),): float(len(self.draining)),
             },
-            "Worker processes the supervisor runs.",
         )
         self.metrics.gauge(
             "desired_replicas",
@@ -113,7 +112,6 @@ class Supervisor:
                     self.latest.desired if self.latest else self.policy.min_replicas
                 )
             },
-            "What the scaling policy asks for (KEDA's Prometheus scaler can follow it).",
         )
 
     def live(self) -> tuple[bool, str]:

@@ -328,9 +328,7 @@ class LocalCache:
 
     def _export(self, metrics: Metrics) -> None:
         labels = (("cache", self.name),)
-        metrics.gauge(
-            "cache_entries", lambda: {labels: float(self._count)}, "Entries in the local cache."
-        )
+        metrics.gauge("cache_entries", lambda: {labels: float(self._count)})
         counters: tuple[tuple[MetricName, str], ...] = (
             ("cache_hits", "hits"),
             ("cache_misses", "misses"),
@@ -340,7 +338,7 @@ class LocalCache:
             ("cache_rebuilds", "rebuilds"),
         )
         for name, what in counters:
-            metrics.counters_from(name, self._stat_reader(labels, what), f"Local cache {what}.")
+            metrics.counters_from(name, self._stat_reader(labels, what))
 
     def _stat_reader(self, labels: Labels, what: str) -> Callable[[], dict[Labels, float]]:
         return lambda: {labels: float(getattr(self.stats, what))}

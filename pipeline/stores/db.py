@@ -66,7 +66,6 @@ class Database:
             self._metrics.gauge(
                 "db_pool_connections",
                 self._pool_gauge,
-                "Connections of the PostgreSQL pool, by state.",
             )
         return self
 

@@ -25,7 +25,7 @@ from pipeline.kafka.offsets import end_offsets
 from pipeline.kafka.probe import run_sync
 from pipeline.ops.topics import ensure_topics
 from pipeline.paths import project_dir
-from pipeline.scaling.worker_process import PIPELINE
+from pipeline.scaling.worker_process import PIPELINE, parse_metrics
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import HEADER_EVENT_ID, header_value
 from tests.replicas import poll_until
@@ -270,6 +270,28 @@ def test_topics_openapi_and_metrics(gateway: Running) -> None:
     metrics = httpx.get(gateway.url + "/metrics", timeout=10).text
     assert "pipeline_gateway_requests_total" in metrics
     assert "pipeline_gateway_request_seconds_bucket" in metrics
+    assert 'pipeline_gateway_breaker_state{dependency="kafka"}' in metrics
+    assert "process_resident_memory_bytes" in metrics
+
+
+def test_one_scrape_sums_every_gateway_process(gateway: Running) -> None:
+    """Two processes behind the port: one scrape counts the requests both answered."""
+
+    def healthz_requests() -> float:
+        text = httpx.get(gateway.url + "/metrics", timeout=10).text
+        return parse_metrics(
+            "\n".join(line for line in text.splitlines() if 'route="/healthz"' in line)
+        ).get("pipeline_gateway_requests_total", 0.0)
+
+    before = healthz_requests()
+    sent = 60
+    for _ in range(sent):
+        # A new connection each time, so the kernel spreads them over both processes.
+        with httpx.Client(timeout=10) as client:
+            assert client.get(gateway.url + "/healthz").status_code == 200
+    # Whichever process answers the scrape, it reports every process's requests.
+    for _ in range(4):
+        assert healthz_requests() - before == sent
 
 
 def test_an_unreachable_broker_gets_503_with_retry_after(gateway: Running, tmp_path: Any) -> None:

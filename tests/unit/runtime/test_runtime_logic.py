@@ -124,11 +124,13 @@ def test_metrics_render_counters_and_gauges() -> None:
     metrics = Metrics()
     metrics.inc("processed", 3)
     metrics.inc("dead_lettered", labels={"error": 'Bad"Quote'})
-    metrics.gauge("queued", lambda: {labels_of(partition=1): 7.0}, "records")
+    metrics.gauge("partition_queued_records", lambda: {labels_of(partition=1): 7.0})
     text = metrics.render()
-    assert "pipeline_processed_total 3" in text
-    assert 'pipeline_dead_lettered_total{error="Bad\\"Quote"} 1' in text
-    assert 'pipeline_queued{partition="1"} 7' in text
+    assert "pipeline_processed_total 3.0" in text
+    assert 'pipeline_dead_lettered_total{error="Bad\\"Quote"} 1.0' in text
+    assert 'pipeline_partition_queued_records{partition="1"} 7.0' in text
+    assert "# HELP pipeline_partition_queued_records Records in a bulkhead." in text
+    assert "process_resident_memory_bytes" in text
 
 
 def test_cheap_derived_ids_are_stable_distinct_uuids() -> None:

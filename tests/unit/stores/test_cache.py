@@ -116,7 +116,7 @@ def test_a_corrupted_directory_is_wiped_with_a_warning(
         rebuilt = LocalCache(tmp_path / "c", metrics=metrics)
     assert "wiping it" in caplog.text
     assert rebuilt.stats.rebuilds == 1
-    assert 'pipeline_cache_rebuilds_total{cache="cache"} 1' in metrics.render()
+    assert 'pipeline_cache_rebuilds_total{cache="cache"} 1.0' in metrics.render()
     assert rebuilt.get("k") is None
     rebuilt.put("k", 2)
     assert rebuilt.get("k") == 2
