@@ -180,6 +180,23 @@ class Context:
         self._breakers = breakers
         self._services = services
 
+    def log_fields(self) -> dict[str, object]:
+        """Where this lane is, for the log lines written while it handles a record."""
+        record = self.record
+        if record is None:
+            return {}
+        fields: dict[str, object] = {
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+        }
+        envelope = self.envelope
+        if envelope is not None:
+            fields["event_id"] = envelope.event_id
+            if envelope.trace_id:
+                fields["trace_id"] = envelope.trace_id
+        return fields
+
     @property
     def services(self) -> Services:
         if self._services is None:

@@ -167,6 +167,12 @@ class PipelineSettings(BaseSettings):
         "replica exits 4 naming the partition; `pipeline offsets reset` decides). Jumping "
         "to the end is not offered: it would skip records retention kept, too.",
     )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry collector (OTLP over HTTP, e.g. http://127.0.0.1:4318): "
+        "workers, the gateway and producers record spans and send them there. Unset: no "
+        "spans are recorded; records still pass their traceparent header on.",
+    )
     catalogue_module: str = Field(
         default="topics",
         description="Module whose CATALOGUE attribute declares the topics.",

@@ -16,6 +16,13 @@ from pipeline.settings import PipelineSettings, load_settings
 console = Console(stderr=True)
 stdout = Console()
 
+LogFormatOption = typer.Option(
+    None,
+    "--log-format",
+    help="json (one object per line, with topic, partition, offset, event and trace ids) or "
+    "text; default PIPELINE_LOG_FORMAT, else text on a terminal and json otherwise.",
+)
+
 BootstrapOption = typer.Option(
     None,
     "--bootstrap",

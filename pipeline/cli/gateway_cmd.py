@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from pipeline.cli.common import BootstrapOption, console
+from pipeline.cli.common import BootstrapOption, LogFormatOption, console
 
 
 def gateway(
@@ -24,6 +24,7 @@ def gateway(
         None, "--hash-key", help="Print the SHA-256 to configure for this API key, and exit."
     ),
     bootstrap: str = BootstrapOption,
+    log_format: str | None = LogFormatOption,
 ) -> None:
     """Serve POST /v1/topics/{topic}/events and /events:batch, /v1/topics, /docs.
 
@@ -41,8 +42,12 @@ def gateway(
     import uvicorn
 
     from pipeline.cli.common import settings_for_cli
+    from pipeline.telemetry.logs import LOG_FORMAT_ENV, choose_format
 
     settings = settings_for_cli(bootstrap)
+    if log_format is not None:
+        # The uvicorn workers set up their own logging, from the environment.
+        os.environ[LOG_FORMAT_ENV] = choose_format(log_format)
     # Worker processes build their settings from the environment: pass on what the CLI found.
     os.environ["PIPELINE_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     console.print(f"gateway on http://{host}:{port} ({workers} process(es)); docs at /docs")

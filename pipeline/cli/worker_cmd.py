@@ -7,12 +7,14 @@ import socket
 
 import typer
 
-from pipeline.cli.common import BootstrapOption, settings_for_cli
+from pipeline.cli.common import BootstrapOption, LogFormatOption, settings_for_cli
 from pipeline.kafka.client_logs import setup_process_logging
 from pipeline.processor import load_processor
 from pipeline.resilience.tasks import run_process
 from pipeline.runtime import defaults
 from pipeline.runtime.gc_tuning import tune_for_throughput
+from pipeline.telemetry import tracing
+from pipeline.telemetry.logs import set_process_fields
 
 
 def worker(
@@ -71,6 +73,7 @@ def worker(
     log_level: str = typer.Option(
         "INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR (the client's own: WARNING)."
     ),
+    log_format: str | None = LogFormatOption,
 ) -> None:
     """Run one replica; start several (same processor) to form a consumer group.
 
@@ -83,11 +86,13 @@ def worker(
     """
     from pipeline.runtime.worker import Runtime, WorkerOptions
 
-    setup_process_logging(log_level, who=replica_id or "")
+    replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
+    setup_process_logging(log_level, who=replica_id, log_format=log_format)
+    set_process_fields(processor=processor, replica=replica_id)
     settings = settings_for_cli(bootstrap, client=client, rebalance_protocol=rebalance_protocol)
     found = load_processor(processors_module, processor, settings.topic_prefix)
     options = WorkerOptions(
-        replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
+        replica_id=replica_id,
         static_membership=static_membership,
         health_port=health_port,
         health_host=health_host,
@@ -98,8 +103,13 @@ def worker(
     )
 
     tune_for_throughput()
+    tracing.setup_tracing(f"pipeline-worker {processor}", settings.otlp_endpoint)
 
     async def run() -> int:
         return await Runtime(settings, found, options).run()
 
-    raise typer.Exit(run_process(run()))
+    try:
+        code = run_process(run())
+    finally:
+        tracing.shutdown_tracing()
+    raise typer.Exit(code)

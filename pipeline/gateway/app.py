@@ -26,6 +26,7 @@ from pipeline.kafka.client_logs import setup_process_logging
 from pipeline.metrics import Metrics, forget_process, multiprocess_dir
 from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.settings import PipelineSettings, load_settings
+from pipeline.telemetry import tracing
 
 log = logging.getLogger("pipeline.gateway")
 RECONNECT_S = 2.0
@@ -40,6 +41,7 @@ def create_app(settings: PipelineSettings | None = None) -> Any:
     """
     settings = settings or load_settings()
     setup_process_logging("INFO", who=f"gateway-{os.getpid()}")
+    tracing.setup_tracing("pipeline-gateway", settings.otlp_endpoint)
     catalogue = load_catalogue(settings.catalogue_module, settings.topic_prefix)
     gateway = Gateway(settings, catalogue)
 
@@ -53,6 +55,7 @@ def create_app(settings: PipelineSettings | None = None) -> Any:
             await cancel_and_wait(sharing, CANCEL_WAIT_S, "sharing the gauges")
             await gateway.stop()
             forget_process()
+            tracing.shutdown_tracing()
 
     app = FastAPI(
         title="pipeline ingest gateway",
@@ -136,7 +139,14 @@ class Measured:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
+            with tracing.serving(scope["method"], scope["path"], scope["headers"]) as span:
+                try:
+                    await self.app(scope, receive, send_and_note)
+                finally:
+                    if span is not None:
+                        route = getattr(scope.get("route"), "path", "unmatched")
+                        span.update_name(f"{scope['method']} {route}")
+                        span.set_attribute("http.response.status_code", status)
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.inc("requests", labels={"route": path, "status": str(status)})

@@ -35,7 +35,8 @@ from pipeline.resilience.breaker import (
 )
 from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.settings import PipelineSettings
-from pipeline.wire.codec import encode_events, payload_size
+from pipeline.telemetry import tracing
+from pipeline.wire.codec import EncodedEvent, encode_events, payload_size
 
 log = logging.getLogger("pipeline.gateway")
 RECONNECT_S = 2.0
@@ -167,7 +168,17 @@ class Gateway:
             if idempotency_key
             else None
         )
-        encoded = encode_events(spec, events, event_ids=ids)
+        with tracing.producing(spec.name, len(events)) as traceparent:
+            encoded = encode_events(spec, events, event_ids=ids, traceparent=traceparent)
+            return await self._publish_encoded(producer, topic, spec, encoded)
+
+    async def _publish_encoded(
+        self,
+        producer: EventProducer,
+        topic: str,
+        spec: TopicSpec[BaseModel],
+        encoded: list[EncodedEvent],
+    ) -> dict[str, Any]:
         size = sum(payload_size(item) for item in encoded)
         if not producer.has_room(size):
             raise GatewayError(
@@ -205,7 +216,7 @@ class Gateway:
                 f"the brokers did not acknowledge: {why}; the events may or may not be stored",
                 headers={"Retry-After": "5"},
             ) from None
-        self.metrics.inc("events_published", len(events), {"topic": topic})
+        self.metrics.inc("events_published", len(encoded), {"topic": topic})
         return {
             "topic": topic,
             "events": [

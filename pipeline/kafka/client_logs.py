@@ -18,6 +18,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from pipeline.telemetry.logs import JsonFormatter, TextFormatter, choose_format
+
 COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
 RETRIED_MESSAGES = ("Group Coordinator Request failed",)
 CLIENT_LOGGER = "aiokafka"
@@ -75,13 +77,23 @@ def quiet_retriable_client_errors() -> None:
         logger.addFilter(RetriableAtInfo())
 
 
-def setup_process_logging(level: str = "INFO", who: str = "") -> None:
-    """Timestamped lines on stderr for a worker or gateway process; the client's kept in check.
+def setup_process_logging(
+    level: str = "INFO", who: str = "", log_format: str | None = None
+) -> None:
+    """Lines on stderr for a long-running process (JSON or text); the client's kept in check.
 
     The repeat limit sits on the handler: a logger's own filters do not see
     what its children log, and aiokafka logs from a dozen modules.
     """
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT.format(who=f"{who} " if who else ""))
+    chosen = choose_format(log_format)
+    logging.basicConfig(level=level.upper())
+    formatter: logging.Formatter = (
+        JsonFormatter()
+        if chosen == "json"
+        else TextFormatter(LOG_FORMAT.format(who=f"{who} " if who else ""))
+    )
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
     logging.getLogger(CLIENT_LOGGER).setLevel(logging.WARNING)
     quiet_retriable_client_errors()
     for handler in logging.getLogger().handlers:

@@ -28,6 +28,7 @@ from pipeline.kafka.partitioner import kafka_partition
 from pipeline.kafka.port import Batch, Clients, Producer, ProducerOptions
 from pipeline.resilience.backpressure import ByteBudget
 from pipeline.settings import PipelineSettings
+from pipeline.telemetry import tracing
 from pipeline.wire.codec import EncodedEvent, encode_event, encode_events
 
 
@@ -122,8 +123,11 @@ class EventProducer:
     ) -> Delivery:
         """Publish one event; concurrent calls share batches for `linger_ms`."""
         spec = self._spec(topic)
-        encoded = encode_event(spec, event, event_id=event_id, trace_id=trace_id)
-        return (await self.publish_coalesced(spec.name, [encoded]))[0]
+        with tracing.producing(spec.name, 1) as traceparent:
+            encoded = encode_event(
+                spec, event, event_id=event_id, trace_id=trace_id, traceparent=traceparent
+            )
+            return (await self.publish_coalesced(spec.name, [encoded]))[0]
 
     async def publish_coalesced(
         self, topic: str, events: Sequence[EncodedEvent]
@@ -160,8 +164,9 @@ class EventProducer:
     ) -> asyncio.Future[DeliveryList]:
         """Like publish_many, but returns once queued; await the result for the acks."""
         spec = self._spec(topic)
-        encoded = encode_events(spec, events, trace_id=trace_id)
-        return await self.submit_encoded(spec.name, encoded)
+        with tracing.producing(spec.name, len(events)) as traceparent:
+            encoded = encode_events(spec, events, trace_id=trace_id, traceparent=traceparent)
+            return await self.submit_encoded(spec.name, encoded)
 
     def has_room(self, size_bytes: int) -> bool:
         """Whether `size_bytes` more would go out without waiting for acknowledgements."""

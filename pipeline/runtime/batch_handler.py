@@ -34,6 +34,8 @@ from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
 from pipeline.runtime.batch_result import BatchResult
 from pipeline.runtime.dead_letters import VALUE_OMITTED, FloodGuard, describe_error, now_ms
 from pipeline.runtime.host import Abandoned, PartitionHost
+from pipeline.telemetry import tracing
+from pipeline.telemetry.logs import fields_from
 from pipeline.wire.codec import HEADER_EVENT_ID
 from pipeline.wire.envelope import shown
 
@@ -90,12 +92,17 @@ class BatchHandler:
         return result
 
     async def _run_lane(self, records: list[Record], ctx: Context, result: BatchResult) -> None:
+        with fields_from(ctx.log_fields):
+            await self._run_records(records, ctx, result)
+
+    async def _run_records(self, records: list[Record], ctx: Context, result: BatchResult) -> None:
         """Each record to its outputs or its dead letter; nothing a record holds can stop this."""
         processor = self.processor
         path = self.host.record_path
         in_loop = processor.run_in == "loop"
         handler = cast(Handler[Any], processor.handler)
         salts = self._salts
+        traced = tracing.enabled()
         for record in records:
             ctx.record = record
             ctx.envelope = None
@@ -109,11 +116,20 @@ class BatchHandler:
                 try:
                     event, envelope = path.open(record)
                     ctx.envelope = envelope
-                    if in_loop:
+                    parent = envelope.traceparent
+                    if traced:
+                        with tracing.handling(
+                            processor.name, record.topic, record.partition, record.offset, parent
+                        ) as span:
+                            outcome = await self._call(handler, event, ctx, in_loop)
+                        parent = tracing.traceparent_of(span)
+                    elif in_loop:
                         outcome = await handler(event, ctx)
                     else:
                         outcome = await self._call_in_pool(event)
-                    result.collect(outcome, envelope.event_id, envelope.trace_id, processor, salts)
+                    result.collect(
+                        outcome, envelope.event_id, envelope.trace_id, processor, salts, parent
+                    )
                 except (DependencyUnavailable, DependencyError) as exc:
                     # The event is fine; the dependency is not. Never dead-letter for it.
                     dependency_failures = await self.back_off(exc, dependency_failures)
@@ -157,6 +173,13 @@ class BatchHandler:
             delay,
         )
         await self.sleep(delay)
+
+    async def _call(
+        self, handler: Handler[Any], event: BaseModel, ctx: Context, in_loop: bool
+    ) -> Any:
+        if in_loop:
+            return await handler(event, ctx)
+        return await self._call_in_pool(event)
 
     async def _call_in_pool(self, event: BaseModel) -> Any:
         processor = self.processor

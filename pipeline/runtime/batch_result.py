@@ -48,10 +48,15 @@ class BatchResult:
         return entry
 
     def _encode(
-        self, spec: TopicSpec[BaseModel], event: BaseModel, event_id: str, trace: str | None
+        self,
+        spec: TopicSpec[BaseModel],
+        event: BaseModel,
+        event_id: str,
+        trace: str | None,
+        traceparent: bytes | None,
     ) -> tuple[list[EncodedEvent], EncodedEvent]:
         entry = self._encoder(spec)
-        encoded = entry[0].encode(event, event_id, trace)
+        encoded = entry[0].encode(event, event_id, trace, traceparent)
         limit = self.limits.get(spec.name, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
         if len(encoded.value or b"") + len(encoded.key or b"") + SIZE_CHECK_MARGIN > limit:
             size = record_size(encoded.key, encoded.value, encoded.headers)
@@ -66,6 +71,7 @@ class BatchResult:
         trace: str | None,
         processor: Processor[Any],
         salts: list[int],
+        traceparent: bytes | None = None,
     ) -> None:
         """Add what a handler returned for the record with id `source_id`.
 
@@ -84,7 +90,9 @@ class BatchResult:
             if not salts:
                 salts.append(output_salt(processor.name, 0))
             event_id = derived_output_id(source_id, salts[0])
-            into, encoded = self._encode(processor.output_for(outcome), outcome, event_id, trace)
+            into, encoded = self._encode(
+                processor.output_for(outcome), outcome, event_id, trace, traceparent
+            )
             into.append(encoded)
             return
         items: Sequence[Any] = (outcome,) if isinstance(outcome, Emit) else outcome
@@ -104,7 +112,7 @@ class BatchResult:
                 spec, event = item.topic, item.event
             else:
                 spec, event = processor.output_for(item), item
-            encoded_events.append(self._encode(spec, event, event_id, trace))
+            encoded_events.append(self._encode(spec, event, event_id, trace, traceparent))
         for into, encoded in encoded_events:
             into.append(encoded)
         self.sink_items.extend(sink_items)

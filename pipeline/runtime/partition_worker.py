@@ -28,6 +28,8 @@ from pipeline.runtime.batch_publisher import BatchPublisher
 from pipeline.runtime.commits import PartitionOffsets, Token
 from pipeline.runtime.host import Abandoned, PartitionHost
 from pipeline.runtime.record_queue import RecordQueue
+from pipeline.telemetry import tracing
+from pipeline.telemetry.logs import bind_fields
 
 log = logging.getLogger("pipeline.worker")
 
@@ -56,6 +58,9 @@ class PartitionWorker:
         self._pending_acks: deque[tuple[asyncio.Future[Any], Token]] = deque()
         self._topic_label = {"topic": tp.topic}
         self.task = asyncio.ensure_future(self._run())
+
+    def _log_fields(self) -> dict[str, object]:
+        return {"topic": self.tp.topic, "partition": self.tp.partition}
 
     @property
     def waiting_on_dependency(self) -> bool:
@@ -146,6 +151,7 @@ class PartitionWorker:
     # -- the ordered worker ---------------------------------------------------
 
     async def _run(self) -> None:
+        bind_fields(self._log_fields)
         try:
             while not self.stopping.is_set():
                 if not self.queue:
@@ -170,7 +176,8 @@ class PartitionWorker:
                 token = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
                 started = time.perf_counter()
                 try:
-                    result = await self.handler.handle(batch)
+                    with tracing.batch_span(self.tp.topic, self.tp.partition, len(batch)):
+                        result = await self.handler.handle(batch)
                 except Abandoned:
                     return
                 self.host.metrics.observe(

@@ -31,6 +31,8 @@ HEADER_SCHEMA_VERSION = "schema-version"
 HEADER_EVENT_ID = "event-id"
 HEADER_PRODUCED_AT = "produced-at"
 HEADER_TRACE_ID = "trace-id"
+HEADER_TRACEPARENT = "traceparent"
+"""W3C trace context of the span that produced the record (pipeline.telemetry.tracing)."""
 
 Headers = list[tuple[str, bytes | None]]
 
@@ -131,12 +133,14 @@ def encode_event(
     event_id: str | None = None,
     trace_id: str | None = None,
     produced_at_ms: int | None = None,
+    traceparent: bytes | None = None,
 ) -> EncodedEvent:
     """One event on the wire (encode_events does the work, for one or many)."""
     return encode_events(
         spec,
         [event],
         trace_id=trace_id,
+        traceparent=traceparent,
         event_ids=[event_id] if event_id else None,
         produced_at_ms=produced_at_ms,
     )[0]
@@ -149,6 +153,7 @@ def encode_events(
     trace_id: str | None = None,
     event_ids: Sequence[str] | None = None,
     produced_at_ms: int | None = None,
+    traceparent: bytes | None = None,
 ) -> list[EncodedEvent]:
     """encode_event for a batch: one id draw, one clock read, shared header bytes.
 
@@ -157,7 +162,10 @@ def encode_events(
     encoder = TopicEncoder(spec, produced_at_ms)
     ids = event_ids if event_ids is not None else new_event_ids(len(events))
     encode = encoder.encode
-    return [encode(event, event_id, trace_id) for event, event_id in zip(events, ids, strict=True)]
+    return [
+        encode(event, event_id, trace_id, traceparent)
+        for event, event_id in zip(events, ids, strict=True)
+    ]
 
 
 _thread_state = threading.local()
@@ -198,7 +206,13 @@ class TopicEncoder:
         if type(event) is not self._model:
             raise WrongEventTypeError(self.spec.name, self._model.__name__, type(event).__name__)
 
-    def encode(self, event: BaseModel, event_id: str, trace_id: str | None = None) -> EncodedEvent:
+    def encode(
+        self,
+        event: BaseModel,
+        event_id: str,
+        trace_id: str | None = None,
+        traceparent: bytes | None = None,
+    ) -> EncodedEvent:
         if type(event) is not self._model:
             self.check_type(event)
         key = event_key(self.spec, event)
@@ -211,6 +225,8 @@ class TopicEncoder:
         ]
         if trace_id:
             headers.append((HEADER_TRACE_ID, trace_id.encode()))
+        if traceparent:
+            headers.append((HEADER_TRACEPARENT, traceparent))
         # tuple.__new__ skips the namedtuple's Python-level __new__ (a tenth of
         # the encode time); the fields are the same.
         return new_tuple(

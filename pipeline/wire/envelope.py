@@ -28,7 +28,13 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import EnvelopeError
-from pipeline.wire.codec import HEADER_EVENT_ID, HEADER_EVENT_TYPE, HEADER_TRACE_ID, position_id
+from pipeline.wire.codec import (
+    HEADER_EVENT_ID,
+    HEADER_EVENT_TYPE,
+    HEADER_TRACE_ID,
+    HEADER_TRACEPARENT,
+    position_id,
+)
 
 SHOWN_BYTES = 80
 
@@ -52,6 +58,8 @@ class Envelope(NamedTuple):
     trace_id: str | None
     repair: str | None
     """Set when the policy repaired the envelope: `event-id derived`, `trace-id dropped`."""
+    traceparent: bytes | None = None
+    """The producing span's W3C context, raw: checked only when a span is started from it."""
 
 
 def shown(data: bytes | None) -> str:
@@ -78,7 +86,7 @@ def read_envelope(
     One scan of the headers (it runs for every record); the last value wins
     when a header repeats.
     """
-    raw_id = raw_trace = raw_type = None
+    raw_id = raw_trace = raw_type = traceparent = None
     for name, value in headers:
         if name == HEADER_EVENT_ID:
             raw_id = value
@@ -86,6 +94,8 @@ def read_envelope(
             raw_trace = value
         elif name == HEADER_EVENT_TYPE:
             raw_type = value
+        elif name == HEADER_TRACEPARENT:
+            traceparent = value
 
     if raw_type and raw_type != event_type and policy.wrong_event_type == "dlq":
         raise _fault(
@@ -129,7 +139,7 @@ def read_envelope(
                     raw_trace, HEADER_TRACE_ID, "MALFORMED_TRACE_ID=drop", topic, partition, offset
                 ) from None
             repair = "trace-id dropped" if repair is None else repair + ", trace-id dropped"
-    return Envelope(event_id, trace_id, repair)
+    return Envelope(event_id, trace_id, repair, traceparent)
 
 
 def _fault(

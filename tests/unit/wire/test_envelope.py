@@ -31,7 +31,14 @@ def sample(entity_id: str = "c-1") -> Sample:
 
 def test_a_clean_envelope_gives_its_ids_and_no_repair() -> None:
     got = envelope([("event-type", TYPE), ("event-id", b"id-1"), ("trace-id", b"tr-1")])
-    assert got == ("id-1", "tr-1", None)
+    assert got == ("id-1", "tr-1", None, None)
+
+
+def test_a_traceparent_is_kept_raw_whatever_its_bytes() -> None:
+    """Checked only when a span starts from it (a malformed one starts a new trace)."""
+    for raw in (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", b"\xff", None):
+        got = envelope([("event-id", b"e"), ("traceparent", raw)])
+        assert got.traceparent == raw and got.repair is None
 
 
 @pytest.mark.parametrize("raw", [None, b""])
@@ -39,8 +46,8 @@ def test_a_missing_or_null_event_id_is_derived_from_where_the_record_is(
     raw: bytes | None,
 ) -> None:
     headers = [] if raw is None else [("event-id", raw)]
-    assert envelope(headers) == ("orders/3/17", None, "event-id derived")
-    assert envelope([("event-id", None)]) == ("orders/3/17", None, "event-id derived")
+    assert envelope(headers) == ("orders/3/17", None, "event-id derived", None)
+    assert envelope([("event-id", None)]) == ("orders/3/17", None, "event-id derived", None)
     with pytest.raises(EnvelopeError, match="no event-id header"):
         envelope(headers, EnvelopePolicy(missing_event_id="dlq"))
 
@@ -54,12 +61,12 @@ def test_an_event_id_that_is_not_utf8_is_dead_lettered_unless_relaxed() -> None:
     assert "header event-id" in message and r"b'\xff\xfe\x00'" in message
     assert "MALFORMED_EVENT_ID=derive" in message
     relaxed = envelope(headers, EnvelopePolicy(malformed_event_id="derive"))
-    assert relaxed == ("orders/3/17", None, "event-id derived")
+    assert relaxed == ("orders/3/17", None, "event-id derived", None)
 
 
 def test_a_trace_id_that_is_not_utf8_is_dropped_or_dead_lettered() -> None:
     headers: list[tuple[str, bytes | None]] = [("event-id", b"e"), ("trace-id", b"\xc3\x28")]
-    assert envelope(headers) == ("e", None, "trace-id dropped")
+    assert envelope(headers) == ("e", None, "trace-id dropped", None)
     with pytest.raises(EnvelopeError, match="trace-id"):
         envelope(headers, EnvelopePolicy(malformed_trace_id="dlq"))
 
