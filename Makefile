@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup kafka postgres db test test-confluent unit integration lint demo bench clean
+.PHONY: setup kafka postgres db test test-confluent unit integration lint check-rules demo bench clean
 
 setup: $(STAMP)
 
@@ -64,6 +64,21 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# promtool, built from the Go module proxy into .state/tools (a few minutes the
+# first time, cached after): checks the Prometheus config and alert rules and
+# runs the alerts' unit tests (infra/prometheus/alerts_test.yml).
+PROMETHEUS_VERSION := v0.316.0
+PROMTOOL := .state/tools/promtool-$(PROMETHEUS_VERSION)
+
+$(PROMTOOL):
+	@mkdir -p .state/tools
+	GOBIN=$(abspath .state/tools/bin) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
+	mv .state/tools/bin/promtool $(PROMTOOL)
+
+check-rules: $(PROMTOOL)
+	$(PROMTOOL) check config infra/prometheus/prometheus.yml
+	cd infra/prometheus && $(abspath $(PROMTOOL)) test rules alerts_test.yml
 
 demo: setup kafka postgres
 	$(BIN)/python -m producers.demo

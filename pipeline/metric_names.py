@@ -61,6 +61,8 @@ MetricName = Literal[
     "group_oldest_unconsumed_age_seconds",
     "supervisor_replicas",
     "desired_replicas",
+    "target_drain_seconds",
+    "worker_info",
 ]
 
 CONSUMED: Final = "consumed"
@@ -88,6 +90,7 @@ HELD_RECORDS_PEAK: Final = "held_records_peak"
 BREAKER_OPEN: Final = "breaker_open"
 BREAKER_STATE: Final = "breaker_state"
 READY: Final = "ready"
+WORKER_INFO: Final = "worker_info"
 TABLE_RECORDS: Final = "table_records"
 TABLE_INVALID_RECORDS: Final = "table_invalid_records"
 CACHE_ENTRIES: Final = "cache_entries"
@@ -155,6 +158,11 @@ CATALOGUE: Final[dict[MetricName, tuple[MetricKind, str, str]]] = {
         "A dependency's circuit: 0 closed, 1 half-open (probing), 2 open.",
     ),
     "ready": ("gauge", "", "1 once assigned and caught up."),
+    "worker_info": (
+        "gauge",
+        "processor, replica, group",
+        "Always 1: who this worker is, to join its other series on.",
+    ),
     "table_records": ("counter", "table", "Records a table read from its changelog."),
     "table_invalid_records": ("counter", "table", "Changelog records a table could not read."),
     "cache_entries": ("gauge", "cache", "Entries in the local cache."),
@@ -182,8 +190,13 @@ CATALOGUE: Final[dict[MetricName, tuple[MetricKind, str, str]]] = {
         "group, topic, partition",
         "Age of the oldest record not yet committed.",
     ),
-    "supervisor_replicas": ("gauge", "state", "Worker processes the supervisor runs."),
+    "supervisor_replicas": ("gauge", "group, state", "Worker processes the supervisor runs."),
     "desired_replicas": ("gauge", "group", "Replicas the autoscaler asks for."),
+    "target_drain_seconds": (
+        "gauge",
+        "group",
+        "The drain target: lag in seconds the autoscaler sizes the group to clear within.",
+    ),
 }
 """Every metric, for /metrics' HELP lines and the README's table (a test keeps them equal)."""
 

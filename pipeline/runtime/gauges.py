@@ -15,6 +15,7 @@ from pipeline.metric_names import (
     PARTITION_PAUSED,
     PARTITION_QUEUED_RECORDS,
     READY,
+    WORKER_INFO,
 )
 from pipeline.metrics import Labels, Metrics, labels_of
 from pipeline.resilience.breaker import BreakerRegistry, BreakerState
@@ -25,8 +26,14 @@ PartitionReading = Callable[[PartitionWorker], float]
 
 
 def register_worker_gauges(
-    metrics: Metrics, partitions: Partitions, consumer: Consumer, breakers: BreakerRegistry
+    metrics: Metrics,
+    partitions: Partitions,
+    consumer: Consumer,
+    breakers: BreakerRegistry,
+    identity: Labels,
 ) -> None:
+    """`identity` (processor, replica, group) is exported once, as an info series to join on."""
+
     def per_partition(read: PartitionReading) -> Callable[[], dict[Labels, float]]:
         def values() -> dict[Labels, float]:
             return {
@@ -72,3 +79,4 @@ def register_worker_gauges(
         lambda: {labels_of(dependency=b.name): float(b.state.level) for b in breakers.all()},
     )
     metrics.gauge(READY, lambda: {(): 1.0 if partitions.ready else 0.0})
+    metrics.gauge(WORKER_INFO, lambda: {identity: 1.0})

@@ -28,7 +28,7 @@ from pipeline.kafka.connect import connect
 from pipeline.kafka.port import Clients, Consumer, ConsumerOptions
 from pipeline.kafka.producer import EventProducer
 from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
-from pipeline.metrics import Metrics
+from pipeline.metrics import Metrics, labels_of
 from pipeline.ops.replay import ReplayPlan
 from pipeline.ops.topics import max_message_bytes
 from pipeline.processor import Processor
@@ -151,7 +151,8 @@ class Runtime:
             # A replay's range is checked against retention when it is planned.
             offset_reset=None if replay else settings.offset_reset,
         )
-        register_worker_gauges(self.metrics, self.partitions, self.consumer, self.breakers)
+        who = labels_of(processor=processor.name, replica=self.replica_id, group=self.group_id)
+        register_worker_gauges(self.metrics, self.partitions, self.consumer, self.breakers, who)
 
     async def _group_metadata(self) -> object:
         return await self.consumer.group_metadata()

@@ -22,7 +22,7 @@ from pathlib import Path
 from pipeline.errors import ConfigError
 from pipeline.kafka.connect import connect
 from pipeline.kafka.port import KafkaClientError
-from pipeline.metrics import Metrics
+from pipeline.metrics import Metrics, labels_of
 from pipeline.scaling.lag import GroupLag, LagMonitor, export_lag
 from pipeline.scaling.policy import (
     Autoscaler,
@@ -101,9 +101,13 @@ class Supervisor:
         self.metrics.gauge(
             "supervisor_replicas",
             lambda: {
-                (("state", "running"),): float(len(self.workers)),
-                (("state", "draining"),): float(len(self.draining)),
+                labels_of(group=self.group, state="running"): float(len(self.workers)),
+                labels_of(group=self.group, state="draining"): float(len(self.draining)),
             },
+        )
+        self.metrics.gauge(
+            "target_drain_seconds",
+            lambda: {labels_of(group=self.group): self.policy.target_drain_s},
         )
         self.metrics.gauge(
             "desired_replicas",
