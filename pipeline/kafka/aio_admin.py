@@ -10,12 +10,20 @@ from typing import Any
 from aiokafka.admin import NewPartitions
 from aiokafka.admin import NewTopic as AioNewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError, for_code
 
 from pipeline.errors import PipelineError
 from pipeline.kafka.aio_errors import translated
 from pipeline.kafka.incremental_configs import set_topic_configs
-from pipeline.kafka.port import Committed, NewTopic, PartitionInfo, TopicPartition
+from pipeline.kafka.port import (
+    Committed,
+    GroupDescription,
+    GroupMember,
+    NewTopic,
+    PartitionInfo,
+    TopicPartition,
+)
 
 COORDINATOR_WAIT_S = 30.0
 TOPIC_ALREADY_EXISTS = 36
@@ -153,3 +161,34 @@ class AioAdmin:
                 if described[1] == group:
                     return len(described[5])
         return 0
+
+    @translated
+    async def list_groups(self) -> list[str]:
+        return sorted({str(listed[0]) for listed in await self._client.list_consumer_groups()})
+
+    @translated
+    async def describe_group(self, group: str) -> GroupDescription:
+        for response in await self._client.describe_consumer_groups([group]):
+            for described in response.groups:
+                # (error_code, group_id, state, protocol_type, protocol, members, ...)
+                if described[1] != group:
+                    continue
+                _raise_for(described[0], f"describing group {group!r}")
+                return GroupDescription(
+                    group, str(described[2]), tuple(_member(m) for m in described[5])
+                )
+        return GroupDescription(group, "Dead", ())
+
+
+def _member(described: Any) -> GroupMember:
+    """(member_id, client_id, host, metadata, assignment bytes) from DescribeGroups."""
+    member_id, client_id, host, _, assignment = described[:5]
+    partitions: tuple[TopicPartition, ...] = ()
+    if assignment:
+        decoded = ConsumerProtocolMemberAssignment.decode(assignment)
+        partitions = tuple(
+            sorted(
+                TopicPartition(topic, p) for topic, numbers in decoded.assignment for p in numbers
+            )
+        )
+    return GroupMember(str(member_id), str(client_id), str(host).lstrip("/"), partitions)

@@ -21,7 +21,15 @@ from confluent_kafka.admin import NewTopic as TheirNewTopic
 
 from pipeline.errors import PipelineError
 from pipeline.kafka.confluent_errors import translated
-from pipeline.kafka.port import Committed, KafkaClientError, NewTopic, PartitionInfo, TopicPartition
+from pipeline.kafka.port import (
+    Committed,
+    GroupDescription,
+    GroupMember,
+    KafkaClientError,
+    NewTopic,
+    PartitionInfo,
+    TopicPartition,
+)
 
 COORDINATOR_WAIT_S = 30.0
 REQUEST_TIMEOUT_S = 15.0
@@ -198,3 +206,44 @@ class ConfluentAdmin:
                 return 0
             raise
         return len(described.members)
+
+    @translated
+    async def list_groups(self) -> list[str]:
+        future = self.client.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_S)
+        listed = await asyncio.wrap_future(future)
+        return sorted({group.group_id for group in listed.valid})
+
+    @translated
+    async def describe_group(self, group: str) -> GroupDescription:
+        futures = self.client.describe_consumer_groups([group], request_timeout=REQUEST_TIMEOUT_S)
+        try:
+            described = await asyncio.wrap_future(futures[group])
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND:
+                return GroupDescription(group, "Dead", ())
+            raise
+        members = tuple(
+            GroupMember(
+                member.member_id,
+                member.client_id,
+                member.host.lstrip("/"),
+                tuple(
+                    sorted(
+                        TopicPartition(tp.topic, tp.partition)
+                        for tp in (member.assignment.topic_partitions if member.assignment else ())
+                    )
+                ),
+            )
+            for member in described.members
+        )
+        return GroupDescription(group, STATE_NAMES.get(described.state.name, "Unknown"), members)
+
+
+STATE_NAMES = {
+    "STABLE": "Stable",
+    "EMPTY": "Empty",
+    "DEAD": "Dead",
+    "PREPARING_REBALANCING": "PreparingRebalance",
+    "COMPLETING_REBALANCING": "CompletingRebalance",
+}
+"""librdkafka's group states in the words Kafka (and aiokafka) use."""

@@ -67,6 +67,24 @@ class Committed(NamedTuple):
 
 
 @dataclass(frozen=True)
+class GroupMember:
+    """One consumer of a group, as the coordinator describes it."""
+
+    member_id: str
+    client_id: str
+    host: str
+    assignment: tuple[TopicPartition, ...]
+
+
+@dataclass(frozen=True)
+class GroupDescription:
+    group: str
+    state: str
+    """Stable, PreparingRebalance, CompletingRebalance, Empty or Dead (Kafka's words)."""
+    members: tuple[GroupMember, ...]
+
+
+@dataclass(frozen=True)
 class PartitionInfo:
     partition: int
     leader: int
@@ -252,6 +270,12 @@ class Admin(Protocol):
     async def group_commits(self, group: str) -> dict[TopicPartition, Committed]: ...
 
     async def group_member_count(self, group: str) -> int: ...
+
+    async def list_groups(self) -> list[str]:
+        """Every consumer group the cluster knows (with committed offsets or members), sorted."""
+
+    async def describe_group(self, group: str) -> GroupDescription:
+        """Its state and members with their assignments; an unknown group is Dead, no members."""
 
 
 class Clients(Protocol):

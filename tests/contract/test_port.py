@@ -324,13 +324,28 @@ async def test_group_members_share_the_partitions_and_take_over_when_one_leaves(
         # Eager: every rebalance revokes (the first revokes nothing), then assigns.
         assert listeners[0].events[:2] == [("revoked", set()), ("assigned", everything)]
         assert ("revoked", everything) in listeners[0].events
-        pollers[1].cancel()
-        await members[1].stop()
-        await wait_until(lambda: members[0].assignment() == everything)
         admin = clients.admin()
         await admin.start()
         try:
+            described = await admin.describe_group(group)
+            deadline = time.monotonic() + 30
+            while described.state != "Stable" and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)  # a real coordinator may still be completing the join
+                described = await admin.describe_group(group)
+            assert described.state == "Stable"
+            assert {tp for m in described.members for tp in m.assignment} == everything
+            assert {frozenset(m.assignment) for m in described.members} == {
+                frozenset(members[0].assignment()),
+                frozenset(members[1].assignment()),
+            }
+            assert group in await admin.list_groups()
+            pollers[1].cancel()
+            await members[1].stop()
+            await wait_until(lambda: members[0].assignment() == everything)
             assert await admin.group_member_count(group) == 1
+            missing = await admin.describe_group(group + ".never-used")
+            assert missing.state == "Dead" and missing.members == ()
+            assert group + ".never-used" not in await admin.list_groups()
         finally:
             await admin.stop()
     finally:

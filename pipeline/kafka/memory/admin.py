@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 
 from pipeline.kafka.memory.cluster import MemoryBroker
-from pipeline.kafka.port import Committed, NewTopic, PartitionInfo, TopicPartition
+from pipeline.kafka.port import (
+    Committed,
+    GroupDescription,
+    GroupMember,
+    NewTopic,
+    PartitionInfo,
+    TopicPartition,
+)
 
 
 class MemoryAdmin:
@@ -64,3 +71,23 @@ class MemoryAdmin:
 
     async def group_member_count(self, group: str) -> int:
         return len(self.broker.group(group).members)
+
+    async def list_groups(self) -> list[str]:
+        return sorted(
+            name for name, group in self.broker.groups.items() if group.members or group.commits
+        )
+
+    async def describe_group(self, group: str) -> GroupDescription:
+        found = self.broker.groups.get(group)
+        if found is None or not (found.members or found.commits):
+            return GroupDescription(group, "Dead", ())
+        members = tuple(
+            GroupMember(
+                f"memory-{index}-{id(member):x}",
+                "pipeline",
+                "memory",
+                tuple(sorted(member.assignment())),
+            )
+            for index, member in enumerate(found.members)
+        )
+        return GroupDescription(group, "Stable" if members else "Empty", members)
