@@ -126,6 +126,18 @@ class GatewayTuning(BaseSettings):
     )
 
 
+class ConsoleTuning(BaseSettings):
+    """`pipeline console`: who may act (redrive); anyone who reaches it may look."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        description="Keys (as the gateway's: name, sha256, topics: DLQ topics or `*`) that "
+        "may redrive. Empty: the console is read-only.",
+    )
+
+
 class PipelineSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PIPELINE_",
@@ -188,6 +200,7 @@ class PipelineSettings(BaseSettings):
     )
     db: DatabaseTuning = Field(default_factory=DatabaseTuning)
     gateway: GatewayTuning = Field(default_factory=GatewayTuning)
+    console: ConsoleTuning = Field(default_factory=ConsoleTuning)
     envelope: EnvelopePolicy = Field(
         default_factory=EnvelopePolicy,
         description="What workers do with records whose key or headers are wrong "

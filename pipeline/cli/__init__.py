@@ -8,6 +8,7 @@ import typer
 
 from pipeline.cli import (
     chaos_cmd,
+    console_cmd,
     db_cmd,
     dlq_cmd,
     gateway_cmd,
@@ -50,6 +51,8 @@ app.command("lag")(lag_cmd.lag)
 app.command("scale")(scale_cmd.scale)
 app.command("replay")(replay_cmd.replay)
 app.command("gateway")(gateway_cmd.gateway)
+app.command("console")(console_cmd.console_command)
+app.command("top")(console_cmd.top)
 
 
 def main() -> None:

@@ -107,6 +107,54 @@ def _finite(value: float | None) -> float | str | None:
     return value
 
 
+Reading = tuple[float, dict[int, int], dict[int, int]]
+"""(monotonic time, end offsets, positions): what the next sample's rates are measured from."""
+
+
+def positions_of(
+    committed: dict[int, int], starts: dict[int, int], ends: dict[int, int]
+) -> dict[int, int]:
+    """Where the group reads next: its commit, or the log start (no commit, or deleted past it)."""
+    return {p: max(committed.get(p, starts[p]), starts[p]) for p in ends}
+
+
+def measure(
+    group: str,
+    topic: str,
+    now: float,
+    ends: dict[int, int],
+    starts: dict[int, int],
+    committed: dict[int, int],
+    previous: Reading | None,
+    ages: dict[int, float] | None = None,
+) -> tuple[GroupLag, Reading]:
+    """One sample of a group's lag from the offsets read; rates against `previous`.
+
+    Pure, so `pipeline lag`, the supervisor and the console give the same
+    figures for the same offsets.
+    """
+    positions = positions_of(committed, starts, ends)
+    partitions = []
+    for partition, end in sorted(ends.items()):
+        produce_rate = consume_rate = None
+        if previous is not None and now > previous[0] and partition in previous[1]:
+            elapsed = now - previous[0]
+            produce_rate = max(0.0, (end - previous[1][partition]) / elapsed)
+            consume_rate = max(0.0, (positions[partition] - previous[2][partition]) / elapsed)
+        partitions.append(
+            PartitionLag(
+                partition=partition,
+                end_offset=end,
+                committed=committed.get(partition),
+                lag=max(0, end - positions[partition]),
+                produce_rate=produce_rate,
+                consume_rate=consume_rate,
+                oldest_age_s=(ages or {}).get(partition),
+            )
+        )
+    return GroupLag(group, topic, time.time(), partitions), (now, ends, positions)
+
+
 class LagMonitor:
     """Samples one group's lag on one topic; rates come from consecutive samples."""
 
@@ -118,7 +166,7 @@ class LagMonitor:
         self._consumer: Consumer | None = None
         self._admin: Admin | None = None
         self._partitions: list[TopicPartition] = []
-        self._previous: tuple[float, dict[int, int], dict[int, int]] | None = None
+        self._previous: Reading | None = None
         self.latest: GroupLag | None = None
 
     async def start(self) -> LagMonitor:
@@ -159,29 +207,14 @@ class LagMonitor:
             for tp, meta in fetched.items()
             if tp.topic == self.topic and meta.offset >= 0
         }
-        positions = {p: max(committed.get(p, starts[p]), starts[p]) for p in ends}
-        ages = await self._ages(positions, ends) if self.measure_age else {}
-        previous = self._previous
-        partitions = []
-        for partition, end in sorted(ends.items()):
-            produce_rate = consume_rate = None
-            if previous is not None and now > previous[0]:
-                elapsed = now - previous[0]
-                produce_rate = max(0.0, (end - previous[1][partition]) / elapsed)
-                consume_rate = max(0.0, (positions[partition] - previous[2][partition]) / elapsed)
-            partitions.append(
-                PartitionLag(
-                    partition=partition,
-                    end_offset=end,
-                    committed=committed.get(partition),
-                    lag=max(0, end - positions[partition]),
-                    produce_rate=produce_rate,
-                    consume_rate=consume_rate,
-                    oldest_age_s=ages.get(partition),
-                )
-            )
-        self._previous = (now, ends, positions)
-        self.latest = GroupLag(self.group, self.topic, time.time(), partitions)
+        ages = (
+            await self._ages(positions_of(committed, starts, ends), ends)
+            if self.measure_age
+            else {}
+        )
+        self.latest, self._previous = measure(
+            self.group, self.topic, now, ends, starts, committed, self._previous, ages
+        )
         return self.latest
 
     async def members(self) -> int:

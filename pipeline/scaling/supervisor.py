@@ -203,7 +203,7 @@ class Supervisor:
         self.latest = status
         if self.status_file is not None:
             with open(self.status_file, "a") as out:
-                out.write(json.dumps(status.__dict__) + "\n")
+                out.write(json.dumps({"group": self.group, **status.__dict__}) + "\n")
         self.on_status(status)
         return status
 
