@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup kafka postgres db test test-confluent unit integration lint check-rules demo bench clean
+.PHONY: setup kafka postgres browser db test test-confluent unit integration lint check-rules demo bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,14 @@ postgres:
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; }
 
+# Chromium from Debian's packages for the console's browser tests (driven by
+# Playwright through its executable, so no browser download), installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium from Debian's packages"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+
 # The project's PostgreSQL cluster under .state/postgres, on a free loopback
 # port, with the migrations applied. `pipeline db down` (or `make clean`) stops it.
 db: setup postgres
@@ -45,7 +53,7 @@ CONFLUENT_TESTS := tests/integration/test_runtime.py \
 	tests/integration/test_producer.py tests/integration/test_replay.py \
 	tests/integration/test_example_pipeline.py
 
-test: setup kafka db
+test: setup kafka db browser
 	POSTGRES_URL=$$($(BIN)/pipeline db url) $(BIN)/python -m pytest
 	PIPELINE_CLIENT=confluent POSTGRES_URL=$$($(BIN)/pipeline db url) \
 		$(BIN)/python -m pytest --durations=5 -m 'both_clients and not long' $(CONFLUENT_TESTS)
@@ -57,7 +65,7 @@ test-confluent: setup kafka db
 unit: setup
 	$(BIN)/python -m pytest tests/unit tests/contract -m 'not integration'
 
-integration: setup kafka db
+integration: setup kafka db browser
 	POSTGRES_URL=$$($(BIN)/pipeline db url) $(BIN)/python -m pytest tests/integration
 
 lint: setup

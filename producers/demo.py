@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,11 +34,12 @@ from rich.live import Live
 from pipeline.catalogue import Catalogue
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.dev.localpg import ephemeral_postgres
+from pipeline.dev.processes import free_ports
 from pipeline.kafka.connect import connect
 from pipeline.kafka.port import Clients
 from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
-from pipeline.scaling.worker_process import WorkerProcess
+from pipeline.scaling.worker_process import PIPELINE, WorkerProcess
 from pipeline.settings import DatabaseTuning, PipelineSettings
 from pipeline.stores.migrations import migrate
 from producers.demo_check import Published, check_invariants, print_checks, seed_customers
@@ -72,6 +75,7 @@ class Run:
     work_dir: Path
     catalogue: Catalogue
     workers: list[WorkerProcess] = field(default_factory=list)
+    web_console: subprocess.Popen[bytes] | None = None
     published: Published = field(default_factory=Published)
     clients: Clients = field(init=False)
 
@@ -104,6 +108,28 @@ def start_workers(run: Run) -> None:
         f"[green]started {len(run.workers)} worker processes[/] "
         f"({run.options.replicas} × {', '.join(PROCESSORS)}); logs in {run.work_dir}"
     )
+
+
+def start_console(run: Run) -> None:
+    """`pipeline console` on the demo's cluster, with every worker's metrics, while it runs."""
+    port = free_ports(1)[0]
+    metrics = [
+        arg for w in run.workers for arg in ("--metrics", f"http://127.0.0.1:{w.port}/metrics")
+    ]
+    log = open(run.work_dir / "console.log", "wb")  # noqa: SIM115 - the process owns it
+    run.web_console = subprocess.Popen(
+        [PIPELINE, "console", "--port", str(port), "--interval", "2", *metrics],
+        env={**os.environ, **worker_env(run)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    console.print(f"[bold]console: http://127.0.0.1:{port}/[/] (open it while the demo runs)")
+
+
+def stop_console(run: Run) -> None:
+    if run.web_console is not None and run.web_console.poll() is None:
+        run.web_console.terminate()
+        run.web_console.wait(timeout=30)
 
 
 def stop_workers(run: Run) -> None:
@@ -188,6 +214,7 @@ async def demo(run: Run) -> bool:
     for worker in run.workers:
         worker.wait_ready(timeout_s=120)
     console.print("[green]all replicas ready[/] (tables caught up, pools connected)")
+    start_console(run)
 
     started_at = datetime.now(UTC)
     probe = FlowProbe(
@@ -284,6 +311,7 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 ok = asyncio.run(demo(run))
             finally:
+                stop_console(run)
                 stop_workers(run)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: workers, Kafka and PostgreSQL have been stopped[/]")

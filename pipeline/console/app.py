@@ -31,6 +31,7 @@ from pipeline.errors import PipelineError
 from pipeline.gateway.auth import KeyRing
 from pipeline.gateway.errors import GatewayError
 from pipeline.kafka.connect import connect
+from pipeline.kafka.port import Clients
 from pipeline.ops.dlq_tools import redrive
 from pipeline.settings import PipelineSettings
 
@@ -45,11 +46,13 @@ class ConsoleConfig:
     metrics_urls: list[str] = field(default_factory=list)
     status_files: list[Path] = field(default_factory=list)
     interval_s: float = 5.0
+    clients: Clients | None = None
+    """Default: the cluster the settings name (tests pass the in-memory broker's)."""
 
 
 def create_console(config: ConsoleConfig) -> FastAPI:
     settings = config.settings
-    clients = connect(settings)
+    clients = config.clients or connect(settings)
     watch = ClusterWatch(clients, config.catalogue, settings.topic_prefix, config.interval_s)
     keys = KeyRing(settings.console.api_keys)
     templates = Jinja2Templates(directory=str(HERE / "templates"))

@@ -52,11 +52,20 @@ async def recent(clients: Clients, topic: str, limit: int = RECENT_RECORDS) -> D
 
 
 async def one_record(clients: Clients, topic: str, partition: int, offset: int) -> DlqEntry:
-    records = await read_ranges(clients, topic, {partition: (offset, offset + 1)}, timeout_s=10)
-    if not records:
+    try:
+        held = {
+            r.partition: (r.start, r.end) for r in await resolve_ranges(clients, topic, None, None)
+        }
+    except EmptyRangeError:
+        held = {}
+    start, end = held.get(partition, (0, 0))
+    if not start <= offset < end:
+        kept = f"it holds offsets {start}..{end - 1}" if end > start else "it holds none"
         raise PipelineError(
-            f"no record at {topic}-{partition}@{offset} (deleted by retention, or not written yet)"
+            f"no record at {topic}-{partition}@{offset}: {kept} "
+            "(retention deleted older ones; newer ones are not written yet)"
         )
+    records = await read_ranges(clients, topic, {partition: (offset, offset + 1)}, timeout_s=10)
     return DlqEntry(records[0])
 
 

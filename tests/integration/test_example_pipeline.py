@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -301,7 +303,7 @@ def test_a_locked_database_exhausts_the_pool_and_is_retried_not_dead_lettered(
 def test_the_shortened_demo_passes_its_invariant_check(kafka_bootstrap: str, unique: str) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap, "COLUMNS": "120"}
     env.pop("POSTGRES_URL", None)  # the demo's own PostgreSQL: its per-minute sums stay its own
-    done = subprocess.run(
+    demo = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -317,12 +319,32 @@ def test_the_shortened_demo_passes_its_invariant_check(kafka_bootstrap: str, uni
         ],
         cwd=project_dir(),
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=400,
-        check=False,
     )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
+    lines = []
+    console_answered = False
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        lines.append(line)
+        found = re.search(r"console: (http://127\.0\.0\.1:\d+/)", line)
+        if found:
+            # While the demo runs, the address it printed answers.
+            overview = found.group(1) + "api/overview"
+            poll_until(lambda: _answers(overview), 30, what="the console")  # noqa: B023
+            console_answered = True
+    code = demo.wait(timeout=400)
+    output = "".join(lines)
+    assert code == 0, output[-4000:]
+    assert console_answered, output[-4000:]
     assert "all invariants hold" in output
     assert "FAILED" not in output
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
