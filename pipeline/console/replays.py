@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from pipeline.console.watch import GroupView
-from pipeline.ops.replay import METADATA_VERSION
+from pipeline.ops.offset_ranges import PartitionRange
+from pipeline.ops.replay import stored_ranges
 
 
 @dataclass(frozen=True)
@@ -47,23 +47,17 @@ def replay_of(view: GroupView) -> ReplayView | None:
     """Progress from the range the replay stored in its commits' metadata (None: none stored)."""
     commits = view.commits
     for sample in view.lags:
-        ranges: dict[int, tuple[int, int]] | None = None
+        ranges: dict[int, PartitionRange] | None = None
         done: dict[int, int] = {}
         for tp, committed in commits.items():
-            if tp.topic != sample.topic:
-                continue
-            done[tp.partition] = committed.offset
-            try:
-                stored = json.loads(committed.metadata or "{}")
-            except json.JSONDecodeError:
-                continue
-            if isinstance(stored, dict) and stored.get("v") == METADATA_VERSION and ranges is None:
-                ranges = {int(p): (int(b[0]), int(b[1])) for p, b in stored["ranges"].items()}
+            if tp.topic == sample.topic:
+                done[tp.partition] = committed.offset
+                ranges = ranges or stored_ranges(committed.metadata)
         if ranges is None:
             continue
-        total = sum(end - start for start, end in ranges.values())
+        total = sum(r.size for r in ranges.values())
         advanced = sum(
-            max(0, min(done.get(p, start), end) - start) for p, (start, end) in ranges.items()
+            max(0, min(done.get(p, r.start), r.end) - r.start) for p, r in ranges.items()
         )
         return ReplayView(
             view.group,

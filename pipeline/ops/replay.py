@@ -79,16 +79,23 @@ async def resume_state(
         if tp.topic != topic or meta.offset < 0:
             continue
         offsets[tp.partition] = meta.offset
-        try:
-            decoded = json.loads(meta.metadata or "{}")
-        except json.JSONDecodeError:
-            continue
-        if decoded.get("v") == METADATA_VERSION and stored is None:
-            stored = {
-                int(p): PartitionRange(int(p), bounds[0], bounds[1])
-                for p, bounds in decoded["ranges"].items()
-            }
+        if stored is None:
+            stored = stored_ranges(meta.metadata)
     return stored, offsets
+
+
+def stored_ranges(metadata: str | None) -> dict[int, PartitionRange] | None:
+    """The range a replay stored with a commit (ReplayPlan.metadata); None when it is not one."""
+    try:
+        decoded = json.loads(metadata or "{}")
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(decoded, dict) or decoded.get("v") != METADATA_VERSION:
+        return None
+    return {
+        int(p): PartitionRange(int(p), bounds[0], bounds[1])
+        for p, bounds in decoded["ranges"].items()
+    }
 
 
 @dataclass

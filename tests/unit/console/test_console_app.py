@@ -160,3 +160,14 @@ def test_decisions_are_read_per_group_and_a_torn_line_is_skipped(tmp_path: Path)
     status.write_text("\n".join(lines))
     found = read_decisions([status, tmp_path / "missing.jsonl"], now=1100.0)
     assert [d["reason"] for d in found["g"]] == ["up"]
+
+
+def test_a_replay_shows_its_progress_from_the_range_it_stored(broker: MemoryBroker) -> None:
+    stored = json.dumps({"v": 1, "ranges": {"0": [0, 10]}})
+    broker.group("replay.backfill").commit({TopicPartition(SOURCE, 0): 4}, stored)
+    broker.group("replay.torn").commit({TopicPartition(SOURCE, 0): 4}, '{"v": 1, "ran')
+    for client in console(broker, []):
+        (replay,) = client.get("/api/replays").json()
+        assert replay["group"] == "replay.backfill"
+        assert (replay["done"], replay["total"], replay["finished"]) == (4, 10, False)
+        assert "replay.backfill" in client.get("/replays").text
