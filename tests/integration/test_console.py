@@ -122,9 +122,13 @@ def test_the_console_shows_what_the_cluster_holds_and_redrives_once(
             60,
             what="three autoscaler decisions",
         )
+
         # The group, live: its member, the worker's figures, the decisions and their chart.
-        page.goto(f"{url}/groups/{group}")
-        page.wait_for_selector("#members td.member")
+        def members_shown() -> bool:
+            page.goto(f"{url}/groups/{group}")
+            return bool(page.locator("#members td.member").count() == 1)
+
+        poll_until(members_shown, 30, what="the worker among the group's members")
         page.wait_for_selector("#replica-chart .uplot")
         assert "w1" in page.inner_text("#workers")
         assert "postgres: closed" in page.inner_text("#workers")
@@ -147,6 +151,10 @@ def test_the_console_shows_what_the_cluster_holds_and_redrives_once(
                     found[int(cells[1])] = (number(cells[2]), number(cells[4]))
             return found
 
+        top = run_cli({**env, "COLUMNS": "200"}, "top", "--once", "--interval", "0.5")
+        (line,) = [row for row in top.splitlines() if f"{group} " in row and f"{orders} " in row]
+        cells = [cell.strip() for cell in line.split("│")]
+        assert cells[5] == "7", top  # the same lag in the terminal view: the lag column
         expected = {p["partition"]: (p["end_offset"], p["lag"]) for p in cli["partitions"]}
         poll_until(lambda: page_lags() == expected, 30, what=f"the page to show {expected}")
 
@@ -213,9 +221,14 @@ def test_the_console_shows_what_the_cluster_holds_and_redrives_once(
 
         # Replays: a finished backfill, with its progress.
         run_cli(env, "replay", "--processor", "enrich_orders", "--name", f"{unique}backfill")
-        page.goto(url + "/replays")
-        replay_row = page.inner_text("#replays")
-        assert f"replay.{unique}backfill" in replay_row and "finished" in replay_row
+
+        def replay_row() -> str:
+            page.goto(url + "/replays")
+            return str(page.inner_text("#replays"))
+
+        # The console samples every second: the finished replay shows at the next sample.
+        poll_until(lambda: "finished" in replay_row(), 30, what="the replay shown finished")
+        assert f"replay.{unique}backfill" in replay_row()
         page.screenshot(path=str(ARTIFACTS / "replays.png"), full_page=True)
         assert page_errors == []
     finally:
