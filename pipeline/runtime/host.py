@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.kafka.producer import EventProducer
 from pipeline.metrics import Metrics
@@ -19,7 +19,9 @@ from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.runtime.membership import MembershipGuard
 from pipeline.runtime.record_path import RecordPath
 from pipeline.runtime.services import Services
-from pipeline.runtime.transactions import TransactionalPublisher
+
+if TYPE_CHECKING:  # the publisher raises this module's Abandoned
+    from pipeline.runtime.transactions import TransactionalPublisher
 
 
 class Abandoned(Exception):

@@ -13,8 +13,12 @@ off (not restarted, e.g. frozen past its session timeout) while its
 partitions move is fenced by KIP-447 on the confluent client: its offsets
 carry the group generation it had, and the coordinator refuses them, so its
 transaction aborts. On aiokafka (offsets sent with the group id only) it is
-not; there keep replica ids stable and the transaction timeout short, or
-rely on idempotent sinks.
+not; so before adding a transaction's offsets this publisher asks the
+membership guard (pipeline.runtime.membership): after the loop stood still
+longer than the session, a refused membership check aborts the transaction
+(its outputs are never seen by read_committed readers) and abandons its
+batches to their new owner. A freeze between that check and the commit,
+milliseconds, is the window left; the confluent client has none.
 """
 
 from __future__ import annotations
@@ -28,12 +32,23 @@ from pipeline.kafka.delivery import DeliveryList
 from pipeline.kafka.port import TopicPartition
 from pipeline.kafka.producer import EventProducer
 from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
+from pipeline.runtime.host import Abandoned
 
 log = logging.getLogger("pipeline.transactions")
 
 Publish = Callable[[], Awaitable[list[asyncio.Future[DeliveryList]]]]
 GroupMetadata = Callable[[], Awaitable[object]]
 """The consumer's group_metadata, asked again for each transaction (the generation changes)."""
+StillMember = Callable[[], Awaitable[bool]]
+"""False when the group dropped this replica during a stall (MembershipGuard.publishable)."""
+
+
+async def _always_member() -> bool:
+    return True
+
+
+class _Dropped(Exception):
+    """The group moved on while this transaction was open."""
 
 
 @dataclass
@@ -45,9 +60,17 @@ class _Submission:
 
 
 class TransactionalPublisher:
-    def __init__(self, producer: EventProducer, group_metadata: GroupMetadata) -> None:
+    def __init__(
+        self,
+        producer: EventProducer,
+        group_metadata: GroupMetadata,
+        still_member: StillMember = _always_member,
+    ) -> None:
         self.producer = producer
         self.group_metadata = group_metadata
+        self.still_member = still_member
+        self.dropped = 0
+        """Transactions aborted because the group had moved on (a frozen replica's)."""
         self._waiting: list[_Submission] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -95,8 +118,13 @@ class TransactionalPublisher:
                 acks.extend(await submission.publish())
                 offsets[submission.tp] = max(offsets.get(submission.tp, 0), submission.end_offset)
             await asyncio.gather(*acks)
+            if not await self.still_member():
+                raise _Dropped
             await client.send_offsets_to_transaction(offsets, await self.group_metadata())
             await client.commit_transaction()
+        except _Dropped:
+            await self._drop(batch)
+            return
         except Exception as exc:  # noqa: BLE001 - handed to every partition in the batch
             log.error("transaction of %d batches failed (%s); aborting", len(batch), exc)
             try:
@@ -112,3 +140,20 @@ class TransactionalPublisher:
         for submission in batch:
             if not submission.done.done():
                 submission.done.set_result(None)
+
+    async def _drop(self, batch: list[_Submission]) -> None:
+        """Abort and abandon: the batches' new owner redoes them; this is no failure of ours."""
+        self.dropped += 1
+        log.warning(
+            "the group dropped this replica while a transaction of %d batches was open: "
+            "aborting it (its outputs are never read) and leaving the batches to their new owner",
+            len(batch),
+        )
+        try:
+            await self.producer.client.abort_transaction()
+        except Exception as abort_error:  # noqa: BLE001 - the batches are abandoned either way
+            log.error("aborting the zombie transaction failed: %s", abort_error)
+            self.failed = abort_error
+        for submission in batch:
+            if not submission.done.done():
+                submission.done.set_exception(Abandoned())

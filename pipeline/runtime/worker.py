@@ -119,7 +119,9 @@ class Runtime:
                 transactional_id=f"{self.group_id}-{self.replica_id}",
                 clients=self.clients,
             )
-            self.transactions = TransactionalPublisher(self.producer, self._group_metadata)
+            self.transactions = TransactionalPublisher(
+                self.producer, self._group_metadata, lambda: self.membership.publishable()
+            )
         else:
             self.producer = EventProducer(settings, clients=self.clients)
         self.room_freed = asyncio.Event()

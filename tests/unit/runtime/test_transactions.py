@@ -9,6 +9,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from pipeline.kafka.delivery import DeliveryList
+from pipeline.runtime.host import Abandoned
 from pipeline.runtime.transactions import TransactionalPublisher
 
 
@@ -60,3 +61,31 @@ async def test_a_failed_transaction_fails_every_later_batch_without_committing()
     assert "commit" not in client.calls
     assert client.calls.count("begin") == 1, client.calls
     assert client.calls[-1] == "abort"
+
+
+async def test_a_transaction_open_when_the_group_moved_on_is_aborted_not_committed() -> None:
+    """A replica frozen past its session, thawed mid-transaction: nothing of it may commit."""
+    client = Client()
+    client.fail_next_commit = False
+    answers = [False, True]
+
+    async def still_member() -> bool:
+        return answers.pop(0)
+
+    publisher = TransactionalPublisher(
+        SimpleNamespace(client=client),  # type: ignore[arg-type]
+        group_metadata,
+        still_member,
+    )
+    publisher.start()
+    tp = TopicPartition("in", 0)
+    try:
+        with pytest.raises(Abandoned):
+            await publisher.submit(tp, 100, nothing_to_publish)
+        assert client.calls == ["begin", "abort"]
+        # Not a failure: once a member again (reassigned), transactions commit.
+        await publisher.submit(tp, 100, nothing_to_publish)
+    finally:
+        await publisher.stop()
+    assert publisher.failed is None and publisher.dropped == 1
+    assert client.calls[2:] == ["begin", f"offsets {{{tp!r}: 100}}", "commit"]
