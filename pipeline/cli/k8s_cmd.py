@@ -45,11 +45,21 @@ def render(
         "--prometheus-url",
         help="Where KEDA's Prometheus scaler queries (--scale-on prometheus).",
     ),
+    gateway: bool = typer.Option(
+        False, "--gateway", help="Also the HTTP gateway's Deployment and Service."
+    ),
+    cache_size: str = typer.Option(
+        "1Gi", "--cache-size", help="The table caches' emptyDir (Mi or Gi)."
+    ),
     out: Path = typer.Option(None, "--out", help="Write files here instead of printing them."),
 ) -> None:
     """Fill the Kubernetes templates in from a processor's settings and the scaling policy.
 
     Example: pipeline k8s render enrich_orders --image registry/pipeline:1.4 --scale-on prometheus
+
+    With PIPELINE_SECURITY_PROTOCOL=SASL_SSL (or SSL, SASL_PLAINTEXT) the
+    workers, the gateway and KEDA read the Kafka credentials from Secrets
+    (<name>-kafka: username, password, sasl, tls; <name>-kafka-tls: ca.crt).
     """
     from pipeline.processor import load_processor
     from pipeline.scaling.k8s import RenderOptions, write
@@ -77,6 +87,8 @@ def render(
             scale_on=scale_on,
             replica_rate=replica_rate,
             prometheus_url=prometheus_url,
+            gateway=gateway,
+            cache_size=cache_size,
         ),
     )
     if out is None:

@@ -22,8 +22,11 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+import yaml
+
 from pipeline.errors import ConfigError
 from pipeline.processor import Processor
+from pipeline.scaling.k8s_security import secure_documents, secured
 from pipeline.scaling.policy import ScalingPolicy
 from pipeline.settings import PipelineSettings
 
@@ -43,6 +46,13 @@ class RenderOptions:
     health_port: int = 8081
     drain_deadline_s: float = 20.0
     interval_s: int = 5
+    gateway: bool = False
+    """Also the HTTP gateway's Deployment and Service."""
+    cpu_request: str = "500m"
+    memory_request: str = "256Mi"
+    memory_limit: str = "512Mi"
+    cache_size: str = "1Gi"
+    """The table caches' emptyDir (and, with 256Mi for the rest, the pod's ephemeral storage)."""
 
 
 def lag_threshold(policy: ScalingPolicy, replica_rate: float) -> int:
@@ -79,12 +89,21 @@ def render(
         "target_drain_s": f"{policy.target_drain_s:.0f}",
         "lag_threshold": str(lag_threshold(policy, options.replica_rate)),
         "prometheus_url": options.prometheus_url,
+        "cpu_request": options.cpu_request,
+        "memory_request": options.memory_request,
+        "memory_limit": options.memory_limit,
+        "cache_size": options.cache_size,
+        "ephemeral_limit": _plus_256mi(options.cache_size),
     }
-    files = ["worker-deployment.yaml"]
+    files = ["worker-deployment.yaml", "worker-pdb.yaml"]
     if options.scale_on == "kafka":
         files.append("keda-kafka-scaledobject.yaml")
+        if secured(settings):
+            files.append("keda-trigger-auth.yaml")
     else:
         files += ["keda-prometheus-scaledobject.yaml", "autoscaler-deployment.yaml"]
+    if options.gateway:
+        files += ["gateway-deployment.yaml", "gateway-service.yaml"]
     folder = TEMPLATES
     rendered = {}
     for file_name in files:
@@ -95,7 +114,27 @@ def render(
             raise ConfigError(
                 f"{folder / file_name} uses ${{{missing.args[0]}}}, unknown"
             ) from None
+    if secured(settings):
+        for file_name, text in rendered.items():
+            rendered[file_name] = _with_credentials(text, settings)
     return rendered
+
+
+def _with_credentials(text: str, settings: PipelineSettings) -> str:
+    """The manifest with SASL/TLS added (pipeline.scaling.k8s_security), its header kept."""
+    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+    docs = [doc for doc in yaml.safe_load_all(text) if doc]
+    secure_documents(docs, settings)
+    return header + yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def _plus_256mi(size: str) -> str:
+    """The pod's ephemeral storage: the cache's share plus room for /tmp and logs."""
+    found = re.fullmatch(r"(\d+)(Mi|Gi)", size)
+    if found is None:
+        raise ConfigError(f"cache size {size!r}: give it in Mi or Gi, e.g. 1Gi")
+    mebibytes = int(found.group(1)) * (1024 if found.group(2) == "Gi" else 1)
+    return f"{mebibytes + 256}Mi"
 
 
 def write(rendered: dict[str, str], out: Path) -> list[Path]:
