@@ -62,10 +62,10 @@ def kafka_container_config(host_port: int, version: str | None = None) -> KafkaC
     rendered = template.substitute(
         node_id=1,
         voters=f"1@{HOST}:{CONTROLLER_PORT}",
-        broker_port=BROKER_PORT,
-        controller_port=CONTROLLER_PORT,
-        proxied_port=0,  # the listeners are the container's own (below)
-        proxy_port=0,
+        # The listeners are the container's own (below).
+        listener_lines="inter.broker.listener.name=PLAINTEXT\n"
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        security_properties="",
         data_dir=CONTAINER_DATA_DIR,
         replication=1,
         internal_min_isr=1,

@@ -31,13 +31,39 @@ def up(
     brokers: int = typer.Option(1, "--brokers", help="1, or 3 for a real quorum with RF 3."),
     heap_mb: int = typer.Option(384, "--heap-mb", help="Java heap per broker."),
     timeout: float = typer.Option(120.0, help="Seconds to wait for the cluster to answer."),
+    security: str = typer.Option(
+        "plaintext",
+        "--security",
+        help="plaintext, sasl_ssl (SCRAM-SHA-512 over TLS), sasl_plaintext or ssl (mutual "
+        "TLS): with a local CA, an admin and an app principal, and ACLs.",
+    ),
 ) -> None:
     """Start the cluster (or confirm the running one) and print its bootstrap address.
 
+    A secured cluster's client settings (passwords, CA) are written to files
+    only their owner can read, named here; no secret is printed.
+
     Example: pipeline infra up --brokers 3
+
+    Example: pipeline infra up --security sasl_ssl && set -a && . .state/kafka/security/app.env
     """
-    state = _cluster(heap_mb).up(brokers=brokers, timeout_s=timeout, progress=_progress)
-    console.print(f"[green]Kafka is up[/]: {state.brokers} broker(s), state in {kafka_state_dir()}")
+    from pipeline.dev.secured import check_mode
+
+    cluster = _cluster(heap_mb)
+    state = cluster.up(
+        brokers=brokers, timeout_s=timeout, progress=_progress, security=check_mode(security)
+    )
+    console.print(
+        f"[green]Kafka is up[/]: {state.brokers} broker(s), {state.security}, "
+        f"state in {kafka_state_dir()}"
+    )
+    secured = cluster.secured
+    if secured is not None:
+        console.print(
+            f"client settings (PIPELINE_*): the application, allowed only {secured.prefix}* "
+            f"topics and groups: {secured.folder / 'app.env'}; the administrator: "
+            f"{secured.folder / 'admin.env'}. Load one with: set -a; . FILE; set +a"
+        )
     stdout.print(state.bootstrap, highlight=False)
 
 

@@ -63,7 +63,7 @@ def apply(
     specs = catalogue_for(settings).with_dlqs()
 
     async def run() -> int:
-        async with TopicsOnCluster(connect(settings)) as admin:
+        async with TopicsOnCluster(connect(settings), settings.topic_prefix) as admin:
             plan, brokers = await _plan(admin, specs)
             _print_plan(plan)
             if plan.errors:
@@ -89,7 +89,7 @@ def list_topics(bootstrap: str | None = BootstrapOption) -> None:
     specs = catalogue_for(settings).with_dlqs()
 
     async def run() -> None:
-        async with TopicsOnCluster(connect(settings)) as admin:
+        async with TopicsOnCluster(connect(settings), settings.topic_prefix) as admin:
             layouts = await admin.partitions([spec.name for spec in specs])
         table = Table(title=f"topics at {settings.bootstrap_servers}")
         for column in ("topic", "event", "key", "partitions", "RF", "cleanup", "on cluster"):
@@ -124,7 +124,7 @@ def describe(
     spec = catalogue_for(settings).get(name)
 
     async def run() -> None:
-        async with TopicsOnCluster(connect(settings)) as admin:
+        async with TopicsOnCluster(connect(settings), settings.topic_prefix) as admin:
             layouts = await admin.partitions([spec.name])
             configs = (await admin.configs([spec.name])).get(spec.name, {}) if layouts else {}
         layout = layouts.get(spec.name, [])

@@ -27,8 +27,17 @@ from string import Template
 
 from pipeline import paths
 from pipeline.dev.kafka_jars import java_executable, resolve_classpath
-from pipeline.dev.processes import free_ports, log_tail, pid_alive, port_open, wait_dead
+from pipeline.dev.processes import free_ports, pid_alive, port_open, wait_dead
+from pipeline.dev.readiness import wait_for_metadata
+from pipeline.dev.secured import (
+    ADMIN,
+    SECURED_MODES,
+    Secured,
+    SecurityMode,
+    plaintext_listener_lines,
+)
 from pipeline.errors import InfraError
+from pipeline.settings import PipelineSettings
 
 SERVER_TEMPLATE = Path(__file__).parent / "files" / "server.properties.template"
 
@@ -55,6 +64,7 @@ class ClusterState:
     cluster_id: str
     brokers: int
     nodes: list[NodeState] = field(default_factory=list)
+    security: SecurityMode = "plaintext"
 
     @property
     def bootstrap(self) -> str:
@@ -132,11 +142,27 @@ class LocalKafka:
             for node in state.nodes
         ]
 
+    @property
+    def secured(self) -> Secured | None:
+        """The security of the cluster this folder holds (None: plaintext, or none)."""
+        state = self.load_state()
+        if state is None or state.security not in SECURED_MODES:
+            return None
+        return Secured(state.security, self.state_dir / "security")
+
+    def admin_settings(self, state: ClusterState) -> PipelineSettings:
+        """What an administrator connects with: plaintext, or the admin principal's credentials."""
+        secured = self.secured
+        if secured is None:
+            return PipelineSettings(bootstrap_servers=state.bootstrap)
+        return secured.settings(ADMIN, state.bootstrap)
+
     def up(
         self,
         brokers: int = 1,
         timeout_s: float = 120.0,
         progress: Callable[[str], None] | None = None,
+        security: SecurityMode = "plaintext",
     ) -> ClusterState:
         """Start the cluster, or return the one already running (idempotent)."""
         if brokers not in (1, 3):
@@ -145,16 +171,16 @@ class LocalKafka:
         if state is not None:
             alive = [pid_alive(node.pid) for node in state.nodes]
             if all(alive):
-                if state.brokers != brokers:
+                if state.brokers != brokers or state.security != security:
                     raise InfraError(
-                        f"a {state.brokers}-broker cluster is already running at "
-                        f"{state.bootstrap}; run `pipeline infra down` first to "
-                        f"start one with {brokers}."
+                        f"a {state.brokers}-broker {state.security} cluster is already running "
+                        f"at {state.bootstrap}; run `pipeline infra down` first to start one "
+                        f"with {brokers} broker(s), {security}."
                     )
                 self._wait_ready(state, timeout_s)
                 return state
             # Partly dead: restart the dead nodes on their existing storage.
-            if state.brokers == brokers:
+            if state.brokers == brokers and state.security == security:
                 classpath = resolve_classpath(self.cache_dir, progress)
                 for node, is_alive in zip(state.nodes, alive, strict=True):
                     if not is_alive:
@@ -166,7 +192,7 @@ class LocalKafka:
 
         java_executable()
         classpath = resolve_classpath(self.cache_dir, progress)
-        state = self._prepare(brokers, classpath, progress)
+        state = self._prepare(brokers, classpath, progress, security)
         for node in state.nodes:
             self._launch(node, classpath)
         self._save_state(state)
@@ -174,6 +200,10 @@ class LocalKafka:
             progress(f"waiting for {brokers} broker(s) to answer metadata requests")
         try:
             self._wait_ready(state, timeout_s)
+            secured = self.secured
+            if secured is not None:
+                secured.grant_application(self.admin_settings(state), progress)
+                secured.write_env_files(state.bootstrap)
         except InfraError:
             self.down()
             raise
@@ -186,10 +216,15 @@ class LocalKafka:
             timeout_s,
             [Path(node.log_file) for node in state.nodes],
             [node.pid for node in state.nodes],
+            self.admin_settings(state) if state.security != "plaintext" else None,
         )
 
     def _prepare(
-        self, brokers: int, classpath: str, progress: Callable[[str], None] | None
+        self,
+        brokers: int,
+        classpath: str,
+        progress: Callable[[str], None] | None,
+        security: SecurityMode,
     ) -> ClusterState:
         cluster_dir = self.state_dir
         if cluster_dir.exists():
@@ -197,7 +232,12 @@ class LocalKafka:
                 shutil.rmtree(child)
         cluster_dir.mkdir(parents=True, exist_ok=True)
         ports = free_ports(4 * brokers)
-        state = ClusterState(cluster_id=new_cluster_id(), brokers=brokers)
+        state = ClusterState(cluster_id=new_cluster_id(), brokers=brokers, security=security)
+        secured = (
+            Secured(security, cluster_dir / "security").create()
+            if security in SECURED_MODES
+            else None
+        )
         for index in range(brokers):
             node_id = index + 1
             node_dir = cluster_dir / f"node-{node_id}"
@@ -221,10 +261,12 @@ class LocalKafka:
                 template.substitute(
                     node_id=node.node_id,
                     voters=voters,
-                    broker_port=node.broker_port,
-                    controller_port=node.controller_port,
-                    proxied_port=node.proxied_port,
-                    proxy_port=node.proxy_port,
+                    listener_lines=(
+                        secured.listener_lines(node.broker_port, node.controller_port)
+                        if secured
+                        else plaintext_listener_lines(node)
+                    ),
+                    security_properties=secured.server_properties() if secured else "",
                     data_dir=node.data_dir,
                     replication=min(brokers, 3),
                     internal_min_isr=2 if brokers >= 3 else 1,
@@ -232,7 +274,7 @@ class LocalKafka:
             )
             if progress:
                 progress(f"formatting storage of node {node.node_id}")
-            self._format(node, state.cluster_id, classpath)
+            self._format(node, state.cluster_id, classpath, secured)
         return state
 
     def _java_command(self, classpath: str, main_class: str, *args: str) -> list[str]:
@@ -252,13 +294,16 @@ class LocalKafka:
             *args,
         ]
 
-    def _format(self, node: NodeState, cluster_id: str, classpath: str) -> None:
+    def _format(
+        self, node: NodeState, cluster_id: str, classpath: str, secured: Secured | None
+    ) -> None:
         command = self._java_command(
             classpath,
             "kafka.tools.StorageTool",
             "format",
             f"--cluster-id={cluster_id}",
             f"--config={node.config_file}",
+            *(secured.format_arguments() if secured else ()),
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -321,49 +366,6 @@ class LocalKafka:
                 wait_dead(pid, 10.0)
         self._state_path.unlink(missing_ok=True)
         return bool(running)
-
-
-def wait_for_metadata(
-    bootstrap: str,
-    brokers: int,
-    timeout_s: float,
-    log_files: list[Path] | None = None,
-    pids: list[int | None] | None = None,
-) -> None:
-    """Block until the cluster lists `brokers` live brokers in its metadata.
-
-    Gives up at once, with the log tails, if a node process has exited.
-    """
-    from pipeline.kafka.probe import live_broker_count
-
-    deadline = time.monotonic() + timeout_s
-    last_error = "no answer yet"
-    ports = [int(address.rsplit(":", 1)[1]) for address in bootstrap.split(",")]
-    while time.monotonic() < deadline:
-        dead = [pid for pid in pids or [] if not pid_alive(pid)]
-        if dead:
-            tails = "\n".join(f"--- {path} ---\n{log_tail(path)}" for path in log_files or [])
-            raise InfraError(
-                f"a Kafka node exited during start-up (pid {', '.join(map(str, dead))}). "
-                f"Last lines of the broker logs:\n{tails}"
-            )
-        if not any(port_open(port) for port in ports):
-            last_error = "no broker port accepts connections yet"
-            time.sleep(0.3)
-            continue
-        try:
-            seen = live_broker_count(bootstrap)
-            if seen >= brokers:
-                return
-            last_error = f"{seen} of {brokers} brokers registered"
-        except Exception as exc:  # noqa: BLE001 - reported below with the log tail
-            last_error = f"{type(exc).__name__}: {exc}"
-        time.sleep(0.5)
-    tails = "\n".join(f"--- {path} ---\n{log_tail(path)}" for path in log_files or [])
-    raise InfraError(
-        f"the cluster at {bootstrap} did not answer metadata requests within "
-        f"{timeout_s:.0f}s ({last_error}). Last lines of the broker logs:\n{tails}"
-    )
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.kafka.aio_admin import AioAdmin
+from pipeline.kafka.aio_connect_errors import explained
 from pipeline.kafka.aio_consumer import AioConsumer
 from pipeline.kafka.aio_producer import AioProducer
 from pipeline.kafka.metadata import DEFAULT_WAIT_S, TopicNotOnClusterError
@@ -84,6 +85,7 @@ class AioClients:
             heartbeat_interval_ms=options.heartbeat_interval_ms,
             rebalance_timeout_ms=options.rebalance_timeout_ms,
         )
+        client.start = explained(client.start, self.settings)
         return AioConsumer(client, partition_count)
 
     def producer(self, options: ProducerOptions) -> Producer:
@@ -98,10 +100,12 @@ class AioClients:
             transactional_id=options.transactional_id,
             transaction_timeout_ms=options.transaction_timeout_ms,
         )
+        client.start = explained(client.start, self.settings)
         return AioProducer(client, partition_count)
 
     def admin(self) -> Admin:
         client = AIOKafkaAdminClient(
             **client_kwargs(self.settings), request_timeout_ms=ADMIN_REQUEST_TIMEOUT_MS
         )
+        client.start = explained(client.start, self.settings)
         return AioAdmin(client)

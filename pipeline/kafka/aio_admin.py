@@ -29,11 +29,20 @@ COORDINATOR_WAIT_S = 30.0
 TOPIC_ALREADY_EXISTS = 36
 
 
+AUTHORIZATION_HINTS = {
+    29: "no ACL lets this principal use the topic",
+    30: "no ACL lets this principal use the consumer group",
+    31: "no ACL lets this principal do this on the cluster",
+    53: "no ACL lets this principal use the transactional id",
+}
+
+
 def refusal(code: int) -> str | None:
-    """None for success, else the Kafka error's name and code."""
+    """None for success, else the Kafka error's name and code (and for a denial, why)."""
     if not code:
         return None
-    return f"{for_code(code).__name__} (Kafka error code {code})"
+    hint = AUTHORIZATION_HINTS.get(code)
+    return f"{for_code(code).__name__} (Kafka error code {code}{'; ' + hint if hint else ''})"
 
 
 def _raise_for(code: int, what: str) -> None:

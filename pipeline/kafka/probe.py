@@ -10,6 +10,9 @@ from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from pipeline.kafka.aio import client_kwargs
+from pipeline.settings import PipelineSettings
+
 T = TypeVar("T")
 
 
@@ -27,10 +30,12 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-async def _live_broker_count(bootstrap: str) -> int:
+async def _live_broker_count(bootstrap: str, settings: PipelineSettings | None) -> int:
     # aiokafka logs every refused connection; while a broker boots that is noise.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    connection = client_kwargs(settings) if settings is not None else {}
+    connection["bootstrap_servers"] = bootstrap
+    admin = AIOKafkaAdminClient(request_timeout_ms=5000, **connection)
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
@@ -39,5 +44,6 @@ async def _live_broker_count(bootstrap: str) -> int:
         await admin.close()
 
 
-def live_broker_count(bootstrap: str) -> int:
-    return run_sync(_live_broker_count(bootstrap))
+def live_broker_count(bootstrap: str, settings: PipelineSettings | None = None) -> int:
+    """Brokers the cluster's metadata lists; `settings` for a secured cluster's credentials."""
+    return run_sync(_live_broker_count(bootstrap, settings))

@@ -3,6 +3,9 @@
 Besides Kafka's own topic state we keep one compacted topic,
 `_pipeline.catalogue`, holding the key field each topic was applied with:
 Kafka has no place for it, and `topics apply` must refuse to re-key a topic.
+With a topic prefix the registry carries it too (`app._pipeline.catalogue`):
+an application whose ACLs allow only its prefix can keep its own, and keys
+recorded before in the unprefixed one are still read where it may see it.
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ def _check(answers: dict[str, str | None], what: str) -> None:
 class TopicsOnCluster:
     """An admin connection with the handful of questions `topics` commands ask."""
 
-    def __init__(self, clients: Clients) -> None:
+    def __init__(self, clients: Clients, prefix: str = "") -> None:
         self.clients = clients
         self.admin: Admin = clients.admin()
+        self.registry = prefix + REGISTRY_TOPIC
 
     async def __aenter__(self) -> TopicsOnCluster:
         await self.admin.start()
@@ -77,12 +81,18 @@ class TopicsOnCluster:
 
     async def recorded_keys(self) -> dict[str, str]:
         """Topic → key field, as recorded by earlier applies (empty on a new cluster)."""
-        if not await self.partitions([REGISTRY_TOPIC]):
+        keys: dict[str, str] = {}
+        for registry in dict.fromkeys([REGISTRY_TOPIC, self.registry]):
+            keys |= await self._read_registry(registry)
+        return keys
+
+    async def _read_registry(self, registry: str) -> dict[str, str]:
+        if not await self.partitions([registry]):
             return {}
         consumer = self.clients.consumer(ConsumerOptions())
         await consumer.start()
         try:
-            partition = TopicPartition(REGISTRY_TOPIC, 0)
+            partition = TopicPartition(registry, 0)
             consumer.assign([partition])
             await consumer.seek_to_beginning(partition)
             end = (await consumer.end_offsets([partition]))[partition]
@@ -91,7 +101,7 @@ class TopicsOnCluster:
             while await consumer.position(partition) < end:
                 if time.monotonic() > deadline:
                     raise PipelineError(
-                        f"reading {REGISTRY_TOPIC!r} did not reach offset {end} "
+                        f"reading {registry!r} did not reach offset {end} "
                         f"within {REGISTRY_READ_TIMEOUT_S:.0f} s"
                     )
                 batches = await consumer.fetch([partition], 1.0, 10_000)
@@ -133,14 +143,12 @@ class TopicsOnCluster:
         await self._record_keys([change.spec for change in plan.changes])
 
     async def _ensure_registry(self, broker_count: int) -> None:
-        if await self.partitions([REGISTRY_TOPIC]):
+        if await self.partitions([self.registry]):
             return
         replication = min(3, broker_count)
         configs = {"cleanup.policy": "compact", "min.insync.replicas": str(min(2, replication))}
-        answers = await self.admin.create_topics(
-            [NewTopic(REGISTRY_TOPIC, 1, replication, configs)]
-        )
-        _check(answers, f"creating {REGISTRY_TOPIC!r}")
+        answers = await self.admin.create_topics([NewTopic(self.registry, 1, replication, configs)])
+        _check(answers, f"creating {self.registry!r}")
 
     async def _record_keys(self, specs: list[TopicSpec[BaseModel]]) -> None:
         producer = self.clients.producer(ProducerOptions())
@@ -156,19 +164,21 @@ class TopicsOnCluster:
                     "applied_at_ms": int(time.time() * 1000),
                 }
                 if not batch.append(spec.name.encode(), msgpack.packb(entry), None, []):
-                    acks.append(await producer.send_batch(batch, REGISTRY_TOPIC, 0))
+                    acks.append(await producer.send_batch(batch, self.registry, 0))
                     batch = producer.create_batch()
                     batch.append(spec.name.encode(), msgpack.packb(entry), None, [])
-            acks.append(await producer.send_batch(batch, REGISTRY_TOPIC, 0))
+            acks.append(await producer.send_batch(batch, self.registry, 0))
             for ack in acks:
                 await ack
         finally:
             await producer.stop()
 
 
-async def ensure_topics(clients: Clients, specs: list[TopicSpec[BaseModel]]) -> TopicPlan:
+async def ensure_topics(
+    clients: Clients, specs: list[TopicSpec[BaseModel]], prefix: str = ""
+) -> TopicPlan:
     """Plan and apply in one go (tests, benchmarks, demos); raises on plan errors."""
-    async with TopicsOnCluster(clients) as topics:
+    async with TopicsOnCluster(clients, prefix) as topics:
         brokers = await topics.broker_count()
         observed = await topics.observe([spec.name for spec in specs])
         plan = plan_topics(specs, observed, await topics.recorded_keys(), brokers)

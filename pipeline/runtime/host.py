@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pipeline.kafka.producer import EventProducer
 from pipeline.metrics import Metrics
@@ -17,15 +17,12 @@ from pipeline.processor import Processor
 from pipeline.resilience.breaker import BreakerRegistry
 from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.runtime.membership import MembershipGuard
+from pipeline.runtime.outcomes import Abandoned
 from pipeline.runtime.record_path import RecordPath
 from pipeline.runtime.services import Services
+from pipeline.runtime.transactions import TransactionalPublisher
 
-if TYPE_CHECKING:  # the publisher raises this module's Abandoned
-    from pipeline.runtime.transactions import TransactionalPublisher
-
-
-class Abandoned(Exception):
-    """The partition is being revoked or the worker stops: leave this batch unfinished."""
+__all__ = ["Abandoned", "PartitionHost"]
 
 
 class PartitionHost(Protocol):

@@ -32,7 +32,7 @@ from pipeline.kafka.delivery import DeliveryList
 from pipeline.kafka.port import TopicPartition
 from pipeline.kafka.producer import EventProducer
 from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
-from pipeline.runtime.host import Abandoned
+from pipeline.runtime.outcomes import Abandoned
 
 log = logging.getLogger("pipeline.transactions")
 
