@@ -272,6 +272,8 @@ class LocalKafka:
                     internal_min_isr=2 if brokers >= 3 else 1,
                 )
             )
+            if secured:
+                os.chmod(node.config_file, 0o600)  # it holds the inter-broker password
             if progress:
                 progress(f"formatting storage of node {node.node_id}")
             self._format(node, state.cluster_id, classpath, secured)
