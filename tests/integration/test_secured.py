@@ -199,3 +199,55 @@ def test_each_refusal_is_one_message_naming_what_to_fix(secured: SecuredCluster)
     assert "not signed by a CA this client trusts" in unknown and "PIPELINE_SSL_CAFILE" in unknown
     denied = secured.run("topics", "apply", expect=2, PIPELINE_TOPIC_PREFIX="other.")
     assert "other." in denied and "no ACL lets this principal use the topic" in denied
+
+
+def test_an_exactly_once_worker_and_the_autoscaler_run_as_the_application(
+    secured: SecuredCluster, tmp_path: Path
+) -> None:
+    """Transactions need the app's transactional ids; the supervisor its group's offsets."""
+    from pipeline.kafka.connect import connect
+    from pipeline.kafka.offsets import end_offsets
+    from pipeline.kafka.probe import run_sync
+    from pipeline.kafka.producer import EventProducer
+    from pipeline.ops.topics import ensure_topics
+    from tests.integration.processors import SOURCE, TOPICS, Keyed
+
+    app = secured.secured.settings("app", secured.bootstrap)
+    specs = [spec.with_name(app.topic_prefix + spec.name) for spec in TOPICS]
+    run_sync(ensure_topics(connect(app), specs, app.topic_prefix))
+
+    async def publish() -> None:
+        async with EventProducer(app) as producer:
+            await producer.publish_many(
+                SOURCE.with_name(app.topic_prefix + SOURCE.name),
+                [Keyed(key=f"k{n % 10}", seq=n) for n in range(200)],
+            )
+
+    run_sync(publish())
+    env = secured.env(PIPELINE_PROCESSORS_MODULE="tests.integration.processors")
+    worker = Replica("passthrough_eos", "e1", env, tmp_path / "logs")
+    status = tmp_path / "scale.jsonl"
+    supervisor = subprocess.Popen(
+        [PIPELINE, "scale", "passthrough_eos", "--recommend-only", "--interval", "1s",
+         "--status-file", str(status)],
+        cwd=project_dir(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    output = f"{app.topic_prefix}runtime.out"
+    try:
+        poll_until(
+            lambda: sum(run_sync(end_offsets(connect(app), output)).values()) >= 200,
+            90,
+            what="200 outputs written in transactions",
+        )
+        poll_until(
+            lambda: status.exists() and len(status.read_text().splitlines()) >= 2,
+            60,
+            what="two autoscaler decisions on the secured cluster",
+        )
+        assert worker.metric("pipeline_processed_total") == 200
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(timeout=60)
+        assert worker.stop() == 0, worker.tail()
+    decision = json.loads(status.read_text().splitlines()[-1])
+    assert decision["group"] == f"{app.topic_prefix}passthrough_eos" and decision["lag"] == 0
