@@ -138,10 +138,24 @@ def _plus_256mi(size: str) -> str:
 
 
 def write(rendered: dict[str, str], out: Path) -> list[Path]:
+    """The manifests as a Kustomize base: `kubectl apply -k DIR`, or an overlay's `resources`."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for file_name, text in rendered.items():
         path = out / file_name
         path.write_text(text)
         written.append(path)
+    kustomization = out / "kustomization.yaml"
+    kustomization.write_text(
+        "# Written by `pipeline k8s render`: patch these in an overlay, not here.\n"
+        + yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": sorted(rendered),
+            },
+            sort_keys=False,
+        )
+    )
+    written.append(kustomization)
     return written

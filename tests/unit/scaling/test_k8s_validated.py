@@ -3,6 +3,7 @@ KEDA's objects against the fields KEDA documents, and credentials only ever from
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from consumers import PROCESSORS
-from pipeline.scaling.k8s import RenderOptions, render
+from pipeline.scaling.k8s import RenderOptions, render, write
 from pipeline.scaling.policy import ScalingPolicy
 from pipeline.settings import PipelineSettings
 
@@ -114,3 +115,17 @@ def test_pods_run_unprivileged_on_a_read_only_root_with_a_writable_cache() -> No
             (cache,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "cache"]
             assert cache["mountPath"] == "/var/cache/pipeline"
             assert any(v["name"] == "cache" and "emptyDir" in v for v in pod["volumes"])
+
+
+def test_written_manifests_are_a_kustomize_base_of_every_file(tmp_path: Path) -> None:
+    files = render(
+        PROCESSORS["enrich_orders"],
+        PipelineSettings(bootstrap_servers="kafka:9092"),
+        ScalingPolicy(),
+        RenderOptions(image="registry.example/pipeline:0.1.0", gateway=True),
+    )
+    written = write(files, tmp_path)
+    kustomization = yaml.safe_load((tmp_path / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Kustomization"
+    assert sorted(kustomization["resources"]) == sorted(p.name for p in written[:-1])
+    assert all((tmp_path / name).is_file() for name in kustomization["resources"])
