@@ -7,15 +7,29 @@ PIPELINE_CLIENT=confluent (or `pipeline worker --client confluent`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pipeline.kafka.confluent_admin import ConfluentAdmin
 from pipeline.kafka.confluent_consumer import ConfluentConsumer
+from pipeline.kafka.confluent_errors import remember_cause
 from pipeline.kafka.confluent_producer import ConfluentProducer
+from pipeline.kafka.connect_errors import final
 from pipeline.kafka.port import Admin, Consumer, ConsumerOptions, Producer, ProducerOptions
 from pipeline.settings import PipelineSettings
 
 log = logging.getLogger("pipeline.kafka.librdkafka")
+
+
+class _SaidByTheError(logging.Filter):
+    """librdkafka's own lines about a refused login or an untrusted certificate: the error
+    the caller gets says it once (pipeline.kafka.connect_errors)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not final(record.getMessage())
+
+
+log.addFilter(_SaidByTheError())
 
 MIN_PREFETCH_KBYTES = 256
 """librdkafka's prefetch (`queued.max.messages.kbytes`) is set to one fetch's worth, the
@@ -33,8 +47,18 @@ PRODUCER_QUEUE_MESSAGES = 1_000_000
 """The runtime bounds bytes in flight itself; librdkafka's count limit must not bind first."""
 
 
-def _log_error(error: Any) -> None:
-    log.warning("librdkafka: %s", error)
+def _error_reporter(settings: PipelineSettings) -> Callable[[Any], None]:
+    """librdkafka's error callback: logged, and a connection's cause kept for the error raised
+    when a call then fails with nothing but "Failed to get metadata" (confluent_errors)."""
+
+    def report(error: Any) -> None:
+        text = str(error.str()) if hasattr(error, "str") else str(error)
+        if final(text):
+            remember_cause(text, settings)  # said once, by the error the caller gets
+            return
+        log.warning("librdkafka: %s", error)
+
+    return report
 
 
 def client_config(settings: PipelineSettings) -> dict[str, Any]:
@@ -43,7 +67,7 @@ def client_config(settings: PipelineSettings) -> dict[str, Any]:
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": settings.client_id,
         "security.protocol": settings.security_protocol.lower(),
-        "error_cb": _log_error,
+        "error_cb": _error_reporter(settings),
         "logger": log,
     }
     if settings.sasl_mechanism is not None:

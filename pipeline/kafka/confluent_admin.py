@@ -73,7 +73,13 @@ class ConfluentAdmin:
         self._client = None
 
     async def _metadata(self, topic: str | None = None) -> Any:
-        return await asyncio.to_thread(self.client.list_topics, topic, REQUEST_TIMEOUT_S)
+        try:
+            return await asyncio.to_thread(self.client.list_topics, topic, REQUEST_TIMEOUT_S)
+        except KafkaException:
+            # An admin serves its error callback only when polled: let it report why
+            # (a refused login, an unknown CA) before the failure is translated.
+            self.client.poll(0)
+            raise
 
     @translated
     async def broker_count(self) -> int:

@@ -3,15 +3,47 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
+from pipeline.kafka.connect_errors import explain
 from pipeline.kafka.port import KafkaClientError
+from pipeline.settings import PipelineSettings
 
 P = ParamSpec("P")
 T = TypeVar("T")
+CAUSE_KEPT_S = 60.0
+CONNECTION_CODES = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+    }
+)
+_cause: tuple[float, str, PipelineSettings] | None = None
+
+
+def remember_cause(text: str, settings: PipelineSettings) -> None:
+    """A refused login or an untrusted certificate, reported by librdkafka's error callback."""
+    global _cause
+    _cause = (time.monotonic(), text, settings)
+
+
+def _explained(error: KafkaError) -> BaseException | None:
+    """The connection's real cause, when a call failed for want of one and it is recent."""
+    global _cause
+    if error.code() not in CONNECTION_CODES or _cause is None:
+        return None
+    at, text, settings = _cause
+    if time.monotonic() - at > CAUSE_KEPT_S:
+        return None
+    _cause = None
+    return explain(text, settings)
 
 
 def from_kafka_error(error: KafkaError) -> KafkaClientError:
@@ -21,6 +53,9 @@ def from_kafka_error(error: KafkaError) -> KafkaClientError:
 
 def as_port_error(exc: BaseException) -> BaseException:
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        explained = _explained(exc.args[0])
+        if explained is not None:
+            return explained
         translated_error = from_kafka_error(exc.args[0])
         translated_error.__cause__ = exc
         return translated_error

@@ -251,3 +251,11 @@ def test_an_exactly_once_worker_and_the_autoscaler_run_as_the_application(
         assert worker.stop() == 0, worker.tail()
     decision = json.loads(status.read_text().splitlines()[-1])
     assert decision["group"] == f"{app.topic_prefix}passthrough_eos" and decision["lag"] == 0
+
+
+def test_the_confluent_client_explains_a_refused_login_too(secured: SecuredCluster) -> None:
+    """librdkafka reports the cause in a callback, after "Failed to get metadata"."""
+    wrong = secured.run(
+        "topics", "list", expect=2, PIPELINE_CLIENT="confluent", PIPELINE_SASL_PASSWORD="nope"
+    )
+    assert "refused the credentials of user 'app'" in wrong and wrong.count("error:") == 1
