@@ -134,6 +134,8 @@ def test_the_commands_and_a_worker_run_as_the_application(
     inspected = secured.run("dlq", "inspect", "--topic", "orders.dlq")
     assert "PermanentError" in inspected
     assert "would redrive 1" in secured.run("dlq", "redrive", "--topic", "orders.dlq", "--dry-run")
+    # For real: back to app.orders, progress in the group dlq-redrive.app.orders.dlq.
+    assert "redrove 1 record(s)" in secured.run("dlq", "redrive", "--topic", "orders.dlq")
     secured.run(
         "offsets", "reset", "--group", "app.enrich_orders", "--topic", "orders",
         "--shift-by", "-5",
