@@ -26,14 +26,17 @@ class _LastCause(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.cause: BaseException | None = None
+        self.starting = 0
+        """Clients in their start: a cause seen now is raised by it, so not logged twice."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if str(record.msg).startswith("Unable connect to") and isinstance(record.args, tuple):
             found = [arg for arg in record.args if isinstance(arg, BaseException)]
             if found:
                 self.cause = found[-1]
-                # Refused credentials or an unknown CA: the error raised says so, once.
-                return not final(str(self.cause))
+                # Refused credentials or an unknown CA during a start: the error raised says
+                # so, once. Later (credentials revoked under a running worker) the line stays.
+                return not (self.starting and final(str(self.cause)))
         return True
 
 
@@ -52,9 +55,12 @@ def explained(start: Callable[[], Awaitable[Any]], settings: PipelineSettings) -
 
     async def start_explained() -> Any:
         _last.cause = None
+        _last.starting += 1
         try:
             return await start()
         except KafkaConnectionError as exc:
             raise explain(_last.cause, settings) from exc
+        finally:
+            _last.starting -= 1
 
     return start_explained

@@ -7,6 +7,7 @@ PIPELINE_CLIENT=confluent (or `pipeline worker --client confluent`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +15,9 @@ from pipeline.kafka.confluent_admin import ConfluentAdmin
 from pipeline.kafka.confluent_consumer import ConfluentConsumer
 from pipeline.kafka.confluent_errors import remember_cause
 from pipeline.kafka.confluent_producer import ConfluentProducer
-from pipeline.kafka.connect_errors import final
+from pipeline.kafka.connect_errors import explain, final
 from pipeline.kafka.port import Admin, Consumer, ConsumerOptions, Producer, ProducerOptions
+from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.settings import PipelineSettings
 
 log = logging.getLogger("pipeline.kafka.librdkafka")
@@ -23,7 +25,7 @@ log = logging.getLogger("pipeline.kafka.librdkafka")
 
 class _SaidByTheError(logging.Filter):
     """librdkafka's own lines about a refused login or an untrusted certificate: the error
-    the caller gets says it once (pipeline.kafka.connect_errors)."""
+    callback says it, explained (above), or the error the caller gets does."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not final(record.getMessage())
@@ -41,6 +43,8 @@ PREFETCH_BACKOFF_MS = 20
 (1 s) halved the peers bench's throughput once the prefetch was one fetch (3,650 against
 7,272 events/s); at 20 ms it is back within the noise, and a 300k backlog peaks at
 131 MB against 95 MB for 10k (185 MB at 16 MiB and the default back-off)."""
+STARTING_S = 30.0
+"""A client's first seconds: a refusal then ends the call that started it (said by its error)."""
 PRODUCER_LINGER_MS = 1
 """The runtime batches already; this only lets one batch's records leave in one request."""
 PRODUCER_QUEUE_MESSAGES = 1_000_000
@@ -49,12 +53,20 @@ PRODUCER_QUEUE_MESSAGES = 1_000_000
 
 def _error_reporter(settings: PipelineSettings) -> Callable[[Any], None]:
     """librdkafka's error callback: logged, and a connection's cause kept for the error raised
-    when a call then fails with nothing but "Failed to get metadata" (confluent_errors)."""
+    when a call then fails with nothing but "Failed to get metadata" (confluent_errors).
+
+    A refused login or an untrusted certificate in a client's first seconds is said once, by
+    that error; later (credentials revoked under a running worker) it is logged, explained.
+    """
+    created = time.monotonic()
+    refusals = RateLimitedLog(log, "refused connections", per_interval=1, interval_s=60)
 
     def report(error: Any) -> None:
         text = str(error.str()) if hasattr(error, "str") else str(error)
         if final(text):
-            remember_cause(text, settings)  # said once, by the error the caller gets
+            remember_cause(text, settings)
+            if time.monotonic() - created > STARTING_S:
+                refusals.log(logging.ERROR, "%s", explain(text, settings))
             return
         log.warning("librdkafka: %s", error)
 

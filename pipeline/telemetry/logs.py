@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Literal
 
+from pipeline.errors import ConfigError
+
 LogFormat = Literal["json", "text"]
 LOG_FORMAT_ENV = "PIPELINE_LOG_FORMAT"
 FieldSource = Callable[[], dict[str, object]]
@@ -69,7 +71,7 @@ def choose_format(requested: str | None = None) -> LogFormat:
     if wanted in ("json", "text"):
         return wanted  # type: ignore[return-value]
     if wanted != "auto":
-        raise ValueError(
+        raise ConfigError(
             f"log format {wanted!r} is not json, text or auto: fix --log-format or {LOG_FORMAT_ENV}"
         )
     return "text" if sys.stderr.isatty() else "json"

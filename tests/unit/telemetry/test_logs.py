@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pipeline.errors import ConfigError
 from pipeline.processor import Context, Processor
 from pipeline.telemetry import logs
 from pipeline.telemetry.logs import JsonFormatter, TextFormatter, choose_format, fields_from
@@ -103,5 +104,5 @@ def test_the_format_is_chosen_by_option_then_environment(
     assert choose_format("json") == "json"
     monkeypatch.setenv(logs.LOG_FORMAT_ENV, "auto")
     assert choose_format(None) == "json"  # pytest's stderr is not a terminal
-    with pytest.raises(ValueError, match="PIPELINE_LOG_FORMAT"):
+    with pytest.raises(ConfigError, match="PIPELINE_LOG_FORMAT"):
         choose_format("yaml")
