@@ -31,6 +31,7 @@ from pipeline.scaling.worker_process import PIPELINE
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import header_value
 from tests.integration.test_example_pipeline import Pipeline
+from tests.integration.test_gateway import wait_status
 from tests.replicas import poll_until
 from tests.support import read_all
 from topics import CATALOGUE
@@ -110,13 +111,7 @@ def test_the_console_shows_what_the_cluster_holds_and_redrives_once(
         pipeline.wait_handled(21)
         poll_until(lambda: worker.metric("pipeline_dead_lettered_total") == 1, 60, what="the DLQ")
 
-        def answers() -> bool:
-            try:
-                return httpx.get(url + "/api/overview", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        poll_until(answers, 60, what="the console")
+        wait_status(url, "/api/overview", 200)
         poll_until(
             lambda: status_file.exists() and len(status_file.read_text().splitlines()) >= 3,
             60,

@@ -25,6 +25,7 @@ from pipeline.dev.secured import Secured
 from pipeline.gateway.auth import hash_key
 from pipeline.paths import cache_dir, project_dir
 from pipeline.scaling.worker_process import PIPELINE
+from tests.integration.test_gateway import wait_status
 from tests.replicas import Replica, poll_until
 from tests.support import log_progress
 
@@ -161,14 +162,7 @@ def test_the_gateway_publishes_as_the_application(secured: SecuredCluster, tmp_p
     )
     url = f"http://127.0.0.1:{port}"
     try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(url + "/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        poll_until(ready, 60, what="the gateway on the secured cluster")
+        wait_status(url, "/readyz", 200)
         answer = httpx.post(
             url + "/v1/topics/orders/events",
             headers={"X-API-Key": GATEWAY_KEY},
