@@ -46,15 +46,16 @@ db: setup postgres
 # The runtime, producer, replay and example-pipeline integration tests that
 # depend on the client (marked both_clients) run once more on confluent-kafka;
 # the rest of the suite runs on aiokafka, the default, and the contract suite
-# on both in the first pass. `make test` leaves the three longest (marked long:
-# the 215k-record backfill, the demo, the redrive) out of the confluent pass to
-# stay within 25 minutes; `make test-confluent` runs them all.
+# on both in the first pass. `make test` leaves the longest (marked long: the
+# 215k-record backfill, the demo, the redrive, a rolling restart, the table's
+# catch-up, an interrupted replay) out of the confluent pass to stay within 25
+# minutes; `make test-confluent` runs them all.
 CONFLUENT_TESTS := tests/integration/test_runtime.py \
 	tests/integration/test_producer.py tests/integration/test_replay.py \
 	tests/integration/test_example_pipeline.py
 
 test: setup kafka db browser
-	POSTGRES_URL=$$($(BIN)/pipeline db url) $(BIN)/python -m pytest
+	POSTGRES_URL=$$($(BIN)/pipeline db url) $(BIN)/python -m pytest --durations=10
 	PIPELINE_CLIENT=confluent POSTGRES_URL=$$($(BIN)/pipeline db url) \
 		$(BIN)/python -m pytest --durations=5 -m 'both_clients and not long' $(CONFLUENT_TESTS)
 

@@ -143,6 +143,7 @@ def pipeline(
 
 
 @pytest.mark.both_clients
+@pytest.mark.long
 def test_table_catches_up_before_readiness_and_misses_load_from_postgres(
     pipeline: Pipeline,
 ) -> None:

@@ -89,6 +89,7 @@ def test_a_replay_of_a_time_window_processes_exactly_that_window(harness: Harnes
 
 
 @pytest.mark.both_clients
+@pytest.mark.long
 def test_an_interrupted_replay_resumes_with_no_gap(harness: Harness, tmp_path: Path) -> None:
     ids = harness.publish(keyed_events(20_000, keys=500))
     command = [

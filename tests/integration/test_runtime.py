@@ -80,6 +80,7 @@ def test_sigkill_loses_nothing_and_duplicates_stay_within_the_bound(harness: Har
 
 
 @pytest.mark.both_clients
+@pytest.mark.long
 def test_rolling_sigterm_restart_loses_and_duplicates_nothing(harness: Harness) -> None:
     replicas = [harness.start("passthrough", f"r{i}") for i in range(3)]
     for replica in replicas:
