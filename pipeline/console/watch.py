@@ -188,6 +188,10 @@ class ClusterWatch:
                 group, described, lags, group.startswith(REPLAY_PREFIX), committed
             )
             self._remember(group, lags)
+        # Groups deleted since: their history and rates go with them.
+        for gone in set(self.history) - set(snapshot.groups):
+            del self.history[gone]
+        self._previous = {k: v for k, v in self._previous.items() if k[0] in snapshot.groups}
         self.snapshot = snapshot
         self.sampled.set()
         self.sampled = asyncio.Event()
