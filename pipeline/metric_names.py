@@ -199,5 +199,3 @@ CATALOGUE: Final[dict[MetricName, tuple[MetricKind, str, str]]] = {
     ),
 }
 """Every metric, for /metrics' HELP lines and the README's table (a test keeps them equal)."""
-
-DESCRIPTIONS: Final[dict[str, str]] = {name: entry[2] for name, entry in CATALOGUE.items()}

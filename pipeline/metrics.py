@@ -33,7 +33,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from pipeline.metric_names import DESCRIPTIONS, MetricName
+from pipeline.metric_names import CATALOGUE, MetricName
 
 Labels = tuple[tuple[str, str], ...]
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -79,7 +79,8 @@ def _read_samples(sample_name: str, reads: list[GaugeRead]) -> Iterator[Sample]:
 
 
 def _help(name: str) -> str:
-    return DESCRIPTIONS.get(name, name)
+    entry = CATALOGUE.get(name)  # type: ignore[call-overload]
+    return str(entry[2]) if entry else name
 
 
 class Metrics:

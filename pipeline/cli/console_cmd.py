@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
 
 from pipeline.cli.common import BootstrapOption, LogFormatOption, console, settings_for_cli, stdout
-from pipeline.console.watch import ClusterWatch, Snapshot
-from pipeline.scaling.lag import GroupLag
+
+if TYPE_CHECKING:  # imported when a command runs: every `pipeline` start imports this module
+    from rich.console import Group
+
+    from pipeline.console.watch import Snapshot
 
 
 def console_command(
@@ -77,7 +78,10 @@ def top(
     settings = settings_for_cli(bootstrap)
 
     async def run() -> None:
+        from rich.live import Live
+
         from pipeline.catalogue import load_catalogue
+        from pipeline.console.watch import ClusterWatch
         from pipeline.errors import PipelineError
         from pipeline.kafka.connect import connect
 
@@ -104,6 +108,11 @@ def top(
 
 
 def render(snapshot: Snapshot) -> Group:
+    from rich.console import Group
+    from rich.table import Table
+
+    from pipeline.scaling.lag import GroupLag
+
     groups = Table(title="consumer groups", title_justify="left")
     for column, justify in (
         ("group", "left"),

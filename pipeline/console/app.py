@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from pipeline.catalogue import Catalogue
 from pipeline.console import dlq as dlq_view
 from pipeline.console.autoscaler import read_decisions
-from pipeline.console.replays import replay_of
+from pipeline.console.replays import replays_in
 from pipeline.console.watch import ClusterWatch
 from pipeline.console.workers import WorkerReading, scrape_workers
 from pipeline.errors import PipelineError
@@ -158,12 +158,7 @@ def create_console(config: ConsoleConfig) -> FastAPI:
 
     @app.get("/replays", response_class=HTMLResponse)
     async def replays_page(request: Request) -> HTMLResponse:
-        replays = [
-            found
-            for view in watch.snapshot.groups.values()
-            if view.replay and (found := replay_of(view)) is not None
-        ]
-        return page(request, "replays.html", replays=replays)
+        return page(request, "replays.html", replays=replays_in(watch.snapshot))
 
     # -- JSON: what the pages' live parts poll ----------------------------------------------
 
@@ -218,11 +213,7 @@ def create_console(config: ConsoleConfig) -> FastAPI:
 
     @app.get("/api/replays")
     async def api_replays() -> list[dict[str, object]]:
-        return [
-            found.to_json()
-            for view in watch.snapshot.groups.values()
-            if view.replay and (found := replay_of(view)) is not None
-        ]
+        return [replay.to_json() for replay in replays_in(watch.snapshot)]
 
     @app.post("/api/dlq/{topic}/redrive")
     async def api_redrive(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.console.watch import GroupView
+from pipeline.console.watch import GroupView, Snapshot
 from pipeline.ops.offset_ranges import PartitionRange
 from pipeline.ops.replay import stored_ranges
 
@@ -68,3 +68,12 @@ def replay_of(view: GroupView) -> ReplayView | None:
             len(view.description.members),
         )
     return None
+
+
+def replays_in(snapshot: Snapshot) -> list[ReplayView]:
+    """Every replay group of the sample that stored its range."""
+    return [
+        found
+        for view in snapshot.groups.values()
+        if view.replay and (found := replay_of(view)) is not None
+    ]

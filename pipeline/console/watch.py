@@ -154,18 +154,19 @@ class ClusterWatch:
         groups = [g for g in await admin.list_groups() if self.watched(g)]
         descriptions = await asyncio.gather(*(admin.describe_group(g) for g in groups))
         commits = await asyncio.gather(*(admin.group_commits(g) for g in groups))
-        topic_names = set(self._catalogue_topics())
-        for described, committed in zip(descriptions, commits, strict=True):
-            topic_names |= {tp.topic for tp in committed}
-            topic_names |= {tp.topic for m in described.members for tp in m.assignment}
-        topics = await self._topics(admin, consumer, sorted(topic_names))
+        # Each group's topics: those it committed on and those its members are assigned.
+        topics_of = [
+            {tp.topic for tp in committed}
+            | {tp.topic for m in described.members for tp in m.assignment}
+            for described, committed in zip(descriptions, commits, strict=True)
+        ]
+        topics = await self._topics(
+            admin, consumer, sorted(set(self._catalogue_topics()).union(*topics_of))
+        )
         snapshot = Snapshot(at=time.time(), topics=topics)
-        for described, committed in zip(descriptions, commits, strict=True):
+        for described, committed, wanted in zip(descriptions, commits, topics_of, strict=True):
             group = described.group
             lags = []
-            wanted = {tp.topic for tp in committed} | {
-                tp.topic for m in described.members for tp in m.assignment
-            }
             for topic in sorted(wanted & set(topics)):
                 view = topics[topic]
                 offsets = {

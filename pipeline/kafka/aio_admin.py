@@ -164,12 +164,7 @@ class AioAdmin:
 
     @translated
     async def group_member_count(self, group: str) -> int:
-        for response in await self._client.describe_consumer_groups([group]):
-            for described in response.groups:
-                # (error_code, group_id, state, protocol_type, protocol, members, ...)
-                if described[1] == group:
-                    return len(described[5])
-        return 0
+        return len((await self.describe_group(group)).members)
 
     @translated
     async def list_groups(self) -> list[str]:

@@ -204,14 +204,7 @@ class ConfluentAdmin:
 
     @translated
     async def group_member_count(self, group: str) -> int:
-        futures = self.client.describe_consumer_groups([group], request_timeout=REQUEST_TIMEOUT_S)
-        try:
-            described = await asyncio.wrap_future(futures[group])
-        except KafkaException as exc:
-            if exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND:
-                return 0
-            raise
-        return len(described.members)
+        return len((await self.describe_group(group)).members)
 
     @translated
     async def list_groups(self) -> list[str]:

@@ -83,6 +83,17 @@ def context_from(traceparent: bytes | str | None) -> otel_context.Context | None
     return extracted if span.get_span_context().is_valid else None
 
 
+def _kafka(topic: str, partition: int | None, more: dict[str, int]) -> dict[str, str | int]:
+    """The messaging attributes OpenTelemetry's semantic conventions give a Kafka span."""
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+    }
+    if partition is not None:
+        attributes["messaging.destination.partition.id"] = str(partition)
+    return attributes | more
+
+
 @contextmanager
 def producing(topic: str, count: int) -> Iterator[bytes | None]:
     """A span around publishing `count` events to `topic`; yields the traceparent they carry."""
@@ -92,11 +103,7 @@ def producing(topic: str, count: int) -> Iterator[bytes | None]:
     with tracer().start_as_current_span(
         f"publish {topic}",
         kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.destination.name": topic,
-            "messaging.batch.message_count": count,
-        },
+        attributes=_kafka(topic, None, {"messaging.batch.message_count": count}),
     ) as span:
         yield traceparent_of(span)
 
@@ -135,12 +142,7 @@ def batch_span(topic: str, partition: int, records: int) -> Iterator[None]:
     with tracer().start_as_current_span(
         f"process {topic}",
         kind=SpanKind.CONSUMER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.destination.name": topic,
-            "messaging.destination.partition.id": str(partition),
-            "messaging.batch.message_count": records,
-        },
+        attributes=_kafka(topic, partition, {"messaging.batch.message_count": records}),
     ):
         yield
 
@@ -154,12 +156,7 @@ def handling(
         f"handle {processor}",
         context=context_from(traceparent),
         kind=SpanKind.CONSUMER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.destination.name": topic,
-            "messaging.destination.partition.id": str(partition),
-            "messaging.kafka.offset": offset,
-        },
+        attributes=_kafka(topic, partition, {"messaging.kafka.offset": offset}),
     ) as span:
         yield span
 

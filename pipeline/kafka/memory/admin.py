@@ -70,7 +70,7 @@ class MemoryAdmin:
         return dict(self.broker.group(group).commits)
 
     async def group_member_count(self, group: str) -> int:
-        return len(self.broker.group(group).members)
+        return len((await self.describe_group(group)).members)
 
     async def list_groups(self) -> list[str]:
         return sorted(
