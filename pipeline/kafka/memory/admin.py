@@ -73,6 +73,7 @@ class MemoryAdmin:
         return len((await self.describe_group(group)).members)
 
     async def list_groups(self) -> list[str]:
+        self.broker.check_reachable()  # as a real admin's request fails with the broker gone
         return sorted(
             name for name, group in self.broker.groups.items() if group.members or group.commits
         )

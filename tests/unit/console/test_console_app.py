@@ -171,3 +171,27 @@ def test_a_replay_shows_its_progress_from_the_range_it_stored(broker: MemoryBrok
         assert replay["group"] == "replay.backfill"
         assert (replay["done"], replay["total"], replay["finished"]) == (4, 10, False)
         assert "replay.backfill" in client.get("/replays").text
+
+
+async def test_a_vanished_broker_keeps_the_last_figures_and_says_why(broker: MemoryBroker) -> None:
+    from pipeline.console.watch import ClusterWatch
+
+    watch = ClusterWatch(MemoryClients(broker), None, interval_s=0.01)
+    await watch.start()
+    try:
+        before = watch.snapshot
+        assert "enrich" in before.groups and before.error is None
+        broker.reachable = False
+        deadline = asyncio.get_running_loop().time() + 5
+        while watch.snapshot.error is None:
+            assert asyncio.get_running_loop().time() < deadline, "the failure was not reported"
+            await asyncio.sleep(0.01)
+        assert "unreachable" in str(watch.snapshot.error)
+        assert watch.snapshot.groups == before.groups  # the figures stay on the page
+        broker.reachable = True
+        while watch.snapshot.error is not None:
+            assert asyncio.get_running_loop().time() < deadline + 5, "it did not recover"
+            await asyncio.sleep(0.01)
+    finally:
+        broker.reachable = True
+        await watch.stop()
