@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import typer
 
@@ -64,6 +65,13 @@ def worker(
         help="eager, cooperative (cooperative-sticky) or consumer (KIP-848); the last two "
         "need --client confluent. Default PIPELINE_REBALANCE_PROTOCOL, else eager.",
     ),
+    join_gate: Path | None = typer.Option(
+        None,
+        "--join-gate",
+        help="Join the group only once this file exists (at most 30 s after start-up): "
+        "`pipeline scale` starts a step's replicas this way so that they join in one "
+        "rebalance.",
+    ),
     bootstrap: str | None = BootstrapOption,
     processors_module: str = typer.Option(
         os.environ.get("PIPELINE_PROCESSORS_MODULE", "consumers"),
@@ -100,6 +108,7 @@ def worker(
         liveness_stall_s=liveness_stall,
         max_in_flight_records=max_in_flight_records,
         fetch_partition_bytes=fetch_partition_bytes,
+        join_gate=join_gate,
     )
 
     tune_for_throughput()

@@ -38,6 +38,7 @@ from pipeline.runtime import defaults
 from pipeline.runtime.commits import Committer
 from pipeline.runtime.fetch_plan import fetch_plan
 from pipeline.runtime.gauges import register_worker_gauges
+from pipeline.runtime.join_gate import wait_at
 from pipeline.runtime.membership import MembershipGuard
 from pipeline.runtime.partitions import Partitions
 from pipeline.runtime.record_path import RecordPath
@@ -82,6 +83,8 @@ class WorkerOptions:
     """SIGTERM and SIGINT drain and stop; off where the caller owns them (tests, harnesses)."""
     cache_dir: Path | None = None
     """Where the tables' caches live; None: `caches` in the state folder (pipeline.paths)."""
+    join_gate: Path | None = None
+    """Join the group only when this file exists (pipeline.runtime.join_gate)."""
 
 
 class Runtime:
@@ -174,10 +177,8 @@ class Runtime:
             max_partition_fetch_bytes=options.fetch_partition_bytes,
             fetch_max_bytes=defaults.FETCH_RESPONSE_PARTITIONS * options.fetch_partition_bytes,
             session_timeout_ms=options.session_timeout_ms,
-            # A member learns that a rebalance has begun from its next heartbeat;
-            # every member stops until the slowest has rejoined, so a scale step
-            # costs up to one interval more. Kafka asks for at most a third of
-            # the session timeout.
+            # A member learns of a rebalance at its next heartbeat and every member waits for
+            # the slowest: a scale step costs up to one interval more (at most session / 3).
             heartbeat_interval_ms=self._heartbeat_interval_ms(),
             rebalance_timeout_ms=int(options.drain_deadline_s * 1000) + 10_000,
         )
@@ -236,6 +237,8 @@ class Runtime:
             if self.transactions is not None:
                 self.transactions.start()
             await self.consumer.start()
+            if self.options.join_gate is not None:
+                await wait_at(self.options.join_gate, self.replica_id, self._stop_requested)
             self.consumer.subscribe(self.processor.source.name, self.partitions)
             await self._consume()
         finally:

@@ -217,6 +217,11 @@ class LagMonitor:
         )
         return self.latest
 
+    async def group_state(self) -> str:
+        """Stable, PreparingRebalance, CompletingRebalance, Empty or Dead (Kafka's words)."""
+        assert self._admin is not None
+        return (await self._admin.describe_group(self.group)).state
+
     async def members(self) -> int:
         """Members the group has now (0 when it is empty or unknown)."""
         assert self._admin is not None

@@ -21,6 +21,14 @@ The state machine adds what a recommendation cannot know by itself:
   scale-down that has to be undone within the long window was premature:
   the next ones wait the long window, four times as long each time, so input
   that bursts periodically settles instead of flapping;
+- hysteresis at the integer boundary: up only when the need clearly exceeds
+  the replicas (UP_MARGIN), down only to a count that keeps a margin over the
+  input (DOWN_MARGIN), so a need wobbling around 3.0 neither adds a fourth
+  replica nor removes the third;
+- a scale step stalls the group (replicas start, the group rebalances):
+  while it settles, nothing is learned about capacity, the lag the stall
+  itself explains is not read as new demand, and a scale-up budgets the
+  stall it is about to cause, so a burst is met by one step, not two;
 - never above the partition count: an extra replica would sit idle.
 """
 
@@ -42,6 +50,20 @@ BACKOFF_GROWTH = 4
 """Each premature quick scale-down in a row keeps the long window this many times longer."""
 MAX_BACKOFF_WINDOWS = 64
 """... but for at most this many long windows (about 21 minutes by default)."""
+UP_MARGIN = 0.10
+"""Scale up when the need exceeds the replicas by more than this fraction.
+
+On a steady load the input rate and one replica's capacity each wobble by
+about ±5% from one interval to the next; their ratio, the need, by up to
+±10%. A need of 3.0 must not become a fourth replica on one noisy second.
+A real deficit below the margin still builds lag, and the drain term turns
+lag into need: it crosses the margin within a few intervals.
+"""
+DOWN_MARGIN = 0.05
+"""Scale down only to a count whose capacity covers the input, headroom included, by this
+fraction more: a +5% wobble after the step leaves the need below the count, and the
+up rule needs UP_MARGIN above it, so the step cannot be undone by noise. Not more:
+three replicas of 185/s over 497/s (bench/autoscale.py's step) must remain allowed."""
 
 
 def is_replay_group(group: str) -> bool:
@@ -71,6 +93,13 @@ class ScalingPolicy:
     """Below this lag the replicas may be idle part of the time: no capacity measurement."""
     initial_replica_rate: float | None = None
     """Events/s one replica handles, until one is measured (None: grow by doubling)."""
+    rebalance_stall_s: float = 3.0
+    """How long a scale step stops the group's output (a rebalance on the eager protocol).
+
+    A scale-up adds the input of this long to the lag it must drain: the stall
+    it causes is part of the backlog, and sizing for it avoids a second step.
+    bench/autoscale.py --timeline shows it (2 to 4 s here with aiokafka).
+    """
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_replicas <= self.max_replicas:
@@ -81,6 +110,8 @@ class ScalingPolicy:
             raise ConfigError("target_drain_s must be positive and headroom at least 1")
         if self.caught_up_window_s < 0 or self.scale_down_window_s < 0:
             raise ConfigError("the scale-down windows cannot be negative")
+        if self.rebalance_stall_s < 0:
+            raise ConfigError("rebalance_stall_s cannot be negative")
 
 
 @dataclass(frozen=True)
@@ -96,6 +127,8 @@ class Observation:
     """Events/s the group committed."""
     replicas: int
     """Replicas running now."""
+    settling: bool = False
+    """A scale step is under way: replicas starting or draining, or the group rebalancing."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +136,23 @@ class Decision:
     desired: int
     reason: str
     per_replica_rate: float | None
+
+
+def need(
+    policy: ScalingPolicy, observation: Observation, per_replica_rate: float, extra_lag: float = 0
+) -> float:
+    """Replicas (fractional) to keep up with the input and drain the lag (+ `extra_lag`) in time.
+
+    Unbounded by min and max: the hysteresis compares it with the replicas
+    running before rounding.
+    """
+    keep_up_rate = observation.input_rate * policy.headroom
+    lag = max(0.0, observation.lag + extra_lag)
+    keep_up = keep_up_rate / per_replica_rate
+    drain = (keep_up_rate + lag / policy.target_drain_s) / per_replica_rate
+    # Replicas beyond the partitions that have lag cannot drain any faster.
+    drain = min(drain, max(keep_up, float(observation.partitions_with_lag)))
+    return max(keep_up, drain)
 
 
 def recommend(
@@ -114,32 +164,32 @@ def recommend(
     if per_replica_rate is None or per_replica_rate <= 0:
         desired, why = replicas, "no capacity measured yet: hold"
     else:
-        keep_up = _replicas_for(observation.input_rate * policy.headroom, per_replica_rate, ceiling)
-        drain_rate = observation.input_rate * policy.headroom + (
-            observation.lag / policy.target_drain_s
-        )
-        drain = _replicas_for(drain_rate, per_replica_rate, ceiling)
-        # Replicas beyond the partitions that have lag cannot drain any faster.
-        drain = min(drain, max(keep_up, observation.partitions_with_lag))
-        desired = max(keep_up, drain)
-        why = (
-            f"input {observation.input_rate:,.0f}/s and lag {observation.lag:,} "
-            f"(drain in {policy.target_drain_s:.0f}s) at {per_replica_rate:,.0f}/s per replica"
-        )
+        desired = _ceil_within(need(policy, observation, per_replica_rate), ceiling)
+        why = _why(policy, observation, per_replica_rate)
+    return _bounded(policy, ceiling, desired, why)
+
+
+def _why(policy: ScalingPolicy, observation: Observation, per_replica_rate: float) -> str:
+    return (
+        f"input {observation.input_rate:,.0f}/s and lag {observation.lag:,} "
+        f"(drain in {policy.target_drain_s:.0f}s) at {per_replica_rate:,.0f}/s per replica"
+    )
+
+
+def _bounded(policy: ScalingPolicy, ceiling: int, desired: int, why: str) -> tuple[int, str]:
     bounded = min(ceiling, max(policy.min_replicas, desired))
     if bounded != desired:
         why += f"; bounded to {bounded} (min {policy.min_replicas}, max {ceiling})"
     return bounded, why
 
 
-def _replicas_for(rate: float, per_replica_rate: float, ceiling: int) -> int:
-    """ceil(rate / per_replica_rate), at most `ceiling`.
+def _ceil_within(replicas: float, ceiling: int) -> int:
+    """ceil(replicas), at most `ceiling`.
 
     Capped before rounding: a per-replica rate measured near zero makes the
-    quotient overflow to infinity, which has no integer ceiling.
+    need overflow to infinity, which has no integer ceiling.
     """
-    needed = rate / per_replica_rate
-    return math.ceil(needed) if needed < ceiling else ceiling
+    return math.ceil(replicas) if replicas < ceiling else ceiling
 
 
 class Autoscaler:
@@ -159,12 +209,18 @@ class Autoscaler:
         self._premature = 0
         """Quick scale-downs undone in a row."""
         self._long_window_until = -math.inf
+        self._settling_since: float | None = None
+        self._first_seen = math.inf
 
     def _learn(self, observation: Observation) -> bool:
         """Update the capacity estimate; whether the group was busy the whole interval."""
         previous_lag, self._previous_lag = self._previous_lag, observation.lag
         # Busy the whole interval: lag at its start and at its end.
         saturated = min(previous_lag, observation.lag) >= self.policy.saturation_lag
+        if observation.settling:
+            # A step's stall says nothing about capacity: warm up again once it has settled.
+            self._size_seen = None
+            return saturated
         if observation.replicas != self._size_seen:
             self._size_seen = observation.replicas
             self._stable_since = observation.at
@@ -214,8 +270,38 @@ class Autoscaler:
             self._long_window_until = at + self.policy.scale_down_window_s * windows
             self._quick_down_at = None
 
+    def _stall_explains(self, observation: Observation) -> float:
+        """Lag a step under way explains: its input since it began (nothing drained meanwhile)."""
+        if not observation.settling:
+            self._settling_since = None
+            return 0.0
+        if self._settling_since is None:
+            self._settling_since = observation.at
+        return observation.input_rate * (observation.at - self._settling_since)
+
+    def _measured(self, observation: Observation, ceiling: int) -> tuple[int, int, str]:
+        """With a capacity known: (replicas to scale up to, or the target; to go down to; why)."""
+        assert self.per_replica_rate is not None
+        rate = self.per_replica_rate
+        explained = self._stall_explains(observation)
+        needed = need(self.policy, observation, rate, extra_lag=-explained)
+        why = _why(self.policy, observation, rate)
+        if explained:
+            why += f"; {explained:,.0f} of the lag is the step's stall"
+        up = self.target
+        if needed > self.target * (1 + UP_MARGIN):
+            # Size for the stall this step causes too, so it is the only step.
+            stall = observation.input_rate * self.policy.rebalance_stall_s
+            up = _ceil_within(need(self.policy, observation, rate, stall - explained), ceiling)
+            up = max(up, _ceil_within(needed, ceiling))
+        down = _ceil_within(needed * (1 + DOWN_MARGIN), ceiling)
+        if observation.settling:
+            down = self.target  # the stall's rates say nothing about the need
+        return up, down, why
+
     def decide(self, observation: Observation) -> Decision:
         at = observation.at
+        self._first_seen = min(self._first_seen, at)
         saturated = self._learn(observation)
         self._track_caught_up(observation)
         if self._quick_down_at is not None and at - self._quick_down_at >= (
@@ -224,22 +310,32 @@ class Autoscaler:
             # The last quick scale-down stood for a whole long window: it was right.
             self._quick_down_at = None
             self._premature = 0
+        ceiling = max(
+            self.policy.min_replicas, min(self.policy.max_replicas, observation.partitions)
+        )
         if self.per_replica_rate is None:
-            raw, why = self._unknown_capacity(observation, saturated)
+            self._stall_explains(observation)
+            raw, why = self._unknown_capacity(observation, saturated and not observation.settling)
+            up = down = raw
         else:
-            raw, why = recommend(self.policy, observation, self.per_replica_rate)
-        self._recent.append((at, raw))
+            up, down, why = self._measured(observation, ceiling)
+        up, why = _bounded(self.policy, ceiling, up, why)
+        down, _ = _bounded(self.policy, ceiling, down, why)
+        # A scale-up's count (stall budget included) stands for a window at least.
+        self._recent.append((at, max(down, up) if up > self.target else down))
         while self._recent and at - self._recent[0][0] > self.policy.scale_down_window_s:
             self._recent.popleft()
-        if raw > self.target:
+        if up > self.target:
             self._note_scale_up(at)
-            self.target = raw
-            reason = f"up to {raw}: {why}"
-        elif raw < self.target:
+            self.target = up
+            reason = f"up to {up}: {why}"
+        elif down < self.target:
             # The highest recommendation of the window: one quiet moment is not a trend.
             window_s = self._down_window(at)
             floor = max(desired for seen_at, desired in self._recent if at - seen_at <= window_s)
             quick = window_s < self.policy.scale_down_window_s
+            if at - self._first_seen < window_s:
+                floor = self.target  # the window is not full yet: a first quiet moment is not one
             if floor < self.target:
                 self.target = floor
                 if quick:
@@ -247,7 +343,7 @@ class Autoscaler:
                 how = ", caught up for" if quick else " after"
                 reason = f"down to {floor}{how} {window_s:.0f}s: {why}"
             else:
-                reason = f"hold {self.target} (down to {raw} waits for the window): {why}"
+                reason = f"hold {self.target} (down to {down} waits for the window): {why}"
         else:
             reason = f"hold {self.target}: {why}"
         return Decision(self.target, reason, self.per_replica_rate)

@@ -3,9 +3,18 @@
 A tick adds the input of that second to the backlog and removes what the
 ready replicas can process (each up to `per_replica_rate`, at most one
 replica per partition doing work). A replica added by a decision becomes
-ready `startup_s` later, as a real one joins its group; a removed one stops
-at once. Policies see what a real monitor sees: lag, input and consumption
-rates over their sync interval, and the running replicas.
+ready `startup_s` (plus up to `startup_jitter_s`) later, as a real one joins
+its group; a removed one stops at once. Policies see what a real monitor
+sees: lag, input and consumption rates over their sync interval, the
+running replicas, and whether a scale step is still settling.
+
+What the first version left out, and a real group showed (issue 20): every
+change of membership is a rebalance, and a rebalance stops output for
+`rebalance_s`: every member's on the eager protocol, only the moved
+partitions' on an incremental one. Replicas that reach the group at
+different times (start-up jitter) cause one rebalance each, unless they
+join together (`join_together`, the supervisor's join gate). Input and each
+replica's capacity are noisy (seeded, so a run is repeatable).
 
 KEDA's Kafka scaler is modelled by its formula: desired = ceil(total lag /
 lagThreshold), capped at the partition count, applied by the HPA every 15 s
@@ -17,10 +26,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pipeline.scaling.policy import Autoscaler, Observation, ScalingPolicy
 
@@ -62,6 +72,37 @@ class GroupModel:
     startup_s: float = 5.0
     min_replicas: int = 1
     max_replicas: int = 12
+    rebalance_s: float = 0.0
+    """Output stopped by one rebalance (bench/autoscale.py --timeline measures 2-4 s)."""
+    protocol: Literal["eager", "incremental"] = "eager"
+    """eager: every member stops; incremental: only the moved partitions do."""
+    join_together: bool = True
+    """A decision's replicas join at once (one rebalance) rather than as each is up."""
+    startup_jitter_s: float = 0.0
+    """Each replica's start-up takes up to this much longer than `startup_s` (uniform)."""
+    input_noise: float = 0.0
+    """Each second's input is off by up to ± this fraction (uniform)."""
+    capacity_noise: float = 0.0
+    """Each replica's capacity, each second, is off by up to ± this fraction (uniform)."""
+    seed: int = 0
+
+
+def noisy(base: GroupModel, noise: float = 0.05, seed: int = 0) -> GroupModel:
+    """What a real group on a shared machine does: ±noise, 3 s eager rebalances, 2 s jitter."""
+    return GroupModel(
+        per_replica_rate=base.per_replica_rate,
+        partitions=base.partitions,
+        startup_s=base.startup_s,
+        min_replicas=base.min_replicas,
+        max_replicas=base.max_replicas,
+        rebalance_s=3.0,
+        protocol=base.protocol,
+        join_together=base.join_together,
+        startup_jitter_s=2.0,
+        input_noise=noise,
+        capacity_noise=noise,
+        seed=seed,
+    )
 
 
 class Scaler(Protocol):
@@ -120,24 +161,99 @@ class SimResult:
     lags: list[float] = field(default_factory=list)
     replicas: list[int] = field(default_factory=list)
     inputs: list[float] = field(default_factory=list)
+    outputs: list[float] = field(default_factory=list)
+    rebalances: int = 0
+
+
+class _Group:
+    """The replicas of one simulated group: who is starting, who is in, and its stalls."""
+
+    def __init__(self, model: GroupModel, replicas: int, rng: random.Random) -> None:
+        self.model = model
+        self.rng = rng
+        self.members = replicas
+        self.starting: list[list[float]] = []
+        """Per decision, when each of its replicas would be up."""
+        self.stall_until = -math.inf
+        self.stalled_fraction = 0.0
+        self.rebalances = 0
+
+    def _rebalance(self, t: float, moved: float) -> None:
+        """A membership change at t: output stops on `moved` of the partitions for a while."""
+        self.rebalances += 1
+        fraction = 1.0 if self.model.protocol == "eager" else moved
+        if t < self.stall_until:
+            fraction = max(fraction, self.stalled_fraction)
+        self.stall_until = t + self.model.rebalance_s
+        self.stalled_fraction = fraction
+
+    def start(self, t: float, count: int) -> None:
+        jitter = self.model.startup_jitter_s
+        self.starting.append(
+            [t + self.model.startup_s + self.rng.uniform(0, jitter) for _ in range(count)]
+        )
+
+    def stop(self, t: float, count: int) -> None:
+        """Newest first: replicas still starting are cancelled before members leave."""
+        while count and self.starting:
+            batch = self.starting[-1]
+            batch.pop()
+            count -= 1
+            if not batch:
+                self.starting.pop()
+        if count:
+            before = self.members
+            self.members -= count
+            self._rebalance(t, count / before)
+
+    def tick(self, t: float) -> None:
+        for batch in list(self.starting):
+            if self.model.join_together:
+                if max(batch) <= t:
+                    self.starting.remove(batch)
+                    self._join(t, len(batch))
+            else:
+                arrived = [at for at in batch if at <= t]
+                for _ in arrived:
+                    batch.remove(min(batch))
+                    self._join(t, 1)
+                if not batch:
+                    self.starting.remove(batch)
+
+    def _join(self, t: float, count: int) -> None:
+        self.members += count
+        self._rebalance(t, count / self.members)
+
+    @property
+    def settling(self) -> bool:
+        return bool(self.starting)
+
+    def capacity(self, t: float) -> float:
+        model = self.model
+        working = min(self.members, model.partitions)
+        total = sum(
+            model.per_replica_rate * (1 + self.rng.uniform(-1, 1) * model.capacity_noise)
+            for _ in range(working)
+        )
+        if t < self.stall_until:
+            total *= 1 - self.stalled_fraction
+        return total
 
 
 def simulate(trace: Trace, scaler: Scaler, model: GroupModel, start_replicas: int = 1) -> SimResult:
     result = SimResult(trace, model)
+    rng = random.Random(model.seed)
+    group = _Group(model, start_replicas, rng)
     lag = 0.0
     running = start_replicas
-    ready_at: list[float] = []  # replicas still starting
-    ready = start_replicas
     last_decision = -math.inf
     window_input = window_processed = 0.0
     window_start = 0.0
     t = 0.0
     while t < trace.duration_s:
-        arriving = trace.rate(t)
-        ready += sum(1 for at in ready_at if at <= t)
-        ready_at = [at for at in ready_at if at > t]
-        capacity = min(ready, model.partitions) * model.per_replica_rate
-        processed = min(lag + arriving, capacity)
+        arriving = trace.rate(t) * (1 + rng.uniform(-1, 1) * model.input_noise)
+        group.tick(t)
+        processed = min(lag + arriving, group.capacity(t))
         lag = lag + arriving - processed
         window_input += arriving
         window_processed += processed
@@ -151,15 +267,13 @@ def simulate(trace: Trace, scaler: Scaler, model: GroupModel, start_replicas: in
                 input_rate=window_input / elapsed,
                 consume_rate=window_processed / elapsed,
                 replicas=running,
+                settling=group.settling or t < group.stall_until,
             )
             target = scaler.desired(observation)
             if target > running:
-                ready_at.extend([t + model.startup_s] * (target - running))
+                group.start(t, target - running)
             elif target < running:
-                removing = running - target
-                starting = min(removing, len(ready_at))
-                ready_at = ready_at[: len(ready_at) - starting]
-                ready -= removing - starting
+                group.stop(t, running - target)
             running = target
             last_decision = t
             window_input = window_processed = 0.0
@@ -168,7 +282,9 @@ def simulate(trace: Trace, scaler: Scaler, model: GroupModel, start_replicas: in
         result.lags.append(lag)
         result.replicas.append(running)
         result.inputs.append(arriving)
+        result.outputs.append(processed)
         t += 1.0
+    result.rebalances = group.rebalances
     return result
 
 

@@ -5,13 +5,21 @@ autoscaler for a size and starts or stops workers to match. Scale-down
 sends SIGTERM to the newest worker, which drains, commits and leaves the
 group before it exits; the supervisor does not count it as running from
 then on. A worker that exits on its own is replaced.
+
+The workers of one scale-up join the group through one gate
+(pipeline.runtime.join_gate): one rebalance per step. Until the step has
+settled (gate open, every new worker ready, every leaving one gone, the
+group Stable) the autoscaler is told so, and neither learns capacity from
+the stall nor reads its lag as new demand.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import time
@@ -23,6 +31,7 @@ from pipeline.errors import ConfigError
 from pipeline.kafka.connect import connect
 from pipeline.kafka.port import KafkaClientError
 from pipeline.metrics import Metrics, labels_of
+from pipeline.runtime.join_gate import JoinGate
 from pipeline.scaling.lag import GroupLag, LagMonitor, export_lag
 from pipeline.scaling.policy import (
     Autoscaler,
@@ -35,6 +44,10 @@ from pipeline.scaling.worker_process import WorkerProcess
 from pipeline.settings import PipelineSettings
 
 log = logging.getLogger("pipeline.supervisor")
+
+GATE_POLL_S = 0.05
+"""How often the step's gates are looked at: a step's replicas join within this of the last."""
+SETTLED_STATES = ("Stable", "Empty")
 
 
 @dataclass
@@ -51,6 +64,7 @@ class Status:
     reason: str
     per_replica_rate: float | None
     replaced: int
+    settling: bool = False
 
     def line(self) -> str:
         capacity = (
@@ -59,9 +73,11 @@ class Status:
             else "capacity not measured yet"
         )
         draining = f" (+{self.draining} draining)" if self.draining else ""
+        settling = " · settling" if self.settling else ""
         return (
             f"lag {self.lag:,} · in {self.input_rate:,.0f}/s · out {self.consume_rate:,.0f}/s · "
-            f"replicas {self.replicas}{draining} → {self.desired} · {capacity} · {self.reason}"
+            f"replicas {self.replicas}{draining} → {self.desired}{settling} · {capacity} · "
+            f"{self.reason}"
         )
 
 
@@ -89,6 +105,11 @@ class Supervisor:
     ready: bool = False
     became_ready: asyncio.Event = field(default_factory=asyncio.Event)
     latest: Status | None = None
+    gates: list[JoinGate] = field(default_factory=list)
+    """Scale steps whose gate is not open yet."""
+    joining: set[str] = field(default_factory=set)
+    """Workers started by a step and not seen ready yet."""
+    steps: int = 0
 
     def __post_init__(self) -> None:
         if is_replay_group(self.group):
@@ -123,24 +144,66 @@ class Supervisor:
 
     # -- processes ----------------------------------------------------------------
 
-    def _next_replica_id(self) -> str:
-        taken = set(self.workers) | {worker.replica_id for worker in self.draining}
+    def _next_replica_id(self, also_taken: set[str]) -> str:
+        taken = set(self.workers) | {worker.replica_id for worker in self.draining} | also_taken
         index = 0
         while f"{self.processor}-{index}" in taken:
             index += 1
         return f"{self.processor}-{index}"
 
-    def _start_one(self) -> None:
-        replica_id = self._next_replica_id()
-        worker = WorkerProcess(
-            self.processor,
-            replica_id,
-            self.env,
-            self.log_dir / f"{replica_id}.log",
-            *self.worker_args,
-        )
-        self.workers[replica_id] = worker
-        log.info("started %s (pid %d)", replica_id, worker.process.pid)
+    def _start_step(self, count: int) -> None:
+        """`count` workers that wait at one gate, so that they join in one rebalance."""
+        self.steps += 1
+        replica_ids: list[str] = []
+        for _ in range(count):
+            replica_ids.append(self._next_replica_id(set(replica_ids)))
+        gate = JoinGate(self.log_dir / ".gates" / f"step-{self.steps}", replica_ids)
+        for replica_id in replica_ids:
+            worker = WorkerProcess(
+                self.processor,
+                replica_id,
+                self.env,
+                self.log_dir / f"{replica_id}.log",
+                "--join-gate",
+                str(gate.path),
+                *self.worker_args,
+            )
+            self.workers[replica_id] = worker
+            self.joining.add(replica_id)
+            log.info("started %s (pid %d)", replica_id, worker.process.pid)
+        self.gates.append(gate)
+
+    async def _open_gates(self, stop: asyncio.Event) -> None:
+        """Open each step's gate once all its workers are at it (or gone); polled often."""
+        while not stop.is_set():
+            for gate in list(self.gates):
+                alive = {rid for rid, worker in self.workers.items() if worker.running}
+                if gate.should_open(gone=set(gate.replica_ids) - alive):
+                    gate.open()
+                    self.gates.remove(gate)
+                    log.info(
+                        "step %s: %d of %d at the gate after %.1fs; joining together",
+                        gate.path.name,
+                        len(gate.arrived()),
+                        len(gate.replica_ids),
+                        gate.age_s(),
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), GATE_POLL_S)
+
+    async def _settling(self, monitor: LagMonitor) -> bool:
+        """A step under way: a gate shut, a new worker not ready, one leaving, or a rebalance."""
+        for replica_id in list(self.joining):
+            worker = self.workers.get(replica_id)
+            if worker is None or not worker.running or await asyncio.to_thread(worker.is_ready):
+                self.joining.discard(replica_id)
+        if self.gates or self.joining or self.draining:
+            return True
+        try:
+            return await monitor.group_state() not in SETTLED_STATES
+        except KafkaClientError as exc:
+            log.warning("could not read the group's state (%s); taking it as settled", exc)
+            return False
 
     def _stop_one(self) -> None:
         newest = max(self.workers, key=lambda rid: int(rid.rsplit("-", 1)[1]))
@@ -169,14 +232,14 @@ class Supervisor:
                 )
 
     def _resize(self, desired: int) -> None:
-        while len(self.workers) < desired:
-            self._start_one()
+        if len(self.workers) < desired:
+            self._start_step(desired - len(self.workers))
         while len(self.workers) > desired:
             self._stop_one()
 
     # -- the loop -------------------------------------------------------------------
 
-    def observe(self, sample: GroupLag, replicas: int) -> Observation:
+    def observe(self, sample: GroupLag, replicas: int, settling: bool = False) -> Observation:
         return Observation(
             at=time.monotonic(),
             lag=sample.lag,
@@ -185,9 +248,12 @@ class Supervisor:
             input_rate=sample.produce_rate or 0.0,
             consume_rate=sample.consume_rate or 0.0,
             replicas=replicas,
+            settling=settling,
         )
 
-    def _record(self, sample: GroupLag, decision: Decision, replicas: int) -> Status:
+    def _record(
+        self, sample: GroupLag, decision: Decision, replicas: int, settling: bool
+    ) -> Status:
         status = Status(
             at=time.time(),
             lag=sample.lag,
@@ -199,6 +265,7 @@ class Supervisor:
             reason=decision.reason,
             per_replica_rate=decision.per_replica_rate,
             replaced=self.replaced,
+            settling=settling,
         )
         self.latest = status
         if self.status_file is not None:
@@ -210,36 +277,42 @@ class Supervisor:
     async def run(self, stop: asyncio.Event) -> None:
         if self.manage_processes:
             self._resize(self.policy.min_replicas)
+        gates = asyncio.ensure_future(self._open_gates(stop))
         clients = connect(self.settings)
-        async with LagMonitor(clients, self.group, self.topic, measure_age=False) as monitor:
-            export_lag(self.metrics, monitor)
-            await monitor.sample()  # the first sample has no rates
-            self.ready = True
-            self.became_ready.set()
+        try:
+            async with LagMonitor(clients, self.group, self.topic, measure_age=False) as monitor:
+                export_lag(self.metrics, monitor)
+                await monitor.sample()  # the first sample has no rates
+                self.ready = True
+                self.became_ready.set()
+                await self._loop(stop, monitor)
+        finally:
+            gates.cancel()
+            await self.shutdown()
+
+    async def _loop(self, stop: asyncio.Event, monitor: LagMonitor) -> None:
+        while not stop.is_set():
             try:
-                while not stop.is_set():
-                    try:
-                        await asyncio.wait_for(stop.wait(), self.interval_s)
-                        break
-                    except TimeoutError:
-                        pass
-                    try:
-                        sample = await monitor.sample()
-                    except KafkaClientError as exc:
-                        log.warning("could not read the group's lag (%s); deciding next time", exc)
-                        continue
-                    if self.manage_processes:
-                        self._reap()
-                        replicas = len(self.workers)
-                    else:
-                        replicas = await monitor.members()
-                    assert self.decide is not None
-                    decision = self.decide(self.observe(sample, replicas))
-                    if self.manage_processes:
-                        self._resize(decision.desired)
-                    self._record(sample, decision, replicas)
-            finally:
-                await self.shutdown()
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+                break
+            except TimeoutError:
+                pass
+            try:
+                sample = await monitor.sample()
+            except KafkaClientError as exc:
+                log.warning("could not read the group's lag (%s); deciding next time", exc)
+                continue
+            if self.manage_processes:
+                self._reap()
+                replicas = len(self.workers)
+            else:
+                replicas = await monitor.members()
+            settling = await self._settling(monitor)
+            assert self.decide is not None
+            decision = self.decide(self.observe(sample, replicas, settling))
+            if self.manage_processes:
+                self._resize(decision.desired)
+            self._record(sample, decision, replicas, settling)
 
     async def shutdown(self, grace_s: float = 60) -> None:
         for worker in self.workers.values():
@@ -257,3 +330,6 @@ class Supervisor:
 
         await asyncio.gather(*(exit_of(worker) for worker in self.draining))
         self.draining.clear()
+        self.gates.clear()
+        self.joining.clear()
+        shutil.rmtree(self.log_dir / ".gates", ignore_errors=True)
