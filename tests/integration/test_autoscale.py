@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -162,6 +164,14 @@ def test_a_step_in_load_scales_up_drains_and_scales_back_down(
     history = statuses(status_file)
     peak = max(int(s["replicas"]) for s in history)  # type: ignore[call-overload]
     assert 3 <= peak <= 4
+    # One step up, sized for its own stall: not 1 → 2 → 3, each a rebalance.
+    sizes = [int(s["desired"]) for s in history]  # type: ignore[call-overload]
+    first_up = next(after for before, after in itertools.pairwise(sizes) if after > before)
+    assert first_up >= 3, sizes
+    # ... whose replicas joined through one gate, all of them at it when it opened.
+    supervisor_log = (tmp_path / "supervisor.log").read_text()
+    opened = re.findall(r"step step-(\d+): (\d+) of (\d+) at the gate", supervisor_log)
+    assert ("2", str(first_up - 1), str(first_up - 1)) in opened, supervisor_log[-3000:]
     assert history[-1]["lag"] == 0
     assert supervisor.returncode == 0, (tmp_path / "supervisor.log").read_text()[-3000:]
 
