@@ -38,6 +38,13 @@ def scale(
     replica_rate: float = typer.Option(
         None, "--replica-rate", help="Events/s one replica handles, until one is measured."
     ),
+    rebalance_stall: str = typer.Option(
+        "3s",
+        "--rebalance-stall",
+        help="How long a scale step stops the group's output (an eager rebalance); a "
+        "scale-up sizes for draining it too, so one step meets a burst. Less with "
+        "--worker-arg=--rebalance-protocol --worker-arg=cooperative.",
+    ),
     metrics_port: int = typer.Option(
         None, "--metrics-port", help="Serve lag and desired replicas on /metrics."
     ),
@@ -59,11 +66,14 @@ def scale(
 ) -> None:
     """Start and stop `pipeline worker` processes to match the scaling policy.
 
-    Scale-down sends SIGTERM to the newest worker: it drains, commits and
-    leaves the group. A worker that dies is replaced. Ctrl-C stops them all
-    the same way.
+    A scale-up's workers get ready and then join the group together (one
+    rebalance per step). Scale-down sends SIGTERM to the newest worker: it
+    drains, commits and leaves the group. A worker that dies is replaced.
+    Ctrl-C stops them all the same way.
 
     Example: pipeline scale enrich_orders --min 1 --max 8 --target-drain 30s
+
+    Example: pipeline scale enrich_orders --worker-arg=--client --worker-arg=confluent
     """
     from pipeline.scaling.policy import ScalingPolicy
     from pipeline.scaling.supervisor import Status, Supervisor
@@ -78,6 +88,7 @@ def scale(
         scale_down_window_s=parse_duration(scale_down_window),
         caught_up_window_s=parse_duration(caught_up_window),
         initial_replica_rate=replica_rate,
+        rebalance_stall_s=parse_duration(rebalance_stall),
     )
     env = {"PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
     if settings.database_url is not None:

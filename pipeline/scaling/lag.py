@@ -17,7 +17,14 @@ import time
 from dataclasses import asdict, dataclass
 
 from pipeline.errors import PipelineError
-from pipeline.kafka.port import Admin, Clients, Consumer, ConsumerOptions, TopicPartition
+from pipeline.kafka.port import (
+    Admin,
+    Clients,
+    Consumer,
+    ConsumerOptions,
+    GroupDescription,
+    TopicPartition,
+)
 from pipeline.metrics import Labels, Metrics, labels_of
 
 AGE_FETCH_TIMEOUT_S = 2.0
@@ -217,10 +224,10 @@ class LagMonitor:
         )
         return self.latest
 
-    async def group_state(self) -> str:
-        """Stable, PreparingRebalance, CompletingRebalance, Empty or Dead (Kafka's words)."""
+    async def describe_group(self) -> GroupDescription:
+        """The group's state (Stable, PreparingRebalance, ...) and its members."""
         assert self._admin is not None
-        return (await self._admin.describe_group(self.group)).state
+        return await self._admin.describe_group(self.group)
 
     async def members(self) -> int:
         """Members the group has now (0 when it is empty or unknown)."""

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import shutil
 import signal
 import subprocess
@@ -48,6 +49,9 @@ log = logging.getLogger("pipeline.supervisor")
 GATE_POLL_S = 0.05
 """How often the step's gates are looked at: a step's replicas join within this of the last."""
 SETTLED_STATES = ("Stable", "Empty")
+SETTLE_LIMIT_S = 60.0
+"""A step that has not settled by then (a worker that never joins) is taken as settled:
+the policy must not stay blind to the rates for good."""
 
 
 @dataclass
@@ -107,9 +111,9 @@ class Supervisor:
     latest: Status | None = None
     gates: list[JoinGate] = field(default_factory=list)
     """Scale steps whose gate is not open yet."""
-    joining: set[str] = field(default_factory=set)
-    """Workers started by a step and not seen ready yet."""
     steps: int = 0
+    stepped_at: float = -math.inf
+    """When replicas were last started or stopped (monotonic)."""
 
     def __post_init__(self) -> None:
         if is_replay_group(self.group):
@@ -169,7 +173,6 @@ class Supervisor:
                 *self.worker_args,
             )
             self.workers[replica_id] = worker
-            self.joining.add(replica_id)
             log.info("started %s (pid %d)", replica_id, worker.process.pid)
         self.gates.append(gate)
 
@@ -192,18 +195,20 @@ class Supervisor:
                 await asyncio.wait_for(stop.wait(), GATE_POLL_S)
 
     async def _settling(self, monitor: LagMonitor) -> bool:
-        """A step under way: a gate shut, a new worker not ready, one leaving, or a rebalance."""
-        for replica_id in list(self.joining):
-            worker = self.workers.get(replica_id)
-            if worker is None or not worker.running or await asyncio.to_thread(worker.is_ready):
-                self.joining.discard(replica_id)
-        if self.gates or self.joining or self.draining:
+        """A step under way: a gate shut, a worker still leaving, a worker not in the group
+        yet, or a rebalance. Never longer than SETTLE_LIMIT_S after the last step of its own;
+        with --recommend-only, whenever the group rebalances."""
+        if self.manage_processes and time.monotonic() - self.stepped_at > SETTLE_LIMIT_S:
+            return False
+        if self.gates or self.draining:
             return True
         try:
-            return await monitor.group_state() not in SETTLED_STATES
+            group = await monitor.describe_group()
         except KafkaClientError as exc:
             log.warning("could not read the group's state (%s); taking it as settled", exc)
             return False
+        everyone_in = not self.manage_processes or len(group.members) == len(self.workers)
+        return group.state not in SETTLED_STATES or not everyone_in
 
     def _stop_one(self) -> None:
         newest = max(self.workers, key=lambda rid: int(rid.rsplit("-", 1)[1]))
@@ -232,6 +237,8 @@ class Supervisor:
                 )
 
     def _resize(self, desired: int) -> None:
+        if len(self.workers) != desired:
+            self.stepped_at = time.monotonic()
         if len(self.workers) < desired:
             self._start_step(desired - len(self.workers))
         while len(self.workers) > desired:
@@ -331,5 +338,4 @@ class Supervisor:
         await asyncio.gather(*(exit_of(worker) for worker in self.draining))
         self.draining.clear()
         self.gates.clear()
-        self.joining.clear()
         shutil.rmtree(self.log_dir / ".gates", ignore_errors=True)
