@@ -69,6 +69,11 @@ class JoinGate:
         self.created_at = time.monotonic()
         path.parent.mkdir(parents=True, exist_ok=True)
 
+    def admit(self, replica_ids: list[str]) -> None:
+        """More replicas for a gate not open yet: the wait starts again for them."""
+        self.replica_ids.extend(replica_ids)
+        self.created_at = time.monotonic()
+
     def age_s(self) -> float:
         return time.monotonic() - self.created_at
 

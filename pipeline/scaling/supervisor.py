@@ -161,7 +161,13 @@ class Supervisor:
         replica_ids: list[str] = []
         for _ in range(count):
             replica_ids.append(self._next_replica_id(set(replica_ids)))
-        gate = JoinGate(self.log_dir / ".gates" / f"step-{self.steps}", replica_ids)
+        if self.gates:
+            # The last step's workers are not in yet: these join with them, one rebalance.
+            gate = self.gates[-1]
+            gate.admit(replica_ids)
+        else:
+            gate = JoinGate(self.log_dir / ".gates" / f"step-{self.steps}", replica_ids)
+            self.gates.append(gate)
         for replica_id in replica_ids:
             worker = WorkerProcess(
                 self.processor,
@@ -174,7 +180,6 @@ class Supervisor:
             )
             self.workers[replica_id] = worker
             log.info("started %s (pid %d)", replica_id, worker.process.pid)
-        self.gates.append(gate)
 
     async def _open_gates(self, stop: asyncio.Event) -> None:
         """Open each step's gate once all its workers are at it (or gone); polled often."""

@@ -65,3 +65,13 @@ def test_the_supervisor_gives_up_waiting_after_the_timeout(tmp_path: Path) -> No
     gate = JoinGate(tmp_path / "step-5", ["p-1"])
     assert not gate.should_open(gone=set(), timeout_s=30)
     assert gate.should_open(gone=set(), timeout_s=0)
+
+
+def test_a_step_taken_before_the_last_one_joined_waits_at_the_same_gate(tmp_path: Path) -> None:
+    gate = JoinGate(tmp_path / "step-6", ["p-1"])
+    arrival_marker(gate.path, "p-1").touch()
+    gate.admit(["p-2", "p-3"])  # 1 → 2, then 2 → 4 a second later: one rebalance
+    assert not gate.should_open(gone=set())
+    for replica_id in ("p-2", "p-3"):
+        arrival_marker(gate.path, replica_id).touch()
+    assert gate.should_open(gone=set())

@@ -138,6 +138,23 @@ def test_capacity_is_not_learned_from_a_stall_and_warms_up_again_after_it() -> N
     assert scaler.per_replica_rate == pytest.approx(300)
 
 
+def test_a_group_keeping_up_never_lowers_its_capacity_one_falling_short_does() -> None:
+    policy = ScalingPolicy(warmup_s=0, saturation_lag=500, initial_replica_rate=170)
+    scaler = Autoscaler(policy, 4)
+    # Four replicas keep up with 500/s: lag stays above saturation_lag (records in flight),
+    # and 125/s each is what they were asked, not what they can do.
+    for t in range(0, 20):
+        scaler.decide(Observation(t, 600, 12, 12, input_rate=500, consume_rate=500, replicas=4))
+    assert scaler.per_replica_rate == 170
+    # Doing more than the estimate raises it, keeping up or not.
+    scaler.decide(Observation(20, 2000, 12, 12, input_rate=500, consume_rate=800, replicas=4))
+    assert scaler.per_replica_rate > 170
+    # Falling clearly short of the input lowers it.
+    raised = scaler.per_replica_rate
+    scaler.decide(Observation(21, 3000, 12, 12, input_rate=800, consume_rate=480, replicas=4))
+    assert scaler.per_replica_rate < raised
+
+
 def test_a_scale_up_budgets_the_stall_it_causes() -> None:
     # 500/s at 185/s and 600 lag: 3 replicas without a stall, but a 4 s stall adds
     # 2,000 records to drain in 30 s: 4 in one step instead of 3 and then 4.
