@@ -209,8 +209,10 @@ def test_capacity_is_learned_only_while_saturated_and_stable() -> None:
     scaler.decide(Observation(**{**busy.__dict__, "at": 5}))
     assert scaler.per_replica_rate is None  # not warmed up
     scaler.decide(Observation(**{**busy.__dict__, "at": 10}))
-    assert scaler.per_replica_rate == pytest.approx(300)
-    idle = Observation(15, 0, 12, 0, input_rate=100, consume_rate=100, replicas=2)
+    assert scaler.per_replica_rate is None  # (5, 10] began inside the warm-up
+    scaler.decide(Observation(**{**busy.__dict__, "at": 15}))
+    assert scaler.per_replica_rate == pytest.approx(300)  # one window of 5 saturated seconds
+    idle = Observation(20, 0, 12, 0, input_rate=100, consume_rate=100, replicas=2)
     scaler.decide(idle)
     assert scaler.per_replica_rate == pytest.approx(300)  # idle rates say nothing
 

@@ -131,10 +131,10 @@ def test_capacity_is_not_learned_from_a_stall_and_warms_up_again_after_it() -> N
         scaler.decide(Observation(t, 5000, 12, 12, 900, 50, replicas=2, settling=True))
     assert scaler.per_replica_rate is None  # 25/s per replica during a stall: not a capacity
     busy = Observation(30, 5000, 12, 12, 900, 600, replicas=2)
-    scaler.decide(busy)
-    scaler.decide(Observation(**{**busy.__dict__, "at": 35}))
-    assert scaler.per_replica_rate is None  # settled 5 s ago: not warmed up yet
-    scaler.decide(Observation(**{**busy.__dict__, "at": 40}))
+    for t in (30, 35, 40):
+        scaler.decide(Observation(**{**busy.__dict__, "at": t}))
+        assert scaler.per_replica_rate is None  # settled at 30: warming up until 40
+    scaler.decide(Observation(**{**busy.__dict__, "at": 45}))
     assert scaler.per_replica_rate == pytest.approx(300)
 
 
@@ -146,13 +146,25 @@ def test_a_group_keeping_up_never_lowers_its_capacity_one_falling_short_does() -
     for t in range(0, 20):
         scaler.decide(Observation(t, 600, 12, 12, input_rate=500, consume_rate=500, replicas=4))
     assert scaler.per_replica_rate == 170
-    # Doing more than the estimate raises it, keeping up or not.
-    scaler.decide(Observation(20, 2000, 12, 12, input_rate=500, consume_rate=800, replicas=4))
-    assert scaler.per_replica_rate > 170
-    # Falling clearly short of the input lowers it.
+    # Doing more than the estimate over a window raises it, keeping up or not.
+    for t in range(20, 26):
+        scaler.decide(Observation(t, 2000, 12, 12, input_rate=500, consume_rate=800, replicas=4))
     raised = scaler.per_replica_rate
-    scaler.decide(Observation(21, 3000, 12, 12, input_rate=800, consume_rate=480, replicas=4))
+    assert raised is not None and raised > 170
+    # Falling clearly short of the input lowers it.
+    for t in range(26, 32):
+        scaler.decide(Observation(t, 3000, 12, 12, input_rate=800, consume_rate=480, replicas=4))
     assert scaler.per_replica_rate < raised
+
+
+def test_capacity_comes_from_a_window_not_from_one_burst_of_commits() -> None:
+    policy = ScalingPolicy(warmup_s=0, saturation_lag=500, initial_replica_rate=170)
+    scaler = Autoscaler(policy, 4)
+    # Commits land once a second: the group's 680/s reads as 0 and 1,360 by turns.
+    for t in range(0, 30):
+        consumed = 1360.0 if t % 2 else 0.0
+        scaler.decide(Observation(t, 3000, 12, 12, 700, consumed, replicas=4))
+    assert scaler.per_replica_rate == pytest.approx(170, rel=0.2)
 
 
 def test_a_scale_up_budgets_the_stall_it_causes() -> None:
