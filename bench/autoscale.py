@@ -19,8 +19,9 @@ ideal (just enough replicas for the input at every moment), direction
 changes, and the worst output gap: for each scale event (a change of
 replicas until the group has settled, 10 s at least), the seconds in which
 the group's output (records written to its output topic) fell below half
-its input. Then each figure's worst case over the rounds, and ours/KEDA's
-time to drain per round. Last line: JSON of all of it.
+its input, and (the stall) below half of what it was just before. Then
+each figure's worst case over the rounds, and ours/KEDA's time to drain
+per round. Last line: JSON of all of it.
 
 Run: .venv/bin/python bench/autoscale.py [--sim-only] [--real-seconds 100]
      [--traces step,spike] [--policies ours,keda] [--clients aiokafka,confluent]
@@ -234,17 +235,18 @@ def output_gaps(
             (t for t, later in history[index + 1 :] if not later.settling), history[-1][0]
         )
         until = max(settled, at + SCALE_EVENT_MIN_S)
-        low = [
-            second
-            for second, rate_in, rate_out in rates
-            if at - 1 <= second < until and rate_in > 0 and rate_out < 0.5 * rate_in
-        ]
+        during = [(s, i, o) for s, i, o in rates if at - 1 <= s < until]
+        before = [o for s, _, o in rates if at - 4 <= s < at - 1]
+        output_before = sum(before) / len(before) if before else 0.0
+        low = [s for s, rate_in, rate_out in during if rate_in > 0 and rate_out < 0.5 * rate_in]
+        stalled = [s for s, _, rate_out in during if rate_out < 0.5 * output_before]
         events.append(
             {
                 "at": round(at, 1),
                 "replicas": f"{history[index - 1][1].replicas}->{status.replicas}",
                 "settled_after_s": round(settled - at, 1),
                 "output_below_half_s": float(len(low)),
+                "output_below_half_of_before_s": float(len(stalled)),
             }
         )
     return events
@@ -323,9 +325,11 @@ async def run_real_one(
     )
     events = output_gaps(runs, rates)
     gaps = [float(e["output_below_half_s"]) for e in events]  # type: ignore[arg-type]
+    stalls = [float(e["output_below_half_of_before_s"]) for e in events]  # type: ignore[arg-type]
     figures: dict[str, object] = {
         **result.as_dict(),
         "worst_output_gap_s": max(gaps, default=0.0),
+        "worst_stall_s": max(stalls, default=0.0),
         "scale_events": events,
     }
     print(
@@ -384,6 +388,7 @@ WORST = {
     "direction_changes": max,
     "time_to_drain_s": max,
     "worst_output_gap_s": max,
+    "worst_stall_s": max,
     "reaction_s": max,
     "peak_lag": max,
 }
