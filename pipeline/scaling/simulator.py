@@ -24,6 +24,7 @@ scale down to the highest recommendation of the last 300 s.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -89,15 +90,9 @@ class GroupModel:
 
 def noisy(base: GroupModel, noise: float = 0.05, seed: int = 0) -> GroupModel:
     """What a real group on a shared machine does: ±noise, 3 s eager rebalances, 2 s jitter."""
-    return GroupModel(
-        per_replica_rate=base.per_replica_rate,
-        partitions=base.partitions,
-        startup_s=base.startup_s,
-        min_replicas=base.min_replicas,
-        max_replicas=base.max_replicas,
+    return dataclasses.replace(
+        base,
         rebalance_s=3.0,
-        protocol=base.protocol,
-        join_together=base.join_together,
         startup_jitter_s=2.0,
         input_noise=noise,
         capacity_noise=noise,

@@ -3,6 +3,7 @@ and a simulator in which rebalances cost time and rates are noisy."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -26,6 +27,7 @@ from pipeline.scaling.simulator import (
     steady,
     step,
 )
+from tests.unit.scaling.test_autoscale_policy import observation
 
 CAPACITY = 185.0
 """One replica's events/s, as the real step of bench/autoscale.py measured it."""
@@ -34,16 +36,7 @@ CAPACITY = 185.0
 def seen(
     at: float, input_rate: float, replicas: int, lag: int = 0, settling: bool = False
 ) -> Observation:
-    return Observation(
-        at=at,
-        lag=lag,
-        partitions=12,
-        partitions_with_lag=12 if lag else 0,
-        input_rate=input_rate,
-        consume_rate=input_rate,
-        replicas=replicas,
-        settling=settling,
-    )
+    return dataclasses.replace(observation(at, lag, input_rate, replicas), settling=settling)
 
 
 def scaler_at(replicas: int, **policy: float) -> Autoscaler:
