@@ -8,7 +8,7 @@ then on. A worker that exits on its own is replaced.
 
 The workers of one scale-up join the group through one gate
 (pipeline.runtime.join_gate): one rebalance per step. Until the step has
-settled (gate open, every new worker ready, every leaving one gone, the
+settled (gate open, every leaving worker gone, every worker a member, the
 group Stable) the autoscaler is told so, and neither learns capacity from
 the stall nor reads its lag as new demand.
 """
