@@ -54,6 +54,8 @@ BACKOFF_GROWTH = 4
 """Each premature quick scale-down in a row keeps the long window this many times longer."""
 MAX_BACKOFF_WINDOWS = 64
 """... but for at most this many long windows (about 21 minutes by default)."""
+CAUTIOUS_MEASUREMENTS = 3
+"""A scale-down sizes by the lowest of this many latest capacity measurements."""
 FALLING_SHORT = 0.05
 """A group that keeps up with its input shows only that it can do at least that much: its
 rate lowers the capacity estimate only when it falls this far short of the input. Four
@@ -225,6 +227,8 @@ class Autoscaler:
         self._window = (0.0, 0.0, 0.0)
         """Saturated seconds, records consumed and records arrived since the last measurement."""
         self._inputs: deque[tuple[float, float]] = deque()
+        self._measurements: deque[float] = deque(maxlen=CAUTIOUS_MEASUREMENTS)
+        """The last few capacity measurements: a scale-down trusts the lowest."""
 
     def _learn(self, observation: Observation) -> bool:
         """Update the capacity estimate; whether the group was busy the whole interval."""
@@ -256,6 +260,7 @@ class Autoscaler:
             return saturated
         self._window = (0.0, 0.0, 0.0)
         measured = consumed / elapsed / observation.replicas
+        self._measurements.append(measured)
         falls_short = consumed < arrived * (1 - FALLING_SHORT)
         if self.per_replica_rate is None:
             self.per_replica_rate = measured
@@ -328,11 +333,15 @@ class Autoscaler:
             stall = observation.input_rate * self.policy.rebalance_stall_s
             up = _ceil_within(need(self.policy, observation, rate, stall - explained), ceiling)
             up = max(up, _ceil_within(needed, ceiling))
-        # Down also when the short window's mean input allows it: the window's highest
+        # Down on the lowest capacity measured lately: one high window (182/s for replicas
+        # that do 170/s) took a group to 3 replicas that then fell short, and back to 4.
+        cautious = min(rate, *self._measurements) if self._measurements else rate
+        needed_down = need(self.policy, observation, cautious, extra_lag=-explained)
+        # Also when the short window's mean input allows it: the window's highest
         # recommendation decides, and one noisy second (+4% here) would keep a replica.
         steady = dataclasses.replace(observation, input_rate=self._recent_input(observation))
-        needed_steady = need(self.policy, steady, rate, extra_lag=-explained)
-        down = _ceil_within(min(needed, needed_steady) * (1 + DOWN_MARGIN), ceiling)
+        needed_steady = need(self.policy, steady, cautious, extra_lag=-explained)
+        down = _ceil_within(min(needed_down, needed_steady) * (1 + DOWN_MARGIN), ceiling)
         if observation.settling:
             down = self.target  # the stall's rates say nothing about the need
         return up, down, why

@@ -327,9 +327,15 @@ def evaluate(
             if t >= burst_at and after > before:
                 reaction = t - burst_at
                 break
+        # Against the input of the last few seconds: when the input stops, the records
+        # of its last second are lag until their commit, not a backlog.
+        recent = [
+            max(r for t2, r in zip(times, inputs, strict=True) if t - settled_s <= t2 <= t)
+            for t in times
+        ]
         over = [
             t
-            for t, lag, rate in zip(times, lags, inputs, strict=True)
+            for t, lag, rate in zip(times, lags, recent, strict=True)
             if t >= burst_at and lag > max(max(rate, base_rate) * settled_s, 1.0)
         ]
         drain = (over[-1] - burst_at) if over else 0.0

@@ -150,6 +150,24 @@ def test_a_group_keeping_up_never_lowers_its_capacity_one_falling_short_does() -
     assert scaler.per_replica_rate < raised
 
 
+def test_a_scale_down_trusts_the_lowest_recent_capacity_measurement() -> None:
+    def scaler() -> Autoscaler:
+        policy = ScalingPolicy(
+            max_replicas=12, warmup_s=0, caught_up_window_s=5, initial_replica_rate=182
+        )
+        return Autoscaler(policy, 4)
+
+    # Believing 182/s per replica, three replicas cover 494/s with headroom and margin.
+    trusting = scaler()
+    assert [trusting.decide(seen(t, 494, 4)).desired for t in range(0, 30)][-1] == 3
+    # A window that measured 170/s (keeping up, so the estimate stays) keeps the fourth.
+    cautious = scaler()
+    for t in range(0, 6):
+        cautious.decide(Observation(t, 900, 12, 12, input_rate=680, consume_rate=680, replicas=4))
+    assert cautious.per_replica_rate == 182
+    assert {cautious.decide(seen(t, 494, 4)).desired for t in range(6, 40)} == {4}
+
+
 def test_capacity_comes_from_a_window_not_from_one_burst_of_commits() -> None:
     policy = ScalingPolicy(warmup_s=0, saturation_lag=500, initial_replica_rate=170)
     scaler = Autoscaler(policy, 4)
