@@ -41,7 +41,7 @@ def _print_plan(plan: TopicPlan) -> None:
         )
     stdout.print(table)
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False, markup=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for error in plan.errors:
         console.print(f"[bold red]error:[/] {escape(error)}", highlight=False)
 
