@@ -8,21 +8,25 @@ the `TopicSpec` shape and loads the application's catalogue by module name
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
 from pipeline.app_modules import import_app_module
 from pipeline.errors import ConfigError, UnknownTopicError
 from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
+from pipeline.wire.schema_compat import MODES, CompatibilityMode
 
 CleanupPolicy = Literal["delete", "compact", "compact,delete"]
 DLQ_SUFFIX = ".dlq"
 DAY_MS = 24 * 60 * 60 * 1000
 DLQ_HEADROOM_BYTES = 64 * 1024
 """What a DLQ topic's max.message.bytes has over its source's: room for the dlq-* headers."""
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""A body's fields at one schema version to the next version's."""
 
 EventT_co = TypeVar("EventT_co", bound=BaseModel, covariant=True)
 """A topic's event model: `TopicSpec[Order]` is also a `TopicSpec[BaseModel]`."""
@@ -46,6 +50,14 @@ class TopicSpec(Generic[EventT_co]):
     is_dlq: bool = False
     max_message_bytes: int | None = None
     """The topic's max.message.bytes; None leaves it to the broker (and to operators)."""
+    upcasters: Mapping[int, Upcaster] = dataclasses.field(
+        default_factory=dict, compare=False, hash=False
+    )
+    """{1: v1_to_v2, 2: v2_to_v3}: each turns a body of that version into the next one's
+    fields, so that old events reach the current model (pipeline.wire.versions)."""
+    compatibility: CompatibilityMode = "backward"
+    """What `topics apply` demands of a changed model (pipeline.wire.schema_compat), and
+    whether a body newer than the consumer is read (forward, full) or dead-lettered."""
 
     def __post_init__(self) -> None:
         if not self.name or any(c not in _TOPIC_CHARS for c in self.name) or len(self.name) > 249:
@@ -66,6 +78,22 @@ class TopicSpec(Generic[EventT_co]):
             raise ConfigError(f"topic {self.name!r}: max_message_bytes must be at least 1024")
         if not self.event_type:
             object.__setattr__(self, "event_type", self.event_model.__name__)
+        if self.schema_version < 1:
+            raise ConfigError(f"topic {self.name!r}: schema_version must be at least 1")
+        for version, upcaster in self.upcasters.items():
+            if not (isinstance(version, int) and 1 <= version < self.schema_version):
+                raise ConfigError(
+                    f"topic {self.name!r}: upcaster for version {version!r}, but versions "
+                    f"before {self.schema_version} (the current one) are 1 to "
+                    f"{self.schema_version - 1}"
+                )
+            if not callable(upcaster):
+                raise ConfigError(f"topic {self.name!r}: upcaster {version} is not callable")
+        if self.compatibility not in MODES:
+            raise ConfigError(
+                f"topic {self.name!r}: compatibility {self.compatibility!r} is not one of "
+                f"{', '.join(MODES)}"
+            )
 
     def topic_configs(self, replication_factor: int) -> dict[str, str]:
         """Kafka topic configs the catalogue manages; others are left alone."""

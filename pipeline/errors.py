@@ -84,6 +84,10 @@ class EventValidationError(EventDecodeError):
     """The bytes decode but do not fit the topic's event model."""
 
 
+class SchemaVersionError(EventDecodeError):
+    """A body of a schema version this consumer cannot read (pipeline.wire.versions)."""
+
+
 class EnvelopeError(EventDecodeError):
     """The record's key or headers contradict its body or its topic (pipeline.wire.envelope)."""
 

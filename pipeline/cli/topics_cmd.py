@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 import typer
-from pydantic import BaseModel
+from rich.markup import escape
 from rich.table import Table
 
-from pipeline.catalogue import TopicSpec
 from pipeline.cli.common import BootstrapOption, catalogue_for, console, settings_for_cli, stdout
 from pipeline.kafka.connect import connect
 from pipeline.kafka.probe import run_sync
-from pipeline.ops.topic_plan import TopicPlan, plan_topics
-from pipeline.ops.topics import TopicsOnCluster
+from pipeline.ops.schema_registry import registered_schemas
+from pipeline.ops.topic_plan import TopicPlan
+from pipeline.ops.topics import TopicsOnCluster, plan_with_schemas
 
 app = typer.Typer(
     help=(
@@ -29,42 +29,50 @@ def _print_plan(plan: TopicPlan) -> None:
     table.add_column("topic")
     table.add_column("action")
     table.add_column("detail")
+    table.add_column("schema")
     colours = {"create": "green", "update": "yellow", "unchanged": "dim"}
     for change in plan.changes:
         colour = colours[change.action]
-        table.add_row(change.topic, f"[{colour}]{change.action}[/]", change.describe())
+        table.add_row(
+            change.topic,
+            f"[{colour}]{change.action}[/]",
+            change.describe(),
+            plan.schema_changes.get(change.topic, ""),
+        )
     stdout.print(table)
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for error in plan.errors:
-        console.print(f"[bold red]error:[/] {error}", highlight=False)
-
-
-async def _plan(admin: TopicsOnCluster, specs: list[TopicSpec[BaseModel]]) -> tuple[TopicPlan, int]:
-    brokers = await admin.broker_count()
-    observed = await admin.observe([spec.name for spec in specs])
-    recorded = await admin.recorded_keys()
-    return plan_topics(specs, observed, recorded, brokers), brokers
+        console.print(f"[bold red]error:[/] {escape(error)}", highlight=False)
 
 
 @app.command()
 def apply(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the changes, make none."),
+    allow_incompatible: bool = typer.Option(
+        False,
+        "--allow-incompatible",
+        help="Apply a model that breaks the topic's compatibility mode (warns, field by field).",
+    ),
     bootstrap: str | None = BootstrapOption,
 ) -> None:
-    """Create missing topics and their DLQs, add partitions, update configs.
+    """Create missing topics and their DLQs, add partitions, update configs, register schemas.
 
     Refuses, changing nothing, when the catalogue asks for fewer partitions or
-    a different key than the cluster has.
+    a different key than the cluster has, or changes an event model in a way
+    the topic's compatibility mode (TopicSpec.compatibility, backward by
+    default) does not allow: each field that breaks, and what to do instead.
 
     Example: pipeline topics apply --dry-run
+
+    Example: pipeline topics apply --allow-incompatible   # every reader is ready
     """
     settings = settings_for_cli(bootstrap)
     specs = catalogue_for(settings).with_dlqs()
 
     async def run() -> int:
         async with TopicsOnCluster(connect(settings), settings.topic_prefix) as admin:
-            plan, brokers = await _plan(admin, specs)
+            plan, brokers = await plan_with_schemas(admin, specs, allow_incompatible)
             _print_plan(plan)
             if plan.errors:
                 console.print("[bold red]nothing was changed[/]: fix the errors above first")
@@ -127,6 +135,7 @@ def describe(
         async with TopicsOnCluster(connect(settings), settings.topic_prefix) as admin:
             layouts = await admin.partitions([spec.name])
             configs = (await admin.configs([spec.name])).get(spec.name, {}) if layouts else {}
+            versions = registered_schemas(await admin.recorded()).get(spec.name, [])
         layout = layouts.get(spec.name, [])
         if as_json:
             stdout.print_json(
@@ -140,6 +149,15 @@ def describe(
                         "partitions": [info.__dict__ for info in layout],
                         "configs": {k: configs.get(k) for k in sorted(spec.topic_configs(3))},
                         "schema": spec.event_model.model_json_schema(),
+                        "compatibility": spec.compatibility,
+                        "registered_versions": [
+                            {
+                                "version": v.version,
+                                "compatibility": v.compatibility,
+                                "applied_at_ms": v.applied_at_ms,
+                            }
+                            for v in versions
+                        ],
                     }
                 )
             )
@@ -174,5 +192,11 @@ def describe(
                 "yes" if field_info.is_required() else "no",
             )
         stdout.print(fields)
+        registered = ", ".join(f"v{v.version}" for v in versions) or "none yet (topics apply)"
+        stdout.print(
+            f"schema versions registered: {registered}; declared v{spec.schema_version}, "
+            f"{spec.compatibility} compatible"
+            + (f", upcasters from {sorted(spec.upcasters)}" if spec.upcasters else "")
+        )
 
     run_sync(run())

@@ -62,10 +62,17 @@ class TopicPlan:
     changes: list[TopicChange] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    schema_changes: dict[str, str] = field(default_factory=dict)
+    """Topic → the schema version applying registers (pipeline.ops.schema_registry)."""
 
     @property
     def pending(self) -> list[TopicChange]:
-        return [change for change in self.changes if change.action != "unchanged"]
+        """Topics whose layout, configs or registered schema change."""
+        return [
+            change
+            for change in self.changes
+            if change.action != "unchanged" or change.topic in self.schema_changes
+        ]
 
 
 def plan_topics(

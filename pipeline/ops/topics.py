@@ -1,8 +1,9 @@
 """The catalogue's topics on a cluster: what is there, the key each was applied with, apply.
 
 Besides Kafka's own topic state we keep one compacted topic,
-`_pipeline.catalogue`, holding the key field each topic was applied with:
-Kafka has no place for it, and `topics apply` must refuse to re-key a topic.
+`_pipeline.catalogue`, holding the key field each topic was applied with
+(Kafka has no place for it, and `topics apply` must refuse to re-key a
+topic) and its event schemas by version (pipeline.ops.schema_registry).
 With a topic prefix the registry carries it too (`app._pipeline.catalogue`):
 an application whose ACLs allow only its prefix can keep its own, and keys
 recorded before in the unprefixed one are still read where it may see it.
@@ -26,6 +27,12 @@ from pipeline.kafka.port import (
     PartitionInfo,
     ProducerOptions,
     TopicPartition,
+)
+from pipeline.ops.schema_registry import (
+    check_schemas,
+    parse_version_key,
+    registered_schemas,
+    registry_entries,
 )
 from pipeline.ops.topic_plan import ObservedTopic, TopicPlan, plan_topics
 
@@ -81,12 +88,16 @@ class TopicsOnCluster:
 
     async def recorded_keys(self) -> dict[str, str]:
         """Topic → key field, as recorded by earlier applies (empty on a new cluster)."""
-        keys: dict[str, str] = {}
-        for registry in dict.fromkeys([REGISTRY_TOPIC, self.registry]):
-            keys |= await self._read_registry(registry)
-        return keys
+        return keys_of(await self.recorded())
 
-    async def _read_registry(self, registry: str) -> dict[str, str]:
+    async def recorded(self) -> dict[str, dict[str, Any]]:
+        """Every registry entry by its key: topics, and `<topic>#v<n>` schema versions."""
+        entries: dict[str, dict[str, Any]] = {}
+        for registry in dict.fromkeys([REGISTRY_TOPIC, self.registry]):
+            entries |= await self._read_registry(registry)
+        return entries
+
+    async def _read_registry(self, registry: str) -> dict[str, dict[str, Any]]:
         if not await self.partitions([registry]):
             return {}
         consumer = self.clients.consumer(ConsumerOptions())
@@ -96,7 +107,7 @@ class TopicsOnCluster:
             consumer.assign([partition])
             await consumer.seek_to_beginning(partition)
             end = (await consumer.end_offsets([partition]))[partition]
-            keys: dict[str, str] = {}
+            entries: dict[str, dict[str, Any]] = {}
             deadline = time.monotonic() + REGISTRY_READ_TIMEOUT_S
             while await consumer.position(partition) < end:
                 if time.monotonic() > deadline:
@@ -108,11 +119,10 @@ class TopicsOnCluster:
                 for record in batches.get(partition, []):
                     name = (record.key or b"").decode(errors="replace")
                     if record.value is None:
-                        keys.pop(name, None)
+                        entries.pop(name, None)
                     else:
-                        entry: dict[str, Any] = msgpack.unpackb(record.value)
-                        keys[name] = entry["key_field"]
-            return keys
+                        entries[name] = msgpack.unpackb(record.value)
+            return entries
         finally:
             await consumer.stop()
 
@@ -156,17 +166,13 @@ class TopicsOnCluster:
         try:
             batch = producer.create_batch()
             acks = []
+            now_ms = int(time.time() * 1000)
             for spec in specs:
-                entry = {
-                    "key_field": spec.key_field,
-                    "event_type": spec.event_type,
-                    "schema_version": spec.schema_version,
-                    "applied_at_ms": int(time.time() * 1000),
-                }
-                if not batch.append(spec.name.encode(), msgpack.packb(entry), None, []):
-                    acks.append(await producer.send_batch(batch, self.registry, 0))
-                    batch = producer.create_batch()
-                    batch.append(spec.name.encode(), msgpack.packb(entry), None, [])
+                for key, entry in registry_entries(spec, now_ms).items():
+                    if not batch.append(key.encode(), msgpack.packb(entry), None, []):
+                        acks.append(await producer.send_batch(batch, self.registry, 0))
+                        batch = producer.create_batch()
+                        batch.append(key.encode(), msgpack.packb(entry), None, [])
             acks.append(await producer.send_batch(batch, self.registry, 0))
             for ack in acks:
                 await ack
@@ -174,14 +180,36 @@ class TopicsOnCluster:
             await producer.stop()
 
 
+def keys_of(entries: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Topic → the key field it was applied with (schema version entries left out)."""
+    return {
+        name: str(entry["key_field"])
+        for name, entry in entries.items()
+        if parse_version_key(name) is None and "key_field" in entry
+    }
+
+
+async def plan_with_schemas(
+    topics: TopicsOnCluster, specs: list[TopicSpec[BaseModel]], allow_incompatible: bool = False
+) -> tuple[TopicPlan, int]:
+    """The topic plan with the schema check's errors, warnings and changes folded in."""
+    brokers = await topics.broker_count()
+    observed = await topics.observe([spec.name for spec in specs])
+    entries = await topics.recorded()
+    plan = plan_topics(specs, observed, keys_of(entries), brokers)
+    schemas = check_schemas(specs, registered_schemas(entries), allow_incompatible)
+    plan.errors += schemas.errors
+    plan.warnings += schemas.warnings
+    plan.schema_changes = schemas.changes
+    return plan, brokers
+
+
 async def ensure_topics(
     clients: Clients, specs: list[TopicSpec[BaseModel]], prefix: str = ""
 ) -> TopicPlan:
     """Plan and apply in one go (tests, benchmarks, demos); raises on plan errors."""
     async with TopicsOnCluster(clients, prefix) as topics:
-        brokers = await topics.broker_count()
-        observed = await topics.observe([spec.name for spec in specs])
-        plan = plan_topics(specs, observed, await topics.recorded_keys(), brokers)
+        plan, brokers = await plan_with_schemas(topics, specs)
         await topics.apply(plan, brokers)
         return plan
 

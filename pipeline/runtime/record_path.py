@@ -21,6 +21,7 @@ from pipeline.processor import Processor
 from pipeline.runtime.dead_letters import FailedRecord, dlq_record
 from pipeline.wire.codec import EncodedEvent, decode_value
 from pipeline.wire.envelope import Envelope, EnvelopePolicy, check_key, read_envelope
+from pipeline.wire.versions import schema_version_of
 
 
 class Opened(NamedTuple):
@@ -45,6 +46,7 @@ class RecordPath:
         """max.message.bytes per topic as the cluster has it; the broker default otherwise."""
         self._source = processor.source
         self._event_type = processor.source.event_type.encode()
+        self._schema_version = str(processor.source.schema_version).encode()
         self.dlq_limit = limits.get(processor.source.dlq_name, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
 
     def open(self, record: Record) -> Opened:
@@ -58,7 +60,13 @@ class RecordPath:
             self.policy,
         )
         source = self._source
-        event = decode_value(source, record.value, partition=record.partition, offset=record.offset)
+        raw_version = envelope.schema_version
+        version = None
+        if raw_version is not None and raw_version != self._schema_version:
+            version = schema_version_of(raw_version, record.topic, record.partition, record.offset)
+        event = decode_value(
+            source, record.value, partition=record.partition, offset=record.offset, version=version
+        )
         check_key(
             record.topic,
             record.partition,

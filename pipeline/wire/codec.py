@@ -22,9 +22,11 @@ from pipeline.catalogue import TopicSpec
 from pipeline.errors import (
     EventValidationError,
     MissingKeyError,
+    SchemaVersionError,
     UndecodableRecordError,
     WrongEventTypeError,
 )
+from pipeline.wire.versions import to_current
 
 HEADER_EVENT_TYPE = "event-type"
 HEADER_SCHEMA_VERSION = "schema-version"
@@ -241,13 +243,20 @@ def decode_value(
     *,
     partition: int | None = None,
     offset: int | None = None,
+    version: int | None = None,
 ) -> BaseModel:
-    """Bytes to a validated event, or an error that says where and why."""
+    """Bytes to a validated event, or an error that says where and why.
+
+    `version`: the body's schema version when it is not the spec's (None: the
+    spec's); older bodies are upcast first (pipeline.wire.versions).
+    """
     # The success path is the hot path of every worker: nothing is built for
     # the error message until there is an error.
     try:
         fields = _unpack(value)
         if type(fields) is dict:
+            if version is not None and version != spec.schema_version:
+                fields = to_current(spec, fields, version, partition, offset)
             return spec.event_model.__pydantic_validator__.validate_python(fields)  # type: ignore[no-any-return]
     except ValidationError as exc:
         where: dict[str, Any] = {"topic": spec.name, "partition": partition, "offset": offset}
@@ -260,6 +269,8 @@ def decode_value(
             field=field,
             **where,
         ) from exc
+    except SchemaVersionError:
+        raise
     except Exception as exc:  # msgpack raises several unrelated types
         where = {"topic": spec.name, "partition": partition, "offset": offset}
         if value is None:

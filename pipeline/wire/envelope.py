@@ -31,6 +31,7 @@ from pipeline.errors import EnvelopeError
 from pipeline.wire.codec import (
     HEADER_EVENT_ID,
     HEADER_EVENT_TYPE,
+    HEADER_SCHEMA_VERSION,
     HEADER_TRACE_ID,
     HEADER_TRACEPARENT,
     position_id,
@@ -60,6 +61,8 @@ class Envelope(NamedTuple):
     """Set when the policy repaired the envelope: `event-id derived`, `trace-id dropped`."""
     traceparent: bytes | None = None
     """The producing span's W3C context, raw: checked only when a span is started from it."""
+    schema_version: bytes | None = None
+    """The body's `schema-version`, raw: parsed only when it is not the topic's own."""
 
 
 def shown(data: bytes | None) -> str:
@@ -86,7 +89,7 @@ def read_envelope(
     One scan of the headers (it runs for every record); the last value wins
     when a header repeats.
     """
-    raw_id = raw_trace = raw_type = traceparent = None
+    raw_id = raw_trace = raw_type = traceparent = raw_version = None
     for name, value in headers:
         if name == HEADER_EVENT_ID:
             raw_id = value
@@ -96,6 +99,8 @@ def read_envelope(
             raw_type = value
         elif name == HEADER_TRACEPARENT:
             traceparent = value
+        elif name == HEADER_SCHEMA_VERSION:
+            raw_version = value
 
     if raw_type and raw_type != event_type and policy.wrong_event_type == "dlq":
         raise _fault(
@@ -139,7 +144,7 @@ def read_envelope(
                     raw_trace, HEADER_TRACE_ID, "MALFORMED_TRACE_ID=drop", topic, partition, offset
                 ) from None
             repair = "trace-id dropped" if repair is None else repair + ", trace-id dropped"
-    return Envelope(event_id, trace_id, repair, traceparent)
+    return Envelope(event_id, trace_id, repair, traceparent, raw_version)
 
 
 def _fault(

@@ -253,7 +253,16 @@ def _compare_objects(
 
 
 def _same_shape(one: Schema, other: Schema) -> bool:
-    return _types(one) == _types(other) and _values(one) == _values(other)
+    """Alike enough to be the same field renamed: a type in common, the same allowed values."""
+    shared = _all_types(one) & _all_types(other)
+    return bool(shared - {"null"}) and _values(one) == _values(other)
+
+
+def _all_types(node: Schema) -> set[str]:
+    for union in ("anyOf", "oneOf"):
+        if union in node:
+            return {t for branch in node[union] for t in _all_types(branch)}
+    return _types(node)
 
 
 def _listing(values: list[object]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.kafka.connect import connect
+from pipeline.ops.schema_registry import registered_schemas
 from pipeline.ops.topics import TopicsOnCluster
 from pipeline.settings import PipelineSettings
 from tests.support import run_cli
@@ -110,6 +111,42 @@ async def test_changing_the_key_is_refused(settings: PipelineSettings, unique: s
         f"topic '{unique}samples' was applied keyed by 'entity_id' "
         "and the catalogue now keys it by 'note'" in message
     )
+
+
+async def test_an_incompatible_schema_is_refused_with_its_diff_and_nothing_changes(
+    settings: PipelineSettings, unique: str
+) -> None:
+    assert run_cli("topics", "apply", env=cli_env(settings, unique, "v1")).returncode == 0
+    refused = run_cli("topics", "apply", env=cli_env(settings, unique, "evolved_incompatible"))
+    assert refused.returncode == 1
+    message = refused.stderr
+    assert f"topic '{unique}samples': schema v1 → v2 is not backward compatible" in message
+    assert "total: is required by the reader and absent from events (renamed from 'amount'?)" in (
+        " ".join(message.split())
+    )
+    assert "nothing was changed" in message
+    async with TopicsOnCluster(connect(settings), unique) as admin:
+        versions = registered_schemas(await admin.recorded())[unique + "samples"]
+    assert [v.version for v in versions] == [1]
+
+    # A compatible change is registered as version 2; describe lists both.
+    compatible = run_cli("topics", "apply", env=cli_env(settings, unique, "evolved_compatible"))
+    assert compatible.returncode == 0, compatible.stderr
+    assert "schema v1 → v2 (backward compatible)" in " ".join(compatible.stdout.split())
+    described = run_cli(
+        "topics", "describe", "samples", env=cli_env(settings, unique, "evolved_compatible")
+    )
+    assert "schema versions registered: v1, v2" in " ".join(described.stdout.split())
+
+    # The operator may override, with the diff as a warning.
+    forced = run_cli(
+        "topics",
+        "apply",
+        "--allow-incompatible",
+        env=cli_env(settings, unique, "evolved_incompatible"),
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert "applied anyway (--allow-incompatible)" in " ".join(forced.stderr.split())
 
 
 def test_describe_unknown_topic_says_what_exists(settings: PipelineSettings, unique: str) -> None:

@@ -146,6 +146,14 @@ def expected_dead(record: ConsumerRecord[bytes, bytes]) -> bool:
             event_id[-1].decode()
         except UnicodeDecodeError:
             return True
+    version = [v for name, v in record.headers if name == "schema-version"]
+    if version and version[-1] is not None and version[-1] != b"1":
+        try:
+            number = int(version[-1].decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            return True  # not a version
+        if number != 1:
+            return True  # not positive, or newer than a backward-compatible consumer reads
     try:
         fields = msgpack.unpackb(record.value, raw=False, strict_map_key=False)  # type: ignore[arg-type]
         event = Sample.model_validate(fields)

@@ -31,7 +31,7 @@ def sample(entity_id: str = "c-1") -> Sample:
 
 def test_a_clean_envelope_gives_its_ids_and_no_repair() -> None:
     got = envelope([("event-type", TYPE), ("event-id", b"id-1"), ("trace-id", b"tr-1")])
-    assert got == ("id-1", "tr-1", None, None)
+    assert got == ("id-1", "tr-1", None, None, None)
 
 
 def test_a_traceparent_is_kept_raw_whatever_its_bytes() -> None:
@@ -46,8 +46,8 @@ def test_a_missing_or_null_event_id_is_derived_from_where_the_record_is(
     raw: bytes | None,
 ) -> None:
     headers = [] if raw is None else [("event-id", raw)]
-    assert envelope(headers) == ("orders/3/17", None, "event-id derived", None)
-    assert envelope([("event-id", None)]) == ("orders/3/17", None, "event-id derived", None)
+    assert envelope(headers) == ("orders/3/17", None, "event-id derived", None, None)
+    assert envelope([("event-id", None)]) == ("orders/3/17", None, "event-id derived", None, None)
     with pytest.raises(EnvelopeError, match="no event-id header"):
         envelope(headers, EnvelopePolicy(missing_event_id="dlq"))
 
@@ -61,12 +61,12 @@ def test_an_event_id_that_is_not_utf8_is_dead_lettered_unless_relaxed() -> None:
     assert "header event-id" in message and r"b'\xff\xfe\x00'" in message
     assert "MALFORMED_EVENT_ID=derive" in message
     relaxed = envelope(headers, EnvelopePolicy(malformed_event_id="derive"))
-    assert relaxed == ("orders/3/17", None, "event-id derived", None)
+    assert relaxed == ("orders/3/17", None, "event-id derived", None, None)
 
 
 def test_a_trace_id_that_is_not_utf8_is_dropped_or_dead_lettered() -> None:
     headers: list[tuple[str, bytes | None]] = [("event-id", b"e"), ("trace-id", b"\xc3\x28")]
-    assert envelope(headers) == ("e", None, "trace-id dropped", None)
+    assert envelope(headers) == ("e", None, "trace-id dropped", None, None)
     with pytest.raises(EnvelopeError, match="trace-id"):
         envelope(headers, EnvelopePolicy(malformed_trace_id="dlq"))
 

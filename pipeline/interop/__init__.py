@@ -1,0 +1,1 @@
+"""Other stream processors on this project's topics (pipeline.interop.faust)."""

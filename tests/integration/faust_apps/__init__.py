@@ -1,0 +1,1 @@
+"""faust-streaming apps the interop test runs as real worker processes."""
