@@ -25,8 +25,8 @@ from pydantic import BaseModel
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import EventDecodeError
-from pipeline.wire.codec import HEADER_SCHEMA_VERSION, TopicEncoder, decode_value, new_event_ids
-from pipeline.wire.versions import schema_version_of
+from pipeline.wire.codec import TopicEncoder, decode_value, new_event_ids
+from pipeline.wire.versions import version_in
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -54,10 +54,7 @@ def _headers(message: Any) -> Sequence[tuple[str, bytes | None]]:
 
 def decode_message(spec: TopicSpec[ModelT], message: Any) -> ModelT:
     """One faust message as the spec's event, as a worker reads it (EventDecodeError if not)."""
-    version = None
-    for name, value in _headers(message):
-        if name == HEADER_SCHEMA_VERSION and value is not None:
-            version = schema_version_of(value, message.topic, message.partition, message.offset)
+    version = version_in(spec, _headers(message), message.partition, message.offset)
     return decode_value(  # type: ignore[return-value]
         spec, message.value, partition=message.partition, offset=message.offset, version=version
     )

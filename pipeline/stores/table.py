@@ -35,6 +35,7 @@ from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.stores.cache import LocalCache
 from pipeline.stores.db import Database
 from pipeline.wire.codec import decode_value
+from pipeline.wire.versions import version_in
 
 log = logging.getLogger("pipeline.table")
 
@@ -178,8 +179,13 @@ class TableFollower:
                         self.cache.delete(key)
                         continue
                     try:
+                        version = version_in(spec, record.headers, record.partition, record.offset)
                         event = decode_value(
-                            spec, record.value, partition=record.partition, offset=record.offset
+                            spec,
+                            record.value,
+                            partition=record.partition,
+                            offset=record.offset,
+                            version=version,
                         )
                     except EventDecodeError as exc:
                         log.warning("table %s: skipping a record: %s", self.table.name, exc)

@@ -26,10 +26,10 @@ from pipeline.errors import (
     UndecodableRecordError,
     WrongEventTypeError,
 )
+from pipeline.wire.versions import HEADER_SCHEMA_VERSION as HEADER_SCHEMA_VERSION
 from pipeline.wire.versions import to_current
 
 HEADER_EVENT_TYPE = "event-type"
-HEADER_SCHEMA_VERSION = "schema-version"
 HEADER_EVENT_ID = "event-id"
 HEADER_PRODUCED_AT = "produced-at"
 HEADER_TRACE_ID = "trace-id"

@@ -11,12 +11,16 @@ both versions named, to be redriven once the newer consumer runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import SchemaVersionError
+
+HEADER_SCHEMA_VERSION = "schema-version"
+"""Defined here, not in pipeline.wire.codec (which imports this module and re-exports it)."""
 
 READS_NEWER = ("forward", "full")
 
@@ -39,6 +43,22 @@ def schema_version_of(
             field="schema-version",
         )
     return version
+
+
+def version_in(
+    spec: TopicSpec[BaseModel],
+    headers: Sequence[tuple[str, bytes | None]],
+    partition: int | None = None,
+    offset: int | None = None,
+) -> int | None:
+    """The body's version from its headers when it is not the spec's own (None: it is, or none)."""
+    raw = None
+    for name, value in headers:
+        if name == HEADER_SCHEMA_VERSION:
+            raw = value
+    if raw is None or raw == str(spec.schema_version).encode():
+        return None
+    return schema_version_of(raw, spec.name, partition, offset)
 
 
 def to_current(

@@ -13,7 +13,7 @@ from pipeline.errors import ConfigError, SchemaVersionError
 from pipeline.processor import Context, Processor
 from pipeline.testing import TestPipeline
 from pipeline.wire.codec import decode_value
-from pipeline.wire.versions import schema_version_of
+from pipeline.wire.versions import schema_version_of, version_in
 
 
 class PriceV1(BaseModel):
@@ -158,3 +158,11 @@ async def test_a_v3_worker_reads_v1_v2_and_v3_bodies() -> None:
     assert outputs["a"] == PriceV3(sku="a", total_cents=100, currency="EUR")
     assert outputs["b"] == PriceV3(sku="b", total_cents=200, currency="SEK")
     assert outputs["c"] == PriceV3(sku="c", total_cents=300, currency="EUR")
+
+
+def test_the_version_in_headers_is_parsed_only_when_it_is_not_the_topic_s_own() -> None:
+    assert version_in(V3, [("schema-version", b"3")]) is None
+    assert version_in(V3, [("event-id", b"e")]) is None
+    assert version_in(V3, [("schema-version", b"2"), ("schema-version", b"1")]) == 1  # last wins
+    with pytest.raises(SchemaVersionError, match="not a positive number"):
+        version_in(V3, [("schema-version", b"v1")], 0, 3)
