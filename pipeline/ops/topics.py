@@ -172,7 +172,11 @@ class TopicsOnCluster:
                     if not batch.append(key.encode(), msgpack.packb(entry), None, []):
                         acks.append(await producer.send_batch(batch, self.registry, 0))
                         batch = producer.create_batch()
-                        batch.append(key.encode(), msgpack.packb(entry), None, [])
+                        if not batch.append(key.encode(), msgpack.packb(entry), None, []):
+                            raise PipelineError(
+                                f"the registry entry {key!r} does not fit in one record "
+                                f"of {self.registry!r}; its event model's JSON Schema is too big"
+                            )
             acks.append(await producer.send_batch(batch, self.registry, 0))
             for ack in acks:
                 await ack
