@@ -7,40 +7,20 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import run_sync
-from pipeline.ops.topics import ensure_topics
 from pipeline.paths import project_dir
-from pipeline.settings import PipelineSettings
-from tests.integration.test_example_pipeline import Pipeline
+from tests.integration.test_example_pipeline import Pipeline, pipeline
 from tests.replicas import poll_until
-from topics import CATALOGUE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+__all__ = ["pipeline"]  # the example pipeline's fixture: topics applied, replicas killed after
 
 FAUST_APP = project_dir() / "tests" / "integration" / "faust_apps" / "orders_app.py"
 ORDERS = 300
 CUSTOMERS = 50
-
-
-@pytest.fixture
-def pipeline(
-    settings: PipelineSettings, unique: str, postgres_url: str, tmp_path: Path
-) -> Iterator[Pipeline]:
-    run_sync(ensure_topics(connect(settings), CATALOGUE.with_prefix(unique).with_dlqs()))
-    pipeline = Pipeline(settings, unique, postgres_url, tmp_path)
-    try:
-        yield pipeline
-    finally:
-        for replica in pipeline.replicas:
-            if replica.running:
-                replica.signal(signal.SIGKILL)
-                replica.wait()
 
 
 def received(out: Path) -> dict[str, str]:
