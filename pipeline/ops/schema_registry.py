@@ -11,7 +11,6 @@ incompatible change is refused, field by field, unless the operator says
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,7 +119,7 @@ def check_schemas(
                 "cluster: apply the newer catalogue, or raise schema_version above it"
             )
             continue
-        if _same(declared, latest.schema) and spec.schema_version == latest.version:
+        if declared == latest.schema and spec.schema_version == latest.version:
             continue
         found = _differences(spec, latest, declared)
         what = f"v{latest.version} → v{spec.schema_version}"
@@ -153,7 +152,3 @@ def _differences(
     if upcast and mode in ("backward", "full"):
         mode = "forward" if mode == "full" else "none"
     return check(latest.schema, declared, mode)
-
-
-def _same(one: dict[str, Any], other: dict[str, Any]) -> bool:
-    return json.dumps(one, sort_keys=True) == json.dumps(other, sort_keys=True)
