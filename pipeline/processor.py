@@ -22,6 +22,7 @@ from pipeline.catalogue import TopicSpec
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.kafka.port import Record
 from pipeline.resilience.breaker import BreakerPolicy, BreakerRegistry
+from pipeline.resilience.flood_guard import FloodGuardPolicy
 from pipeline.resilience.retry import RetryPolicy
 from pipeline.stores.table import RowT, Table
 from pipeline.wire.codec import position_id
@@ -39,6 +40,38 @@ EventT = TypeVar("EventT", bound=BaseModel)
 
 class PermanentError(PipelineError):
     """Raise from a handler for input that will never succeed: dead-lettered without retries."""
+
+
+class HandlerTimeout(PipelineError):
+    """A handler call ran past the processor's `handler_timeout_s` and was cancelled.
+
+    Retried like any failure, then dead-lettered with this as its reason.
+    """
+
+    def __init__(self, timeout_s: float, topic: str, partition: int, offset: int) -> None:
+        self.timeout_s = timeout_s
+        super().__init__(
+            f"the handler did not finish {topic}-{partition}@{offset} within its deadline of "
+            f"{timeout_s:g}s (Processor.handler_timeout_s) and was cancelled; give what it "
+            "awaits a timeout of its own, or raise handler_timeout_s if the work is that slow"
+        )
+
+
+class UndeclaredDependencyError(ConfigError):
+    """`ctx.call` named a dependency the processor does not declare: a typo, not an outage.
+
+    An undeclared name would get a breaker of its own with the default
+    policy, and the declared breaker would never open; so the call is
+    refused and the worker stops, naming the declared ones.
+    """
+
+    def __init__(self, processor: str, name: str, declared: Sequence[str]) -> None:
+        self.name = name
+        super().__init__(
+            f"processor {processor!r} called dependency {name!r} through ctx.call, but declares "
+            f"only {', '.join(repr(n) for n in sorted(declared)) or 'none'}; fix the name or "
+            f"add {name!r} to Processor(dependencies={{...}})"
+        )
 
 
 @dataclass(frozen=True)
@@ -111,12 +144,22 @@ class Processor(Generic[EventT]):
     sink: Sink | None = None
     database: bool = False
     """Open the process's PostgreSQL pool (ctx.db) from PIPELINE_DATABASE_URL."""
+    handler_timeout_s: float | None = 30.0
+    """A handler call still running after this long is cancelled (HandlerTimeout), retried
+    and dead-lettered like any failure; None: no deadline. Kept under the worker's
+    liveness stall (60 s), so a hung call costs its record, not the replica."""
+    flood_guard: FloodGuardPolicy | None = field(default_factory=FloodGuardPolicy)
+    """When dead letters are a flood: pause the partition instead (None: never pause)."""
 
     def __post_init__(self) -> None:
         if self.lanes < 1:
             raise ConfigError(f"processor {self.name!r}: lanes must be at least 1")
         if self.batch_records > self.queue_records:
             raise ConfigError(f"processor {self.name!r}: batch_records exceeds queue_records")
+        if self.handler_timeout_s is not None and not self.handler_timeout_s > 0:
+            raise ConfigError(
+                f"processor {self.name!r}: handler_timeout_s must be positive (None: no deadline)"
+            )
         table_names = [table.name for table in self.tables]
         if len(set(table_names)) != len(table_names):
             raise ConfigError(f"processor {self.name!r}: two tables share a name: {table_names}")
@@ -239,8 +282,14 @@ class Context:
 
         When the breaker is open this raises DependencyUnavailable and the
         partition waits; a failed call raises DependencyError, retried
-        without limit because the event is not at fault.
+        without limit because the event is not at fault. A name the
+        processor does not declare in `dependencies` raises
+        UndeclaredDependencyError, and the worker stops with it.
         """
+        if dependency not in self.processor.dependencies:
+            raise UndeclaredDependencyError(
+                self.processor.name, dependency, list(self.processor.dependencies)
+            )
         return await self._breakers.get(dependency).call(lambda: function(*args))
 
 

@@ -161,9 +161,9 @@ class TestPipeline(Generic[EventT]):
                 self.runtime.request_stop()
                 code = await self._run
                 if code != EXIT_OK and raise_on_failure:
+                    why = self.runtime.failure or "its log says why"
                     raise PipelineError(
-                        f"the worker of processor {self.processor.name!r} exited with {code}; "
-                        "its log says why"
+                        f"the worker of processor {self.processor.name!r} exited with {code}: {why}"
                     )
         finally:
             if self._producer_started:

@@ -4,9 +4,12 @@ A batch is split into `lanes` by key (one key, one lane, so per-key order
 holds) and the lanes run concurrently. Each record goes through the
 per-record fault boundary (pipeline.runtime.record_path): whatever it holds,
 it ends as outputs or as one dead letter. Handler errors are retried with
-backoff, then dead-lettered; a dependency's failure or open breaker makes
-the partition wait, never dead-letters an event; when dead letters pass
-half of the recent records, the flood guard pauses the partition instead.
+backoff, then dead-lettered; a call past the processor's deadline is
+cancelled and counts as a failure (pipeline.runtime.handler_deadline); a
+dependency's failure or open breaker makes the partition wait, never
+dead-letters an event; when dead letters pass the flood guard's share of
+the recent records, it pauses the partition instead
+(pipeline.resilience.flood_guard).
 """
 
 from __future__ import annotations
@@ -29,10 +32,19 @@ from pipeline.metric_names import (
     FLOOD_GUARD_PAUSES,
     HANDLER_ERRORS,
 )
-from pipeline.processor import Context, Handler, PermanentError, SyncHandler
+from pipeline.processor import (
+    Context,
+    Handler,
+    HandlerTimeout,
+    PermanentError,
+    SyncHandler,
+    UndeclaredDependencyError,
+)
 from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
+from pipeline.resilience.flood_guard import FloodGuard
 from pipeline.runtime.batch_result import BatchResult
-from pipeline.runtime.dead_letters import VALUE_OMITTED, FloodGuard, describe_error, now_ms
+from pipeline.runtime.dead_letters import VALUE_OMITTED, describe_error, now_ms
+from pipeline.runtime.handler_deadline import HandlerDeadline, LaneClock
 from pipeline.runtime.host import Abandoned, PartitionHost
 from pipeline.telemetry import tracing
 from pipeline.telemetry.logs import fields_from
@@ -42,7 +54,6 @@ from pipeline.wire.envelope import shown
 log = logging.getLogger("pipeline.worker")
 
 DEPENDENCY_BACKOFF_CAP_S = 5.0
-FLOOD_PAUSE_S = 30.0
 LOGGED_MESSAGE_CHARS = 300
 
 DEAD_ON_ARRIVAL = (EventDecodeError, PermanentError, OutputTooLargeError)
@@ -55,7 +66,9 @@ class BatchHandler:
         self.host = host
         self.processor = host.processor
         self.stopping = stopping
-        self.flood = FloodGuard()
+        policy = self.processor.flood_guard
+        self.flood = FloodGuard(policy) if policy is not None else None
+        self.deadline = HandlerDeadline(self.processor.handler_timeout_s, self.processor.lanes)
         self.waiting_on_dependency = False
         """True while the partition waits for a dependency: slow, not stuck (liveness)."""
         self._rng = random.Random()
@@ -76,26 +89,31 @@ class BatchHandler:
     async def handle(self, batch: list[Record]) -> BatchResult:
         result = BatchResult(limits=self.host.record_path.limits)
         lanes = self.processor.lanes
-        if lanes == 1 or len(batch) == 1:
-            await self._run_lane(batch, self.contexts[0], result)
-            return result
-        split: list[list[Record]] = [[] for _ in range(lanes)]
-        for record in batch:
-            split[hash(record.key) % lanes].append(record)
-        await asyncio.gather(
-            *(
-                self._run_lane(records, self.contexts[i], result)
-                for i, records in enumerate(split)
-                if records
+        self.deadline.arm()
+        try:
+            if lanes == 1 or len(batch) == 1:
+                await self._run_lane(batch, 0, result)
+                return result
+            split: list[list[Record]] = [[] for _ in range(lanes)]
+            for record in batch:
+                split[hash(record.key) % lanes].append(record)
+            await asyncio.gather(
+                *(self._run_lane(records, i, result) for i, records in enumerate(split) if records)
             )
-        )
-        return result
+            return result
+        finally:
+            self.deadline.disarm()
 
-    async def _run_lane(self, records: list[Record], ctx: Context, result: BatchResult) -> None:
+    async def _run_lane(self, records: list[Record], lane: int, result: BatchResult) -> None:
+        ctx = self.contexts[lane]
+        clock = self.deadline.lanes[lane]
+        clock.task = asyncio.current_task()
         with fields_from(ctx.log_fields):
-            await self._run_records(records, ctx, result)
+            await self._run_records(records, ctx, clock, result)
 
-    async def _run_records(self, records: list[Record], ctx: Context, result: BatchResult) -> None:
+    async def _run_records(
+        self, records: list[Record], ctx: Context, clock: LaneClock, result: BatchResult
+    ) -> None:
         """Each record to its outputs or its dead letter; nothing a record holds can stop this."""
         processor = self.processor
         path = self.host.record_path
@@ -103,6 +121,9 @@ class BatchHandler:
         handler = cast(Handler[Any], processor.handler)
         salts = self._salts
         traced = tracing.enabled()
+        flood = self.flood
+        deadline = self.deadline
+        loop_time = asyncio.get_running_loop().time
         for record in records:
             ctx.record = record
             ctx.envelope = None
@@ -117,19 +138,37 @@ class BatchHandler:
                     event, envelope = path.open(record)
                     ctx.envelope = envelope
                     parent = envelope.traceparent
-                    if traced:
-                        with tracing.handling(
-                            processor.name, record.topic, record.partition, record.offset, parent
-                        ) as span:
-                            outcome = await self._call(handler, event, ctx, in_loop)
-                        parent = tracing.traceparent_of(span)
-                    elif in_loop:
-                        outcome = await handler(event, ctx)
-                    else:
-                        outcome = await self._call_in_pool(event)
+                    clock.started = loop_time()
+                    try:
+                        if traced:
+                            with tracing.handling(
+                                processor.name,
+                                record.topic,
+                                record.partition,
+                                record.offset,
+                                parent,
+                            ) as span:
+                                outcome = await self._call(handler, event, ctx, in_loop)
+                            parent = tracing.traceparent_of(span)
+                        elif in_loop:
+                            outcome = await handler(event, ctx)
+                        else:
+                            outcome = await self._call_in_pool(event)
+                    except asyncio.CancelledError:
+                        timeout = deadline.timed_out(clock, record)
+                        if timeout is None:
+                            raise
+                        self._log_timeout(record, timeout, failures)
+                        raise timeout from None
+                    finally:
+                        deadline.ended(clock)
                     result.collect(
                         outcome, envelope.event_id, envelope.trace_id, processor, salts, parent
                     )
+                except UndeclaredDependencyError as exc:
+                    # The code's fault, the same for every record: stop, dead-letter nothing.
+                    self.host.fail(str(exc))
+                    raise Abandoned from exc
                 except (DependencyUnavailable, DependencyError) as exc:
                     # The event is fine; the dependency is not. Never dead-letter for it.
                     dependency_failures = await self.back_off(exc, dependency_failures)
@@ -153,8 +192,25 @@ class BatchHandler:
                 if envelope.repair is not None:
                     self.host.metrics.inc(ENVELOPE_REPAIRS, labels={"repair": envelope.repair})
                 result.processed += 1
+                if flood is not None:
+                    flood.record(False)
                 break
         self.waiting_on_dependency = False
+
+    def _log_timeout(self, record: Record, timeout: HandlerTimeout, failures: int) -> None:
+        """The first timeout of a record, at WARNING: the place of a hang is worth a line."""
+        if failures:
+            return  # its retries are logged (rate-limited) like any other
+        log.warning(
+            "%s: the handler ran past its deadline of %gs on %s-%d@%d and was cancelled "
+            "(attempt 1 of %d; retried, then dead-lettered as HandlerTimeout)",
+            self.processor.name,
+            timeout.timeout_s,
+            record.topic,
+            record.partition,
+            record.offset,
+            self.processor.retry.attempts,
+        )
 
     async def _retry_later(self, record: Record, error: Exception, failures: int) -> None:
         processor = self.processor
@@ -196,24 +252,29 @@ class BatchHandler:
         result: BatchResult,
     ) -> bool:
         """Queue a DLQ record; False when the flood guard says to pause instead."""
-        if self.flood.tripped_by_one_more():
+        flood = self.flood
+        if flood is not None and flood.trips_on_one_more():
+            policy = flood.policy
             log.error(
-                "FLOOD GUARD: more than %.0f%% of recent records of %s-%d failed; "
+                "FLOOD GUARD: more than %.0f%% of the last %d records of %s-%d failed; "
                 "not dead-lettering offset %d, pausing this partition for %.0fs. "
-                "Something systemic is wrong (a bad deploy, a schema change?): last error %s: %s",
-                self.flood.max_share * 100,
+                "Something systemic is wrong (a bad deploy, a schema change?): last error %s: %s "
+                "(Processor.flood_guard sets the share, window and pause; None turns it off)",
+                policy.max_share * 100,
+                policy.window,
                 record.topic,
                 record.partition,
                 record.offset,
-                FLOOD_PAUSE_S,
+                policy.pause_s,
                 type(error).__name__,
                 describe_error(error)[0][:LOGGED_MESSAGE_CHARS],
             )
             self.host.metrics.inc(FLOOD_GUARD_PAUSES, labels={"topic": record.topic})
-            await self.sleep(FLOOD_PAUSE_S)
-            self.flood.reset()
+            await self.sleep(policy.pause_s)
+            flood.reset()
             return False
-        self.flood.record(True)
+        if flood is not None:
+            flood.record(True)
         dead = self.host.record_path.dead_letter(record, error, attempts, first_failure)
         result.dead_letters.append(dead)
         self.host.metrics.inc(DEAD_LETTERED, labels={"error": type(error).__name__})

@@ -65,7 +65,6 @@ class BatchPublisher:
                 await self._publish_dead_letters(result.dead_letters)
             futures = await self._submit_outputs(result, self.chain)
             done = asyncio.gather(*futures) if futures else _done()
-        self.handler.flood.record_ok(result.processed)
         metrics = self.host.metrics
         metrics.inc(PROCESSED, result.processed)
         metrics.inc(OUTPUTS, sum(len(entry[1]) for entry in result.outputs.values()))

@@ -1,4 +1,4 @@
-"""Dead-letter records and the flood guard.
+"""Dead-letter records.
 
 A DLQ record is the original record, byte for byte (key, value, headers,
 null kept null), plus `dlq-*` headers that say what failed, where and how
@@ -24,7 +24,6 @@ import hashlib
 import json
 import time
 import traceback as traceback_module
-from collections import deque
 from dataclasses import dataclass
 
 from pipeline.kafka.record_size import record_size
@@ -139,66 +138,3 @@ def dlq_record(failed: FailedRecord, group: str, processor: str, limit_bytes: in
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class FloodGuard:
-    """Trips when dead letters are more than `max_share` of the last ~`window` records.
-
-    One bad record is input's fault; half of all records is a deploy's or a
-    dependency's. Then dead-lettering would empty the topic into the DLQ, so
-    the partition pauses instead and a person gets a loud log line.
-    Successes arrive per batch, so the window is kept as runs of outcomes
-    (count, dead?) and costs nothing per record.
-    """
-
-    def __init__(self, window: int = 200, max_share: float = 0.5, minimum: int = 50) -> None:
-        self.window = window
-        self.max_share = max_share
-        self.minimum = minimum
-        self._runs: deque[list[int | bool]] = deque()
-        self._total = 0
-        self._dead = 0
-
-    def _add(self, count: int, dead: bool) -> None:
-        if count <= 0:
-            return
-        if self._runs and self._runs[-1][1] is dead:
-            self._runs[-1][0] += count
-        else:
-            self._runs.append([count, dead])
-        self._total += count
-        self._dead += count if dead else 0
-        while self._total > self.window:
-            run = self._runs[0]
-            drop = min(int(run[0]), self._total - self.window)
-            run[0] = int(run[0]) - drop
-            self._total -= drop
-            if run[1]:
-                self._dead -= drop
-            if run[0] == 0:
-                self._runs.popleft()
-
-    def record(self, dead_lettered: bool) -> None:
-        self._add(1, dead_lettered)
-
-    def record_ok(self, count: int) -> None:
-        self._add(count, False)
-
-    @property
-    def share(self) -> float:
-        return self._dead / self._total if self._total else 0.0
-
-    def tripped_by_one_more(self) -> bool:
-        """Would dead-lettering one more record put the share over the limit?"""
-        total = min(self._total + 1, self.window)
-        if total < self.minimum:
-            return False
-        dead = self._dead + 1
-        if self._total + 1 > self.window and self._runs and self._runs[0][1]:
-            dead -= 1  # the oldest outcome, a dead letter, would leave the window
-        return dead / total > self.max_share
-
-    def reset(self) -> None:
-        self._runs.clear()
-        self._total = 0
-        self._dead = 0

@@ -66,6 +66,12 @@ class PartitionWorker:
     def waiting_on_dependency(self) -> bool:
         return self.handler.waiting_on_dependency
 
+    @property
+    def last_activity(self) -> float:
+        """The later of its last progress and its last handler timeout: a partition whose
+        hung calls are being cancelled is slow, not stuck."""
+        return max(self.last_progress, self.handler.deadline.last_timeout)
+
     # -- intake, called by the fetch loop ------------------------------------
 
     def offer(self, records: Sequence[Record]) -> None:

@@ -232,7 +232,7 @@ class Partitions:
             # is -1): it is idle, not behind, however long it stays empty.
             behind = (self.consumer.highwater(tp) or 0) - committed if committed >= 0 else 0
             lag = max(behind, worker.load)
-            stalled = now - worker.last_progress
+            stalled = now - worker.last_activity
             if lag > 0 and stalled > stall_s and not worker.waiting_on_dependency:
                 return f"{tp.topic}-{tp.partition} has lag {lag} and no progress for {stalled:.0f}s"
         return None

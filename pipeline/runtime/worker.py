@@ -130,7 +130,7 @@ class Runtime:
         self.room_freed = asyncio.Event()
         """Set when a partition finishes a batch: the in-flight bound may have room again."""
         self._stop_requested = asyncio.Event()
-        self._failure: str | None = None
+        self.failure: str | None = None
         self._executors: dict[str, Executor] = {}
         self.drain_clean = True
         self.signalled = False
@@ -190,7 +190,7 @@ class Runtime:
         return self.partitions.ready
 
     def fail(self, reason: str) -> None:
-        self._failure = reason
+        self.failure = reason
         self._stop_requested.set()
 
     def _on_signal(self) -> None:
@@ -244,8 +244,8 @@ class Runtime:
         finally:
             if health is not None:
                 await health.stop()
-        if self._failure:
-            log.error("worker failed: %s", self._failure)
+        if self.failure:
+            log.error("worker failed: %s", self.failure)
             return EXIT_FAILED
         return EXIT_OK if self.drain_clean else EXIT_DRAIN_INCOMPLETE
 

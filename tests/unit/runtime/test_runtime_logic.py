@@ -1,4 +1,4 @@
-"""Pure parts of the consumer runtime: offsets, breakers, retries, flood guard."""
+"""Pure parts of the consumer runtime: offsets, breakers, retries."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pipeline.errors import PipelineError
 from pipeline.metrics import Metrics, labels_of
 from pipeline.processor import Emit, Processor
 from pipeline.resilience.retry import RetryPolicy
-from pipeline.runtime.dead_letters import FloodGuard
 from pipeline.runtime.offset_tracker import OffsetTracker
 from pipeline.wire.codec import derived_event_id
 from tests.unit.models import SAMPLE_SPEC, Other, Sample
@@ -78,20 +77,6 @@ def test_retry_delay_grows_to_the_cap_with_jitter_below_it() -> None:
 def test_retry_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
-
-
-def test_flood_guard_trips_only_past_the_share_with_enough_samples() -> None:
-    guard = FloodGuard(window=100, max_share=0.5, minimum=20)
-    for _ in range(10):
-        assert not guard.tripped_by_one_more()  # too few samples
-        guard.record(True)
-    guard.record_ok(40)
-    assert guard.share == pytest.approx(0.2)
-    while not guard.tripped_by_one_more():
-        guard.record(True)
-    assert guard.share == pytest.approx(0.5, abs=0.02)
-    guard.reset()
-    assert guard.share == 0
 
 
 def test_output_topic_is_chosen_by_type_and_ambiguity_is_an_error() -> None:

@@ -12,8 +12,6 @@ import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-import pytest
-
 from pipeline.kafka.memory import MemoryClients
 from pipeline.kafka.memory.consumer import MemoryConsumer
 from pipeline.kafka.port import Consumer, ConsumerOptions, Record, TopicPartition
@@ -22,8 +20,8 @@ from pipeline.ops.offset_ranges import PartitionRange
 from pipeline.ops.replay import ReplayPlan
 from pipeline.processor import Context, PermanentError, Processor
 from pipeline.resilience.breaker import BreakerPolicy, DependencyError
+from pipeline.resilience.flood_guard import FloodGuardPolicy
 from pipeline.resilience.retry import RetryPolicy
-from pipeline.runtime import batch_handler
 from pipeline.runtime.worker import EXIT_FAILED, EXIT_OK
 from pipeline.testing import TestPipeline
 from tests.unit.runtime.support import (
@@ -257,11 +255,9 @@ async def test_a_failing_dependency_makes_the_partition_wait_and_dead_letters_no
     assert issubclass(DependencyError, Exception)
 
 
-async def test_the_flood_guard_pauses_instead_of_emptying_the_topic_into_the_dlq(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(batch_handler, "FLOOD_PAUSE_S", 0.05)
-    async with TestPipeline(ECHO) as pipeline:
+async def test_the_flood_guard_pauses_instead_of_emptying_the_topic_into_the_dlq() -> None:
+    quick_pause = dataclasses.replace(ECHO, flood_guard=FloodGuardPolicy(pause_s=0.05))
+    async with TestPipeline(quick_pause) as pipeline:
         await pipeline.publish(SOURCE, steps(400, keys=1, mode="permanent"))
         await pipeline.processed(timeout_s=30)
         pauses = pipeline.metrics.total("flood_guard_pauses")
