@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -20,6 +19,7 @@ from confluent_kafka.admin import (
 from confluent_kafka.admin import NewTopic as TheirNewTopic
 
 from pipeline.errors import PipelineError
+from pipeline.kafka.confluent_commits import GroupCommitReader
 from pipeline.kafka.confluent_errors import translated
 from pipeline.kafka.port import (
     Committed,
@@ -31,7 +31,6 @@ from pipeline.kafka.port import (
     TopicPartition,
 )
 
-COORDINATOR_WAIT_S = 30.0
 REQUEST_TIMEOUT_S = 15.0
 T = TypeVar("T")
 
@@ -59,6 +58,7 @@ class ConfluentAdmin:
     def __init__(self, config: dict[str, Any]) -> None:
         self._config = config
         self._client: AdminClient | None = None
+        self._commit_reader = GroupCommitReader(config)
 
     @property
     def client(self) -> AdminClient:
@@ -71,6 +71,7 @@ class ConfluentAdmin:
 
     async def stop(self) -> None:
         self._client = None
+        await self._commit_reader.close()
 
     async def _metadata(self, topic: str | None = None) -> Any:
         try:
@@ -183,24 +184,9 @@ class ConfluentAdmin:
 
     @translated
     async def group_commits(self, group: str) -> dict[TopicPartition, Committed]:
-        """A group's commits, waiting out a coordinator still being elected (fresh clusters)."""
-        deadline = time.monotonic() + COORDINATOR_WAIT_S
-        while True:
-            futures = self.client.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group)], request_timeout=REQUEST_TIMEOUT_S
-            )
-            try:
-                found = await asyncio.wrap_future(futures[group])
-            except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
-                continue
-            return {
-                TopicPartition(tp.topic, tp.partition): Committed(tp.offset, tp.metadata or "")
-                for tp in found.topic_partitions or ()
-                if tp.offset >= 0
-            }
+        """Read through a consumer of the group: the AdminClient's call can crash the process
+        (pipeline.kafka.confluent_commits)."""
+        return await self._commit_reader.commits(group)
 
     @translated
     async def group_member_count(self, group: str) -> int:
