@@ -92,6 +92,8 @@ check-rules: $(PROMTOOL)
 demo: setup kafka postgres
 	$(BIN)/python -m producers.demo
 
+# The peers' packages go into a venv of their own on first use (bench/peers/environment.py),
+# so that their pins never change the product's client versions.
 bench: setup kafka postgres
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	@set -e; for script in bench/*.py; do \

@@ -49,6 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.latency import output_count, wait_for
+from bench.peers.environment import versions_of_every_contestant
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.kafka.connect import connect
 from pipeline.kafka.port import ConsumerOptions, TopicPartition
@@ -491,7 +492,7 @@ def main() -> None:
                     args.timeline,
                 )
             )
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "clients": versions_of_every_contestant()}))
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.peers.environment import peer_python, versions_of_every_contestant
 from bench.peers.launch import ROOT, worker_command
-from bench.pipeline_peers import PYTHON, build_customer_db, fill_input
+from bench.pipeline_peers import build_customer_db, fill_input
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.kafka.aio import client_kwargs
 from pipeline.kafka.connect import connect
@@ -140,7 +141,8 @@ def main() -> None:
             if framework == "ours":
                 command = worker_command(bootstrap, *args.worker_args.split())
             else:
-                command = [PYTHON, "-m", "bench.peers.quix", source, output, group, str(10**9)]
+                quix = [peer_python(), "-m", "bench.peers.quix"]
+                command = [*quix, source, output, group, str(10**9)]
             rate = asyncio.run(others_rate(command, env, settings, source, output))
             rates[(framework, slow)] = rate
             label = "slowed" if slow else "baseline"
@@ -149,7 +151,7 @@ def main() -> None:
         framework: round(rates[(framework, True)] / rates[(framework, False)], 3)
         for framework in frameworks
     }
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "clients": versions_of_every_contestant()}))
 
 
 if __name__ == "__main__":

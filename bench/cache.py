@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rocksdict import Rdict
 
+from bench.peers.environment import versions_of_every_contestant
 from bench.pipeline_peers import peak_rss_mb
 from consumers.enrich_orders import load_customer
 from pipeline.dev.localkafka import ephemeral_kafka
@@ -221,7 +222,7 @@ def main() -> None:
         figures["throughput_ratio"] = round(
             figures["cache_on_events_per_s"] / figures["cache_off_events_per_s"], 2
         )
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "clients": versions_of_every_contestant()}))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from bench.peers.environment import versions_of_every_contestant
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.dev.processes import free_ports
 from pipeline.kafka.connect import connect
@@ -210,7 +210,7 @@ def main() -> None:
                 "max": round(max(ratios), 3),
                 "rounds": [round(r, 3) for r in ratios],
             }
-        print(json.dumps(summary))
+        print(json.dumps({**summary, "clients": versions_of_every_contestant()}))
 
 
 if __name__ == "__main__":

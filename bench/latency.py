@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+from bench.peers.environment import versions_of_every_contestant
 from bench.peers.launch import ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db
 from pipeline.catalogue import TopicSpec
@@ -175,7 +176,14 @@ def main() -> None:
         f"(half of {figures['max_rate']:,}/s): "
         f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms"
     )
-    print(json.dumps({k: figures[k] for k in ("rate", "p50_ms", "p99_ms")}))
+    print(
+        json.dumps(
+            {
+                **{k: figures[k] for k in ("rate", "p50_ms", "p99_ms")},
+                "clients": versions_of_every_contestant(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ import msgpack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import Options, Rdict
 
+from bench.peers.environment import peer_python, versions_of_every_contestant
 from bench.peers.launch import ROOT, worker_command
 from bench.peers.work import enrich_bytes
 from pipeline.dev.localkafka import ephemeral_kafka
@@ -220,6 +221,8 @@ def main() -> None:
             "PEERS_DATADIR": str(Path(folder) / "faust"),
             "PYTHONPATH": str(ROOT),
         }
+        # The peers' own venv (bench.peers.environment), made only when one of them runs.
+        peers_python = peer_python() if {"quixstreams", "faust"} & set(chosen) else PYTHON
         commands = {
             "ours": worker_command(bootstrap),
             "ours_confluent": worker_command(bootstrap, "--client", "confluent"),
@@ -232,7 +235,7 @@ def main() -> None:
                 f"peers-raw-{run}",
             ],
             "quixstreams": [
-                PYTHON,
+                peers_python,
                 "-m",
                 "bench.peers.quix",
                 source,
@@ -241,7 +244,7 @@ def main() -> None:
                 str(args.events),
             ],
             "faust": [
-                PYTHON,
+                peers_python,
                 "-m",
                 "bench.peers.faust_agent",
                 source,
@@ -281,7 +284,7 @@ def main() -> None:
         for peer in ("raw_aiokafka", "quixstreams", "faust", "work_only"):
             if figures.get(ours) and figures.get(peer):
                 figures[f"{ours}_vs_{peer}"] = round(figures[ours] / figures[peer], 2)
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "clients": versions_of_every_contestant()}))
 
 
 if __name__ == "__main__":

@@ -33,9 +33,9 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from aiokafka import AIOKafkaProducer
 
+from bench.peers.environment import versions_of_every_contestant
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.kafka.connect import connect
 from pipeline.kafka.partitioner import kafka_partition
@@ -289,7 +289,7 @@ def main() -> None:
         brokers=1, progress=lambda m: print(f"[kafka] {m}", file=sys.stderr)
     ) as bootstrap:
         figures = asyncio.run(main_async(bootstrap, args.events))
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "clients": versions_of_every_contestant()}))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 from bench.latency import log_append_time, wait_for
+from bench.peers.environment import versions_of_every_contestant
 from bench.peers.launch import ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db
 from pipeline.dev.localkafka import ephemeral_kafka
@@ -262,7 +263,7 @@ def main() -> None:
                 f"longest gap of an unmoved partition {found['max_gap_unmoved_ms']:>6} ms "
                 f"({found['unmoved_partitions']} partition-events)"
             )
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "clients": versions_of_every_contestant()}))
 
 
 if __name__ == "__main__":

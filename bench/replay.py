@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 from bench.latency import log_append_time, wait_for
+from bench.peers.environment import versions_of_every_contestant
 from bench.peers.launch import PIPELINE, ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db
 from pipeline.catalogue import TopicSpec
@@ -190,7 +191,7 @@ def main() -> None:
     ):
         figures = asyncio.run(measure(bootstrap, args, Path(folder)))
     figures["ratio"] = round(figures["live_p99_with_replay_ms"] / max(1, figures["live_p99_ms"]), 2)
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "clients": versions_of_every_contestant()}))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.peers.environment import versions_of_every_contestant
 from bench.peers.launch import ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db, peak_rss_mb
 from pipeline.dev.localkafka import ephemeral_kafka
@@ -124,7 +125,7 @@ def main() -> None:
             print(f"backlog {backlog:>9,}: peak RSS {peak:6.0f} MB, drained in {seconds:5.1f}s")
             figures[f"rss_{label}_mb"] = round(peak)
     figures["ratio"] = round(figures["rss_1m_mb"] / figures["rss_10k_mb"], 3)
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "clients": versions_of_every_contestant()}))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from bench.peers.environment import versions_of_every_contestant
 from consumers.order_stats import OrderFact, write_facts
 from pipeline.dev.localpg import ephemeral_postgres
 from pipeline.runtime.services import Services
@@ -129,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     with ephemeral_postgres(progress=lambda m: print(f"[postgres] {m}", file=sys.stderr)) as url:
         figures = asyncio.run(bench(url, args.rows))
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "clients": versions_of_every_contestant()}))
 
 
 if __name__ == "__main__":

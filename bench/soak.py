@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import itertools
 
+from bench.peers.environment import versions_of_every_contestant
 from bench.peers.launch import ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db, fill_input, proc_status_mb
 from pipeline.dev.localkafka import ephemeral_kafka
@@ -303,7 +304,7 @@ def main() -> None:
         print(f"plot: {png}", file=sys.stderr)
     except ImportError:
         print("no plot: pip install -e '.[bench]' for matplotlib", file=sys.stderr)
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "clients": versions_of_every_contestant()}))
 
 
 if __name__ == "__main__":
