@@ -23,6 +23,7 @@ from pipeline.metrics import Metrics
 from pipeline.runtime.commits import Committer
 from pipeline.runtime.host import PartitionHost
 from pipeline.runtime.partition_worker import PartitionWorker
+from pipeline.runtime.retention_watch import RetentionWatch
 
 log = logging.getLogger("pipeline.worker")
 
@@ -56,6 +57,12 @@ class Partitions:
         self._revoking: set[TopicPartition] = set()
         self._start_end_offsets: dict[TopicPartition, int] = {}
         self._nothing_to_catch_up: set[TopicPartition] = set()
+        self._retention = (
+            RetentionWatch(consumer, self._deleted_while_running, self._deliver)
+            if offset_reset is not None
+            else None
+        )
+        """Records retention deleted under the running worker (pipeline.runtime.retention_watch)."""
         self._assignment_settled = False
 
     def _add_worker(self, tp: TopicPartition) -> PartitionWorker:
@@ -97,19 +104,29 @@ class Partitions:
             return
         for tp in partitions:
             start = max(commits[tp] or 0, beginnings[tp])
+            if self._retention is not None:
+                self._retention.starts_at(tp, start)
             if start >= ends[tp]:
                 self._nothing_to_catch_up.add(tp)
         self._assignment_settled = True
         log.info("assigned %s", sorted(tp.partition for tp in assigned))
 
-    async def _past_retention(self, deleted: dict[TopicPartition, tuple[int, int]]) -> bool:
+    async def _deleted_while_running(self, deleted: dict[TopicPartition, tuple[int, int]]) -> bool:
+        return await self._past_retention(deleted, "the worker's fetch position")
+
+    async def _past_retention(
+        self,
+        deleted: dict[TopicPartition, tuple[int, int]],
+        place: str = "the group's committed offset",
+    ) -> bool:
         """The group's place was deleted by retention: go on from the log start, or stop.
 
-        `deleted`: partition → (committed offset, log start). Returns whether
-        the replica goes on. The client itself moves an out-of-range position
-        to the log start (auto.offset.reset=earliest); this makes it loud,
-        counted, and, under `fail`, not done: those partitions' workers are
-        dropped uncommitted and the replica exits.
+        `deleted`: partition → (committed offset, or the position the running
+        worker had reached; log start). Returns whether the replica goes on.
+        The client itself moves an out-of-range position to the log start
+        (auto.offset.reset=earliest); this makes it loud, counted, and, under
+        `fail`, not done: those partitions' workers are dropped uncommitted and
+        the replica exits.
         """
         policy = self._offset_reset
         if policy is None:
@@ -121,7 +138,7 @@ class Partitions:
                 labels={"topic": tp.topic, "partition": str(tp.partition), "policy": policy},
             )
             reasons.append(
-                f"{tp.topic}-{tp.partition}: the group's committed offset {committed} is before "
+                f"{tp.topic}-{tp.partition}: {place} {committed} is before "
                 f"the log start {log_start}; retention deleted {log_start - committed} "
                 "record(s) it never handled"
             )
@@ -157,6 +174,9 @@ class Partitions:
         # partitions must not start a new worker behind the draining one.
         self._revoking.update(revoked)
         leaving = [self.workers.pop(tp) for tp in revoked if tp in self.workers]
+        if self._retention is not None:
+            for tp in revoked:
+                self._retention.forget(tp)
         if not leaving:
             return
         clean = await self.drain(leaving)
@@ -178,6 +198,8 @@ class Partitions:
         return all(results)
 
     async def drain_all(self) -> bool:
+        if self._retention is not None:
+            await self._retention.close()
         workers = list(self.workers.values())
         self.workers.clear()
         return await self.drain(workers) if workers else True
@@ -194,6 +216,15 @@ class Partitions:
         if worker is None and tp in self.consumer.assignment() and tp not in self._revoking:
             # Records can arrive while the assignment callback still runs.
             worker = self._add_worker(tp)
+        if worker is None or worker.stopping.is_set():
+            return
+        if self._retention is None or self._retention.admit(tp, records):
+            worker.offer(records)
+            self.metrics.inc(CONSUMED, len(records))
+
+    def _deliver(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        """Records the retention watch held back, once it found nothing deleted (or went on)."""
+        worker = self.workers.get(tp)
         if worker is not None and not worker.stopping.is_set():
             worker.offer(records)
             self.metrics.inc(CONSUMED, len(records))
