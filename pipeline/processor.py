@@ -150,12 +150,17 @@ class Processor(Generic[EventT]):
     liveness stall (60 s), so a hung call costs its record, not the replica."""
     flood_guard: FloodGuardPolicy | None = field(default_factory=FloodGuardPolicy)
     """When dead letters are a flood: pause the partition instead (None: never pause)."""
+    quarantine_after: int | None = 3
+    """A record in hand when its owner died or was dropped this many times in a row is
+    dead-lettered as Quarantined without running it (pipeline.runtime.quarantine); None: off."""
 
     def __post_init__(self) -> None:
         if self.lanes < 1:
             raise ConfigError(f"processor {self.name!r}: lanes must be at least 1")
         if self.batch_records > self.queue_records:
             raise ConfigError(f"processor {self.name!r}: batch_records exceeds queue_records")
+        if self.quarantine_after is not None and self.quarantine_after < 1:
+            raise ConfigError(f"processor {self.name!r}: quarantine_after must be at least 1")
         if self.handler_timeout_s is not None and not self.handler_timeout_s > 0:
             raise ConfigError(
                 f"processor {self.name!r}: handler_timeout_s must be positive (None: no deadline)"

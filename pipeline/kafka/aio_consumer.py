@@ -10,7 +10,13 @@ from aiokafka import TopicPartition as AioPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from pipeline.kafka.aio_errors import translated
-from pipeline.kafka.port import KafkaClientError, RebalanceListener, Record, TopicPartition
+from pipeline.kafka.port import (
+    Committed,
+    KafkaClientError,
+    RebalanceListener,
+    Record,
+    TopicPartition,
+)
 
 PartitionCount = Callable[[Any, str, float], Awaitable[int]]
 
@@ -107,9 +113,13 @@ class AioConsumer:
         )
 
     @translated
-    async def committed(self, partition: TopicPartition) -> int | None:
-        found = await self._client.committed(self._aio(partition))
-        return None if found is None else int(found)
+    async def committed(self, partition: TopicPartition) -> Committed | None:
+        # AIOKafkaConsumer.committed drops the metadata; its coordinator's call keeps it.
+        tp = self._aio(partition)
+        found = await self._client._coordinator.fetch_committed_offsets([tp])
+        if tp not in found or found[tp].offset < 0:
+            return None
+        return Committed(int(found[tp].offset), found[tp].metadata or "")
 
     @translated
     async def beginning_offsets(

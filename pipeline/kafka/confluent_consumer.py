@@ -47,7 +47,7 @@ from pipeline.kafka.confluent_offsets import (
 from pipeline.kafka.confluent_records import ConfluentRecord, by_partition, ours, theirs
 from pipeline.kafka.confluent_thread import SERVE_SLICE_S, ConsumerThread
 from pipeline.kafka.metadata import DEFAULT_WAIT_S, TopicNotOnClusterError
-from pipeline.kafka.port import KafkaClientError, RebalanceListener, TopicPartition
+from pipeline.kafka.port import Committed, KafkaClientError, RebalanceListener, TopicPartition
 
 log = logging.getLogger("pipeline.kafka.confluent")
 
@@ -335,7 +335,7 @@ class ConfluentConsumer:
                 return known
             committed = await self.committed(partition) if self._group_id else None
             if committed is not None:
-                return committed
+                return committed.offset
             if self._config.get("auto.offset.reset") == "earliest":
                 return (await self.beginning_offsets([partition]))[partition]
             if self._config.get("auto.offset.reset") == "latest":
@@ -365,7 +365,7 @@ class ConfluentConsumer:
             await self._thread.call(commit_offsets, self.client, offsets, metadata)
 
     @translated
-    async def committed(self, partition: TopicPartition) -> int | None:
+    async def committed(self, partition: TopicPartition) -> Committed | None:
         return await self._thread.call(committed_offset, self.client, partition)
 
     @translated

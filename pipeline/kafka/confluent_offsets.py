@@ -9,7 +9,7 @@ from confluent_kafka import TopicPartition as TheirPartition
 
 from pipeline.kafka.confluent_errors import from_kafka_error
 from pipeline.kafka.confluent_records import ours, theirs
-from pipeline.kafka.port import KafkaClientError, TopicPartition
+from pipeline.kafka.port import Committed, KafkaClientError, TopicPartition
 
 QUERY_TIMEOUT_S = 15.0
 
@@ -27,10 +27,10 @@ def watermarks(
     return found
 
 
-def committed_offset(client: Consumer, tp: TopicPartition) -> int | None:
+def committed_offset(client: Consumer, tp: TopicPartition) -> Committed | None:
     """On the consumer thread: the group's commit for `tp` (None: nothing committed)."""
-    offset = client.committed([theirs(tp)], timeout=QUERY_TIMEOUT_S)[0].offset
-    return None if offset < 0 else offset
+    found = client.committed([theirs(tp)], timeout=QUERY_TIMEOUT_S)[0]
+    return None if found.offset < 0 else Committed(found.offset, found.metadata or "")
 
 
 def offsets_at_times(

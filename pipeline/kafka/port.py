@@ -162,7 +162,8 @@ class Consumer(Protocol):
 
     async def commit(self, offsets: Mapping[TopicPartition, int], metadata: str = "") -> None: ...
 
-    async def committed(self, partition: TopicPartition) -> int | None: ...
+    async def committed(self, partition: TopicPartition) -> Committed | None:
+        """The group's commit on the partition (offset and metadata); None: never committed."""
 
     async def beginning_offsets(
         self, partitions: Collection[TopicPartition]

@@ -46,6 +46,7 @@ from pipeline.runtime.batch_result import BatchResult
 from pipeline.runtime.dead_letters import VALUE_OMITTED, describe_error, now_ms
 from pipeline.runtime.handler_deadline import HandlerDeadline, LaneClock
 from pipeline.runtime.host import Abandoned, PartitionHost
+from pipeline.runtime.quarantine import Quarantined
 from pipeline.telemetry import tracing
 from pipeline.telemetry.logs import fields_from
 from pipeline.wire.codec import HEADER_EVENT_ID
@@ -196,6 +197,17 @@ class BatchHandler:
                     flood.record(False)
                 break
         self.waiting_on_dependency = False
+
+    def quarantined(self, record: Record, strikes: int) -> BatchResult:
+        """The record's dead letter, the handler not run: it was in hand at `strikes` ends."""
+        result = BatchResult(limits=self.host.record_path.limits)
+        error = Quarantined(record.topic, record.partition, record.offset, strikes)
+        result.dead_letters.append(
+            self.host.record_path.dead_letter(record, error, strikes, now_ms())
+        )
+        self.host.metrics.inc(DEAD_LETTERED, labels={"error": "Quarantined"})
+        log.error("%s (dead-lettered to %s as Quarantined)", error, self.processor.source.dlq_name)
+        return result
 
     def _log_timeout(self, record: Record, timeout: HandlerTimeout, failures: int) -> None:
         """The first timeout of a record, at WARNING: the place of a hang is worth a line."""

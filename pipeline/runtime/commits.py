@@ -19,6 +19,7 @@ from pipeline.kafka.port import Consumer, KafkaClientError, TopicPartition
 from pipeline.metric_names import COMMITS
 from pipeline.metrics import Metrics
 from pipeline.runtime.offset_tracker import OffsetTracker
+from pipeline.runtime.quarantine import in_flight
 
 log = logging.getLogger("pipeline.worker")
 
@@ -32,6 +33,8 @@ class PartitionOffsets:
         self.tp = tp
         self._tracker = OffsetTracker()
         self._committer = committer
+        self.claimed: int | None = None
+        """Last committed with this owner's in-flight mark (pipeline.runtime.quarantine)."""
 
     def started(self, first: int, last: int, count: int) -> Token:
         return self._tracker.started(first, last, count)
@@ -71,6 +74,11 @@ class PartitionOffsets:
             for waiter in waiters:
                 waiter.cancel()
 
+    async def claim(self, offset: int) -> None:
+        """Commit `offset` as the one about to be handled (every record before it is done)."""
+        if await self._committer.claim({self.tp: offset}, 1):
+            self._tracker.mark_committed(offset)
+
     # -- for the committer ------------------------------------------------------------------
 
     def skip_to(self, offset: int) -> None:
@@ -81,10 +89,15 @@ class PartitionOffsets:
 
 
 class Committer:
-    def __init__(self, consumer: Consumer, interval_s: float, metrics: Metrics) -> None:
+    def __init__(
+        self, consumer: Consumer, interval_s: float, metrics: Metrics, marks: bool = True
+    ) -> None:
+        """`marks`: commits made while running carry the in-flight mark (quarantine on)."""
         self.consumer = consumer
         self.interval_s = interval_s
         self.metrics = metrics
+        self.marks = marks
+        self._running_metadata = in_flight(1) if marks else ""
         self.partitions: dict[TopicPartition, PartitionOffsets] = {}
         self.committed_signal = asyncio.Event()
         """Set and cleared after every successful commit: workers at the bound wait on it."""
@@ -118,14 +131,23 @@ class Committer:
         self._done.set()
         self._requested.set()  # wake it to see the flag
 
-    async def commit(self, tps: Iterable[TopicPartition]) -> None:
-        """Commit these partitions' finished work; a refusal (a rebalance) is retried later."""
+    async def commit(self, tps: Iterable[TopicPartition], release: bool = False) -> None:
+        """Commit these partitions' finished work; a refusal (a rebalance) is retried later.
+
+        `release`: nothing of theirs is in hand any more (a clean drain), so
+        the commit goes without the in-flight mark, also where nothing new
+        was finished since the last one.
+        """
         found = [self.partitions[tp] for tp in tps if tp in self.partitions]
         offsets = {p.tp: p.committable for p in found if p.committable > p.committed}
+        if release and self.marks:
+            for p in found:
+                if p.tp not in offsets and p.claimed is not None:
+                    offsets[p.tp] = max(p.committed, p.claimed)
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets)
+            await self.consumer.commit(offsets, "" if release else self._running_metadata)
         except KafkaClientError as exc:
             # A rebalance is under way; the revoke handler commits what is finished.
             log.warning("commit of %d partitions failed (%s); will retry", len(offsets), exc)
@@ -133,6 +155,7 @@ class Committer:
         for offsets_of in found:
             if offsets_of.tp in offsets:
                 offsets_of.mark_committed(offsets[offsets_of.tp])
+                offsets_of.claimed = None if release else offsets[offsets_of.tp]
         self.metrics.inc(COMMITS)
         self.committed_signal.set()
         self.committed_signal.clear()
@@ -151,7 +174,7 @@ class Committer:
         if not offsets:
             return True
         try:
-            await self.consumer.commit(offsets)
+            await self.consumer.commit(offsets, self._running_metadata)
         except KafkaClientError as exc:
             log.info("membership check: the commit was refused (%s)", exc)
             return False
@@ -159,6 +182,20 @@ class Committer:
             still_here = self.partitions.get(tp)  # a revoke may have come meanwhile
             if still_here is not None:
                 still_here.mark_committed(offset)
+        return True
+
+    async def claim(self, offsets: dict[TopicPartition, int], strikes: int) -> bool:
+        """Commit offsets with the mark of `strikes` owners in flight there; False: refused."""
+        try:
+            await self.consumer.commit(offsets, in_flight(strikes))
+        except KafkaClientError as exc:
+            # A rebalance under way: this owner is leaving anyway; the count misses one.
+            log.warning("in-flight mark for %d partition(s) refused (%s)", len(offsets), exc)
+            return False
+        for tp, offset in offsets.items():
+            offsets_of = self.partitions.get(tp)
+            if offsets_of is not None:
+                offsets_of.claimed = offset
         return True
 
     def skip_gaps(self, idle: Iterable[TopicPartition]) -> None:

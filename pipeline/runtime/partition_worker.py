@@ -27,6 +27,7 @@ from pipeline.runtime.batch_handler import BatchHandler
 from pipeline.runtime.batch_publisher import BatchPublisher
 from pipeline.runtime.commits import PartitionOffsets, Token
 from pipeline.runtime.host import Abandoned, PartitionHost
+from pipeline.runtime.quarantine import Suspicion
 from pipeline.runtime.record_queue import RecordQueue
 from pipeline.telemetry import tracing
 from pipeline.telemetry.logs import bind_fields
@@ -57,6 +58,13 @@ class PartitionWorker:
         self.last_progress = time.monotonic()
         self._pending_acks: deque[tuple[asyncio.Future[Any], Token]] = deque()
         self._topic_label = {"topic": tp.topic}
+        self.cleared = asyncio.Event()
+        """Set once the assignment has read and marked the partition's commit: nothing is
+        handled before a quarantine could know of it (pipeline.runtime.quarantine)."""
+        if self.processor.quarantine_after is None:
+            self.cleared.set()
+        self.suspicion: Suspicion | None = None
+        """Set when the last owner left records in hand: go one record at a time for a while."""
         self.task = asyncio.ensure_future(self._run())
 
     def _log_fields(self) -> dict[str, object]:
@@ -159,6 +167,8 @@ class PartitionWorker:
     async def _run(self) -> None:
         bind_fields(self._log_fields)
         try:
+            if not self.cleared.is_set():
+                await self._until_cleared()
             while not self.stopping.is_set():
                 if not self.queue:
                     self._settle_done()
@@ -177,6 +187,9 @@ class PartitionWorker:
                     ):
                         continue  # exactly-once: the transactions committed them
                     await self.offsets.wait_for_commit(self.stopping, DUPLICATE_BOUND_WAIT_S)
+                    continue
+                if self.suspicion is not None:
+                    await self._carefully()
                     continue
                 batch = self.queue.take(min(room, self.processor.batch_records))
                 token = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
@@ -212,6 +225,39 @@ class PartitionWorker:
                 # Their outcomes no longer matter; read them so none is reported as lost.
                 acks.add_done_callback(_outcome_read)
             raise
+
+    async def _until_cleared(self) -> None:
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        cleared = asyncio.ensure_future(self.cleared.wait())
+        try:
+            await asyncio.wait((stopping, cleared), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            cleared.cancel()
+
+    async def _carefully(self) -> None:
+        """One record, its offset committed with the in-flight mark before the handler runs.
+
+        Everything before it is acknowledged first, so the commit is true; a
+        record the last owners ended with `quarantine_after` times is
+        dead-lettered instead of run.
+        """
+        suspicion = self.suspicion
+        assert suspicion is not None
+        await self._settle_acks(0)
+        [record] = self.queue.take(1)
+        if not suspicion.careful_at(record.offset):
+            self.suspicion = None
+            log.info("%s-%d: past the suspect records; batches again", *self.tp)
+        elif record.offset != suspicion.start:
+            await self.offsets.claim(record.offset)
+        token = self.offsets.started(record.offset, record.offset, 1)
+        if suspicion.strikes_at(record.offset) >= suspicion.limit:
+            result = self.handler.quarantined(record, suspicion.strikes_at(record.offset))
+        else:
+            result = await self.handler.handle([record])
+        self._pending_acks.append((await self.publisher.publish(result, token[1]), token))
+        await self._settle_acks(0)
 
     async def _idle(self) -> None:
         """Wait for new records or the oldest acknowledgement, whichever comes first.

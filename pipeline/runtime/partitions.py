@@ -17,12 +17,13 @@ import time
 from collections.abc import Sequence
 from typing import Literal
 
-from pipeline.kafka.port import Consumer, Record, TopicPartition
+from pipeline.kafka.port import Committed, Consumer, Record, TopicPartition
 from pipeline.metric_names import CONSUMED, OFFSET_RESETS, REBALANCES
 from pipeline.metrics import Metrics
 from pipeline.runtime.commits import Committer
 from pipeline.runtime.host import PartitionHost
 from pipeline.runtime.partition_worker import PartitionWorker
+from pipeline.runtime.quarantine import Suspicion, strikes_of
 from pipeline.runtime.retention_watch import RetentionWatch
 
 log = logging.getLogger("pipeline.worker")
@@ -96,20 +97,59 @@ class Partitions:
         self._start_end_offsets.update(ends)
         commits = {tp: await self.consumer.committed(tp) for tp in partitions}
         deleted = {
-            tp: (committed, beginnings[tp])
+            tp: (committed.offset, beginnings[tp])
             for tp, committed in commits.items()
-            if committed is not None and committed < beginnings[tp]
+            if committed is not None and committed.offset < beginnings[tp]
         }
         if deleted and not await self._past_retention(deleted):
             return
+        starts = {}
         for tp in partitions:
-            start = max(commits[tp] or 0, beginnings[tp])
+            committed = commits[tp]
+            start = starts[tp] = max(committed.offset if committed else 0, beginnings[tp])
             if self._retention is not None:
                 self._retention.starts_at(tp, start)
             if start >= ends[tp]:
                 self._nothing_to_catch_up.add(tp)
+        if self.host.processor.quarantine_after is not None:
+            await self._claim(starts, commits)
+        for tp in partitions:
+            worker = self.workers.get(tp)
+            if worker is not None:
+                worker.cleared.set()
         self._assignment_settled = True
         log.info("assigned %s", sorted(tp.partition for tp in assigned))
+
+    async def _claim(
+        self, starts: dict[TopicPartition, int], commits: dict[TopicPartition, Committed | None]
+    ) -> None:
+        """Mark each partition's start as in this owner's hands, one more than found there.
+
+        Before anything is handled: a record that blocks the loop at once must
+        still be counted (pipeline.runtime.quarantine).
+        """
+        processor = self.host.processor
+        limit = processor.quarantine_after
+        assert limit is not None
+        by_strikes: dict[int, dict[TopicPartition, int]] = {}
+        for tp, start in starts.items():
+            strikes = strikes_of(commits[tp], start)
+            by_strikes.setdefault(strikes, {})[tp] = start
+            worker = self.workers.get(tp)
+            if strikes and worker is not None:
+                worker.suspicion = Suspicion(start, strikes, limit, start + processor.batch_records)
+                log.warning(
+                    "%s-%d: the last %d owner(s) of this partition died or were dropped from the "
+                    "group with offset %d in hand; handling it one record at a time from there "
+                    "(a record in hand at %d such ends is quarantined)",
+                    tp.topic,
+                    tp.partition,
+                    strikes,
+                    start,
+                    limit,
+                )
+        for strikes, offsets in sorted(by_strikes.items()):
+            await self.committer.claim(offsets, strikes + 1)
 
     async def _deleted_while_running(self, deleted: dict[TopicPartition, tuple[int, int]]) -> bool:
         return await self._past_retention(deleted, "the worker's fetch position")
@@ -192,7 +232,13 @@ class Partitions:
         """Finish the work in hand within the deadline, commit it, let the partitions go."""
         results = await asyncio.gather(*(worker.stop(self.drain_deadline_s) for worker in workers))
         tps = [worker.tp for worker in workers]
-        await self.committer.commit(tps)
+        # Work left in hand keeps its in-flight mark: the next owner counts this as a stall.
+        await self.committer.commit(
+            [tp for tp, clean in zip(tps, results, strict=True) if not clean]
+        )
+        await self.committer.commit(
+            [tp for tp, clean in zip(tps, results, strict=True) if clean], release=True
+        )
         for tp in tps:
             self.committer.forget(tp)
         return all(results)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from pipeline.kafka.port import Consumer, RebalanceListener, Record, TopicPartition
+from pipeline.kafka.port import Committed, Consumer, RebalanceListener, Record, TopicPartition
 from pipeline.metric_names import REPLAY_OUTSIDE_RANGE
 from pipeline.metrics import Metrics
 from pipeline.ops.replay import ReplayPlan
@@ -139,7 +139,7 @@ class ReplayConsumer:
     def highwater(self, partition: TopicPartition) -> int | None:
         return self.inner.highwater(partition)
 
-    async def committed(self, partition: TopicPartition) -> int | None:
+    async def committed(self, partition: TopicPartition) -> Committed | None:
         return await self.inner.committed(partition)
 
     async def beginning_offsets(

@@ -53,8 +53,7 @@ EXIT_OK = 0
 EXIT_DRAIN_INCOMPLETE = 3
 EXIT_FAILED = 4
 HEARTBEAT_INTERVAL_MS = 1000
-LEAVE_GROUP_DEADLINE_S = 15.0
-"""Leaving can wait on a rebalance other members hold up; finished work is committed by then."""
+LEAVE_GROUP_DEADLINE_S = 15.0  # leaving can wait on a rebalance others hold up; work is committed
 GAP_CHECK_INTERVAL_S = 1.0
 COMMITTER_STOP_S = 5.0
 
@@ -139,7 +138,8 @@ class Runtime:
         """A bounded run over [start, end) per partition in its own group (pipeline.ops.replay)."""
         if replay is not None:
             self.consumer = self.replay = ReplayConsumer(self.consumer, replay, self.metrics)
-        self.committer = Committer(self.consumer, options.commit_interval_s, self.metrics)
+        marks = processor.quarantine_after is not None  # commits carry the in-flight mark
+        self.committer = Committer(self.consumer, options.commit_interval_s, self.metrics, marks)
         self.membership = MembershipGuard(
             self.committer.confirm_membership,
             # A stall this long may have outlasted the session: heartbeats are this far apart.

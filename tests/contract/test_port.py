@@ -169,7 +169,7 @@ async def test_commits_keep_their_metadata_and_are_what_the_group_reads(
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         await consumer.commit({tp: 5}, "range 0..9")
-        assert await consumer.committed(tp) == 5
+        assert await consumer.committed(tp) == Committed(5, "range 0..9")
     finally:
         await consumer.stop()
     admin = clients.admin()

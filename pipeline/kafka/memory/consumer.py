@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pipeline.kafka.memory.cluster import MemoryBroker
 from pipeline.kafka.memory.groups import Group
 from pipeline.kafka.port import (
+    Committed,
     ConsumerOptions,
     KafkaClientError,
     RebalanceListener,
@@ -166,11 +167,11 @@ class MemoryConsumer:
         await self.broker.maybe_fail("commit")
         self._group.commit({TopicPartition(*tp): o for tp, o in offsets.items()}, metadata)
 
-    async def committed(self, partition: TopicPartition) -> int | None:
+    async def committed(self, partition: TopicPartition) -> Committed | None:
         if self._group is None:
             return None
         found = self._group.commits.get(TopicPartition(*partition))
-        return None if found is None else found.offset
+        return None if found is None else Committed(found.offset, found.metadata)
 
     async def beginning_offsets(
         self, partitions: Collection[TopicPartition]
