@@ -92,6 +92,10 @@ class _BatchDelivery:
             self.future.set_result(Stored(self.first_offset))
 
 
+PARTITIONS_MAX_AGE_S = 30.0
+"""How stale a partition count may be: a topic grown by `topics apply` is seen within this."""
+
+
 class ConfluentProducer:
     def __init__(self, config: dict[str, Any], batch_bytes: int) -> None:
         self._config = config
@@ -100,6 +104,8 @@ class ConfluentProducer:
         self._polling = threading.Event()
         self._poller: threading.Thread | None = None
         self._transactional = "transactional.id" in config
+        self._partitions: dict[str, tuple[int, float]] = {}
+        """Topic → (partition count, loop time it was read)."""
 
     @property
     def client(self) -> Producer:
@@ -164,8 +170,30 @@ class ConfluentProducer:
                     await asyncio.sleep(QUEUE_FULL_WAIT_S)
         return delivery.future
 
-    @translated
     async def partition_count(self, topic: str, wait_s: float = DEFAULT_WAIT_S) -> int:
+        """From a cache refreshed every PARTITIONS_MAX_AGE_S, as aiokafka's metadata is.
+
+        Asked for every batch sent: a metadata request each time cost a round
+        trip per batch, and while a broker was down its 10 s timeout failed
+        the batch and stopped the worker (`pipeline chaos run --client
+        confluent -s leader-bounce`). A refresh that fails keeps the count it had.
+        """
+        now = asyncio.get_running_loop().time()
+        cached = self._partitions.get(topic)
+        if cached is not None and now - cached[1] < PARTITIONS_MAX_AGE_S:
+            return cached[0]
+        try:
+            count = await self._partition_count(topic, wait_s)
+        except KafkaClientError:
+            if cached is None:
+                raise
+            self._partitions[topic] = (cached[0], now)  # try again after another max age
+            return cached[0]
+        self._partitions[topic] = (count, now)
+        return count
+
+    @translated
+    async def _partition_count(self, topic: str, wait_s: float) -> int:
         deadline = asyncio.get_running_loop().time() + wait_s
         while True:
             metadata = await asyncio.to_thread(self.client.list_topics, topic, 10.0)

@@ -93,6 +93,24 @@ async def stuck(event: Keyed, ctx: Context) -> Handled:
     return handled(event, ctx)
 
 
+async def hangs(event: Keyed, ctx: Context) -> Handled:
+    """`mode="hang"` awaits an event nobody sets: what a call without a timeout does."""
+    if event.mode == "hang":
+        await asyncio.Event().wait()
+    return handled(event, ctx)
+
+
+BLOCK_S = 13.0
+"""Longer than a worker's session timeout (10 s): the group drops the replica meanwhile."""
+
+
+async def blocks(event: Keyed, ctx: Context) -> Handled:
+    """`mode="block"` blocks the event loop on every delivery (a CPU loop, a C call)."""
+    if event.mode == "block":
+        time.sleep(BLOCK_S)  # noqa: ASYNC251 - blocking the loop is the point
+    return handled(event, ctx)
+
+
 async def buggy(event: Keyed, ctx: Context) -> Handled:
     """Fails for `mode="bug"` events while the file named by RUNTIME_BUG_FILE exists."""
     marker = os.environ.get("RUNTIME_BUG_FILE")
@@ -159,6 +177,10 @@ PROCESSORS = {
     ),
     "stuck": Processor("stuck", SOURCE, stuck, outputs=(OUTPUT,)),
     "buggy": Processor("buggy", SOURCE, buggy, outputs=(OUTPUT,), retry=FAST_RETRY),
+    "hangs": Processor(
+        "hangs", SOURCE, hangs, outputs=(OUTPUT,), handler_timeout_s=1.0, retry=FAST_RETRY
+    ),
+    "blocks": Processor("blocks", SOURCE, blocks, outputs=(OUTPUT,), retry=FAST_RETRY),
     "paced": Processor(
         "paced", SOURCE, paced, outputs=(OUTPUT,), lanes=4, queue_records=1000, batch_records=50
     ),
