@@ -74,9 +74,10 @@ class PartitionOffsets:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def claim(self, offset: int) -> None:
-        """Commit `offset` as the one about to be handled (every record before it is done)."""
-        if await self._committer.claim({self.tp: offset}, 1):
+    async def mark(self, offset: int, strikes: int) -> None:
+        """Commit `offset` (everything before it is done) with `strikes` owners in flight
+        there, this one counted; 0: nothing of this partition is in hand."""
+        if await self._committer.mark({self.tp: offset}, strikes):
             self._tracker.mark_committed(offset)
 
     # -- for the committer ------------------------------------------------------------------
@@ -184,18 +185,18 @@ class Committer:
                 still_here.mark_committed(offset)
         return True
 
-    async def claim(self, offsets: dict[TopicPartition, int], strikes: int) -> bool:
-        """Commit offsets with the mark of `strikes` owners in flight there; False: refused."""
+    async def mark(self, offsets: dict[TopicPartition, int], strikes: int) -> bool:
+        """Commit offsets with the mark of `strikes` owners in flight there (0: no mark);
+        False: refused (a rebalance under way: this owner is leaving, the count misses one)."""
         try:
-            await self.consumer.commit(offsets, in_flight(strikes))
+            await self.consumer.commit(offsets, in_flight(strikes) if strikes else "")
         except KafkaClientError as exc:
-            # A rebalance under way: this owner is leaving anyway; the count misses one.
             log.warning("in-flight mark for %d partition(s) refused (%s)", len(offsets), exc)
             return False
         for tp, offset in offsets.items():
             offsets_of = self.partitions.get(tp)
             if offsets_of is not None:
-                offsets_of.claimed = offset
+                offsets_of.claimed = offset if strikes else None
         return True
 
     def skip_gaps(self, idle: Iterable[TopicPartition]) -> None:

@@ -61,7 +61,8 @@ class PartitionWorker:
         self.cleared = asyncio.Event()
         """Set once the assignment has read and marked the partition's commit: nothing is
         handled before a quarantine could know of it (pipeline.runtime.quarantine)."""
-        if self.processor.quarantine_after is None:
+        self._marks = self.processor.quarantine_after is not None
+        if not self._marks:
             self.cleared.set()
         self.suspicion: Suspicion | None = None
         """Set when the last owner left records in hand: go one record at a time for a while."""
@@ -191,23 +192,7 @@ class PartitionWorker:
                 if self.suspicion is not None:
                     await self._carefully()
                     continue
-                batch = self.queue.take(min(room, self.processor.batch_records))
-                token = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
-                started = time.perf_counter()
-                try:
-                    with tracing.batch_span(self.tp.topic, self.tp.partition, len(batch)):
-                        result = await self.handler.handle(batch)
-                except Abandoned:
-                    return
-                self.host.metrics.observe(
-                    BATCH_SECONDS, time.perf_counter() - started, self._topic_label
-                )
-                # A batch published while an earlier one's acks are out does not
-                # overtake it if that one fails: the idempotent producer fails
-                # the batches in flight behind a failed one.
-                acks = await self.publisher.publish(result, token[1])
-                self._pending_acks.append((acks, token))
-                await self._settle_acks(MAX_PENDING_ACKS)
+                await self._handle_batch(self.queue.take(min(room, self.processor.batch_records)))
             await self._settle_acks(0)
         except Abandoned:
             for acks, _ in self._pending_acks:
@@ -226,6 +211,23 @@ class PartitionWorker:
                 acks.add_done_callback(_outcome_read)
             raise
 
+    async def _handle_batch(self, batch: list[Record]) -> None:
+        token = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
+        if self.offsets.claimed is None and self._marks:
+            # Nothing says yet that this owner has records in hand: say it before the
+            # handler can stop the loop (pipeline.runtime.quarantine).
+            await self.offsets.mark(self.offsets.committable, 1)
+        started = time.perf_counter()
+        with tracing.batch_span(self.tp.topic, self.tp.partition, len(batch)):
+            result = await self.handler.handle(batch)
+        self.host.metrics.observe(BATCH_SECONDS, time.perf_counter() - started, self._topic_label)
+        # A batch published while an earlier one's acks are out does not
+        # overtake it if that one fails: the idempotent producer fails
+        # the batches in flight behind a failed one.
+        acks = await self.publisher.publish(result, token[1])
+        self._pending_acks.append((acks, token))
+        await self._settle_acks(MAX_PENDING_ACKS)
+
     async def _until_cleared(self) -> None:
         stopping = asyncio.ensure_future(self.stopping.wait())
         cleared = asyncio.ensure_future(self.cleared.wait())
@@ -236,11 +238,12 @@ class PartitionWorker:
             cleared.cancel()
 
     async def _carefully(self) -> None:
-        """One record, its offset committed with the in-flight mark before the handler runs.
+        """One record, marked in flight before its handler runs and unmarked once done.
 
-        Everything before it is acknowledged first, so the commit is true; a
-        record the last owners ended with `quarantine_after` times is
-        dead-lettered instead of run.
+        Everything before it is acknowledged first, so each commit is true;
+        the replica's other suspect partitions wait their turn. A record the
+        last owners ended with `quarantine_after` times is dead-lettered
+        instead of run.
         """
         suspicion = self.suspicion
         assert suspicion is not None
@@ -249,15 +252,19 @@ class PartitionWorker:
         if not suspicion.careful_at(record.offset):
             self.suspicion = None
             log.info("%s-%d: past the suspect records; batches again", *self.tp)
-        elif record.offset != suspicion.start:
-            await self.offsets.claim(record.offset)
-        token = self.offsets.started(record.offset, record.offset, 1)
-        if suspicion.strikes_at(record.offset) >= suspicion.limit:
-            result = self.handler.quarantined(record, suspicion.strikes_at(record.offset))
-        else:
-            result = await self.handler.handle([record])
-        self._pending_acks.append((await self.publisher.publish(result, token[1]), token))
-        await self._settle_acks(0)
+            await self._handle_batch([record])
+            return
+        strikes = suspicion.strikes_at(record.offset)
+        async with suspicion.one_at_a_time:
+            token = self.offsets.started(record.offset, record.offset, 1)
+            if strikes >= suspicion.limit:
+                result = self.handler.quarantined(record, strikes)
+            else:
+                await self.offsets.mark(record.offset, strikes + 1)
+                result = await self.handler.handle([record])
+            self._pending_acks.append((await self.publisher.publish(result, token[1]), token))
+            await self._settle_acks(0)
+            await self.offsets.mark(record.offset + 1, 0)
 
     async def _idle(self) -> None:
         """Wait for new records or the oldest acknowledgement, whichever comes first.

@@ -23,7 +23,7 @@ from pipeline.metrics import Metrics
 from pipeline.runtime.commits import Committer
 from pipeline.runtime.host import PartitionHost
 from pipeline.runtime.partition_worker import PartitionWorker
-from pipeline.runtime.quarantine import Suspicion, strikes_of
+from pipeline.runtime.quarantine import CAREFUL_SPAN, Suspicion, strikes_of
 from pipeline.runtime.retention_watch import RetentionWatch
 
 log = logging.getLogger("pipeline.worker")
@@ -58,6 +58,8 @@ class Partitions:
         self._revoking: set[TopicPartition] = set()
         self._start_end_offsets: dict[TopicPartition, int] = {}
         self._nothing_to_catch_up: set[TopicPartition] = set()
+        self._careful = asyncio.Lock()
+        """One suspect record in hand at a time in this replica (pipeline.runtime.quarantine)."""
         self._retention = (
             RetentionWatch(consumer, self._deleted_while_running, self._deliver)
             if offset_reset is not None
@@ -112,7 +114,7 @@ class Partitions:
             if start >= ends[tp]:
                 self._nothing_to_catch_up.add(tp)
         if self.host.processor.quarantine_after is not None:
-            await self._claim(starts, commits)
+            self._suspect(starts, commits)
         for tp in partitions:
             worker = self.workers.get(tp)
             if worker is not None:
@@ -120,36 +122,30 @@ class Partitions:
         self._assignment_settled = True
         log.info("assigned %s", sorted(tp.partition for tp in assigned))
 
-    async def _claim(
+    def _suspect(
         self, starts: dict[TopicPartition, int], commits: dict[TopicPartition, Committed | None]
     ) -> None:
-        """Mark each partition's start as in this owner's hands, one more than found there.
-
-        Before anything is handled: a record that blocks the loop at once must
-        still be counted (pipeline.runtime.quarantine).
-        """
+        """Partitions whose last owner ended with records in hand go carefully for a while."""
         processor = self.host.processor
         limit = processor.quarantine_after
         assert limit is not None
-        by_strikes: dict[int, dict[TopicPartition, int]] = {}
         for tp, start in starts.items():
             strikes = strikes_of(commits[tp], start)
-            by_strikes.setdefault(strikes, {})[tp] = start
             worker = self.workers.get(tp)
-            if strikes and worker is not None:
-                worker.suspicion = Suspicion(start, strikes, limit, start + processor.batch_records)
-                log.warning(
-                    "%s-%d: the last %d owner(s) of this partition died or were dropped from the "
-                    "group with offset %d in hand; handling it one record at a time from there "
-                    "(a record in hand at %d such ends is quarantined)",
-                    tp.topic,
-                    tp.partition,
-                    strikes,
-                    start,
-                    limit,
-                )
-        for strikes, offsets in sorted(by_strikes.items()):
-            await self.committer.claim(offsets, strikes + 1)
+            if not strikes or worker is None:
+                continue
+            worker.suspicion = Suspicion(start, strikes, limit, start + CAREFUL_SPAN, self._careful)
+            log.warning(
+                "%s-%d: the last %d owner(s) of this partition died or were dropped from the "
+                "group with offset %d in hand; handling the next %d records one at a time "
+                "(a record in hand at %d such ends is quarantined)",
+                tp.topic,
+                tp.partition,
+                strikes,
+                start,
+                CAREFUL_SPAN,
+                limit,
+            )
 
     async def _deleted_while_running(self, deleted: dict[TopicPartition, tuple[int, int]]) -> bool:
         return await self._past_retention(deleted, "the worker's fetch position")
@@ -276,7 +272,11 @@ class Partitions:
             self.metrics.inc(CONSUMED, len(records))
 
     def idle(self) -> list[TopicPartition]:
-        return [tp for tp, worker in self.workers.items() if worker.idle]
+        # Not before the assignment has read the commit: a gap skipped earlier would commit
+        # over the in-flight mark it is about to read (pipeline.runtime.quarantine).
+        return [
+            tp for tp, worker in self.workers.items() if worker.idle and worker.cleared.is_set()
+        ]
 
     def reconcile_pauses(self) -> None:
         """A partition whose bulkhead is full is held back from the fetch until it drains."""

@@ -7,34 +7,43 @@ the same way. No one replica lives to see the pattern, so the count is
 kept where every next owner reads it: the metadata of the group's
 committed offset, which Kafka keeps per group and partition.
 
-- Every commit a running worker makes carries `pipeline.in-flight=1`:
-  "an owner is working from this offset". A clean hand-over (revoke or
-  shutdown with nothing left in hand) commits again with no metadata.
+- Every commit a running worker makes carries `pipeline.in-flight=1`: "an
+  owner is working from this offset". Before a partition's first batch the
+  owner commits that mark if its commits do not carry it yet. A clean
+  hand-over (revoke or shutdown with nothing in hand) commits without it.
   So a committed offset that still carries the mark was left by an owner
   that died or was dropped with records from there in hand.
-- On assignment the new owner reads the mark (k) and commits the offset
-  again with k + 1 before it handles anything: its own claim.
-- With k >= 1 it goes carefully for one batch's worth of records: one
-  record at a time, each claimed (its offset committed with the mark)
-  before the handler runs, so a death points at exactly that record.
-- The owner that reads k >= K (`Processor.quarantine_after`, default 3) on
-  the record at its committed offset dead-letters it with `Quarantined`
-  without running it, and goes on.
+- A new owner that finds the mark (k) on its start goes carefully for the
+  next CAREFUL_SPAN records: one record at a time, and in this replica only
+  one such record at a time across all its partitions. Each is committed
+  with its count plus one before its handler runs and committed past,
+  unmarked, once its outputs are acknowledged. A death then points at the
+  one record in hand: when a blocking record stops the loop, the others are
+  waiting their turn, not in hand, and their counts do not move.
+- The owner that finds a count of K (`Processor.quarantine_after`, 3) on
+  the record it is about to run dead-letters it as `Quarantined` without
+  running it, and goes on.
 
-A count of K needs K owners to have had the record itself in hand at
-their end; the first death may be counted at the start of its batch, so
-a poison found mid-batch costs K + 1 deaths. `quarantine_after=None`
-turns all of this off (no marks, no claims).
+A first death in ordinary batches is counted on the committed offset, not
+on the record that caused it; the careful pass finds the record, so a
+poison costs at most K + 1 deaths, and a record that happened to be in a
+batch at a death gets one careful pass, never a quarantine of its own.
+`quarantine_after=None` turns all of this off.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from pipeline.errors import PipelineError
 from pipeline.kafka.port import Committed
 
 IN_FLIGHT = "pipeline.in-flight="
+CAREFUL_SPAN = 50
+"""Records taken one at a time after a mark. A dead owner's records in hand lie within
+its last batches past the commit; a poison beyond this span is met by the next normal
+batch and marked again further on, so a smaller span costs deaths, a larger one time."""
 
 
 def in_flight(strikes: int) -> str:
@@ -79,7 +88,9 @@ class Suspicion:
     limit: int
     """Strikes at which the record is quarantined (Processor.quarantine_after)."""
     careful_until: int
-    """Records before this offset are taken one at a time, each claimed first."""
+    """Records before this offset are taken one at a time, each marked first."""
+    one_at_a_time: asyncio.Lock
+    """Held by the replica's one suspect record in hand."""
 
     def strikes_at(self, offset: int) -> int:
         return self.strikes if offset == self.start else 0
