@@ -59,8 +59,8 @@ class PartitionWorker:
         self._pending_acks: deque[tuple[asyncio.Future[Any], Token]] = deque()
         self._topic_label = {"topic": tp.topic}
         self.cleared = asyncio.Event()
-        """Set once the assignment has read and marked the partition's commit: nothing is
-        handled before a quarantine could know of it (pipeline.runtime.quarantine)."""
+        """Set once the assignment has read the partition's commit and its in-flight mark:
+        nothing is handled before a quarantine could know of it (pipeline.runtime.quarantine)."""
         self._marks = self.processor.quarantine_after is not None
         if not self._marks:
             self.cleared.set()
