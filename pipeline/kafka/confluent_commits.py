@@ -24,6 +24,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as TheirTopicPartition
 
+from pipeline.kafka.confluent_errors import retriable_for_groups
 from pipeline.kafka.port import Committed, TopicPartition
 
 REQUEST_TIMEOUT_S = 15.0
@@ -65,14 +66,14 @@ class GroupCommitReader:
         while True:
             try:
                 found = await asyncio.to_thread(consumer.committed, partitions, REQUEST_TIMEOUT_S)
+                for tp in found:
+                    if tp.error is not None:
+                        raise KafkaException(tp.error)
             except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                if not retriable_for_groups(exc.args[0]) or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
                 continue
-            for tp in found:
-                if tp.error is not None:
-                    raise KafkaException(tp.error)
             return {
                 TopicPartition(tp.topic, tp.partition): Committed(tp.offset, tp.metadata or "")
                 for tp in found

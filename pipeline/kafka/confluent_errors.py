@@ -26,6 +26,21 @@ CONNECTION_CODES = frozenset(
     }
 )
 _cause: tuple[float, str, PipelineSettings] | None = None
+COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
+"""What a fresh cluster answers group requests with until the group's coordinator is
+elected and loaded. librdkafka does not call NOT_COORDINATOR retriable: the first
+`pipeline replay` on a new cluster failed with it (`python -m tests.integration.fresh_cluster`)."""
+
+
+def retriable_for_groups(error: KafkaError) -> bool:
+    """Worth asking again: librdkafka's own verdict, or a coordinator still moving."""
+    return bool(error.retriable()) or error.code() in COORDINATOR_MOVING
 
 
 def remember_cause(text: str, settings: PipelineSettings) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as TheirPartition
 
-from pipeline.kafka.confluent_errors import from_kafka_error
+from pipeline.kafka.confluent_errors import from_kafka_error, retriable_for_groups
 from pipeline.kafka.confluent_records import ours, theirs
 from pipeline.kafka.port import Committed, KafkaClientError, TopicPartition
 
 QUERY_TIMEOUT_S = 15.0
+COORDINATOR_WAIT_S = 30.0
 
 
 def watermarks(
@@ -28,9 +30,23 @@ def watermarks(
 
 
 def committed_offset(client: Consumer, tp: TopicPartition) -> Committed | None:
-    """On the consumer thread: the group's commit for `tp` (None: nothing committed)."""
-    found = client.committed([theirs(tp)], timeout=QUERY_TIMEOUT_S)[0]
-    return None if found.offset < 0 else Committed(found.offset, found.metadata or "")
+    """On the consumer thread: the group's commit for `tp` (None: nothing committed).
+
+    A partition's error is raised, never read as "nothing committed" (that would
+    start it over from the log start); a coordinator still moving is waited out.
+    """
+    deadline = time.monotonic() + COORDINATOR_WAIT_S
+    while True:
+        try:
+            found = client.committed([theirs(tp)], timeout=QUERY_TIMEOUT_S)[0]
+            if found.error is not None:
+                raise KafkaException(found.error)
+        except KafkaException as exc:
+            if not retriable_for_groups(exc.args[0]) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+            continue
+        return None if found.offset < 0 else Committed(found.offset, found.metadata or "")
 
 
 def offsets_at_times(

@@ -21,6 +21,7 @@ the adapter used to, to count how often librdkafka itself still crashes
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import signal
@@ -234,12 +235,15 @@ def main() -> int:
         )
         for outcome in bad:
             print(f"  {outcome.command} died of a signal:\n{outcome.log_tail}", flush=True)
+        for outcome in outcomes:
+            if not outcome.answered and not outcome.crashed:
+                print(f"  {outcome.command} did not answer:\n{outcome.log_tail}", flush=True)
     figures = {
         "rounds": args.rounds,
         "crashes": crashed,
         "unanswered": unanswered,
         "raw_admin_call_crashes": admin_crashes,
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
         "librdkafka": confluent_kafka.libversion()[0],
     }
     print(json.dumps(figures))
