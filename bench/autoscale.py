@@ -53,8 +53,8 @@ from bench.peers.environment import versions_of_every_contestant
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.kafka.connect import connect
 from pipeline.kafka.port import ConsumerOptions, TopicPartition
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
+from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.ratelimit import TokenBucket
 from pipeline.scaling.policy import Decision, Observation, ScalingPolicy
 from pipeline.scaling.simulator import (

@@ -35,10 +35,10 @@ from bench.peers.environment import peer_python, versions_of_every_contestant
 from bench.peers.launch import ROOT, worker_command
 from bench.pipeline_peers import build_customer_db, fill_input
 from pipeline.dev.localkafka import ephemeral_kafka
-from pipeline.kafka.aio import client_kwargs
+from pipeline.kafka.aiokafka.config import client_kwargs
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import end_offsets
 from pipeline.ops.topics import ensure_topics
+from pipeline.reading.offsets import end_offsets
 from pipeline.settings import PipelineSettings
 from topics import ORDERS, ORDERS_ENRICHED
 

@@ -40,9 +40,9 @@ from consumers.enrich_orders import load_customer
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.dev.localpg import ephemeral_postgres
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import end_offsets
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.offsets import end_offsets
 from pipeline.runtime.services import Services
 from pipeline.scaling.worker_process import WorkerProcess
 from pipeline.settings import DatabaseTuning, PipelineSettings

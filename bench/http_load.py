@@ -130,7 +130,7 @@ async def http_load(
 
 async def direct_load(bootstrap: str, topic: str, tasks: int, seconds: float) -> dict[str, object]:
     """`tasks` coroutines, each publishing one order at a time through EventProducer.publish."""
-    from pipeline.kafka.producer import EventProducer
+    from pipeline.publishing.producer import EventProducer
     from pipeline.settings import PipelineSettings
     from producers.loadgen import OrderGenerator
     from topics import ORDERS

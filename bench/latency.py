@@ -39,10 +39,10 @@ from bench.pipeline_peers import build_customer_db
 from pipeline.catalogue import TopicSpec
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import end_offsets
-from pipeline.kafka.producer import EventProducer
-from pipeline.kafka.reader import read_all
 from pipeline.ops.topics import TopicsOnCluster, ensure_topics
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.offsets import end_offsets
+from pipeline.reading.reader import read_all
 from pipeline.resilience.ratelimit import TokenBucket
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import decode_value

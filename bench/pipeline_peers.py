@@ -51,10 +51,10 @@ from bench.peers.environment import peer_python, versions_of_every_contestant
 from bench.peers.launch import ROOT, worker_command
 from bench.peers.work import enrich_bytes
 from pipeline.dev.localkafka import ephemeral_kafka
-from pipeline.kafka.aio import client_kwargs
+from pipeline.kafka.aiokafka.config import client_kwargs
 from pipeline.kafka.connect import connect
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
+from pipeline.publishing.producer import EventProducer
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import encode_events
 from producers.loadgen import CustomerGenerator, OrderGenerator

@@ -39,8 +39,8 @@ from bench.peers.environment import versions_of_every_contestant
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.kafka.connect import connect
 from pipeline.kafka.partitioner import kafka_partition
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
+from pipeline.publishing.producer import EventProducer
 from pipeline.runtime.gc_tuning import tune_for_throughput
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import EncodedEvent, encode_event, encode_events

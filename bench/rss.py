@@ -32,9 +32,9 @@ from bench.peers.launch import ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db, peak_rss_mb
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import end_offsets
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.offsets import end_offsets
 from pipeline.settings import PipelineSettings
 from producers.loadgen import OrderGenerator
 from topics import ORDERS, ORDERS_ENRICHED

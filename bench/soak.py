@@ -44,9 +44,9 @@ from bench.pipeline_peers import build_customer_db, fill_input, proc_status_mb
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.dev.processes import free_ports
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import committed_offsets, end_offsets
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.offsets import committed_offsets, end_offsets
 from pipeline.settings import PipelineSettings
 from producers.loadgen import OrderGenerator
 from topics import ORDERS, ORDERS_ENRICHED

@@ -106,5 +106,19 @@ class OutputTooLargeError(PipelineError):
         )
 
 
+class NotAcknowledgedError(PipelineError):
+    """The broker did not acknowledge a batch: the broker's failure, not the records'."""
+
+    def __init__(self, topic: str, partition: int, count: int, error: BaseException) -> None:
+        self.topic = topic
+        self.partition = partition
+        super().__init__(
+            f"the broker did not acknowledge {count} records for topic {topic!r} partition "
+            f"{partition}: {type(error).__name__}: {error}. They may or may not be stored; "
+            "publishing them again is safe for consumers that deduplicate by event-id."
+        )
+        self.__cause__ = error
+
+
 class TopicPlanError(PipelineError):
     """The cluster cannot be brought to the catalogue without losing something."""

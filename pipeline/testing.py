@@ -5,7 +5,7 @@
             await pipeline.publish(CUSTOMERS, [customer])
             await pipeline.publish(ORDERS, [order])
             await pipeline.processed()
-            [enriched] = await pipeline.outputs(ORDERS_ENRICHED)
+            [enriched] = pipeline.outputs(ORDERS_ENRICHED)
             assert pipeline.dead_letters() == []
 
 Everything between the topics is the code a `pipeline worker` replica runs
@@ -32,12 +32,12 @@ from pydantic import BaseModel
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import PipelineError
-from pipeline.kafka.delivery import Delivery
 from pipeline.kafka.memory import MemoryBroker, MemoryClients
 from pipeline.kafka.port import Headers, Record, TopicPartition
-from pipeline.kafka.producer import EventProducer
 from pipeline.metrics import Metrics
 from pipeline.processor import EventT, Processor
+from pipeline.publishing.delivery import Delivery
+from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.retry import RetryPolicy
 from pipeline.runtime.worker import EXIT_OK, Runtime, WorkerOptions
 from pipeline.settings import PipelineSettings
@@ -269,7 +269,7 @@ class TestPipeline(Generic[EventT]):
             if entry.record is not None
         ]
 
-    async def outputs(self, topic: TopicSpec[ModelT]) -> list[ModelT]:
+    def outputs(self, topic: TopicSpec[ModelT]) -> list[ModelT]:
         """The events on an output topic, decoded, in partition then offset order."""
         return [
             cast(

@@ -37,8 +37,8 @@ from pipeline.dev.localpg import ephemeral_postgres
 from pipeline.dev.processes import free_ports
 from pipeline.kafka.connect import connect
 from pipeline.kafka.port import Clients
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
+from pipeline.publishing.producer import EventProducer
 from pipeline.scaling.worker_process import PIPELINE, WorkerProcess
 from pipeline.settings import DatabaseTuning, PipelineSettings
 from pipeline.stores.migrations import migrate

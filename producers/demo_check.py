@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.catalogue import Catalogue
-from pipeline.kafka.offsets import end_offsets
 from pipeline.kafka.port import Clients
-from pipeline.kafka.producer import EventProducer
-from pipeline.kafka.reader import read_all
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.offsets import end_offsets
+from pipeline.reading.reader import read_all
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import decode_value
 from topics.models import Customer, EnrichedOrder

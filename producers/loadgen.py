@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.cli.common import settings_for_cli
-from pipeline.kafka.producer import EventProducer
+from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.ratelimit import TokenBucket
 from topics import CATALOGUE, CUSTOMERS, ORDERS
 from topics.models import Currency, Customer, Order, OrderLine

@@ -59,7 +59,7 @@ def kafka_bootstrap() -> Iterator[str]:
 def postgres_url() -> Iterator[str]:
     """POSTGRES_URL if set, else a throwaway local PostgreSQL with the migrations applied."""
     from pipeline.dev.localpg import ephemeral_postgres
-    from pipeline.kafka.probe import run_sync
+    from pipeline.kafka.aiokafka.probe import run_sync
     from pipeline.settings import DatabaseTuning
     from pipeline.stores.migrations import migrate
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from pipeline.kafka.reader import read_all
+from pipeline.reading.reader import read_all
 from pipeline.scaling.worker_process import PIPELINE
 
 __all__ = ["PIPELINE", "log_progress", "read_all", "run_cli"]

@@ -16,9 +16,9 @@ from pathlib import Path
 from pipeline.dev.localkafka import ClusterState, LocalKafka
 from pipeline.dev.processes import pid_alive
 from pipeline.errors import InfraError
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
 from pipeline.kafka.port import PartitionInfo
-from pipeline.kafka.probe import run_sync
 from pipeline.ops.topics import TopicsOnCluster
 from pipeline.settings import PipelineSettings
 

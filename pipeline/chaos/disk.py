@@ -28,10 +28,10 @@ from pipeline.chaos.checking import TableRow
 from pipeline.chaos.run import ChaosRun
 from pipeline.dev.processes import pid_alive
 from pipeline.errors import InfraError
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import run_sync
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
+from pipeline.publishing.producer import EventProducer
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from pipeline.catalogue import TopicSpec
 from pipeline.chaos.checking import Sequenced
-from pipeline.kafka.delivery import DeliveryList
-from pipeline.kafka.producer import EventProducer
+from pipeline.publishing.delivery import DeliveryList
+from pipeline.publishing.producer import EventProducer
 from pipeline.settings import PipelineSettings
 
 log = logging.getLogger("pipeline.chaos")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipeline.chaos.checking import OUTPUT, Checked
 from pipeline.chaos.verdict import InputRecord, OutputRecord
 from pipeline.kafka.connect import connect
-from pipeline.kafka.reader import read_all
+from pipeline.reading.reader import read_all
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import decode_value, header_value
 

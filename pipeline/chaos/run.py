@@ -32,10 +32,10 @@ from pipeline.chaos.load import LoadFigures, SteadyLoad
 from pipeline.chaos.readback import read_run
 from pipeline.chaos.verdict import OutputRecord, Verdict, judge
 from pipeline.errors import PipelineError
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import committed_offsets, end_offsets
-from pipeline.kafka.probe import run_sync
 from pipeline.ops.topics import ensure_topics
+from pipeline.reading.offsets import committed_offsets, end_offsets
 from pipeline.scaling.worker_process import WorkerProcess
 
 log = logging.getLogger("pipeline.chaos")

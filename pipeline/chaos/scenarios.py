@@ -17,10 +17,10 @@ from pipeline.chaos.proxy import FaultyNetwork
 from pipeline.chaos.run import ChaosRun, Scenario
 from pipeline.chaos.table_check import TableBurst, last_versions, probe_every_replica
 from pipeline.chaos.verdict import OutputRecord
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import committed_offsets
 from pipeline.kafka.port import ConsumerOptions, TopicPartition
-from pipeline.kafka.probe import run_sync
+from pipeline.reading.offsets import committed_offsets
 
 BOUNCE_DOWN_S = 10.0
 LATENCY_S = 0.2

@@ -13,11 +13,11 @@ import threading
 
 from pipeline.chaos.checking import PARTITIONS, Checked, Sequenced, TableRow
 from pipeline.chaos.run import ChaosRun
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
 from pipeline.kafka.partitioner import kafka_partition
-from pipeline.kafka.probe import run_sync
-from pipeline.kafka.producer import EventProducer
-from pipeline.kafka.reader import read_all
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.reader import read_all
 from pipeline.wire.codec import decode_value
 
 TABLE_KEYS = 500

@@ -20,8 +20,8 @@ from pipeline.chaos.scenarios import SCENARIOS
 from pipeline.cli.common import console, stdout
 from pipeline.dev.localkafka import LocalKafka
 from pipeline.errors import ConfigError
-from pipeline.kafka.client_logs import setup_process_logging
 from pipeline.paths import cache_dir, kafka_state_dir
+from pipeline.telemetry.client_logs import setup_process_logging
 
 app = typer.Typer(
     help=(

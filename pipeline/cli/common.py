@@ -104,9 +104,9 @@ def group_and_topic(
         raise ConfigError("name a --group (or a --processor, whose group and topic are used)")
     if topic:
         return group, topic
+    from pipeline.kafka.aiokafka.probe import run_sync
     from pipeline.kafka.connect import connect
-    from pipeline.kafka.offsets import group_commits
-    from pipeline.kafka.probe import run_sync
+    from pipeline.reading.offsets import group_commits
 
     topics = {tp.topic for tp in run_sync(group_commits(connect(settings), group))}
     if len(topics) != 1:

@@ -50,7 +50,7 @@ def console_command(
     from pipeline.catalogue import load_catalogue
     from pipeline.console.app import ConsoleConfig, create_console
     from pipeline.errors import PipelineError
-    from pipeline.kafka.client_logs import setup_process_logging
+    from pipeline.telemetry.client_logs import setup_process_logging
 
     setup_process_logging("INFO", who="console", log_format=log_format)
     settings = settings_for_cli(bootstrap)

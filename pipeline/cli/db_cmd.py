@@ -8,7 +8,7 @@ import typer
 
 from pipeline.cli.common import console, settings_for_cli, stdout
 from pipeline.dev.localpg import LocalPostgres
-from pipeline.kafka.probe import run_sync
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.paths import postgres_state_dir
 
 app = typer.Typer(

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from pipeline.cli.common import BootstrapOption, cluster_topic, console, settings_for_cli, stdout
 from pipeline.errors import ConfigError
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import run_sync
 
 app = typer.Typer(
     help="Dead-letter topics.\n\n"

@@ -7,8 +7,8 @@ from rich.table import Table
 
 from pipeline.cli.common import BootstrapOption, cluster_topic, console, settings_for_cli, stdout
 from pipeline.errors import ConfigError
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import run_sync
 
 app = typer.Typer(
     help="Consumer-group offsets.\n\n"
@@ -43,9 +43,9 @@ def reset(
     """
     from datetime import datetime
 
-    from pipeline.kafka.offsets import group_member_count
     from pipeline.ops.offset_ranges import parse_partitions, parse_position
     from pipeline.ops.offset_reset import ResetTarget, apply_reset, plan_reset
+    from pipeline.reading.offsets import group_member_count
 
     settings = settings_for_cli(bootstrap)
     clients = connect(settings)

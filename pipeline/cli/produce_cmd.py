@@ -18,9 +18,9 @@ from rich.progress import (
 )
 
 from pipeline.cli.common import BootstrapOption, catalogue_for, console, settings_for_cli
-from pipeline.kafka.probe import run_sync
-from pipeline.kafka.producer import EventProducer
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.ops.file_ingest import IngestSummary, Reject, publish_lines
+from pipeline.publishing.producer import EventProducer
 from pipeline.runtime.gc_tuning import tune_for_throughput
 
 MAX_REJECTS_SHOWN = 20

@@ -48,11 +48,11 @@ def replay(
 
     Example: pipeline replay --processor order_stats --from 2026-11-27T00:00Z --rate 2000
     """
-    from pipeline.kafka.client_logs import setup_process_logging
     from pipeline.kafka.connect import connect
     from pipeline.ops.offset_ranges import parse_partitions, parse_position, resolve_ranges
     from pipeline.ops.replay import ReplayPlan, check_target, default_name, resume_state
     from pipeline.processor import load_processor
+    from pipeline.telemetry.client_logs import setup_process_logging
 
     setup_process_logging("WARNING")
     settings = settings_for_cli(bootstrap)

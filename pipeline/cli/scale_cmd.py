@@ -15,8 +15,8 @@ from pipeline.cli.common import (
     parse_duration,
     settings_for_cli,
 )
-from pipeline.kafka.client_logs import setup_process_logging
 from pipeline.paths import state_dir
+from pipeline.telemetry.client_logs import setup_process_logging
 
 
 def scale(

@@ -9,8 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline.cli.common import BootstrapOption, catalogue_for, console, settings_for_cli, stdout
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import run_sync
 from pipeline.ops.schema_registry import registered_schemas
 from pipeline.ops.topic_plan import TopicPlan
 from pipeline.ops.topics import TopicsOnCluster, plan_with_schemas

@@ -9,12 +9,12 @@ from pathlib import Path
 import typer
 
 from pipeline.cli.common import BootstrapOption, LogFormatOption, settings_for_cli
-from pipeline.kafka.client_logs import setup_process_logging
 from pipeline.processor import load_processor
 from pipeline.resilience.tasks import run_process
 from pipeline.runtime import defaults
 from pipeline.runtime.gc_tuning import tune_for_throughput
 from pipeline.telemetry import tracing
+from pipeline.telemetry.client_logs import setup_process_logging
 from pipeline.telemetry.logs import set_process_fields
 
 
@@ -92,6 +92,7 @@ def worker(
 
     Example: pipeline worker enrich_orders --client confluent --rebalance-protocol cooperative
     """
+    from pipeline.kafka.connect import connect
     from pipeline.runtime.worker import Runtime, WorkerOptions
 
     replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -115,7 +116,7 @@ def worker(
     tracing.setup_tracing(f"pipeline-worker {processor}", settings.otlp_endpoint)
 
     async def run() -> int:
-        return await Runtime(settings, found, options).run()
+        return await Runtime(settings, found, options, connect(settings)).run()
 
     try:
         code = run_process(run())

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from pipeline.errors import PipelineError
 from pipeline.kafka.port import Clients
-from pipeline.kafka.reader import read_ranges
 from pipeline.ops.dlq_tools import DlqEntry, RedrivePlan, plan_redrive
 from pipeline.ops.offset_ranges import EmptyRangeError, resolve_ranges
+from pipeline.reading.reader import read_ranges
 
 RECENT_RECORDS = 500
 MAX_REDRIVES = 3

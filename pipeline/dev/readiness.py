@@ -23,7 +23,7 @@ def wait_for_metadata(
     Gives up at once, with the log tails, if a node process has exited.
     `settings` carry the credentials of a secured cluster.
     """
-    from pipeline.kafka.probe import live_broker_count
+    from pipeline.kafka.aiokafka.probe import live_broker_count
 
     deadline = time.monotonic() + timeout_s
     last_error = "no answer yet"

@@ -176,7 +176,7 @@ class Secured:
     def grant_application(
         self, admin: PipelineSettings, progress: Callable[[str], None] | None = None
     ) -> None:
-        from pipeline.kafka.acls import application_bindings, grant
+        from pipeline.kafka.confluent.acls import application_bindings, grant
 
         if progress:
             progress(f"granting User:{APP} the resources named {self.prefix}*")

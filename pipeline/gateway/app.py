@@ -22,11 +22,11 @@ from pipeline.gateway.core import Gateway
 from pipeline.gateway.errors import GatewayError
 from pipeline.gateway.fast_path import FastPublish
 from pipeline.gateway.routes import install
-from pipeline.kafka.client_logs import setup_process_logging
 from pipeline.metrics import Metrics, forget_process, multiprocess_dir
 from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.settings import PipelineSettings, load_settings
 from pipeline.telemetry import tracing
+from pipeline.telemetry.client_logs import setup_process_logging
 
 log = logging.getLogger("pipeline.gateway")
 RECONNECT_S = 2.0

@@ -24,9 +24,9 @@ from pipeline.catalogue import Catalogue, TopicSpec
 from pipeline.gateway.auth import KeyRing
 from pipeline.gateway.errors import GatewayError, field_errors
 from pipeline.gateway.idempotency import IdempotencyWindow, event_id_for
-from pipeline.kafka.delivery import Delivery
-from pipeline.kafka.producer import EventProducer
 from pipeline.metrics import Metrics, labels_of
+from pipeline.publishing.delivery import Delivery
+from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.breaker import (
     BreakerPolicy,
     CircuitBreaker,

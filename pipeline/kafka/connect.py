@@ -9,9 +9,9 @@ from pipeline.settings import PipelineSettings
 def connect(settings: PipelineSettings) -> Clients:
     """Clients for the cluster the settings name, on the client they choose (`client`)."""
     if settings.client == "confluent":
-        from pipeline.kafka.confluent import ConfluentClients
+        from pipeline.kafka.confluent.clients import ConfluentClients
 
         return ConfluentClients(settings)
-    from pipeline.kafka.aio import AioClients
+    from pipeline.kafka.aiokafka.clients import AioClients
 
     return AioClients(settings)

@@ -3,7 +3,7 @@
 Three roles: a consumer (a group member, or a reader of assigned
 partitions), a producer (record batches per partition, transactions), an
 admin (topics, configs, group offsets). Two implementations: the aiokafka
-adapter (`pipeline.kafka.aio`) and an in-memory broker
+adapter (`pipeline.kafka.aiokafka.clients`) and an in-memory broker
 (`pipeline.kafka.memory`), held to the same behaviour by one contract
 suite (`tests/contract/`). Nothing outside `pipeline.kafka` imports a Kafka
 client; modules ask a `Clients` factory, built once at the entry point, for

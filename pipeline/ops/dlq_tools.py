@@ -19,11 +19,11 @@ import msgpack
 
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.kafka.metadata import TopicNotOnClusterError
-from pipeline.kafka.offsets import committed_offsets
 from pipeline.kafka.port import Clients, ConsumerOptions, Record, TopicPartition
-from pipeline.kafka.producer import EventProducer
-from pipeline.kafka.reader import read_ranges
 from pipeline.ops.offset_ranges import EmptyRangeError, resolve_ranges
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.offsets import committed_offsets
+from pipeline.reading.reader import read_ranges
 from pipeline.resilience.ratelimit import TokenBucket
 from pipeline.runtime.dead_letters import VALUE_OMITTED
 from pipeline.settings import PipelineSettings

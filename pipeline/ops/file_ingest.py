@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import MissingKeyError
-from pipeline.kafka.delivery import DeliveryList
-from pipeline.kafka.producer import EventProducer
+from pipeline.publishing.delivery import DeliveryList
+from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.ratelimit import TokenBucket
 from pipeline.wire.codec import event_key
 

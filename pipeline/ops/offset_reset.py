@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.kafka.offsets import committed_offsets
 from pipeline.kafka.port import Clients, ConsumerOptions, KafkaClientError, TopicPartition
 from pipeline.ops.offset_ranges import chosen_partitions
+from pipeline.reading.offsets import committed_offsets
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.errors import ConfigError
-from pipeline.kafka.offsets import group_commits
 from pipeline.kafka.port import Clients, ConsumerOptions, TopicPartition
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.offset_ranges import PartitionRange
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.offsets import group_commits
 from pipeline.resilience.ratelimit import TokenBucket
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import record_copy

@@ -14,10 +14,10 @@ import asyncio
 import logging
 from typing import Any
 
-from pipeline.kafka.delivery import DeliveryList
-from pipeline.kafka.partition_order import Chain
 from pipeline.kafka.port import TopicPartition
 from pipeline.metric_names import DEPENDENCY_FAILURES, OUTPUTS, PROCESSED, SINK_ITEMS
+from pipeline.publishing.delivery import DeliveryList
+from pipeline.publishing.partition_order import Chain
 from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
 from pipeline.runtime.batch_handler import LOGGED_MESSAGE_CHARS, BatchHandler
 from pipeline.runtime.batch_result import BatchResult

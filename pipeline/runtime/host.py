@@ -11,9 +11,9 @@ import asyncio
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
-from pipeline.kafka.producer import EventProducer
 from pipeline.metrics import Metrics
 from pipeline.processor import Processor
+from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.breaker import BreakerRegistry
 from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.runtime.membership import MembershipGuard

@@ -20,7 +20,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.kafka.port import Record, TopicPartition
+from pipeline.errors import NotAcknowledgedError
+from pipeline.kafka.port import KafkaClientError, Record, TopicPartition
 from pipeline.metric_names import BATCH_SECONDS
 from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.runtime.batch_handler import BatchHandler
@@ -66,6 +67,9 @@ class PartitionWorker:
             self.cleared.set()
         self.suspicion: Suspicion | None = None
         """Set when the last owner left records in hand: go one record at a time for a while."""
+        self.broker_failed = False
+        """Stopped by the broker (an output not acknowledged), not by a record: its in-flight
+        mark is released on the way out, so the next owner counts no strike against it."""
         self.task = asyncio.ensure_future(self._run())
 
     def _log_fields(self) -> dict[str, object]:
@@ -198,7 +202,8 @@ class PartitionWorker:
             for acks, _ in self._pending_acks:
                 acks.add_done_callback(_outcome_read)  # abandoned with the batch in hand
             return
-        except Exception:
+        except Exception as exc:
+            self.broker_failed = isinstance(exc, (KafkaClientError, NotAcknowledgedError))
             log.exception(
                 "partition %s-%d failed with records from offset %d in hand; stopping the worker",
                 self.tp.topic,

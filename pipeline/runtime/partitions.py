@@ -227,14 +227,18 @@ class Partitions:
     async def drain(self, workers: list[PartitionWorker]) -> bool:
         """Finish the work in hand within the deadline, commit it, let the partitions go."""
         results = await asyncio.gather(*(worker.stop(self.drain_deadline_s) for worker in workers))
-        tps = [worker.tp for worker in workers]
         # Work left in hand keeps its in-flight mark: the next owner counts this as a stall.
+        # A worker the broker stopped says so; that is no record's fault.
+        released = [
+            clean or worker.broker_failed for worker, clean in zip(workers, results, strict=True)
+        ]
         await self.committer.commit(
-            [tp for tp, clean in zip(tps, results, strict=True) if not clean]
+            [w.tp for w, free in zip(workers, released, strict=True) if not free]
         )
         await self.committer.commit(
-            [tp for tp, clean in zip(tps, results, strict=True) if clean], release=True
+            [w.tp for w, free in zip(workers, released, strict=True) if free], release=True
         )
+        tps = [worker.tp for worker in workers]
         for tp in tps:
             self.committer.forget(tp)
         return all(results)

@@ -28,9 +28,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from pipeline.kafka.delivery import DeliveryList
 from pipeline.kafka.port import TopicPartition
-from pipeline.kafka.producer import EventProducer
+from pipeline.publishing.delivery import DeliveryList
+from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.runtime.outcomes import Abandoned
 

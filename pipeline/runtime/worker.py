@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.kafka.connect import connect
 from pipeline.kafka.port import Clients, Consumer, ConsumerOptions
-from pipeline.kafka.producer import EventProducer
 from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
 from pipeline.metrics import Metrics, labels_of
 from pipeline.ops.replay import ReplayPlan
 from pipeline.ops.topics import max_message_bytes
 from pipeline.processor import Processor
+from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.breaker import BreakerRegistry
 from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.runtime import defaults
@@ -97,12 +96,12 @@ class Runtime:
         settings: PipelineSettings,
         processor: Processor[Any],
         options: WorkerOptions,
+        clients: Clients,
         replay: ReplayPlan | None = None,
-        clients: Clients | None = None,
     ) -> None:
-        """`clients` default to the cluster `settings` name (pipeline.kafka.connect)."""
+        """`clients` are the port's (pipeline.kafka.connect makes them from settings)."""
         self.settings = settings
-        self.clients = clients or connect(settings)
+        self.clients = clients
         self.processor = processor
         self.options = options
         self.replica_id = options.replica_id

@@ -3,7 +3,7 @@
 A cluster that has just started has no `__consumer_offsets` yet: the first
 group request creates it, and until its partitions have leaders every
 broker answers NOT_COORDINATOR. librdkafka's AdminClient crashed the whole
-process on that answer (pipeline.kafka.confluent_commits); the suite's
+process on that answer (pipeline.kafka.confluent.commits); the suite's
 clusters are warm by the time a group command runs, so it never met it.
 
 One round: a new single-node cluster in a temporary folder, the topics,
@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.dev.localkafka import LocalKafka
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import run_sync
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
 from pipeline.paths import cache_dir
+from pipeline.publishing.producer import EventProducer
 from pipeline.scaling.worker_process import PIPELINE
 from pipeline.settings import PipelineSettings
 from tests.integration.processors import SOURCE, TOPICS, Keyed

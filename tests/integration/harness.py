@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import committed_offsets, end_offsets
-from pipeline.kafka.probe import run_sync
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.offsets import committed_offsets, end_offsets
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import decode_value
 from tests.integration.processors import OUTPUT, SOURCE, TOPICS, Handled, Keyed

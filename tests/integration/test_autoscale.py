@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import end_offsets
 from pipeline.kafka.partitioner import kafka_partition
-from pipeline.kafka.probe import run_sync
-from pipeline.kafka.producer import EventProducer
 from pipeline.paths import project_dir
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.offsets import end_offsets
 from pipeline.resilience.ratelimit import TokenBucket
 from pipeline.scaling.worker_process import PIPELINE
 from tests.integration.harness import Harness, keyed_events

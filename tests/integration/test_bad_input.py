@@ -22,8 +22,8 @@ import msgpack
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import run_sync
 from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES, record_size
 from pipeline.ops.topics import TopicsOnCluster
 from pipeline.runtime.dead_letters import VALUE_OMITTED

@@ -14,9 +14,9 @@ import pytest
 
 from pipeline.dev.localkafka import LocalKafka
 from pipeline.kafka.connect import connect
-from pipeline.kafka.delivery import Delivery, DeliveryList
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import TopicsOnCluster, ensure_topics
+from pipeline.publishing.delivery import Delivery, DeliveryList
+from pipeline.publishing.producer import EventProducer
 from pipeline.settings import PipelineSettings, ProducerTuning
 from pipeline.wire.codec import HEADER_EVENT_ID, header_value
 from tests.support import log_progress, read_all

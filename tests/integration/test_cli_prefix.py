@@ -10,10 +10,10 @@ import sys
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import end_offsets
-from pipeline.kafka.probe import run_sync
 from pipeline.ops.topics import ensure_topics
+from pipeline.reading.offsets import end_offsets
 from pipeline.settings import PipelineSettings
 from tests.support import run_cli
 from topics import CATALOGUE

@@ -19,12 +19,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import end_offsets
-from pipeline.kafka.probe import run_sync
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
 from pipeline.paths import project_dir
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.offsets import end_offsets
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import decode_value
 from tests.replicas import Replica, poll_until

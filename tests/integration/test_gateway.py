@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 
 from pipeline.dev.processes import free_ports
 from pipeline.gateway.auth import hash_key
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import end_offsets
-from pipeline.kafka.probe import run_sync
 from pipeline.ops.topics import ensure_topics
 from pipeline.paths import project_dir
+from pipeline.reading.offsets import end_offsets
 from pipeline.scaling.worker_process import PIPELINE, parse_metrics
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import HEADER_EVENT_ID, header_value

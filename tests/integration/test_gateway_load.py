@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from pipeline.dev.localkafka import LocalKafka
+from pipeline.kafka.aiokafka.probe import live_broker_count, run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import live_broker_count, run_sync
 from pipeline.ops.topics import ensure_topics
 from pipeline.paths import cache_dir
 from pipeline.settings import PipelineSettings

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.kafka.probe import live_broker_count
+from pipeline.kafka.aiokafka.probe import live_broker_count
 from tests.support import run_cli
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
 from pipeline.kafka.partitioner import kafka_partition
-from pipeline.kafka.probe import run_sync
 from pipeline.wire.codec import header_value
 from tests.integration.harness import Harness, keyed_events
 from tests.integration.processors import SOURCE, Keyed

@@ -17,9 +17,9 @@ from pipeline.dev.kafka_jars import java_executable, resolve_classpath
 from pipeline.errors import MissingKeyError, WrongEventTypeError
 from pipeline.kafka.connect import connect
 from pipeline.kafka.metadata import TopicNotOnClusterError
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.topics import ensure_topics
 from pipeline.paths import cache_dir
+from pipeline.publishing.producer import EventProducer
 from pipeline.settings import PipelineSettings, ProducerTuning
 from pipeline.wire.codec import HEADER_EVENT_ID, decode_value, header_value
 from tests.support import read_all

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.offsets import committed_offsets
-from pipeline.kafka.probe import run_sync
 from pipeline.paths import project_dir
+from pipeline.reading.offsets import committed_offsets
 from pipeline.scaling.worker_process import PIPELINE
 from pipeline.wire.codec import encode_events
 from tests.integration.harness import Harness, keyed_events

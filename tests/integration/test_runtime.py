@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
 from pipeline.kafka.partitioner import kafka_partition
-from pipeline.kafka.probe import run_sync
 from pipeline.wire.codec import HEADER_EVENT_ID, decode_value, header_value
 from tests.integration.harness import Harness, keyed_events
 from tests.integration.processors import PROCESSORS, SOURCE, Handled, Keyed

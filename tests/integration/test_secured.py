@@ -201,11 +201,11 @@ def test_an_exactly_once_worker_and_the_autoscaler_run_as_the_application(
     secured: SecuredCluster, tmp_path: Path
 ) -> None:
     """Transactions need the app's transactional ids; the supervisor its group's offsets."""
+    from pipeline.kafka.aiokafka.probe import run_sync
     from pipeline.kafka.connect import connect
-    from pipeline.kafka.offsets import end_offsets
-    from pipeline.kafka.probe import run_sync
-    from pipeline.kafka.producer import EventProducer
     from pipeline.ops.topics import ensure_topics
+    from pipeline.publishing.producer import EventProducer
+    from pipeline.reading.offsets import end_offsets
     from tests.integration.processors import SOURCE, TOPICS, Keyed
 
     app = secured.secured.settings("app", secured.bootstrap)

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from pipeline.dev.processes import free_ports
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import run_sync
 from pipeline.ops.topics import ensure_topics
 from pipeline.paths import project_dir
 from pipeline.scaling.worker_process import PIPELINE

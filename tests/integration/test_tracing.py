@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import run_sync
 from pipeline.ops.topics import ensure_topics
 from pipeline.settings import PipelineSettings
 from tests.integration.test_example_pipeline import Pipeline

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import run_sync
 from pipeline.ops.topics import ensure_topics
 from tests.integration.harness import Harness, keyed_events
 from tests.integration.processors import CHAINED_TOPICS, FINAL

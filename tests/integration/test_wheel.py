@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.dev.processes import free_ports
+from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
-from pipeline.kafka.probe import run_sync
 from pipeline.paths import project_dir
 from pipeline.settings import PipelineSettings
 from tests.support import read_all

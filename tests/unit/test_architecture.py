@@ -96,15 +96,52 @@ def test_the_cycle_finder_finds_one() -> None:
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_only_pipeline_kafka_imports_a_kafka_client() -> None:
-    offenders = []
-    for path in sources("pipeline", *APPLICATION):
-        if path.is_relative_to(LIBRARY / "kafka"):
-            continue
-        for target in imports(path, top_level_only=False):
-            if target.split(".")[0] in KAFKA_CLIENTS:
-                offenders.append(f"{path.relative_to(ROOT)} imports {target}")
+ADAPTERS = {
+    "aiokafka": LIBRARY / "kafka" / "aiokafka",
+    "confluent_kafka": LIBRARY / "kafka" / "confluent",
+}
+PORT_LEVEL = ("pipeline.kafka.port", "pipeline.kafka.record_size", "pipeline.kafka.metadata")
+"""What of pipeline.kafka the runtime may see: the port and the facts every adapter shares."""
+
+
+def client_imports(packages: tuple[str, ...]) -> list[tuple[Path, str]]:
+    return [
+        (path, target)
+        for path in sources(*packages)
+        for target in imports(path, top_level_only=False)
+        if target.split(".")[0] in KAFKA_CLIENTS
+    ]
+
+
+def test_each_kafka_client_is_imported_by_its_adapter_only() -> None:
+    found = client_imports(("pipeline", *APPLICATION))
+    assert {target.split(".")[0] for _, target in found} >= set(ADAPTERS)
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {target}"
+        for path, target in found
+        if not path.is_relative_to(ADAPTERS.get(target.split(".")[0], ROOT / "nowhere"))
+    ]
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_runtime_sees_only_the_port_of_the_kafka_package() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {target}"
+        for path in sources("pipeline/runtime")
+        for target in imports(path, top_level_only=False)
+        if target.startswith("pipeline.kafka")
+        and not any(target == m or target.startswith(m + ".") for m in PORT_LEVEL)
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_adapters_keep_one_file_name_per_role() -> None:
+    roles = {"clients", "consumer", "producer", "admin", "errors", "config"}
+    for adapter in ("aiokafka", "confluent"):
+        names = {p.stem for p in (LIBRARY / "kafka" / adapter).glob("*.py")}
+        assert roles <= names, f"pipeline/kafka/{adapter} lacks {sorted(roles - names)}"
+    memory = {p.stem for p in (LIBRARY / "kafka" / "memory").glob("*.py")}
+    assert {"clients", "consumer", "producer", "admin"} <= memory
 
 
 def test_the_library_never_imports_the_application() -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.kafka.aio import client_kwargs
+from pipeline.kafka.aiokafka.config import client_kwargs
 from pipeline.settings import load_settings
 
 

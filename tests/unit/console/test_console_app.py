@@ -18,8 +18,8 @@ from pipeline.gateway.auth import hash_key
 from pipeline.kafka.memory import MemoryClients
 from pipeline.kafka.memory.cluster import MemoryBroker
 from pipeline.kafka.port import TopicPartition
-from pipeline.kafka.producer import EventProducer
 from pipeline.metrics import Metrics, labels_of
+from pipeline.publishing.producer import EventProducer
 from pipeline.settings import ApiKey, PipelineSettings
 from pipeline.wire.codec import record_copy
 
@@ -46,7 +46,7 @@ def dead_letter(broker: MemoryBroker) -> None:
     async def publish() -> None:
         settings = PipelineSettings(bootstrap_servers="memory://")
         async with EventProducer(settings, clients=MemoryClients(broker)) as producer:
-            await producer.publish_encoded(DLQ, [record])
+            await (await producer.submit_encoded(DLQ, [record]))
 
     asyncio.run(publish())
 

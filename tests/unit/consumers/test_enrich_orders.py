@@ -49,7 +49,7 @@ async def test_an_order_is_joined_with_its_customer_from_the_topic() -> None:
         await p.publish(CUSTOMERS, customer("c-1", name="Ada Lovelace"))
         await p.publish(ORDERS, [order("o-1", "c-1", "12.50"), order("o-2", "c-1", "3.00")])
         await p.processed()
-        enriched = await p.outputs(ORDERS_ENRICHED)
+        enriched = p.outputs(ORDERS_ENRICHED)
     assert [e.order_id for e in enriched] == ["o-1", "o-2"]  # one customer: one partition, in order
     assert {e.customer_name for e in enriched} == {"Ada Lovelace"}
     assert enriched[0].customer_segment == "vip"
@@ -66,7 +66,7 @@ async def test_a_customer_the_topic_lacks_comes_from_the_loader() -> None:
     ) as p:
         await p.publish(ORDERS, order("o-1", "c-9"))
         await p.processed()
-        [enriched] = await p.outputs(ORDERS_ENRICHED)
+        [enriched] = p.outputs(ORDERS_ENRICHED)
     assert enriched.customer_name == "From PostgreSQL"
 
 
@@ -74,7 +74,7 @@ async def test_an_order_of_an_unknown_customer_is_dead_lettered_with_the_reason(
     async with TestPipeline(ENRICH_ORDERS, database=False, loaders={"customers": nobody}) as p:
         await p.publish(ORDERS, order("o-404", "c-unknown"))
         await p.processed()
-        assert await p.outputs(ORDERS_ENRICHED) == []
+        assert p.outputs(ORDERS_ENRICHED) == []
         [dead] = p.dead_letters()
     assert dead.error_type == "PermanentError"
     assert "o-404" in dead.error_message and "c-unknown" in dead.error_message
@@ -88,7 +88,7 @@ async def test_bytes_that_are_not_an_order_are_kept_and_the_next_order_goes_thro
         await p.publish_raw(ORDERS, b"\xff\xfe not msgpack", key=b"c-1", partition=partition)
         await p.publish(ORDERS, order("o-2", "c-1"))
         await p.processed()
-        enriched = await p.outputs(ORDERS_ENRICHED)
+        enriched = p.outputs(ORDERS_ENRICHED)
         [dead] = p.dead_letters()
     assert [e.order_id for e in enriched] == ["o-1", "o-2"]
     assert dead.value == b"\xff\xfe not msgpack"  # byte for byte

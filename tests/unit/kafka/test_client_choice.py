@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from pipeline.kafka.aio import AioClients
-from pipeline.kafka.confluent import ConfluentClients, consumer_config, producer_config
-from pipeline.kafka.confluent_producer import ConfluentBatch
+from pipeline.kafka.aiokafka.clients import AioClients
+from pipeline.kafka.confluent.clients import ConfluentClients
+from pipeline.kafka.confluent.config import consumer_config, producer_config
+from pipeline.kafka.confluent.producer import ConfluentBatch
 from pipeline.kafka.connect import connect
 from pipeline.kafka.port import ConsumerOptions, ProducerOptions
 from pipeline.settings import PipelineSettings

@@ -7,7 +7,7 @@ import logging
 import pytest
 from aiokafka.errors import CoordinatorNotAvailableError, GroupAuthorizationFailedError
 
-from pipeline.kafka.client_logs import (
+from pipeline.telemetry.client_logs import (
     COORDINATOR_LOGGER,
     RepeatLimiter,
     quiet_retriable_client_errors,

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.kafka.coalescer import Coalescer, SentBatch
+from pipeline.publishing.coalescer import Coalescer, SentBatch
 from pipeline.wire.codec import EncodedEvent
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from pipeline.kafka import confluent_producer
-from pipeline.kafka.confluent_producer import ConfluentProducer
+from pipeline.kafka.confluent import producer as confluent_producer
+from pipeline.kafka.confluent.producer import ConfluentProducer
 from pipeline.kafka.port import KafkaClientError
 
 

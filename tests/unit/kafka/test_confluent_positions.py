@@ -13,9 +13,9 @@ from confluent_kafka import TopicPartition as TheirPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.kafka.confluent_consumer import ConfluentConsumer
-from pipeline.kafka.confluent_fetched import FetchedAhead, PositionMirror
-from pipeline.kafka.confluent_records import ConfluentRecord
+from pipeline.kafka.confluent.consumer import ConfluentConsumer
+from pipeline.kafka.confluent.fetched import FetchedAhead, PositionMirror
+from pipeline.kafka.confluent.records import ConfluentRecord
 from pipeline.kafka.port import TopicPartition
 
 TP = TopicPartition("t", 0)

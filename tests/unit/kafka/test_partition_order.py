@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from pipeline.kafka.partition_order import BehindAFailedBatchError, Chain, PartitionOrder, Row
 from pipeline.kafka.port import Acknowledged, Headers
+from pipeline.publishing.partition_order import BehindAFailedBatchError, Chain, PartitionOrder, Row
 
 
 class Stored:

@@ -170,7 +170,7 @@ async def test_one_failure_in_seven_over_6000_payments_pauses_nothing_and_commit
         assert pipeline.metrics.total("flood_guard_pauses") == 0
         assert pipeline.metrics.total("loop_stalls") == 0
         refused = sorted(int(letter.error_message.split()[1]) for letter in pipeline.dead_letters())
-        outputs = await pipeline.outputs(OUTPUT)
+        outputs = pipeline.outputs(OUTPUT)
     assert refused == [n for n in range(6000) if n % 7 == 0]
     assert sorted(done.n for done in outputs) == [n for n in range(6000) if n % 7]
 

@@ -48,7 +48,7 @@ async def test_a_hung_call_is_cancelled_retried_and_dead_lettered_with_its_deadl
         await pipeline.publish(SOURCE, steps)
         await pipeline.processed(timeout_s=20)
         [dead] = pipeline.dead_letters()
-        outputs = await pipeline.outputs(OUTPUT)
+        outputs = pipeline.outputs(OUTPUT)
     assert dead.error_type == "HandlerTimeout"
     assert "within its deadline of 0.2s" in dead.error_message
     assert dead.attempts == 2
@@ -72,12 +72,12 @@ async def test_a_handler_that_ignores_the_cancel_keeps_its_outcome() -> None:
     async with TestPipeline(processor, keep_retry=True) as pipeline:
         await pipeline.publish(SOURCE, [Step(key="k", n=0), Step(key="k", n=1)])
         await pipeline.processed(timeout_s=20)
-        assert [done.n for done in await pipeline.outputs(OUTPUT)] == [0, 1]
+        assert [done.n for done in pipeline.outputs(OUTPUT)] == [0, 1]
         assert pipeline.dead_letters() == []
         # The batch after it is not hit by a stray cancel.
         await pipeline.publish(SOURCE, [Step(key="k", n=2)])
         await pipeline.processed(timeout_s=20)
-        assert [done.n for done in await pipeline.outputs(OUTPUT)] == [0, 1, 2]
+        assert [done.n for done in pipeline.outputs(OUTPUT)] == [0, 1, 2]
 
 
 async def test_without_a_deadline_a_slow_call_is_waited_for() -> None:

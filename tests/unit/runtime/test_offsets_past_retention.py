@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.kafka.memory import MemoryBroker, MemoryClients
-from pipeline.kafka.producer import EventProducer
 from pipeline.processor import Context, Processor
+from pipeline.publishing.producer import EventProducer
 from pipeline.runtime.worker import EXIT_FAILED, EXIT_OK, Runtime
 from tests.unit.runtime.support import (
     OUTPUT,

@@ -16,10 +16,16 @@ import pytest
 
 from pipeline.kafka.memory import MemoryBroker, MemoryClients
 from pipeline.kafka.port import Committed, TopicPartition
-from pipeline.kafka.producer import EventProducer
 from pipeline.processor import Context, Processor
+from pipeline.publishing.producer import EventProducer
 from pipeline.runtime.quarantine import IN_FLIGHT, in_flight, strikes_of
-from pipeline.runtime.worker import EXIT_DRAIN_INCOMPLETE, EXIT_OK, Runtime, WorkerOptions
+from pipeline.runtime.worker import (
+    EXIT_DRAIN_INCOMPLETE,
+    EXIT_FAILED,
+    EXIT_OK,
+    Runtime,
+    WorkerOptions,
+)
 from tests.unit.runtime.support import (
     OUTPUT,
     SOURCE,
@@ -196,3 +202,35 @@ async def test_off_it_leaves_no_mark(tmp_path: Path) -> None:
     finally:
         runtime.request_stop()
         assert await run == EXIT_OK
+
+
+def passes_everything() -> Processor[Step]:
+    async def handle(step: Step, ctx: Context) -> Done:
+        return Done(key=step.key, n=step.n)
+
+    return Processor("suspect", ONE, handle, outputs=(OUTPUT,), batch_records=50)
+
+
+async def test_owners_the_broker_stops_count_no_strike_against_the_records_in_hand(
+    tmp_path: Path,
+) -> None:
+    """An output the broker does not acknowledge ends the replica with records in hand;
+    that is the broker's doing, so however often it happens nothing is quarantined."""
+    broker = new_broker(ONE)
+    await publish(broker, 200)
+    for n in range(5):  # more such ends than quarantine_after
+        broker.fail("produce", times=1, topic=OUTPUT.name)
+        runtime = replica(broker, passes_everything(), n, tmp_path)
+        assert await asyncio.wait_for(runtime.run(), 20) == EXIT_FAILED
+        final = mark(broker)
+        assert final is None or final.metadata == "", f"end {n} left {final}"
+    runtime = replica(broker, passes_everything(), 5, tmp_path)
+    run = asyncio.ensure_future(runtime.run())
+    try:
+        await until(lambda: committed(broker, "suspect", ONE.name).get(0) == 200, "everything")
+    finally:
+        runtime.request_stop()
+        assert await run == EXIT_OK
+    assert dead_source_offsets(broker, ONE.name) == set()
+    handled = {n for ns in outputs_by_key(broker).values() for n in ns}
+    assert handled == set(range(200))

@@ -15,10 +15,10 @@ from pathlib import Path
 from pipeline.kafka.memory import MemoryClients
 from pipeline.kafka.memory.consumer import MemoryConsumer
 from pipeline.kafka.port import Consumer, ConsumerOptions, Record, TopicPartition
-from pipeline.kafka.producer import EventProducer
 from pipeline.ops.offset_ranges import PartitionRange
 from pipeline.ops.replay import ReplayPlan
 from pipeline.processor import Context, PermanentError, Processor
+from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.breaker import BreakerPolicy, DependencyError
 from pipeline.resilience.flood_guard import FloodGuardPolicy
 from pipeline.resilience.retry import RetryPolicy
@@ -213,7 +213,7 @@ async def test_failures_are_retried_then_dead_lettered_with_their_attempts() -> 
             ],
         )
         await pipeline.processed()
-        outputs = await pipeline.outputs(OUTPUT)
+        outputs = pipeline.outputs(OUTPUT)
         dead = {letter.source_offset: letter for letter in pipeline.dead_letters()}
     assert [o.n for o in outputs] == [0, 3]
     assert tries[0] == 2
@@ -246,7 +246,7 @@ async def test_a_failing_dependency_makes_the_partition_wait_and_dead_letters_no
     async with TestPipeline(processor) as pipeline:
         await pipeline.publish(SOURCE, steps(30, keys=3))
         await pipeline.processed(timeout_s=30)
-        outputs = await pipeline.outputs(OUTPUT)
+        outputs = pipeline.outputs(OUTPUT)
         waits = pipeline.metrics.total("dependency_waits")
         failures = pipeline.metrics.total("dependency_failures")
     assert pipeline.dead_letters() == []

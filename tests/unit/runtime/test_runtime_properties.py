@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 
 from pipeline.kafka.memory import MemoryBroker, MemoryClients
 from pipeline.kafka.port import TopicPartition
-from pipeline.kafka.producer import EventProducer
 from pipeline.processor import Context, PermanentError, Processor
+from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.retry import RetryPolicy
 from pipeline.runtime.worker import EXIT_FAILED, EXIT_OK, Runtime
 from tests.unit.runtime.support import (

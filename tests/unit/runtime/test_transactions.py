@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from aiokafka import TopicPartition
 
-from pipeline.kafka.delivery import DeliveryList
+from pipeline.publishing.delivery import DeliveryList
 from pipeline.runtime.host import Abandoned
 from pipeline.runtime.transactions import TransactionalPublisher
 

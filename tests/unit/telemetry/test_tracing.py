@@ -11,8 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from pipeline.kafka.memory import MemoryClients
 from pipeline.kafka.partitioner import kafka_partition
-from pipeline.kafka.producer import EventProducer
 from pipeline.processor import Context, Processor
+from pipeline.publishing.producer import EventProducer
 from pipeline.telemetry import tracing
 from pipeline.testing import TestPipeline
 from pipeline.wire.codec import HEADER_TRACEPARENT, encode_event

@@ -133,7 +133,7 @@ async def test_a_v1_worker_dead_letters_a_v2_body_and_handles_the_v1_ones() -> N
         await pipeline.publish(V2, [PriceV2(sku="b", amount=2.0, currency="SEK")])
         await pipeline.publish(V1, [PriceV1(sku="c", amount=3.0)])
         await pipeline.processed()
-        outputs = await pipeline.outputs(SEEN)
+        outputs = pipeline.outputs(SEEN)
         dead = pipeline.dead_letters()
     assert sorted(o.sku for o in outputs) == ["a", "c"]
     assert [d.error_type for d in dead] == ["SchemaVersionError"]
@@ -153,7 +153,7 @@ async def test_a_v3_worker_reads_v1_v2_and_v3_bodies() -> None:
         await pipeline.publish(V2, [PriceV2(sku="b", amount=2.0, currency="SEK")])
         await pipeline.publish(V3, [PriceV3(sku="c", total_cents=300)])
         await pipeline.processed()
-        outputs = {o.sku: o for o in await pipeline.outputs(seen)}
+        outputs = {o.sku: o for o in pipeline.outputs(seen)}
         assert pipeline.dead_letters() == []
     assert outputs["a"] == PriceV3(sku="a", total_cents=100, currency="EUR")
     assert outputs["b"] == PriceV3(sku="b", total_cents=200, currency="SEK")

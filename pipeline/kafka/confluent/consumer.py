@@ -6,7 +6,7 @@ waters) never wait for it: changes are queued in order, and what the loop
 reads is a mirror the thread refreshes after each fetch.
 
 `fetch` for some partitions only: the others' records wait for their turn
-(pipeline.kafka.confluent_fetched), dropped by a seek or a revocation.
+(pipeline.kafka.confluent.fetched), dropped by a seek or a revocation.
 
 Rebalances: librdkafka calls back inside `consume()`; the callbacks run the
 runtime's listener on the loop and wait for it (serving the queue
@@ -34,9 +34,9 @@ from confluent_kafka import (
 )
 from confluent_kafka import TopicPartition as TheirPartition
 
-from pipeline.kafka.confluent_errors import translated
-from pipeline.kafka.confluent_fetched import FetchedAhead, PositionMirror
-from pipeline.kafka.confluent_offsets import (
+from pipeline.kafka.confluent.errors import translated
+from pipeline.kafka.confluent.fetched import FetchedAhead, PositionMirror
+from pipeline.kafka.confluent.offsets import (
     QUERY_TIMEOUT_S,
     commit_offsets,
     committed_offset,
@@ -44,8 +44,8 @@ from pipeline.kafka.confluent_offsets import (
     partitions_of,
     watermarks,
 )
-from pipeline.kafka.confluent_records import ConfluentRecord, by_partition, ours, theirs
-from pipeline.kafka.confluent_thread import SERVE_SLICE_S, ConsumerThread
+from pipeline.kafka.confluent.records import ConfluentRecord, by_partition, ours, theirs
+from pipeline.kafka.confluent.thread import SERVE_SLICE_S, ConsumerThread
 from pipeline.kafka.metadata import DEFAULT_WAIT_S, TopicNotOnClusterError
 from pipeline.kafka.port import Committed, KafkaClientError, RebalanceListener, TopicPartition
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka import TopicPartition as AioPartition
 
-from pipeline.kafka.aio_errors import translated, translated_outcome
+from pipeline.kafka.aiokafka.errors import translated, translated_outcome
 from pipeline.kafka.port import Acknowledged, Batch, Headers, TopicPartition
 
 PartitionCount = Callable[[Any, str, float], Awaitable[int]]

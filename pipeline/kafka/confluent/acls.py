@@ -18,7 +18,7 @@ from confluent_kafka.admin import (
 )
 
 from pipeline.errors import PipelineError
-from pipeline.kafka.confluent import client_config
+from pipeline.kafka.confluent.config import client_config
 from pipeline.settings import PipelineSettings
 
 REQUEST_TIMEOUT_S = 15.0

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka import TopicPartition as TheirPartition
 
-from pipeline.kafka.confluent_errors import from_kafka_error, translated
+from pipeline.kafka.confluent.errors import from_kafka_error, translated
 from pipeline.kafka.metadata import DEFAULT_WAIT_S, TopicNotOnClusterError
 from pipeline.kafka.port import Acknowledged, Batch, Headers, KafkaClientError, TopicPartition
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as TheirPartition
 
-from pipeline.kafka.confluent_errors import from_kafka_error, retriable_for_groups
-from pipeline.kafka.confluent_records import ours, theirs
+from pipeline.kafka.confluent.errors import from_kafka_error, retriable_for_groups
+from pipeline.kafka.confluent.records import ours, theirs
 from pipeline.kafka.port import Committed, KafkaClientError, TopicPartition
 
 QUERY_TIMEOUT_S = 15.0

@@ -9,7 +9,7 @@ from aiokafka import ConsumerRebalanceListener
 from aiokafka import TopicPartition as AioPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from pipeline.kafka.aio_errors import translated
+from pipeline.kafka.aiokafka.errors import translated
 from pipeline.kafka.port import (
     Committed,
     KafkaClientError,

@@ -21,9 +21,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
-from pipeline.errors import PipelineError
-from pipeline.kafka.delivery import Delivery
+from pipeline.errors import NotAcknowledgedError, PipelineError
 from pipeline.kafka.port import Acknowledged
+from pipeline.publishing.delivery import Delivery
 from pipeline.wire.codec import EncodedEvent, payload_size
 
 
@@ -131,13 +131,7 @@ class Coalescer:
 
 
 def _refused(topic: str, batch: SentBatch, error: BaseException) -> PipelineError:
-    refused = PipelineError(
-        f"the broker did not acknowledge {len(batch.indexes)} records for topic {topic!r} "
-        f"partition {batch.partition}: {type(error).__name__}: {error}. They may or may not "
-        "be stored; publishing them again is safe for consumers that deduplicate by event-id."
-    )
-    refused.__cause__ = error
-    return refused
+    return NotAcknowledgedError(topic, batch.partition, len(batch.indexes), error)
 
 
 def _answer(

@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from confluent_kafka import Consumer
 
-from pipeline.kafka.confluent_records import ConfluentRecord, ours, theirs
+from pipeline.kafka.confluent.records import ConfluentRecord, ours, theirs
 from pipeline.kafka.port import TopicPartition
 
 MIRROR_REFRESH_S = 0.5

@@ -14,8 +14,8 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError, for_code
 
 from pipeline.errors import PipelineError
-from pipeline.kafka.aio_errors import translated
-from pipeline.kafka.incremental_configs import set_topic_configs
+from pipeline.kafka.aiokafka.errors import translated
+from pipeline.kafka.aiokafka.incremental_configs import set_topic_configs
 from pipeline.kafka.port import (
     Committed,
     GroupDescription,

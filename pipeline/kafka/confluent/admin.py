@@ -19,8 +19,8 @@ from confluent_kafka.admin import (
 from confluent_kafka.admin import NewTopic as TheirNewTopic
 
 from pipeline.errors import PipelineError
-from pipeline.kafka.confluent_commits import GroupCommitReader
-from pipeline.kafka.confluent_errors import translated
+from pipeline.kafka.confluent.commits import GroupCommitReader
+from pipeline.kafka.confluent.errors import translated
 from pipeline.kafka.port import (
     Committed,
     GroupDescription,
@@ -185,7 +185,7 @@ class ConfluentAdmin:
     @translated
     async def group_commits(self, group: str) -> dict[TopicPartition, Committed]:
         """Read through a consumer of the group: the AdminClient's call can crash the process
-        (pipeline.kafka.confluent_commits)."""
+        (pipeline.kafka.confluent.commits)."""
         return await self._commit_reader.commits(group)
 
     @translated

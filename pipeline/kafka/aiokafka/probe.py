@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pipeline.kafka.aio import client_kwargs
+from pipeline.kafka.aiokafka.config import client_kwargs
 from pipeline.settings import PipelineSettings
 
 T = TypeVar("T")

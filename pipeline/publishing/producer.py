@@ -19,13 +19,13 @@ from types import TracebackType
 from pydantic import BaseModel
 
 from pipeline.catalogue import Catalogue, TopicSpec
-from pipeline.errors import PipelineError
-from pipeline.kafka.coalescer import Coalescer, SentBatch
+from pipeline.errors import NotAcknowledgedError, PipelineError
 from pipeline.kafka.connect import connect
-from pipeline.kafka.delivery import AckedBatch, Delivery, DeliveryList
-from pipeline.kafka.partition_order import Chain, PartitionOrder, Row
 from pipeline.kafka.partitioner import kafka_partition
 from pipeline.kafka.port import Batch, Clients, Producer, ProducerOptions
+from pipeline.publishing.coalescer import Coalescer, SentBatch
+from pipeline.publishing.delivery import AckedBatch, Delivery, DeliveryList
+from pipeline.publishing.partition_order import Chain, PartitionOrder, Row
 from pipeline.resilience.backpressure import ByteBudget
 from pipeline.settings import PipelineSettings
 from pipeline.telemetry import tracing
@@ -59,7 +59,7 @@ class EventProducer:
                 transaction_timeout_ms=tuning.transaction_timeout_ms,
             )
         )
-        self._coalescer = Coalescer(self.send_batches, self._linger_s, self._batch_bytes)
+        self._coalescer = Coalescer(self._send_batches, self._linger_s, self._batch_bytes)
         self._order = PartitionOrder(self._client, tuning.batch_bytes)
         self._started = False
         self._unkeyed = 0
@@ -132,13 +132,13 @@ class EventProducer:
     async def publish_coalesced(
         self, topic: str, events: Sequence[EncodedEvent]
     ) -> Sequence[Delivery]:
-        """Publish encoded events in batches shared with concurrent callers (kafka.coalescer).
+        """Internal (the gateway's path): encoded events in batches shared with concurrent callers.
 
         For many small concurrent publishes, as a gateway's requests are:
         each call still gets exactly where each of its events was stored.
         """
         if self._linger_s <= 0:
-            return await self.publish_encoded(topic, events)
+            return await (await self.submit_encoded(topic, events))
         return await self._coalescer.publish(topic, events)
 
     async def publish_many(
@@ -172,10 +172,6 @@ class EventProducer:
         """Whether `size_bytes` more would go out without waiting for acknowledgements."""
         return self._budget.would_fit(size_bytes)
 
-    async def publish_encoded(self, topic: str, events: Sequence[EncodedEvent]) -> DeliveryList:
-        """Publish already-encoded records (the raw path for gateways and DLQs)."""
-        return await (await self.submit_encoded(topic, events))
-
     async def submit_encoded(
         self,
         topic: str,
@@ -183,12 +179,14 @@ class EventProducer:
         timestamps: Sequence[int] | None = None,
         chain: Chain | None = None,
     ) -> asyncio.Future[DeliveryList]:
-        """Hand records to the client; the returned future resolves on acknowledgement.
+        """Internal (DLQ, replay, the runtime's outputs): encoded records to the client.
+
+        The returned future resolves on acknowledgement.
 
         `timestamps` (ms, one per event) keep records' original times, as a
         replay into another topic does; by default the broker's clock is used.
         A `chain`'s publishes are never stored past one of its failures
-        (pipeline.kafka.partition_order).
+        (pipeline.publishing.partition_order).
 
         When this returns, every batch is queued behind anything submitted
         earlier for the same partition, so a caller may submit the next chunk
@@ -201,10 +199,10 @@ class EventProducer:
             done: asyncio.Future[DeliveryList] = loop.create_future()
             done.set_result(DeliveryList(topic, [], []))
             return done
-        sent = await self.send_batches(topic, events, timestamps, chain)
+        sent = await self._send_batches(topic, events, timestamps, chain)
         return asyncio.ensure_future(self._collect(topic, events, sent))
 
-    async def send_batches(
+    async def _send_batches(
         self,
         topic: str,
         events: Sequence[EncodedEvent],
@@ -246,12 +244,7 @@ class EventProducer:
         batches: list[AckedBatch] = []
         for (_, partition, indexes), metadata in zip(sent, acknowledged, strict=True):
             if isinstance(metadata, BaseException):
-                raise PipelineError(
-                    f"the broker did not acknowledge {len(indexes)} records for topic "
-                    f"{topic!r} partition {partition}: {type(metadata).__name__}: {metadata}. "
-                    "They may or may not be stored; publishing them again is safe for "
-                    "consumers that deduplicate by event-id."
-                ) from metadata
+                raise NotAcknowledgedError(topic, partition, len(indexes), metadata)
             batches.append(AckedBatch(partition, metadata.offset, indexes))
         return DeliveryList(topic, events, batches)
 
@@ -296,7 +289,7 @@ class EventProducer:
         indexes: list[int],
         chain: Chain | None,
     ) -> SentBatch:
-        """Hand one batch to the client in its partition's turn (pipeline.kafka.partition_order).
+        """Hand one batch to the client in its partition's turn (partition_order).
 
         aiokafka queues one batch per partition; concurrent callers waiting for
         that slot woke together on every drain, and its wait charges each

@@ -1,7 +1,7 @@
-"""The confluent-kafka adapter: the port's clients, made from settings.
+"""librdkafka's configuration, made from the settings and the port's options.
 
-The only place that knows librdkafka's configuration names. Chosen with
-PIPELINE_CLIENT=confluent (or `pipeline worker --client confluent`).
+The only place that knows librdkafka's configuration names, and where its error
+callback and log lines are wired to the process's log.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.kafka.confluent_admin import ConfluentAdmin
-from pipeline.kafka.confluent_consumer import ConfluentConsumer
-from pipeline.kafka.confluent_errors import remember_cause
-from pipeline.kafka.confluent_producer import ConfluentProducer
+from pipeline.kafka.confluent.errors import remember_cause
 from pipeline.kafka.connect_errors import explain, final
-from pipeline.kafka.port import Admin, Consumer, ConsumerOptions, Producer, ProducerOptions
+from pipeline.kafka.port import ConsumerOptions, ProducerOptions
 from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.settings import PipelineSettings
 
@@ -34,15 +31,12 @@ class _SaidByTheError(logging.Filter):
 log.addFilter(_SaidByTheError())
 
 MIN_PREFETCH_KBYTES = 256
-"""librdkafka's prefetch (`queued.max.messages.kbytes`) is set to one fetch's worth, the
-runtime's `fetch_partition_bytes`, as aiokafka buffers one fetch per partition. Measured,
-the bound acts per partition, not on the sum its documentation suggests: at 16 MiB a
-worker draining a 1M backlog grew from 102 to 232 MB peak RSS (bench/rss.py)."""
+"""librdkafka's prefetch is one fetch's worth per partition, as aiokafka buffers; the bound
+acts per partition, so a larger one grows a backlogged worker's memory
+(docs/operations/tuning.md)."""
 PREFETCH_BACKOFF_MS = 20
-"""How soon librdkafka fetches again for a partition whose prefetch is full. Its default
-(1 s) halved the peers bench's throughput once the prefetch was one fetch (3,650 against
-7,272 events/s); at 20 ms it is back within the noise, and a 300k backlog peaks at
-131 MB against 95 MB for 10k (185 MB at 16 MiB and the default back-off)."""
+"""How soon librdkafka fetches again for a partition whose prefetch is full; its 1 s default
+starves a one-fetch prefetch (figures in docs/operations/tuning.md)."""
 STARTING_S = 30.0
 """A client's first seconds: a refusal then ends the call that started it (said by its error)."""
 PRODUCER_LINGER_MS = 1
@@ -156,27 +150,3 @@ def producer_config(settings: PipelineSettings, options: ProducerOptions) -> dic
         delivery_timeout_ms = min(delivery_timeout_ms, options.transaction_timeout_ms)
     config["message.timeout.ms"] = delivery_timeout_ms
     return config
-
-
-class ConfluentClients:
-    """The port's Clients on confluent-kafka."""
-
-    def __init__(self, settings: PipelineSettings) -> None:
-        self.settings = settings
-
-    @property
-    def bootstrap(self) -> str:
-        return self.settings.bootstrap_servers
-
-    def consumer(self, options: ConsumerOptions) -> Consumer:
-        return ConfluentConsumer(
-            consumer_config(self.settings, options),
-            self.settings.rebalance_protocol if options.group_id else "eager",
-            options.group_id,
-        )
-
-    def producer(self, options: ProducerOptions) -> Producer:
-        return ConfluentProducer(producer_config(self.settings, options), options.batch_bytes)
-
-    def admin(self) -> Admin:
-        return ConfluentAdmin(client_config(self.settings))

@@ -24,7 +24,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as TheirTopicPartition
 
-from pipeline.kafka.confluent_errors import retriable_for_groups
+from pipeline.kafka.confluent.errors import retriable_for_groups
 from pipeline.kafka.port import Committed, TopicPartition
 
 REQUEST_TIMEOUT_S = 15.0

@@ -1,0 +1,1 @@
+"""Reading topics and offsets back, built on the Kafka port: whole topics, log ends, commits."""
