@@ -7,9 +7,15 @@ broker) then takes that space. Kafka stops a broker whose only log
 directory fails, so this becomes a crash the cluster must ride out, with
 the broker's data left on the full disk. The operator's fix follows: the
 filesystem is grown (a tmpfs resizes in place) and the broker started.
-Mounting needs root; without it the scenario refuses and says so. The
-node gets its own directory back at the end (stale by then: it catches up
-from the leaders, as any broker back from a long absence does).
+Mounting needs root; without it the scenario refuses and says so. It
+also refuses a cluster whose data lives inside the project's checkout
+(`pipeline infra up`'s, under .state/): a mount left there by a killed run
+would make `rm -rf .state` fail; `--own-cluster` keeps it in /tmp. Each
+change (data moved aside, the mount, the restarted broker on it) is
+recorded in the run's ledger before it is made (pipeline.chaos.ledger),
+so a killed run's next sweep undoes it. The node gets its own directory
+back at the end (stale by then: it catches up from the leaders, as any
+broker back from a long absence does).
 """
 
 from __future__ import annotations
@@ -26,19 +32,25 @@ from pathlib import Path
 from pipeline.catalogue import TopicSpec
 from pipeline.chaos.checking import TableRow
 from pipeline.chaos.run import ChaosRun
+from pipeline.chaos.sweep import ASIDE_SUFFIX
+from pipeline.chaos.undo import Undo
 from pipeline.dev.processes import pid_alive
 from pipeline.errors import InfraError
 from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
 from pipeline.ops.topics import ensure_topics
+from pipeline.paths import project_dir
 from pipeline.publishing.producer import EventProducer
 
 
 @dataclass(frozen=True)
-class MovedLogDir:
+class DiskChanges:
+    """What disk-full changed, each recorded in the run's ledger, in the order to undo them."""
+
     node_id: int
-    data: Path
-    aside: Path
+    broker_on_tmpfs: Undo
+    mount: Undo
+    moved: Undo
 
 
 HEADROOM_MB = 64
@@ -47,24 +59,40 @@ FILLER_RECORD_BYTES = 256 * 1024
 GROWN_MB = 2048
 
 
-def disk_full(run: ChaosRun) -> None:
+def refuse_unless_safe(cluster_dir: Path) -> None:
+    """disk-full's precheck: root, and a cluster whose data lies outside the project."""
     if os.geteuid() != 0:
         raise InfraError(
             "disk-full mounts a size-capped tmpfs as a broker's log directory, which needs "
             "root; run it as root or leave it out (--scenario ...)"
         )
+    project = Path(os.path.realpath(project_dir()))
+    if Path(os.path.realpath(cluster_dir)).is_relative_to(project):
+        raise InfraError(
+            f"disk-full mounts a tmpfs over a broker's log directory, and this cluster's data "
+            f"lives inside the project ({cluster_dir}), where a mount left behind would block "
+            "`rm -rf .state` and `make clean`; run it with --own-cluster (a cluster of its own "
+            "in a temporary folder), or leave it out (--scenario ...)"
+        )
+
+
+def disk_full(run: ChaosRun) -> None:
     cluster = run.cluster
+    refuse_unless_safe(cluster.kafka.state_dir)
     node_id = cluster.leader_of_most(run.input.name)
     node = next(n for n in cluster.state.nodes if n.node_id == node_id)
     data = Path(node.data_dir)
-    aside = data.with_name(data.name + ".before-disk-full")
+    aside = data.with_name(data.name + ASIDE_SUFFIX)
     cluster.kill(node_id, signal.SIGTERM)
     used_mb = _size_mb(data)
+    moved = run.ledger.record(Undo("moved", path=str(data), aside=str(aside)))
     data.rename(aside)
     data.mkdir()
+    mount = run.ledger.record(Undo("mount", path=str(data)))
     _mount(data, int(used_mb) + HEADROOM_MB)
-    run.extra_objects["disk"] = MovedLogDir(node_id, data, aside)
     shutil.copytree(aside, data, dirs_exist_ok=True)
+    on_tmpfs = run.ledger.record(Undo("node", path=str(cluster.kafka.state_dir), node_id=node_id))
+    run.extra_objects["disk"] = DiskChanges(node_id, on_tmpfs, mount, moved)
     cluster.restart(node_id)
     run.wait_until(lambda: not cluster.out_of_sync([run.input.name]), 180, "back in sync")
     run.mark_fault(f"broker {node_id}'s log directory fills ({HEADROOM_MB} MB to spare)")
@@ -88,14 +116,12 @@ def disk_full(run: ChaosRun) -> None:
 
 def give_the_disk_back(run: ChaosRun) -> None:
     """The node's own directory back, the tmpfs gone; the filler left to retention."""
-    moved = run.extra_objects.pop("disk", None)
-    if not isinstance(moved, MovedLogDir):
-        return
-    run.cluster.kill(moved.node_id, signal.SIGTERM)
-    subprocess.run(["umount", str(moved.data)], check=True)
-    moved.data.rmdir()
-    moved.aside.rename(moved.data)
-    run.cluster.restart(moved.node_id)
+    changes = run.extra_objects.pop("disk", None)
+    if not isinstance(changes, DiskChanges):
+        return  # nothing was changed, or the run's ledger undoes a half-made change
+    for change in (changes.broker_on_tmpfs, changes.mount, changes.moved):
+        run.ledger.settle(change)
+    run.cluster.restart(changes.node_id)
     deadline = time.monotonic() + 240
     while run.cluster.out_of_sync([run.input.name]) and time.monotonic() < deadline:
         time.sleep(1)

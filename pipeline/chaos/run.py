@@ -28,8 +28,10 @@ from pipeline.chaos.checking import (
     TOPICS,
 )
 from pipeline.chaos.cluster import ChaosCluster
+from pipeline.chaos.ledger import Ledger, ledger_dir
 from pipeline.chaos.load import LoadFigures, SteadyLoad
 from pipeline.chaos.readback import read_run
+from pipeline.chaos.undo import Undo
 from pipeline.chaos.verdict import OutputRecord, Verdict, judge
 from pipeline.errors import PipelineError
 from pipeline.kafka.aiokafka.probe import run_sync
@@ -103,8 +105,12 @@ class ScenarioResult:
 class ChaosRun:
     """What a scenario's fault acts on, and the bookkeeping it leaves behind."""
 
-    def __init__(self, cluster: ChaosCluster, name: str, options: RunOptions) -> None:
+    def __init__(
+        self, cluster: ChaosCluster, name: str, options: RunOptions, ledger: Ledger
+    ) -> None:
         self.cluster = cluster
+        self.ledger = ledger
+        """Where each change to the machine is recorded before it is made (replicas, mounts)."""
         self.name = name
         self.options = options
         self.prefix = f"chaos-{name}-{secrets.token_hex(3)}."
@@ -115,6 +121,7 @@ class ChaosRun:
         self.group = self.prefix + options.processor
         self.log_dir = options.log_dir / self.prefix.rstrip(".")
         self.replicas: dict[str, WorkerProcess] = {}
+        self._recorded: dict[str, Undo] = {}
         self.held: set[str] = set()
         """Replicas stopped on purpose: not restarted by the supervision."""
         self.killed: set[str] = set()
@@ -155,6 +162,10 @@ class ChaosRun:
             "--drain-deadline",
             "20",
         )
+        self._forget_replica(replica_id)
+        self._recorded[replica_id] = self.ledger.record(
+            Undo.of_process(replica.process.pid, f"chaos replica {replica_id} of {self.group}")
+        )
         self.replicas[replica_id] = replica
         self.held.discard(replica_id)
         return replica
@@ -168,7 +179,22 @@ class ChaosRun:
     def stop_replica(self, replica_id: str, grace_s: float = 60) -> int:
         """SIGTERM, as an orchestrator scaling down would; not restarted until asked."""
         self.held.add(replica_id)
-        return self.replicas[replica_id].stop(grace_s)
+        code = self.replicas[replica_id].stop(grace_s)
+        self._forget_replica(replica_id)
+        return code
+
+    def stop_all(self) -> None:
+        """Every replica stopped; an exit that was not asked for is counted."""
+        for replica_id, replica in self.replicas.items():
+            code = replica.stop(60) if replica.running else replica.process.returncode
+            self._forget_replica(replica_id)
+            if code not in (0, None) and replica_id not in self.held:
+                self.replica_exits.append(f"{replica_id} exit {code} at the end")
+
+    def _forget_replica(self, replica_id: str) -> None:
+        recorded = self._recorded.pop(replica_id, None)
+        if recorded is not None:
+            self.ledger.forget(recorded)
 
     def signal_replica(self, replica_id: str, sig: int) -> None:
         if sig == signal.SIGKILL:
@@ -247,6 +273,9 @@ class Scenario:
     summary: str
     inject: Callable[[ChaosRun], None]
     """The fault, while the load runs; calls `run.mark_fault` when it strikes."""
+    precheck: Callable[[Path], None] | None = None
+    """Given the folder of the cluster's data, before any scenario runs: raises if this
+    scenario must not run there (so `--all` stops before it starts, not halfway)."""
     prepare: Callable[[ChaosRun], None] | None = None
     """Before the replicas start (a proxy to route one through)."""
     cleanup: Callable[[ChaosRun], None] | None = None
@@ -254,15 +283,26 @@ class Scenario:
     """Figures of its own, from the outputs (who published what, when)."""
 
 
-def run_scenario(cluster: ChaosCluster, scenario: Scenario, options: RunOptions) -> ScenarioResult:
+def run_scenario(
+    cluster: ChaosCluster, scenario: Scenario, options: RunOptions, ledger: Ledger | None = None
+) -> ScenarioResult:
+    """One scenario; whatever it changed on the machine is undone however it ends.
+
+    A scenario's own cleanup runs even when stopping a replica raises, and
+    anything still in the ledger after it (the cleanup failed, or never got
+    its objects) is undone from the ledger before this returns or raises.
+    """
     started = time.monotonic()
-    run = ChaosRun(cluster, scenario.name, options)
+    own_ledger = ledger is None
+    ledger = ledger or Ledger(ledger_dir())
+    mark = len(ledger.entries)
+    run = ChaosRun(cluster, scenario.name, options, ledger)
     run_sync(
         ensure_topics(connect(cluster.settings), [s.with_name(run.prefix + s.name) for s in TOPICS])
     )
-    if scenario.prepare is not None:
-        scenario.prepare(run)
     try:
+        if scenario.prepare is not None:
+            scenario.prepare(run)
         run.start_all()
         run.load.start()
         run.wait(options.warmup_s)
@@ -276,12 +316,17 @@ def run_scenario(cluster: ChaosCluster, scenario: Scenario, options: RunOptions)
         run.load.stop()
         raise
     finally:
-        for replica_id, replica in run.replicas.items():
-            code = replica.stop(60) if replica.running else replica.process.returncode
-            if code not in (0, None) and replica_id not in run.held:
-                run.replica_exits.append(f"{replica_id} exit {code} at the end")
-        if scenario.cleanup is not None:
-            scenario.cleanup(run)
+        try:
+            run.stop_all()
+        finally:
+            try:
+                if scenario.cleanup is not None:
+                    scenario.cleanup(run)
+            finally:
+                if own_ledger:
+                    ledger.close()
+                else:
+                    ledger.undo_since(mark)
     inputs, outputs, dead = run_sync(
         read_run(
             cluster.settings,

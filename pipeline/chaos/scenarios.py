@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from pipeline.chaos.checking import PARTITIONS
-from pipeline.chaos.disk import disk_full, give_the_disk_back
+from pipeline.chaos.disk import disk_full, give_the_disk_back, refuse_unless_safe
 from pipeline.chaos.proxy import FaultyNetwork
 from pipeline.chaos.run import ChaosRun, Scenario
 from pipeline.chaos.table_check import TableBurst, last_versions, probe_every_replica
@@ -264,8 +264,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "disk-full",
             "the leader's log directory (a size-capped tmpfs) fills; then it is grown and the "
-            "broker restarted (needs root)",
+            "broker restarted (needs root and --own-cluster)",
             disk_full,
+            precheck=refuse_unless_safe,
             cleanup=give_the_disk_back,
         ),
         Scenario(

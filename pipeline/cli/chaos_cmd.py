@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -15,9 +15,12 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.chaos.cluster import ChaosCluster
+from pipeline.chaos.ledger import Ledger, guarded
 from pipeline.chaos.run import RunOptions, ScenarioResult, run_scenario
 from pipeline.chaos.scenarios import SCENARIOS
-from pipeline.cli.common import console, stdout
+from pipeline.chaos.sweep import OWN_CLUSTER_PREFIX, sweep
+from pipeline.chaos.undo import Undo
+from pipeline.cli.common import console, report_sweep, stdout
 from pipeline.dev.localkafka import LocalKafka
 from pipeline.errors import ConfigError
 from pipeline.paths import cache_dir, kafka_state_dir
@@ -62,20 +65,47 @@ def list_scenarios() -> None:
 
 
 @contextlib.contextmanager
-def _cluster(own: bool) -> Iterator[ChaosCluster]:
+def _cluster(own: bool, ledger: Ledger, precheck: Callable[[Path], None]) -> Iterator[ChaosCluster]:
+    """The user's local cluster, or one of the run's own in a temporary folder.
+
+    `precheck` sees the folder the cluster's data lives in before any
+    scenario runs (and before an own cluster is started).
+    """
     if not own:
+        precheck(kafka_state_dir())
         yield ChaosCluster(
             LocalKafka(kafka_state_dir(), cache_dir()),
             os.environ.get("PIPELINE_BOOTSTRAP_SERVERS"),
         )
         return
-    with tempfile.TemporaryDirectory(prefix="pipeline-chaos-") as folder:
-        kafka = LocalKafka(Path(folder), cache_dir(), heap_mb=320)
-        try:
-            kafka.up(brokers=3, progress=lambda m: console.print(f"[dim]… {m}[/]"))
-            yield ChaosCluster(kafka)
-        finally:
-            kafka.down()
+    folder = Path(tempfile.mkdtemp(prefix=OWN_CLUSTER_PREFIX))
+    recorded = ledger.record(Undo("cluster", path=str(folder)))
+    try:
+        precheck(folder)
+        kafka = LocalKafka(folder, cache_dir(), heap_mb=320)
+        kafka.up(brokers=3, progress=lambda m: console.print(f"[dim]… {m}[/]"))
+        yield ChaosCluster(kafka)
+    finally:
+        ledger.settle(recorded)  # its nodes stopped, anything mounted in it undone, removed
+
+
+@app.command("sweep")
+def sweep_command() -> None:
+    """Undo what killed chaos runs left (mounts, moved data, stray processes); exit 1 if stuck.
+
+    A run killed with SIGKILL cannot clean up after itself: its tmpfs stays
+    mounted, a worker it froze stays stopped, its replicas and own cluster
+    run on. `chaos run`, `infra up` and `infra down` sweep first anyway;
+    a live run's changes are never touched.
+
+    Example: pipeline chaos sweep
+    """
+    report = sweep(kafka_state_dir())
+    report_sweep(report)
+    if not report.done and not report.problems:
+        console.print("nothing left behind by a chaos run")
+    if report.problems:
+        raise typer.Exit(1)
 
 
 @app.command("run")
@@ -124,6 +154,7 @@ def run(
     if client not in ("aiokafka", "confluent"):
         raise ConfigError(f"--client must be aiokafka or confluent, not {client!r}")
     setup_process_logging("INFO", "chaos")
+    report_sweep(sweep(kafka_state_dir()))
     options = RunOptions(
         rate=rate,
         keys=keys,
@@ -136,10 +167,17 @@ def run(
     )
     results: list[ScenarioResult] = []
     started = time.monotonic()
-    with _cluster(own_cluster) as cluster:
+
+    def precheck(cluster_dir: Path) -> None:
+        for name in names:
+            check = SCENARIOS[name].precheck
+            if check is not None:
+                check(cluster_dir)
+
+    with guarded() as ledger, _cluster(own_cluster, ledger, precheck) as cluster:
         for name in names:
             console.print(f"[bold]chaos[/] {name}: {SCENARIOS[name].summary}")
-            results.append(run_scenario(cluster, SCENARIOS[name], options))
+            results.append(run_scenario(cluster, SCENARIOS[name], options, ledger))
             wide.print(render([results[-1]]))
     wide.print(render(results))
     console.print(f"{len(results)} scenario(s) in {time.monotonic() - started:,.0f}s")

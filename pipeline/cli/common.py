@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from pipeline.catalogue import Catalogue, load_catalogue
 from pipeline.errors import ConfigError
 from pipeline.paths import kafka_state_dir
 from pipeline.settings import PipelineSettings, load_settings
+
+if TYPE_CHECKING:
+    from pipeline.chaos.sweep import SweepReport
 
 console = Console(stderr=True)
 stdout = Console()
@@ -129,3 +132,11 @@ def cluster_topic(settings: PipelineSettings, name: str) -> str:
         return catalogue_for(settings).get(name).name
     except UnknownTopicError:
         return name
+
+
+def report_sweep(report: SweepReport) -> None:
+    """What a sweep undid and what it could not, on stderr; a problem is a warning, not a stop."""
+    for line in report.done:
+        console.print(f"[yellow]cleaned up after a killed chaos run[/]: {line}")
+    for line in report.problems:
+        console.print(f"[red]could not clean up after a killed chaos run[/]: {line}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from pipeline.cli.common import console, stdout
+from pipeline.cli.common import console, report_sweep, stdout
 from pipeline.dev.localkafka import LocalKafka
 from pipeline.paths import cache_dir, kafka_state_dir
 
@@ -20,6 +20,13 @@ app = typer.Typer(
 
 def _cluster(heap_mb: int = 384) -> LocalKafka:
     return LocalKafka(kafka_state_dir(), cache_dir(), heap_mb=heap_mb)
+
+
+def _sweep_chaos_leftovers() -> None:
+    """A killed chaos run can leave a tmpfs or moved data in this cluster's folder."""
+    from pipeline.chaos.sweep import sweep
+
+    report_sweep(sweep(kafka_state_dir()))
 
 
 def _progress(message: str) -> None:
@@ -49,6 +56,7 @@ def up(
     """
     from pipeline.dev.secured import check_mode
 
+    _sweep_chaos_leftovers()
     cluster = _cluster(heap_mb)
     state = cluster.up(
         brokers=brokers, timeout_s=timeout, progress=_progress, security=check_mode(security)
@@ -114,6 +122,7 @@ def down() -> None:
 
     Example: pipeline infra down
     """
+    _sweep_chaos_leftovers()
     stopped = _cluster().down()
     console.print("Kafka stopped" if stopped else "nothing was running")
 

@@ -103,8 +103,13 @@ class WorkerProcess:
                 self._log.close()
 
     def stop(self, grace_s: float = 60) -> int:
-        """SIGTERM, and SIGKILL if it has not exited after `grace_s`."""
+        """SIGTERM, and SIGKILL if it has not exited after `grace_s`.
+
+        SIGCONT follows the SIGTERM: a replica stopped with SIGSTOP would
+        otherwise hold its SIGTERM until the grace ran out.
+        """
         self.signal(signal.SIGTERM)
+        self.signal(signal.SIGCONT)
         try:
             return self.wait(grace_s)
         except subprocess.TimeoutExpired:
