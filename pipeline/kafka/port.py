@@ -59,6 +59,14 @@ class Record(Protocol):
     def headers(self) -> Headers: ...
 
 
+CommitMetadata = str | Mapping["TopicPartition", str]
+"""What a commit stores beside each offset: the same for all partitions, or per partition."""
+
+
+def metadata_of(metadata: CommitMetadata, partition: TopicPartition) -> str:
+    return metadata if isinstance(metadata, str) else metadata.get(partition, "")
+
+
 class Committed(NamedTuple):
     """A group's commit on one partition: the next offset to read and its metadata."""
 
@@ -160,7 +168,10 @@ class Consumer(Protocol):
     def highwater(self, partition: TopicPartition) -> int | None:
         """The end offset seen in the last fetch of the partition, if any."""
 
-    async def commit(self, offsets: Mapping[TopicPartition, int], metadata: str = "") -> None: ...
+    async def commit(
+        self, offsets: Mapping[TopicPartition, int], metadata: CommitMetadata = ""
+    ) -> None:
+        """`metadata`: one string for every partition, or one per partition (missing: "")."""
 
     async def committed(self, partition: TopicPartition) -> Committed | None:
         """The group's commit on the partition (offset and metadata); None: never committed."""

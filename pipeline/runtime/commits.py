@@ -19,7 +19,7 @@ from pipeline.kafka.port import Consumer, KafkaClientError, TopicPartition
 from pipeline.metric_names import COMMITS
 from pipeline.metrics import Metrics
 from pipeline.runtime.offset_tracker import OffsetTracker
-from pipeline.runtime.quarantine import in_flight
+from pipeline.runtime.quarantine import Hands
 
 log = logging.getLogger("pipeline.worker")
 
@@ -33,8 +33,9 @@ class PartitionOffsets:
         self.tp = tp
         self._tracker = OffsetTracker()
         self._committer = committer
-        self.claimed: int | None = None
-        """Last committed with this owner's in-flight mark (pipeline.runtime.quarantine)."""
+        self.hands: Hands | None = None
+        """What this partition's commits say may be in a handler (pipeline.runtime.quarantine):
+        this owner's last mark, or the dead owner's while its records are gone over again."""
 
     def started(self, first: int, last: int, count: int) -> Token:
         return self._tracker.started(first, last, count)
@@ -74,10 +75,26 @@ class PartitionOffsets:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def mark(self, offset: int, strikes: int) -> None:
-        """Commit `offset` (everything before it is done) with `strikes` owners in flight
-        there, this one counted; 0: nothing of this partition is in hand."""
-        if await self._committer.mark({self.tp: offset}, strikes):
+    def reaches(self, offset: int) -> bool:
+        """Whether the partition's mark already says `offset` may be in a handler."""
+        return self.hands is not None and self.hands.covers(offset) and self.hands.at is None
+
+    def metadata(self) -> str:
+        """The mark a commit of this partition carries now; none once everything it names
+        is committed (nothing of it can be in a handler any more)."""
+        hands, committable = self.hands, self._tracker.committable
+        if hands is None or hands.last < committable:
+            return ""
+        if hands.at is not None and hands.at < committable:
+            return Hands(hands.first, hands.last).encode()  # its record is done: no strike
+        return hands.encode()
+
+    async def hold(self, hands: Hands) -> None:
+        """Commit what is finished with `hands` as the mark, before a handler gets them; if
+        the commit is refused (a rebalance: this owner is leaving), the count misses one."""
+        offset = self._tracker.committable
+        if await self._committer.mark({self.tp: offset}, {self.tp: hands.encode()}):
+            self.hands = hands
             self._tracker.mark_committed(offset)
 
     # -- for the committer ------------------------------------------------------------------
@@ -98,7 +115,6 @@ class Committer:
         self.interval_s = interval_s
         self.metrics = metrics
         self.marks = marks
-        self._running_metadata = in_flight(1) if marks else ""
         self.partitions: dict[TopicPartition, PartitionOffsets] = {}
         self.committed_signal = asyncio.Event()
         """Set and cleared after every successful commit: workers at the bound wait on it."""
@@ -143,12 +159,12 @@ class Committer:
         offsets = {p.tp: p.committable for p in found if p.committable > p.committed}
         if release and self.marks:
             for p in found:
-                if p.tp not in offsets and p.claimed is not None:
-                    offsets[p.tp] = max(p.committed, p.claimed)
+                if p.tp not in offsets and p.hands is not None and p.committed >= 0:
+                    offsets[p.tp] = p.committed
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets, "" if release else self._running_metadata)
+            await self.consumer.commit(offsets, "" if release else self._metadata(offsets))
         except KafkaClientError as exc:
             # A rebalance is under way; the revoke handler commits what is finished.
             log.warning("commit of %d partitions failed (%s); will retry", len(offsets), exc)
@@ -156,7 +172,8 @@ class Committer:
         for offsets_of in found:
             if offsets_of.tp in offsets:
                 offsets_of.mark_committed(offsets[offsets_of.tp])
-                offsets_of.claimed = None if release else offsets[offsets_of.tp]
+                if release:
+                    offsets_of.hands = None
         self.metrics.inc(COMMITS)
         self.committed_signal.set()
         self.committed_signal.clear()
@@ -175,7 +192,7 @@ class Committer:
         if not offsets:
             return True
         try:
-            await self.consumer.commit(offsets, self._running_metadata)
+            await self.consumer.commit(offsets, self._metadata(offsets))
         except KafkaClientError as exc:
             log.info("membership check: the commit was refused (%s)", exc)
             return False
@@ -185,18 +202,20 @@ class Committer:
                 still_here.mark_committed(offset)
         return True
 
-    async def mark(self, offsets: dict[TopicPartition, int], strikes: int) -> bool:
-        """Commit offsets with the mark of `strikes` owners in flight there (0: no mark);
-        False: refused (a rebalance under way: this owner is leaving, the count misses one)."""
+    def _metadata(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, str]:
+        if not self.marks:
+            return {}
+        return {tp: self.partitions[tp].metadata() for tp in offsets if tp in self.partitions}
+
+    async def mark(
+        self, offsets: dict[TopicPartition, int], marks: dict[TopicPartition, str]
+    ) -> bool:
+        """Commit offsets with these marks; False: refused (a rebalance under way)."""
         try:
-            await self.consumer.commit(offsets, in_flight(strikes) if strikes else "")
+            await self.consumer.commit(offsets, marks)
         except KafkaClientError as exc:
-            log.warning("in-flight mark for %d partition(s) refused (%s)", len(offsets), exc)
+            log.warning("in-hand mark for %d partition(s) refused (%s)", len(offsets), exc)
             return False
-        for tp, offset in offsets.items():
-            offsets_of = self.partitions.get(tp)
-            if offsets_of is not None:
-                offsets_of.claimed = offset if strikes else None
         return True
 
     def skip_gaps(self, idle: Iterable[TopicPartition]) -> None:

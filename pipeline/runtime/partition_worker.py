@@ -28,7 +28,7 @@ from pipeline.runtime.batch_handler import BatchHandler
 from pipeline.runtime.batch_publisher import BatchPublisher
 from pipeline.runtime.commits import PartitionOffsets, Token
 from pipeline.runtime.host import Abandoned, PartitionHost
-from pipeline.runtime.quarantine import Suspicion
+from pipeline.runtime.quarantine import CLAIM_AHEAD, Hands, Suspicion
 from pipeline.runtime.record_queue import RecordQueue
 from pipeline.telemetry import tracing
 from pipeline.telemetry.logs import bind_fields
@@ -193,10 +193,13 @@ class PartitionWorker:
                         continue  # exactly-once: the transactions committed them
                     await self.offsets.wait_for_commit(self.stopping, DUPLICATE_BOUND_WAIT_S)
                     continue
+                size = min(room, self.processor.batch_records)
                 if self.suspicion is not None:
-                    await self._carefully()
+                    handled_already = await self._under_suspicion(size)
+                    if handled_already:
+                        await self._handle_batch(handled_already, claim=False)
                     continue
-                await self._handle_batch(self.queue.take(min(room, self.processor.batch_records)))
+                await self._handle_batch(self.queue.take(size))
             await self._settle_acks(0)
         except Abandoned:
             for acks, _ in self._pending_acks:
@@ -216,12 +219,14 @@ class PartitionWorker:
                 acks.add_done_callback(_outcome_read)
             raise
 
-    async def _handle_batch(self, batch: list[Record]) -> None:
+    async def _handle_batch(self, batch: list[Record], claim: bool = True) -> None:
+        """`claim`: the partition's mark is this owner's to move (not while a dead owner's
+        records are gone over: they were handled already, and its mark must stay)."""
         token = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
-        if self.offsets.claimed is None and self._marks:
-            # Nothing says yet that this owner has records in hand: say it before the
-            # handler can stop the loop (pipeline.runtime.quarantine).
-            await self.offsets.mark(self.offsets.committable, 1)
+        if claim and self._marks and not self.offsets.reaches(batch[-1].offset):
+            # Say how far this owner's hands reach before a handler can stop the loop
+            # (pipeline.runtime.quarantine).
+            await self.offsets.hold(Hands(batch[0].offset, batch[-1].offset + CLAIM_AHEAD))
         started = time.perf_counter()
         with tracing.batch_span(self.tp.topic, self.tp.partition, len(batch)):
             result = await self.handler.handle(batch)
@@ -242,34 +247,55 @@ class PartitionWorker:
             stopping.cancel()
             cleared.cancel()
 
-    async def _carefully(self) -> None:
-        """One record, marked in flight before its handler runs and unmarked once done.
+    async def _under_suspicion(self, size: int) -> list[Record]:
+        """A batch of records the dead owner handled already, or none once records in its
+        range were handled carefully (or the suspicion is over).
 
-        Everything before it is acknowledged first, so each commit is true;
-        the replica's other suspect partitions wait their turn. A record the
-        last owners ended with `quarantine_after` times is dead-lettered
-        instead of run.
+        Records before the range go in batches that stop short of it; records
+        in it, one at a time; after it, the suspicion is over.
         """
         suspicion = self.suspicion
         assert suspicion is not None
-        await self._settle_acks(0)
-        [record] = self.queue.take(1)
-        if not suspicion.careful_at(record.offset):
-            self.suspicion = None
-            log.info("%s-%d: past the suspect records; batches again", *self.tp)
-            await self._handle_batch([record])
-            return
-        strikes = suspicion.strikes_at(record.offset)
+        if suspicion.before(self.queue.peek().offset):
+            return self.queue.take_while(size, lambda record: suspicion.before(record.offset))
+        if suspicion.careful_at(self.queue.peek().offset):
+            await self._carefully(suspicion)
+            return []
+        self.suspicion = None
+        self.offsets.hands = None  # the dead owner's mark no longer says anything
+        log.info("%s-%d: past the records in hand at the last owner's end; batches again", *self.tp)
+        return []
+
+    async def _carefully(self, suspicion: Suspicion) -> None:
+        """The records in hand at the last owner's end, one at a time, each marked first.
+
+        In this replica only one partition goes carefully at a time: when a
+        record blocks the loop, the others are waiting their turn, not in
+        hand, and gain no strike. Its partition keeps the turn until its
+        range is done. A record the last owners ended with
+        `quarantine_after` times is dead-lettered instead of run.
+        """
         async with suspicion.one_at_a_time:
-            token = self.offsets.started(record.offset, record.offset, 1)
-            if strikes >= suspicion.limit:
-                result = self.handler.quarantined(record, strikes)
-            else:
-                await self.offsets.mark(record.offset, strikes + 1)
-                result = await self.handler.handle([record])
-            self._pending_acks.append((await self.publisher.publish(result, token[1]), token))
-            await self._settle_acks(0)
-            await self.offsets.mark(record.offset + 1, 0)
+            while self.queue and suspicion.careful_at(self.queue.peek().offset):
+                if self.stopping.is_set() or self._draining:
+                    return
+                if self.offsets.uncommitted >= self.processor.queue_records:
+                    break  # the duplicate bound: the run loop waits for a commit
+                [record] = self.queue.take(1)
+                strikes = suspicion.hands.strikes_on(record.offset)
+                token = self.offsets.started(record.offset, record.offset, 1)
+                if strikes >= suspicion.limit:
+                    result = self.handler.quarantined(record, strikes)
+                else:
+                    hands = suspicion.hands
+                    await self.offsets.hold(
+                        Hands(hands.first, hands.last, strikes + 1, record.offset)
+                    )
+                    result = await self.handler.handle([record])
+                acks = await self.publisher.publish(result, token[1])
+                self._pending_acks.append((acks, token))
+                await self._settle_acks(MAX_PENDING_ACKS)
+            await self.offsets.hold(Hands(suspicion.hands.first, suspicion.hands.last))
 
     async def _idle(self) -> None:
         """Wait for new records or the oldest acknowledgement, whichever comes first.

@@ -23,7 +23,7 @@ from pipeline.metrics import Metrics
 from pipeline.runtime.commits import Committer
 from pipeline.runtime.host import PartitionHost
 from pipeline.runtime.partition_worker import PartitionWorker
-from pipeline.runtime.quarantine import CAREFUL_SPAN, Suspicion, strikes_of
+from pipeline.runtime.quarantine import Suspicion, read_hands
 from pipeline.runtime.retention_watch import RetentionWatch
 
 log = logging.getLogger("pipeline.worker")
@@ -114,7 +114,7 @@ class Partitions:
             if start >= ends[tp]:
                 self._nothing_to_catch_up.add(tp)
         if self.host.processor.quarantine_after is not None:
-            self._suspect(starts, commits)
+            self._suspect(commits)
         for tp in partitions:
             worker = self.workers.get(tp)
             if worker is not None:
@@ -122,28 +122,28 @@ class Partitions:
         self._assignment_settled = True
         log.info("assigned %s", sorted(tp.partition for tp in assigned))
 
-    def _suspect(
-        self, starts: dict[TopicPartition, int], commits: dict[TopicPartition, Committed | None]
-    ) -> None:
-        """Partitions whose last owner ended with records in hand go carefully for a while."""
-        processor = self.host.processor
-        limit = processor.quarantine_after
+    def _suspect(self, commits: dict[TopicPartition, Committed | None]) -> None:
+        """Partitions whose last owner ended with records in hand go over them carefully."""
+        limit = self.host.processor.quarantine_after
         assert limit is not None
-        for tp, start in starts.items():
-            strikes = strikes_of(commits[tp], start)
+        for tp, committed in commits.items():
+            hands = read_hands(committed)
             worker = self.workers.get(tp)
-            if not strikes or worker is None:
+            if hands is None or worker is None:
                 continue
-            worker.suspicion = Suspicion(start, strikes, limit, start + CAREFUL_SPAN, self._careful)
+            worker.suspicion = Suspicion(hands, limit, self._careful)
+            worker.offsets.hands = hands  # kept in this owner's commits until gone over
             log.warning(
-                "%s-%d: the last %d owner(s) of this partition died or were dropped from the "
-                "group with offset %d in hand; handling the next %d records one at a time "
+                "%s-%d: the last owner of this partition died or was dropped from the group "
+                "with offsets %d..%d possibly in a handler%s; handling those one at a time "
                 "(a record in hand at %d such ends is quarantined)",
                 tp.topic,
                 tp.partition,
-                strikes,
-                start,
-                CAREFUL_SPAN,
+                hands.first,
+                hands.last,
+                f" ({hands.strikes} end(s) with offset {hands.at} in hand)"
+                if hands.at is not None
+                else "",
                 limit,
             )
 

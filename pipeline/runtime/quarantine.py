@@ -1,34 +1,37 @@
 """Quarantine: a record that has killed or stalled its owner K times is not run again.
 
-A record whose handler blocks the event loop (a CPU loop, `time.sleep`, a
-C call) or crashes the interpreter takes its replica out of the group; the
-partition moves to another replica, which reads the same record and goes
-the same way. No one replica lives to see the pattern, so the count is
-kept where every next owner reads it: the metadata of the group's
-committed offset, which Kafka keeps per group and partition.
+A record whose handler blocks the event loop (a CPU loop, a backtracking
+regex, `time.sleep`, a C call) or crashes the interpreter takes its
+replica out of the group; the partition moves to another replica, which
+reads the same record and goes the same way. No one replica lives to see
+the pattern, so what is in hand is written where every next owner reads
+it: the metadata of the group's committed offset, which Kafka keeps per
+group and partition (`pipeline.hands=F-L`, with `;strikes=N@R` for one
+record in hand).
 
-- Every commit a running worker makes carries `pipeline.in-flight=1`: "an
-  owner is working from this offset". Before a partition's first batch the
-  owner commits that mark if its commits do not carry it yet. A clean
-  hand-over (revoke or shutdown with nothing in hand) commits without it.
-  So a committed offset that still carries the mark was left by an owner
-  that died or was dropped with records from there in hand.
-- A new owner that finds the mark (k) on its start goes carefully for the
-  next CAREFUL_SPAN records: one record at a time, and in this replica only
-  one such record at a time across all its partitions. Each is committed
-  with its count plus one before its handler runs and committed past,
-  unmarked, once its outputs are acknowledged. A death then points at the
-  one record in hand: when a blocking record stops the loop, the others are
-  waiting their turn, not in hand, and their counts do not move.
+- **A running owner says how far its hands reach.** Before a handler gets
+  a record past what the partition's mark covers, the owner commits a mark
+  covering the batch and CLAIM_AHEAD records more (`hands=F-L`); every
+  commit while it runs carries the mark. Handlers on one partition run one
+  batch after another, so only records from F on can be in a handler when
+  the owner dies. A clean hand-over (revoke or shutdown with nothing in
+  hand) commits without it; a mark wholly before the committed offset is
+  stale and reads as none.
+- **The next owner goes one record at a time over the range in hand.**
+  Records between the commit and F were handled already and go in batches;
+  from F to L one at a time, and in this replica only one partition's such
+  records at a time. Each is marked with its own count before its handler
+  runs (`strikes=N@R`: N owners, this one counted, ended with R in hand).
+  A death then strikes the record in hand, never the committed offset, and
+  the records waiting their turn are not in hand and gain nothing.
 - The owner that finds a count of K (`Processor.quarantine_after`, 3) on
   the record it is about to run dead-letters it as `Quarantined` without
   running it, and goes on.
 
-A first death in ordinary batches is counted on the committed offset, not
-on the record that caused it; the careful pass finds the record, so a
-poison costs at most K + 1 deaths, and a record that happened to be in a
-batch at a death gets one careful pass, never a quarantine of its own.
-`quarantine_after=None` turns all of this off.
+So a poison anywhere in the range in hand costs at most K + 1 deaths: one
+in batches, which only says where to look, then K on the record itself.
+What a death makes the next owner redo is bounded by what was in hand: the
+records after the commit, up to L. `quarantine_after=None` turns it off.
 """
 
 from __future__ import annotations
@@ -39,29 +42,63 @@ from dataclasses import dataclass
 from pipeline.errors import PipelineError
 from pipeline.kafka.port import Committed
 
-IN_FLIGHT = "pipeline.in-flight="
-CAREFUL_SPAN = 50
-"""Records taken one at a time after a mark. A dead owner's records in hand lie within
-its last batches past the commit; a poison beyond this span is met by the next normal
-batch and marked again further on, so a smaller span costs deaths, a larger one time."""
+MARK = "pipeline.hands="
+LEGACY_MARK = "pipeline.in-flight="
+"""Marks of earlier versions: N strikes on the committed offset, reaching LEGACY_SPAN records."""
+LEGACY_SPAN = 50
+CLAIM_AHEAD = 200
+"""Records a claim covers past the batch that made it: one claim commit for many small
+batches at low rates, at the price of that many more careful records after a death."""
 
 
-def in_flight(strikes: int) -> str:
-    """The commit metadata that says `strikes` owners ended with this offset in hand."""
-    return f"{IN_FLIGHT}{strikes}"
+@dataclass(frozen=True)
+class Hands:
+    """What an owner may have in a handler, as the metadata of its commit says."""
+
+    first: int
+    last: int
+    """Offsets first..last (inclusive): only these can have been in a handler at a death."""
+    strikes: int = 0
+    at: int | None = None
+    """The one record in hand when going carefully; `strikes` owners (the writer counted)
+    ended with it in hand."""
+
+    def encode(self) -> str:
+        text = f"{MARK}{self.first}-{self.last}"
+        return text if self.at is None else f"{text};strikes={self.strikes}@{self.at}"
+
+    def covers(self, offset: int) -> bool:
+        return self.first <= offset <= self.last
+
+    def strikes_on(self, offset: int) -> int:
+        return self.strikes if offset == self.at else 0
 
 
-def strikes_of(committed: Committed | None, start: int) -> int:
-    """The strikes a commit records against `start` (0: none, or another tool's metadata)."""
-    if committed is None or committed.offset != start:
-        return 0
-    metadata = committed.metadata
-    if not metadata.startswith(IN_FLIGHT):
-        return 0
+def read_hands(committed: Committed | None) -> Hands | None:
+    """The mark in a commit's metadata; None: none, stale, or another tool's metadata."""
+    if committed is None:
+        return None
+    hands = _parse(committed.metadata, committed.offset)
+    if hands is None or hands.last < committed.offset:
+        return None
+    return hands
+
+
+def _parse(metadata: str, offset: int) -> Hands | None:
     try:
-        return max(0, int(metadata[len(IN_FLIGHT) :]))
+        if metadata.startswith(LEGACY_MARK):
+            strikes = max(0, int(metadata[len(LEGACY_MARK) :]))
+            return Hands(offset, offset + LEGACY_SPAN - 1, strikes, offset)
+        if not metadata.startswith(MARK):
+            return None
+        span, _, struck = metadata[len(MARK) :].partition(";strikes=")
+        first, _, last = span.partition("-")
+        if not struck:
+            return Hands(int(first), int(last))
+        count, _, at = struck.partition("@")
+        return Hands(int(first), int(last), max(0, int(count)), int(at))
     except ValueError:
-        return 0
+        return None
 
 
 class Quarantined(PipelineError):
@@ -79,21 +116,18 @@ class Quarantined(PipelineError):
 
 @dataclass
 class Suspicion:
-    """A partition whose last owner left a mark: handled one record at a time for a while."""
+    """A partition whose last owner died with records in hand: those go one at a time."""
 
-    start: int
-    """The committed offset the mark was found on."""
-    strikes: int
-    """Owners that ended with the record at `start` in hand (this one not counted)."""
+    hands: Hands
+    """The dead owner's mark: what it may have had in a handler, and any record's strikes."""
     limit: int
     """Strikes at which the record is quarantined (Processor.quarantine_after)."""
-    careful_until: int
-    """Records before this offset are taken one at a time, each marked first."""
     one_at_a_time: asyncio.Lock
-    """Held by the replica's one suspect record in hand."""
-
-    def strikes_at(self, offset: int) -> int:
-        return self.strikes if offset == self.start else 0
+    """Held by the replica's one partition going carefully."""
 
     def careful_at(self, offset: int) -> bool:
-        return offset < self.careful_until
+        return self.hands.covers(offset)
+
+    def before(self, offset: int) -> bool:
+        """Handled already by the dead owner (no handler had it at the death): batches."""
+        return offset < self.hands.first

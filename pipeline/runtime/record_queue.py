@@ -8,7 +8,7 @@ came and batches are sliced out of them.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -48,6 +48,17 @@ class RecordQueue(Generic[T]):
                 self._head += count
                 self._size -= count
                 count = 0
+        return taken
+
+    def peek(self) -> T:
+        """The oldest record, left in the queue; only on a non-empty queue."""
+        return self._chunks[0][self._head]
+
+    def take_while(self, count: int, keep: Callable[[T], bool]) -> list[T]:
+        """Up to `count` records, oldest first, stopping at the first that `keep` refuses."""
+        taken: list[T] = []
+        while len(taken) < count and self._size and keep(self.peek()):
+            taken.extend(self.take(1))
         return taken
 
     def clear(self) -> None:

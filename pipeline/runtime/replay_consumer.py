@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from pipeline.kafka.port import Committed, Consumer, RebalanceListener, Record, TopicPartition
+from pipeline.kafka.port import (
+    CommitMetadata,
+    Committed,
+    Consumer,
+    RebalanceListener,
+    Record,
+    TopicPartition,
+)
 from pipeline.metric_names import REPLAY_OUTSIDE_RANGE
 from pipeline.metrics import Metrics
 from pipeline.ops.replay import ReplayPlan
@@ -95,7 +102,10 @@ class ReplayConsumer:
             return position
         return min(position, bounds.end)
 
-    async def commit(self, offsets: Mapping[TopicPartition, int], metadata: str = "") -> None:
+    async def commit(
+        self, offsets: Mapping[TopicPartition, int], metadata: CommitMetadata = ""
+    ) -> None:
+        """A replay's commits carry its plan (a replay is not quarantined: it has no mark)."""
         await self.inner.commit(offsets, self.plan.metadata())
         self.committed_offsets.update({tp.partition: offset for tp, offset in offsets.items()})
 

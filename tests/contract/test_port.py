@@ -170,13 +170,20 @@ async def test_commits_keep_their_metadata_and_are_what_the_group_reads(
         consumer.assign([tp])
         await consumer.commit({tp: 5}, "range 0..9")
         assert await consumer.committed(tp) == Committed(5, "range 0..9")
+        one = TopicPartition(topic, 1)
+        consumer.assign([tp, one])
+        await consumer.commit({tp: 6, one: 2}, {tp: "mine"})  # per partition; missing: ""
+        assert await consumer.committed(tp) == Committed(6, "mine")
+        assert await consumer.committed(one) == Committed(2, "")
+        await consumer.commit({tp: 7})
+        assert await consumer.committed(tp) == Committed(7, "")
     finally:
         await consumer.stop()
     admin = clients.admin()
     await admin.start()
     try:
         commits = await admin.group_commits(group)
-        assert commits[tp] == Committed(5, "range 0..9")
+        assert commits[tp] == Committed(7, "")
         assert await admin.group_member_count(group) == 0
     finally:
         await admin.stop()

@@ -11,11 +11,13 @@ from aiokafka.structs import OffsetAndMetadata
 
 from pipeline.kafka.aiokafka.errors import translated
 from pipeline.kafka.port import (
+    CommitMetadata,
     Committed,
     KafkaClientError,
     RebalanceListener,
     Record,
     TopicPartition,
+    metadata_of,
 )
 
 PartitionCount = Callable[[Any, str, float], Awaitable[int]]
@@ -107,9 +109,14 @@ class AioConsumer:
         return None if found is None else int(found)
 
     @translated
-    async def commit(self, offsets: Mapping[TopicPartition, int], metadata: str = "") -> None:
+    async def commit(
+        self, offsets: Mapping[TopicPartition, int], metadata: CommitMetadata = ""
+    ) -> None:
         await self._client.commit(
-            {self._aio(tp): OffsetAndMetadata(offset, metadata) for tp, offset in offsets.items()}
+            {
+                self._aio(tp): OffsetAndMetadata(offset, metadata_of(metadata, tp))
+                for tp, offset in offsets.items()
+            }
         )
 
     @translated

@@ -25,13 +25,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
-    Consumer,
-    KafkaError,
-    KafkaException,
-)
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as TheirPartition
 
 from pipeline.kafka.confluent.errors import translated
@@ -42,12 +36,19 @@ from pipeline.kafka.confluent.offsets import (
     committed_offset,
     offsets_at_times,
     partitions_of,
+    position_before_fetching,
     watermarks,
 )
 from pipeline.kafka.confluent.records import ConfluentRecord, by_partition, ours, theirs
 from pipeline.kafka.confluent.thread import SERVE_SLICE_S, ConsumerThread
 from pipeline.kafka.metadata import DEFAULT_WAIT_S, TopicNotOnClusterError
-from pipeline.kafka.port import Committed, KafkaClientError, RebalanceListener, TopicPartition
+from pipeline.kafka.port import (
+    CommitMetadata,
+    Committed,
+    KafkaClientError,
+    RebalanceListener,
+    TopicPartition,
+)
 
 log = logging.getLogger("pipeline.kafka.confluent")
 
@@ -328,21 +329,9 @@ class ConfluentConsumer:
             self.seek(tp, offset)
 
     async def position(self, partition: TopicPartition) -> int:
-        deadline = time.monotonic() + QUERY_TIMEOUT_S
-        while True:
-            known = self.known_position(partition)
-            if known is not None:
-                return known
-            committed = await self.committed(partition) if self._group_id else None
-            if committed is not None:
-                return committed.offset
-            if self._config.get("auto.offset.reset") == "earliest":
-                return (await self.beginning_offsets([partition]))[partition]
-            if self._config.get("auto.offset.reset") == "latest":
-                return (await self.end_offsets([partition]))[partition]
-            if time.monotonic() >= deadline:
-                raise KafkaClientError(f"no position for {partition.topic}[{partition.partition}]")
-            await asyncio.sleep(0.05)
+        return await position_before_fetching(
+            self, partition, self._config.get("auto.offset.reset"), bool(self._group_id)
+        )
 
     def known_position(self, partition: TopicPartition) -> int | None:
         if partition not in self._assigned:
@@ -360,7 +349,9 @@ class ConfluentConsumer:
     # -- offsets ----------------------------------------------------------------------------------
 
     @translated
-    async def commit(self, offsets: Mapping[TopicPartition, int], metadata: str = "") -> None:
+    async def commit(
+        self, offsets: Mapping[TopicPartition, int], metadata: CommitMetadata = ""
+    ) -> None:
         if offsets:
             await self._thread.call(commit_offsets, self.client, offsets, metadata)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 
@@ -10,7 +11,16 @@ from confluent_kafka import TopicPartition as TheirPartition
 
 from pipeline.kafka.confluent.errors import from_kafka_error, retriable_for_groups
 from pipeline.kafka.confluent.records import ours, theirs
-from pipeline.kafka.port import Committed, KafkaClientError, TopicPartition
+from pipeline.kafka.port import (
+    CommitMetadata,
+    Committed,
+    KafkaClientError,
+    TopicPartition,
+    metadata_of,
+)
+from pipeline.kafka.port import (
+    Consumer as PortConsumer,
+)
 
 QUERY_TIMEOUT_S = 15.0
 COORDINATOR_WAIT_S = 30.0
@@ -64,12 +74,36 @@ def partitions_of(client: Consumer, topic: str) -> int:
     return len(found.partitions) if found is not None and found.error is None else 0
 
 
-def commit_offsets(client: Consumer, offsets: Mapping[TopicPartition, int], metadata: str) -> None:
+def commit_offsets(
+    client: Consumer, offsets: Mapping[TopicPartition, int], metadata: CommitMetadata
+) -> None:
     """On the consumer thread: commit and wait, raising the first partition's error."""
     positions = [
-        TheirPartition(tp.topic, tp.partition, offset, metadata=metadata)
+        TheirPartition(tp.topic, tp.partition, offset, metadata=metadata_of(metadata, tp))
         for tp, offset in offsets.items()
     ]
     for answer in client.commit(offsets=positions, asynchronous=False) or []:
         if answer.error is not None:
             raise from_kafka_error(answer.error)
+
+
+async def position_before_fetching(
+    consumer: PortConsumer, partition: TopicPartition, reset: object, grouped: bool
+) -> int:
+    """The next offset the consumer hands over: known once it fetched; before that, the
+    group's commit, else where `auto.offset.reset` starts it (librdkafka knows only later)."""
+    deadline = time.monotonic() + QUERY_TIMEOUT_S
+    while True:
+        known = consumer.known_position(partition)
+        if known is not None:
+            return known
+        committed = await consumer.committed(partition) if grouped else None
+        if committed is not None:
+            return committed.offset
+        if reset == "earliest":
+            return (await consumer.beginning_offsets([partition]))[partition]
+        if reset == "latest":
+            return (await consumer.end_offsets([partition]))[partition]
+        if time.monotonic() >= deadline:
+            raise KafkaClientError(f"no position for {partition.topic}[{partition.partition}]")
+        await asyncio.sleep(0.05)

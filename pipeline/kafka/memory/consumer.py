@@ -8,12 +8,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pipeline.kafka.memory.cluster import MemoryBroker
 from pipeline.kafka.memory.groups import Group
 from pipeline.kafka.port import (
+    CommitMetadata,
     Committed,
     ConsumerOptions,
     KafkaClientError,
     RebalanceListener,
     Record,
     TopicPartition,
+    metadata_of,
 )
 
 
@@ -160,12 +162,17 @@ class MemoryConsumer:
 
     # -- commits and offsets ----------------------------------------------------------------
 
-    async def commit(self, offsets: Mapping[TopicPartition, int], metadata: str = "") -> None:
+    async def commit(
+        self, offsets: Mapping[TopicPartition, int], metadata: CommitMetadata = ""
+    ) -> None:
         self.broker.check_reachable()
         if self._group is None:
             raise KafkaClientError("commit needs a group_id")
         await self.broker.maybe_fail("commit")
-        self._group.commit({TopicPartition(*tp): o for tp, o in offsets.items()}, metadata)
+        self._group.commit(
+            {TopicPartition(*tp): o for tp, o in offsets.items()},
+            {TopicPartition(*tp): metadata_of(metadata, tp) for tp in offsets},
+        )
 
     async def committed(self, partition: TopicPartition) -> Committed | None:
         if self._group is None:

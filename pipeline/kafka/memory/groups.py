@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pipeline.kafka.port import Committed, TopicPartition
+from pipeline.kafka.port import CommitMetadata, Committed, TopicPartition, metadata_of
 
 
 class Member(Protocol):
@@ -71,6 +71,6 @@ class Group:
                 *(member.assign_from_group(shares[id(member)]) for member in members)
             )
 
-    def commit(self, offsets: dict[TopicPartition, int], metadata: str) -> None:
+    def commit(self, offsets: dict[TopicPartition, int], metadata: CommitMetadata = "") -> None:
         for tp, offset in offsets.items():
-            self.commits[tp] = Committed(offset, metadata)
+            self.commits[tp] = Committed(offset, metadata_of(metadata, tp))

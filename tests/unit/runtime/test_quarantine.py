@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from pipeline.kafka.memory import MemoryBroker, MemoryClients
 from pipeline.kafka.port import Committed, TopicPartition
 from pipeline.processor import Context, Processor
 from pipeline.publishing.producer import EventProducer
-from pipeline.runtime.quarantine import IN_FLIGHT, in_flight, strikes_of
+from pipeline.runtime.quarantine import LEGACY_MARK, MARK, Hands, read_hands
 from pipeline.runtime.worker import (
     EXIT_DRAIN_INCOMPLETE,
     EXIT_FAILED,
@@ -43,12 +47,16 @@ ONE = dataclasses.replace(SOURCE, name="suspect-steps", partitions=1)
 POISON = 37
 
 
-def test_the_mark_is_read_only_on_its_own_offset_and_only_when_it_is_ours() -> None:
-    assert strikes_of(Committed(10, in_flight(2)), 10) == 2
-    assert strikes_of(Committed(10, in_flight(2)), 11) == 0  # retention moved the start
-    assert strikes_of(Committed(10, "written by another tool"), 10) == 0
-    assert strikes_of(Committed(10, IN_FLIGHT + "x"), 10) == 0
-    assert strikes_of(None, 0) == 0
+def test_the_mark_reads_back_what_was_written_and_nothing_else() -> None:
+    for hands in (Hands(10, 710), Hands(10, 710, 2, 37), Hands(0, 0, 1, 0)):
+        assert read_hands(Committed(hands.first, hands.encode())) == hands
+    assert read_hands(Committed(711, Hands(10, 710).encode())) is None  # stale: all committed
+    assert read_hands(Committed(10, "written by another tool")) is None
+    assert read_hands(Committed(10, MARK + "x-y")) is None
+    assert read_hands(Committed(10, MARK + "10-20;strikes=x@11")) is None
+    assert read_hands(None) is None
+    # An earlier version's mark: N strikes on the committed offset, 50 records in reach.
+    assert read_hands(Committed(10, LEGACY_MARK + "2")) == Hands(10, 59, 2, 10)
 
 
 class Calls:
@@ -76,11 +84,17 @@ def hangs_on_the_poison(calls: Calls) -> Processor[Step]:
     )
 
 
-def replica(broker: MemoryBroker, processor: Processor[Step], n: int, tmp: Path) -> Runtime:
+def replica(
+    broker: MemoryBroker,
+    processor: Processor[Step],
+    n: int,
+    tmp: Path,
+    commit_interval_s: float = 0.02,
+) -> Runtime:
     options = WorkerOptions(
         replica_id=f"r{n}",
         handle_signals=False,
-        commit_interval_s=0.02,
+        commit_interval_s=commit_interval_s,
         cache_dir=tmp,
         drain_deadline_s=0.2,
     )
@@ -167,7 +181,7 @@ async def test_a_mark_left_by_others_decides_the_first_record(
     broker = new_broker(ONE)
     await publish(broker, 60)
     tp = TopicPartition(ONE.name, 0)
-    broker.group("suspect").commit({tp: 5}, in_flight(strikes))
+    broker.group("suspect").commit({tp: 5}, Hands(5, 5, strikes, 5).encode())
     calls = Calls()
 
     async def fine(step: Step, ctx: Context) -> Done:
@@ -234,3 +248,85 @@ async def test_owners_the_broker_stops_count_no_strike_against_the_records_in_ha
     assert dead_source_offsets(broker, ONE.name) == set()
     handled = {n for ns in outputs_by_key(broker).values() for n in ns}
     assert handled == set(range(200))
+
+
+def killed_at_the_poison(calls: Calls, batch_records: int, lanes: int) -> Processor[Step]:
+    return dataclasses.replace(hangs_on_the_poison(calls), batch_records=batch_records, lanes=lanes)
+
+
+def handled_all(broker: MemoryBroker, expected: set[int]) -> bool:
+    handled = {n for ns in outputs_by_key(broker).values() for n in ns}
+    return handled >= expected and bool(dead_source_offsets(broker, ONE.name))
+
+
+async def deaths_until_quarantined(
+    broker: MemoryBroker, expected: set[int], batch_records: int, lanes: int, folder: Path
+) -> int:
+    """Owners one after another until the poison is quarantined; each one the poison stops
+    is killed: the group's commits go back to what they were when it stopped (no drain, no
+    final commit). Nothing but the marks moves the commit meanwhile."""
+    deaths = 0
+    while True:
+        calls = Calls()
+        processor = killed_at_the_poison(calls, batch_records, lanes)
+        runtime = replica(broker, processor, deaths, folder, commit_interval_s=3600)
+        run = asyncio.ensure_future(runtime.run())
+        poisoned = asyncio.ensure_future(calls.in_poison.wait())
+        all_done = asyncio.ensure_future(
+            until(lambda: handled_all(broker, expected), "everything handled", 10)
+        )
+        finished, _ = await asyncio.wait(
+            [poisoned, all_done, run], return_when=asyncio.FIRST_COMPLETED
+        )
+        if poisoned not in finished:
+            poisoned.cancel()
+            await all_done
+            runtime.request_stop()
+            assert await run == EXIT_OK
+            return deaths
+        at_death = dict(broker.group("suspect").commits)
+        all_done.cancel()
+        runtime.request_stop()
+        await run
+        broker.group("suspect").commits.clear()
+        broker.group("suspect").commits.update(at_death)
+        deaths += 1
+        if deaths > 4:
+            return deaths
+
+
+@examples(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    count=st.integers(min_value=1, max_value=700),
+    poison_at=st.floats(min_value=0, max_value=1, exclude_max=True),
+    batch_records=st.integers(min_value=1, max_value=400),
+    lanes=st.sampled_from([1, 4]),
+    committed_before=st.floats(min_value=0, max_value=1),
+)
+async def test_a_poison_anywhere_past_the_commit_costs_at_most_k_plus_one_deaths(
+    count: int, poison_at: float, batch_records: int, lanes: int, committed_before: float
+) -> None:
+    global POISON
+    broker = new_broker(ONE)
+    await publish(broker, count)
+    poison = int(poison_at * count)
+    start = int(committed_before * poison)  # handled and committed by an earlier owner
+    if start:
+        broker.group("suspect").commit({TopicPartition(ONE.name, 0): start}, "")
+    saved, POISON = POISON, poison
+    expected = set(range(start, count)) - {poison}
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            deaths = await deaths_until_quarantined(
+                broker, expected, batch_records, lanes, Path(folder)
+            )
+    finally:
+        POISON = saved
+    assert deaths <= 4, f"poison {poison} of {count}, batches of {batch_records}: {deaths} deaths"
+    assert committed(broker, "suspect", ONE.name).get(0) == count
+    assert dead_source_offsets(broker, ONE.name) == {(0, poison)}
+    by_key = outputs_by_key(broker)
+    assert {n for ns in by_key.values() for n in ns} == expected
+    for ns in by_key.values():
+        firsts = list(dict.fromkeys(ns))
+        assert firsts == sorted(firsts), "per-key order of first outputs"
