@@ -62,6 +62,13 @@ def scale(
     worker_arg: list[str] = typer.Option(
         [], "--worker-arg", help="Passed to every `pipeline worker` (repeatable)."
     ),
+    health_probe: bool = typer.Option(
+        True,
+        "--health-probe/--no-health-probe",
+        help="Kill and replace a worker whose /healthz fails 3 times in a row (every 2 s, "
+        "1 s timeout), as a Kubernetes liveness probe would; a worker whose loop stands "
+        "still also exits on its own after --liveness-stall.",
+    ),
     bootstrap: str = BootstrapOption,
 ) -> None:
     """Start and stop `pipeline worker` processes to match the scaling policy.
@@ -74,6 +81,8 @@ def scale(
     Example: pipeline scale enrich_orders --min 1 --max 8 --target-drain 30s
 
     Example: pipeline scale enrich_orders --worker-arg=--client --worker-arg=confluent
+
+    Example: pipeline scale enrich_orders --worker-arg=--liveness-stall --worker-arg=20
     """
     from pipeline.scaling.policy import ScalingPolicy
     from pipeline.scaling.supervisor import Status, Supervisor
@@ -110,6 +119,7 @@ def scale(
         status_file=status_file,
         on_status=show,
         manage_processes=not recommend_only,
+        probe_health=health_probe,
     )
     console.print(
         f"scaling {processor} (group {group}, topic {topic}) between {min_replicas} and "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from pathlib import Path
@@ -39,7 +40,9 @@ def worker(
     liveness_stall: float = typer.Option(
         defaults.LIVENESS_STALL_S,
         "--liveness-stall",
-        help="/healthz fails when a partition with lag makes no progress for this long.",
+        help="/healthz fails when a partition with lag makes no progress for this long; an "
+        "event loop that stands still this long ends the process (exit 5) after logging the "
+        "records in hand and the stacks.",
     ),
     max_in_flight_records: int = typer.Option(
         defaults.MAX_IN_FLIGHT_RECORDS,
@@ -86,13 +89,17 @@ def worker(
     """Run one replica; start several (same processor) to form a consumer group.
 
     SIGTERM or Ctrl-C drains work in hand, commits and leaves the group.
-    Exit status: 0 clean, 3 drain did not finish in time, 4 the worker failed.
+    Exit status: 0 clean, 3 drain did not finish in time, 4 the worker failed, 5 its
+    event loop stood still past --liveness-stall (a handler that never yields; restart it:
+    the record in hand is counted towards its quarantine); killed by SIGVTALRM (26) the same,
+    when the handler also held the GIL.
 
     Example: pipeline worker enrich_orders --replica-id r1 --health-port 8081
 
     Example: pipeline worker enrich_orders --client confluent --rebalance-protocol cooperative
     """
     from pipeline.kafka.connect import connect
+    from pipeline.runtime.watchdog import LoopWatchdog
     from pipeline.runtime.worker import Runtime, WorkerOptions
 
     replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -116,7 +123,13 @@ def worker(
     tracing.setup_tracing(f"pipeline-worker {processor}", settings.otlp_endpoint)
 
     async def run() -> int:
-        return await Runtime(settings, found, options, connect(settings)).run()
+        runtime = Runtime(settings, found, options, connect(settings))
+        partitions = runtime.partitions
+        watchdog = LoopWatchdog(
+            liveness_stall, partitions.in_hand, processor, partitions.uncommitted
+        )
+        with watchdog.watching(asyncio.get_running_loop()):
+            return await runtime.run()
 
     try:
         code = run_process(run())

@@ -72,6 +72,8 @@ class BatchHandler:
         self.deadline = HandlerDeadline(self.processor.handler_timeout_s, self.processor.lanes)
         self.waiting_on_dependency = False
         """True while the partition waits for a dependency: slow, not stuck (liveness)."""
+        self.handling: tuple[int, int] | None = None
+        """The first and last offset of the batch in the handler now."""
         self._rng = random.Random()
         self._salts: list[int] = []
         self.contexts = [
@@ -91,6 +93,7 @@ class BatchHandler:
         result = BatchResult(limits=self.host.record_path.limits)
         lanes = self.processor.lanes
         self.deadline.arm()
+        self.handling = (batch[0].offset, batch[-1].offset)
         try:
             if lanes == 1 or len(batch) == 1:
                 await self._run_lane(batch, 0, result)
@@ -104,6 +107,16 @@ class BatchHandler:
             return result
         finally:
             self.deadline.disarm()
+            self.handling = None
+
+    def in_hand(self) -> list[int]:
+        """Offsets of the records in a handler call now, one per lane at most (read by the
+        frozen-loop watchdog from its thread: a snapshot, good enough for a last word)."""
+        if self.handling is None:
+            return []
+        first, last = self.handling
+        current = (ctx.record for ctx in self.contexts)
+        return sorted({r.offset for r in current if r is not None and first <= r.offset <= last})
 
     async def _run_lane(self, records: list[Record], lane: int, result: BatchResult) -> None:
         ctx = self.contexts[lane]

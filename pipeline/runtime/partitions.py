@@ -304,6 +304,18 @@ class Partitions:
         if self.ready:
             log.info("caught up with the end offsets seen at assignment: ready")
 
+    def in_hand(self) -> list[str]:
+        """`topic-partition@offset` of each record in a handler now (the watchdog's last word)."""
+        return [
+            f"{tp.topic}-{tp.partition}@{offset}"
+            for tp, worker in list(self.workers.items())
+            for offset in worker.handler.in_hand()
+        ]
+
+    def uncommitted(self) -> int:
+        """Records taken and not committed, all partitions: what a death makes others redo."""
+        return sum(worker.offsets.uncommitted for worker in list(self.workers.values()))
+
     def stalled(self, stall_s: float) -> str | None:
         """Why the replica is not live: a partition with lag and no progress for `stall_s`."""
         now = time.monotonic()

@@ -4,7 +4,8 @@ Every interval it samples the group's lag from the brokers, asks the
 autoscaler for a size and starts or stops workers to match. Scale-down
 sends SIGTERM to the newest worker, which drains, commits and leaves the
 group before it exits; the supervisor does not count it as running from
-then on. A worker that exits on its own is replaced.
+then on. A worker that exits on its own is replaced, and so is one whose
+/healthz stops answering (pipeline.scaling.health_probe kills it).
 
 The workers of one scale-up join the group through one gate
 (pipeline.runtime.join_gate): one rebalance per step. Until the step has
@@ -33,6 +34,7 @@ from pipeline.kafka.connect import connect
 from pipeline.kafka.port import KafkaClientError
 from pipeline.metrics import Metrics, labels_of
 from pipeline.runtime.join_gate import JoinGate
+from pipeline.scaling.health_probe import HealthProbe
 from pipeline.scaling.lag import GroupLag, LagMonitor, export_lag
 from pipeline.scaling.policy import (
     Autoscaler,
@@ -104,6 +106,8 @@ class Supervisor:
     replaced: int = 0
     manage_processes: bool = True
     """False: start nothing, only export the desired replicas (Kubernetes does the rest)."""
+    probe_health: bool = True
+    """Kill (then replace) a worker whose /healthz stops answering (scaling.health_probe)."""
     decide: Callable[[Observation], Decision] | None = None
     """Another policy to apply (benchmarks compare KEDA's); default: our Autoscaler."""
     ready: bool = False
@@ -116,6 +120,8 @@ class Supervisor:
     """When replicas were last started or stopped (monotonic)."""
 
     def __post_init__(self) -> None:
+        self.probe = HealthProbe(lambda: self.workers)
+        """Workers whose /healthz stops answering are killed, then replaced (a frozen loop)."""
         if is_replay_group(self.group):
             raise ConfigError(
                 f"group {self.group!r} is a replay group; the supervisor scales live groups only"
@@ -290,6 +296,11 @@ class Supervisor:
         if self.manage_processes:
             self._resize(self.policy.min_replicas)
         gates = asyncio.ensure_future(self._open_gates(stop))
+        probing = (
+            asyncio.ensure_future(self.probe.run(stop))
+            if self.manage_processes and self.probe_health
+            else None
+        )
         clients = connect(self.settings)
         try:
             async with LagMonitor(clients, self.group, self.topic, measure_age=False) as monitor:
@@ -300,6 +311,8 @@ class Supervisor:
                 await self._loop(stop, monitor)
         finally:
             gates.cancel()
+            if probing is not None:
+                probing.cancel()
             await self.shutdown()
 
     async def _loop(self, stop: asyncio.Event, monitor: LagMonitor) -> None:

@@ -100,14 +100,12 @@ async def hangs(event: Keyed, ctx: Context) -> Handled:
     return handled(event, ctx)
 
 
-BLOCK_S = 13.0
-"""Longer than a worker's session timeout (10 s): the group drops the replica meanwhile."""
-
-
-async def blocks(event: Keyed, ctx: Context) -> Handled:
-    """`mode="block"` blocks the event loop on every delivery (a CPU loop, a C call)."""
-    if event.mode == "block":
-        time.sleep(BLOCK_S)  # noqa: ASYNC251 - blocking the loop is the point
+async def spins(event: Keyed, ctx: Context) -> Handled:
+    """`mode="spin"` never yields again: a loop without end (what a backtracking regex does),
+    on every delivery; the worker's watchdog must end the process."""
+    if event.mode == "spin":
+        while True:
+            pass
     return handled(event, ctx)
 
 
@@ -180,7 +178,7 @@ PROCESSORS = {
     "hangs": Processor(
         "hangs", SOURCE, hangs, outputs=(OUTPUT,), handler_timeout_s=1.0, retry=FAST_RETRY
     ),
-    "blocks": Processor("blocks", SOURCE, blocks, outputs=(OUTPUT,), retry=FAST_RETRY),
+    "spins": Processor("spins", SOURCE, spins, outputs=(OUTPUT,), retry=FAST_RETRY),
     "paced": Processor(
         "paced", SOURCE, paced, outputs=(OUTPUT,), lanes=4, queue_records=1000, batch_records=50
     ),
