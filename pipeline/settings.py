@@ -139,6 +139,13 @@ class ConsoleTuning(BaseSettings):
 
 
 class PipelineSettings(BaseSettings):
+    """Where the cluster is and how to talk to it, read from `PIPELINE_*` variables.
+
+    One object for every entry point (worker, producer, gateway, CLI), so a
+    setting means the same everywhere; `load_settings` adds the overrides a
+    command was given. The settings reference lists every field.
+    """
+
     model_config = SettingsConfigDict(
         env_prefix="PIPELINE_",
         env_nested_delimiter="__",

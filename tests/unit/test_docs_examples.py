@@ -1,0 +1,52 @@
+"""The documentation's examples run: the getting-started page includes these files as they are.
+
+A page that shows code nobody ran drifts from the API; here the example's own
+test runs, and the page is checked to include the file rather than a copy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"docs_example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def included_examples() -> list[Path]:
+    """Every file a page pulls in with the snippets syntax (--8<-- "docs/examples/...")."""
+    found = set()
+    for page in DOCS.rglob("*.md"):
+        for name in re.findall(r'--8<-- "(docs/examples/[\w./-]+\.py)"', page.read_text()):
+            found.add(DOCS.parent / name)
+    return sorted(found)
+
+
+def test_the_getting_started_page_includes_its_example_from_a_file() -> None:
+    assert DOCS / "examples" / "first_processor.py" in included_examples()
+
+
+@pytest.mark.parametrize("path", included_examples(), ids=lambda p: p.name)
+async def test_each_included_example_passes_its_own_tests(path: Path) -> None:
+    module = load(path)
+    tests = [value for name, value in vars(module).items() if name.startswith("test_")]
+    assert tests, f"{path.name} has no test_ function"
+    for test in tests:
+        await test()
+
+
+def test_the_example_uses_only_the_public_api() -> None:
+    for path in included_examples():
+        imports = re.findall(r"^from (pipeline[\w.]*) import", path.read_text(), re.MULTILINE)
+        assert set(imports) <= {"pipeline"}, f"{path.name} imports from {imports}"

@@ -1,0 +1,58 @@
+"""The public API is what `pipeline.__all__` says, each name documented and in the reference.
+
+A name added to `__all__` without a docstring or without its `:::` entry in
+docs/reference/api.md fails here, so the site cannot fall behind the code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pipeline
+
+API_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "api.md"
+
+
+def homes() -> dict[str, str]:
+    return dict(pipeline._HOMES)
+
+
+def test_all_and_the_homes_name_the_same_things() -> None:
+    assert set(pipeline.__all__) == set(homes())
+    assert len(pipeline.__all__) == len(set(pipeline.__all__))
+
+
+@pytest.mark.parametrize("name", pipeline.__all__)
+def test_each_public_name_resolves_to_its_home_and_says_why_it_exists(name: str) -> None:
+    value = getattr(pipeline, name)
+    assert value is getattr(importlib.import_module(homes()[name]), name)
+    own = value.__dict__.get("__doc__") if inspect.isclass(value) else value.__doc__
+    assert own and own.strip(), f"pipeline.{name} has no docstring of its own"
+
+
+def test_each_public_name_is_in_the_api_reference_under_its_home() -> None:
+    listed = set(re.findall(r"^::: ([\w.]+)$", API_PAGE.read_text(), flags=re.MULTILINE))
+    expected = {f"{home}.{name}" for name, home in homes().items()}
+    assert expected <= listed, f"missing from {API_PAGE.name}: {sorted(expected - listed)}"
+
+
+def test_an_unknown_name_says_what_the_public_ones_are() -> None:
+    with pytest.raises(AttributeError, match="the public names are BreakerPolicy"):
+        _ = pipeline.NoSuchThing  # type: ignore[attr-defined]
+
+
+def test_importing_the_package_loads_none_of_the_runtime() -> None:
+    code = (
+        "import sys, pipeline; print(sorted(m for m in sys.modules if m.startswith('pipeline.')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "pipeline.runtime" not in loaded and "pipeline.kafka" not in loaded, loaded
