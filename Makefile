@@ -1,5 +1,5 @@
 # The two commands a fresh machine needs are `make setup` and `make test`
-# (README). Everything else builds on them.
+# (README, CONTRIBUTING.md). Everything else builds on them.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv

@@ -198,4 +198,5 @@ CATALOGUE: Final[dict[MetricName, tuple[MetricKind, str, str]]] = {
         "The drain target: lag in seconds the autoscaler sizes the group to clear within.",
     ),
 }
-"""Every metric, for /metrics' HELP lines and the README's table (a test keeps them equal)."""
+"""Every metric, for /metrics' HELP lines and the table in docs/operations/observe.md (a test
+keeps them equal)."""

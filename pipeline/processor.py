@@ -300,7 +300,9 @@ class Context:
 
 def load_processor(module_name: str, name: str, prefix: str = "") -> Processor[Any]:
     """Find a processor by name in the application's module (default `consumers`)."""
-    module = import_app_module(module_name, "processors", "PIPELINE_PROCESSORS_MODULE")
+    module = import_app_module(
+        module_name, "processors", "PIPELINE_PROCESSORS_MODULE (or [tool.pipeline] in pyproject)"
+    )
     processors: dict[str, Processor[Any]] = getattr(module, "PROCESSORS", {})
     if name not in processors:
         raise ConfigError(

@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
+    PyprojectTomlConfigSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -26,6 +27,9 @@ from pipeline.paths import infra_dir
 from pipeline.wire.envelope import EnvelopePolicy
 
 DEFAULT_CONFIG_FILE = "pipeline.toml"
+PROJECT_FILE = "pyproject.toml"
+"""In the working directory: its [tool.pipeline] table holds settings, below the environment
+and pipeline.toml, so that a project's commands find its modules with no variable set."""
 
 
 def _config_file() -> Path | None:
@@ -150,6 +154,7 @@ class PipelineSettings(BaseSettings):
         env_prefix="PIPELINE_",
         env_nested_delimiter="__",
         extra="ignore",
+        pyproject_toml_table_header=("tool", "pipeline"),
     )
 
     bootstrap_servers: str = Field(
@@ -196,6 +201,11 @@ class PipelineSettings(BaseSettings):
         default="topics",
         description="Module whose CATALOGUE attribute declares the topics.",
     )
+    processors_module: str = Field(
+        default="consumers",
+        description="Module whose PROCESSORS dict names the processors `pipeline worker`, "
+        "`scale`, `replay` and `k8s render` run.",
+    )
     topic_prefix: str = Field(
         default="",
         description="Prepended to every catalogue topic name (environments sharing a cluster).",
@@ -227,6 +237,10 @@ class PipelineSettings(BaseSettings):
         config_file = _config_file()
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        project = Path(PROJECT_FILE)
+        if project.is_file():
+            # A project's own pyproject.toml: [tool.pipeline] (what `pipeline new` writes).
+            sources.append(PyprojectTomlConfigSettingsSource(settings_cls, project))
         return tuple(sources)
 
     @model_validator(mode="after")

@@ -15,6 +15,7 @@ from pipeline.cli import (
     infra_cmd,
     k8s_cmd,
     lag_cmd,
+    new_cmd,
     offsets_cmd,
     produce_cmd,
     replay_cmd,
@@ -45,6 +46,7 @@ app.add_typer(k8s_cmd.app, name="k8s")
 app.add_typer(dlq_cmd.app, name="dlq")
 app.add_typer(offsets_cmd.app, name="offsets")
 app.add_typer(chaos_cmd.app, name="chaos")
+app.command("new")(new_cmd.new)
 app.command("produce")(produce_cmd.produce)
 app.command("worker")(worker_cmd.worker)
 app.command("lag")(lag_cmd.lag)

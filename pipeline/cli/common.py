@@ -97,11 +97,7 @@ def group_and_topic(
     if processor:
         from pipeline.processor import load_processor
 
-        found = load_processor(
-            os.environ.get("PIPELINE_PROCESSORS_MODULE", "consumers"),
-            processor,
-            settings.topic_prefix,
-        )
+        found = load_processor(settings.processors_module, processor, settings.topic_prefix)
         return group or found.group_id, topic or found.source.name
     if not group:
         raise ConfigError("name a --group (or a --processor, whose group and topic are used)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -67,9 +66,7 @@ def render(
     from pipeline.scaling.policy import ScalingPolicy
 
     settings = settings_for_cli()
-    found = load_processor(
-        os.environ.get("PIPELINE_PROCESSORS_MODULE", "consumers"), processor, settings.topic_prefix
-    )
+    found = load_processor(settings.processors_module, processor, settings.topic_prefix)
     policy = ScalingPolicy(
         min_replicas=min_replicas,
         max_replicas=max_replicas,

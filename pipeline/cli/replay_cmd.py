@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -58,11 +57,7 @@ def replay(
     settings = settings_for_cli(bootstrap)
     found = None
     if processor:
-        found = load_processor(
-            os.environ.get("PIPELINE_PROCESSORS_MODULE", "consumers"),
-            processor,
-            settings.topic_prefix,
-        )
+        found = load_processor(settings.processors_module, processor, settings.topic_prefix)
         if topic and topic != found.source.name:
             raise ConfigError(
                 f"processor {processor!r} reads {found.source.name!r}, not {topic!r}; "

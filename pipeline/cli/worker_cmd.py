@@ -76,10 +76,11 @@ def worker(
         "rebalance.",
     ),
     bootstrap: str | None = BootstrapOption,
-    processors_module: str = typer.Option(
-        os.environ.get("PIPELINE_PROCESSORS_MODULE", "consumers"),
+    processors_module: str | None = typer.Option(
+        None,
         "--processors-module",
-        help="Module with PROCESSORS = {name: Processor}.",
+        help="Module with PROCESSORS = {name: Processor}; default PIPELINE_PROCESSORS_MODULE, "
+        "else processors_module in the project's [tool.pipeline], else consumers.",
     ),
     log_level: str = typer.Option(
         "INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR (the client's own: WARNING)."
@@ -106,7 +107,9 @@ def worker(
     setup_process_logging(log_level, who=replica_id, log_format=log_format)
     set_process_fields(processor=processor, replica=replica_id)
     settings = settings_for_cli(bootstrap, client=client, rebalance_protocol=rebalance_protocol)
-    found = load_processor(processors_module, processor, settings.topic_prefix)
+    found = load_processor(
+        processors_module or settings.processors_module, processor, settings.topic_prefix
+    )
     options = WorkerOptions(
         replica_id=replica_id,
         static_membership=static_membership,

@@ -1,6 +1,6 @@
 """The chaos suite, shortened for CI: scenarios 1, 4 and 7 in one run, then 6.
 
-`pipeline chaos run --all` is the full matrix (README, "Failure behaviour");
+`pipeline chaos run --all` is the full matrix (docs/operations/failures.md);
 these run the same code on the tests' own 3-broker cluster with shorter
 loads: a leader's SIGKILL, a worker frozen past its session timeout and a
 handler blocking a worker's loop past it, one after another under one

@@ -6,6 +6,7 @@ test runs, and the page is checked to include the file rather than a copy.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import re
 from pathlib import Path
@@ -50,3 +51,21 @@ def test_the_example_uses_only_the_public_api() -> None:
     for path in included_examples():
         imports = re.findall(r"^from (pipeline[\w.]*) import", path.read_text(), re.MULTILINE)
         assert set(imports) <= {"pipeline"}, f"{path.name} imports from {imports}"
+
+
+README = DOCS.parent / "README.md"
+
+
+def test_the_readme_is_a_landing_page_and_its_example_runs(tmp_path: Path) -> None:
+    text = README.read_text()
+    assert len(text.splitlines()) < 300
+    example = re.search(r"```python\n(.*?)```", text, re.DOTALL)
+    assert example is not None, "the README shows no Python example"
+    path = tmp_path / "readme_example.py"
+    path.write_text(example.group(1))
+    assert set(re.findall(r"^from (pipeline[\w.]*) import", example.group(1), re.M)) == {"pipeline"}
+    module = load(path)
+    tests = [value for name, value in vars(module).items() if name.startswith("test_")]
+    assert tests
+    for test in tests:
+        asyncio.run(test())
