@@ -4,7 +4,7 @@ from typing import Any
 
 from consumers.enrich_orders import ENRICH_ORDERS
 from consumers.order_stats import ORDER_STATS
-from pipeline.processor import Processor
+from pipeline import Processor
 
 PROCESSORS: dict[str, Processor[Any]] = {
     processor.name: processor for processor in (ENRICH_ORDERS, ORDER_STATS)

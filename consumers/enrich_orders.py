@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.processor import Context, PermanentError, Processor
-from pipeline.resilience.breaker import BreakerPolicy
-from pipeline.stores.table import LoaderServices, Table
+from pipeline import BreakerPolicy, Context, LoaderServices, PermanentError, Processor, Table
 from topics import CUSTOMERS, ORDERS, ORDERS_ENRICHED
 from topics.fx import to_eur
 from topics.models import Customer, EnrichedOrder, Order

@@ -14,9 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from pipeline.processor import Context, Processor, Sink, ToSink
-from pipeline.resilience.breaker import BreakerPolicy
-from pipeline.runtime.services import Services
+from pipeline import BreakerPolicy, Context, LoaderServices, Processor, Sink, ToSink
 from topics import ORDERS_ENRICHED
 from topics.fx import to_eur
 from topics.models import EnrichedOrder
@@ -92,7 +90,7 @@ def columns(facts: Sequence[OrderFact]) -> list[list[Any]]:
     return [list(column) for column in zip(*facts, strict=True)] if facts else [[]] * 6
 
 
-async def write_facts(facts: Sequence[OrderFact], services: Services) -> None:
+async def write_facts(facts: Sequence[OrderFact], services: LoaderServices) -> None:
     async with services.db.connection() as connection:
         await connection.execute(UPSERT_BATCH, *columns(facts))
 

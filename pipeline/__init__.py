@@ -35,6 +35,7 @@ _HOMES = {
     "RetryPolicy": "pipeline.resilience.retry",
     "FloodGuardPolicy": "pipeline.resilience.flood_guard",
     "Table": "pipeline.stores.table",
+    "LoaderServices": "pipeline.stores.table",
     "EventProducer": "pipeline.publishing.producer",
     "Delivery": "pipeline.publishing.delivery",
     "PipelineSettings": "pipeline.settings",
@@ -55,6 +56,7 @@ __all__ = [
     "EventProducer",
     "FloodGuardPolicy",
     "HandlerTimeout",
+    "LoaderServices",
     "PermanentError",
     "PipelineError",
     "PipelineSettings",
@@ -86,7 +88,7 @@ if TYPE_CHECKING:
     from pipeline.resilience.flood_guard import FloodGuardPolicy
     from pipeline.resilience.retry import RetryPolicy
     from pipeline.settings import PipelineSettings, load_settings
-    from pipeline.stores.table import Table
+    from pipeline.stores.table import LoaderServices, Table
     from pipeline.testing import DeadLetter, TestPipeline
 
 

@@ -1,7 +1,9 @@
 """The topic catalogue: one declaration per topic. `pipeline topics apply` reads CATALOGUE."""
 
-from pipeline.catalogue import DAY_MS, Catalogue, TopicSpec
+from pipeline import Catalogue, TopicSpec
 from topics.models import Customer, EnrichedOrder, Order
+
+DAY_MS = 24 * 3600 * 1000
 
 ORDERS = TopicSpec(
     name="orders",

@@ -41,7 +41,11 @@ log = logging.getLogger("pipeline.table")
 
 
 class LoaderServices(Protocol):
-    """What a table's loader may use of its replica (pipeline.runtime.services provides it)."""
+    """What a table's loader or a sink's writer may use of its replica: its database pool.
+
+    A Protocol, so that a loader or writer typed with it is tested with any
+    object that has a `db` (pipeline.runtime.services provides the real one).
+    """
 
     @property
     def db(self) -> Database:

@@ -56,3 +56,18 @@ def test_importing_the_package_loads_none_of_the_runtime() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "pipeline.runtime" not in loaded and "pipeline.kafka" not in loaded, loaded
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("package", ["topics", "consumers"])
+def test_the_example_application_uses_only_the_public_api(package: str) -> None:
+    """What users copy must not teach them the internal layout. (producers/ still reaches
+    into the internals for the demo's own machinery: local clusters, worker processes.)"""
+    internal = [
+        f"{path.relative_to(ROOT)}: {target}"
+        for path in sorted((ROOT / package).glob("*.py"))
+        for target in re.findall(r"^\s*from (pipeline\.[\w.]+) import", path.read_text(), re.M)
+    ]
+    assert not internal, "\n".join(internal)
