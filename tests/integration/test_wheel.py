@@ -195,3 +195,67 @@ def test_a_worker_runs_an_application_outside_the_repository(
 @pytest.fixture
 def prefix() -> str:
     return f"w{os.getpid()}x{time.monotonic_ns() % 10**6}."
+
+
+def test_pipeline_new_makes_a_project_that_tests_and_runs_with_no_variable_set(
+    installed: Path, tmp_path: Path, kafka_bootstrap: str, prefix: str
+) -> None:
+    """`pipeline new`, outside the checkout: its own test passes, and its processor runs on
+    a real broker with every setting in its pyproject.toml ([tool.pipeline]), none in the
+    environment."""
+    pipeline, python = str(installed / "pipeline"), str(installed / "python")
+    run([pipeline, "new", "demo-app"], cwd=tmp_path)
+    project = tmp_path / "demo-app"
+    run([python, "-m", "pip", "install", "-q", "-e", ".[test]"], cwd=project)
+    tested = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
+    assert "1 passed" in tested
+    # The cluster and a prefix of this test's own, where a user's `pipeline infra up` would
+    # have put the local one: settings in the project file, not in variables.
+    pyproject = project / "pyproject.toml"
+    ours = f'bootstrap_servers = "{kafka_bootstrap}"\ntopic_prefix = "{prefix}"\n'
+    pyproject.write_text(
+        pyproject.read_text().replace("[tool.pipeline]\n", "[tool.pipeline]\n" + ours)
+    )
+    assert not [name for name in clean_env() if name.startswith("PIPELINE_")]
+    run([pipeline, "topics", "apply"], cwd=project)
+    orders = project / "orders.jsonl"
+    orders.write_text(
+        "".join(json.dumps({"order_id": f"o-{n}", "amount_cents": n}) + "\n" for n in range(50))
+    )
+    run([pipeline, "produce", "--topic", "orders", "--file", str(orders)], cwd=project)
+    worker = subprocess.Popen(
+        [pipeline, "worker", "receipts", "--replica-id", "demo-1"],
+        cwd=project,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    clients = connect(PipelineSettings(bootstrap_servers=kafka_bootstrap))
+    try:
+        deadline = time.monotonic() + 60
+        receipts: list[object] = []
+        while time.monotonic() < deadline and len(receipts) < 50:
+            assert worker.poll() is None, worker.communicate()[0].decode()
+            receipts = run_sync(read_all(clients, prefix + "receipts"))
+            time.sleep(0.5)
+        assert len(receipts) == 50
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output = worker.communicate(timeout=60)[0].decode()
+    assert worker.returncode == 0, output
+
+
+def test_pipeline_new_refuses_a_folder_that_is_not_empty(installed: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    done = subprocess.run(
+        [str(installed / "pipeline"), "new", "taken"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "exists and is not empty" in done.stderr
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
