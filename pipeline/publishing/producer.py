@@ -33,7 +33,22 @@ from pipeline.wire.codec import EncodedEvent, encode_event, encode_events
 
 
 class EventProducer:
-    """One per process; safe to share between tasks."""
+    """Publishes typed events to the catalogue's topics: one per process, shared by tasks.
+
+    Three ways to publish, each for its own need:
+
+    - `publish(topic, event)`: one event, acknowledged; concurrent calls share
+      batches for `linger_ms`, so many small callers cost few requests.
+    - `publish_many(topic, events)`: a list, in order, all validated before any
+      is sent; returns once every one is acknowledged.
+    - `submit_many(topic, events)`: the same, but returns once queued; await
+      the future later. A bulk publisher keeps several in flight this way
+      without breaking per-key order.
+
+    Use it as `async with EventProducer(settings, catalogue) as producer`.
+    Its other methods are internal (the runtime's and the gateway's) and
+    may change.
+    """
 
     def __init__(
         self,
@@ -92,15 +107,16 @@ class EventProducer:
 
     @property
     def client(self) -> Producer:
-        """The port's producer, for transaction calls (pipeline.runtime.transactions)."""
+        """Internal: the port's producer, for transaction calls (pipeline.runtime.transactions)."""
         return self._client
 
     async def partition_count(self, topic: str, wait_s: float = 5.0) -> int:
-        """Partitions of `topic`; a clear error naming it when it does not exist."""
+        """Internal: partitions of `topic`; a clear error naming it when it does not exist."""
         return await self._client.partition_count(topic, wait_s)
 
     @property
     def in_flight_bytes(self) -> int:
+        """Internal: bytes sent and not yet acknowledged (the byte budget's use)."""
         return self._budget.in_use
 
     def _spec(self, topic: str | TopicSpec[BaseModel]) -> TopicSpec[BaseModel]:
@@ -169,7 +185,7 @@ class EventProducer:
             return await self.submit_encoded(spec.name, encoded)
 
     def has_room(self, size_bytes: int) -> bool:
-        """Whether `size_bytes` more would go out without waiting for acknowledgements."""
+        """Internal: whether `size_bytes` more would go out without waiting for acks."""
         return self._budget.would_fit(size_bytes)
 
     async def submit_encoded(

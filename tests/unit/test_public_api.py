@@ -71,3 +71,22 @@ def test_the_example_application_uses_only_the_public_api(package: str) -> None:
         for target in re.findall(r"^\s*from (pipeline\.[\w.]+) import", path.read_text(), re.M)
     ]
     assert not internal, "\n".join(internal)
+
+
+def test_the_producer_documents_its_few_ways_to_publish_and_calls_the_rest_internal() -> None:
+    """EventProducer's reference lists the members a user needs; every other public-looking
+    member says it is internal, so nobody builds on it by accident."""
+    from pipeline.publishing.producer import EventProducer
+
+    listed = re.search(
+        r"::: pipeline\.publishing\.producer\.EventProducer\n\s+options:\n\s+members: \[([^\]]*)\]",
+        API_PAGE.read_text(),
+    )
+    assert listed is not None
+    documented = {name.strip() for name in listed.group(1).split(",")}
+    assert documented == {"publish", "publish_many", "submit_many", "start", "stop"}
+    for name, member in vars(EventProducer).items():
+        if name.startswith("_") or name in documented:
+            continue
+        doc = (member.fget if isinstance(member, property) else member).__doc__ or ""
+        assert doc.startswith("Internal"), f"EventProducer.{name} is neither listed nor internal"
