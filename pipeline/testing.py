@@ -42,6 +42,7 @@ from pipeline.resilience.retry import RetryPolicy
 from pipeline.runtime.worker import EXIT_OK, Runtime, WorkerOptions
 from pipeline.settings import PipelineSettings
 from pipeline.stores.table import Loader, TableFollower
+from pipeline.wire import dlq_headers as dlq
 from pipeline.wire.codec import decode_value, header_value
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -290,11 +291,11 @@ class TestPipeline(Generic[EventT]):
 
             letters.append(
                 DeadLetter(
-                    source_offset=int(header("dlq-source-offset", "-1")),
-                    source_partition=int(header("dlq-source-partition", "-1")),
-                    error_type=header("dlq-error-type"),
-                    error_message=header("dlq-error-message"),
-                    attempts=int(header("dlq-attempts", "0")),
+                    source_offset=int(header(dlq.SOURCE_OFFSET, "-1")),
+                    source_partition=int(header(dlq.SOURCE_PARTITION, "-1")),
+                    error_type=header(dlq.ERROR_TYPE),
+                    error_message=header(dlq.ERROR_MESSAGE),
+                    attempts=int(header(dlq.ATTEMPTS, "0")),
                     key=record.key,
                     value=record.value,
                 )

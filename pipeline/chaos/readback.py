@@ -7,6 +7,7 @@ from pipeline.chaos.verdict import InputRecord, OutputRecord
 from pipeline.kafka.connect import connect
 from pipeline.reading.reader import read_all
 from pipeline.settings import PipelineSettings
+from pipeline.wire import dlq_headers as dlq
 from pipeline.wire.codec import decode_value, header_value
 
 
@@ -42,8 +43,8 @@ async def read_run(
         )
     dead_letters = [
         (
-            int(header_value(r.headers, "dlq-source-partition") or -1),
-            int(header_value(r.headers, "dlq-source-offset") or -1),
+            int(header_value(r.headers, dlq.SOURCE_PARTITION) or -1),
+            int(header_value(r.headers, dlq.SOURCE_OFFSET) or -1),
         )
         for r in await read_all(clients, dlq_topic, 180, committed_only)
     ]

@@ -12,6 +12,7 @@ from pipeline.cli.common import BootstrapOption, cluster_topic, console, setting
 from pipeline.errors import ConfigError
 from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
+from pipeline.wire import dlq_headers as dlq
 
 app = typer.Typer(
     help="Dead-letter topics.\n\n"
@@ -114,7 +115,7 @@ def redrive(
     plan = run_sync(plan_redrive(clients, topic, _since(since), error_type, max_redrives))
     by_source: dict[str, int] = {}
     for entry in plan.to_send:
-        source = entry.header("dlq-source-topic") or "?"
+        source = entry.header(dlq.SOURCE_TOPIC) or "?"
         by_source[source] = by_source.get(source, 0) + 1
     for entry in plan.too_often:
         console.print(

@@ -27,11 +27,12 @@ from pipeline.reading.reader import read_ranges
 from pipeline.resilience.ratelimit import TokenBucket
 from pipeline.runtime.dead_letters import VALUE_OMITTED
 from pipeline.settings import PipelineSettings
+from pipeline.wire import dlq_headers as dlq
 from pipeline.wire.codec import EncodedEvent, header_value, record_copy
 
 REDRIVE_COUNT = "redrive-count"
 REDRIVE_CHUNK = 500
-SOURCE_HEADERS = ("dlq-source-topic", "dlq-source-partition", "dlq-source-offset")
+SOURCE_HEADERS = (dlq.SOURCE_TOPIC, dlq.SOURCE_PARTITION, dlq.SOURCE_OFFSET)
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,11 @@ class DlqEntry:
 
     @property
     def error_type(self) -> str:
-        return self.header("dlq-error-type") or "unknown"
+        return self.header(dlq.ERROR_TYPE) or "unknown"
 
     @property
     def processor(self) -> str:
-        return self.header("dlq-processor") or "unknown"
+        return self.header(dlq.PROCESSOR) or "unknown"
 
     @property
     def redrives(self) -> int:
@@ -93,16 +94,16 @@ class DlqEntry:
         headers: list[tuple[str, bytes | None]] = [
             (name, value)
             for name, value in self.record.headers
-            if not name.startswith("dlq-") and name != REDRIVE_COUNT
+            if not name.startswith(dlq.PREFIX) and name != REDRIVE_COUNT
         ]
         headers.append((REDRIVE_COUNT, str(self.redrives + 1).encode()))
         return record_copy(
             self.record.key,
             self.record.value,
             headers,
-            self.header("dlq-source-topic") or self.record.topic,
-            _number(self.header("dlq-source-partition"), self.record.partition),
-            _number(self.header("dlq-source-offset"), -1),
+            self.header(dlq.SOURCE_TOPIC) or self.record.topic,
+            _number(self.header(dlq.SOURCE_PARTITION), self.record.partition),
+            _number(self.header(dlq.SOURCE_OFFSET), -1),
         )
 
 
@@ -191,7 +192,7 @@ async def plan_redrive(
     plan = RedrivePlan(dlq_topic, group, ranges)
     for entry in entries:
         (plan.too_often if entry.redrives >= max_redrives else plan.to_send).append(entry)
-    for source in {e.header("dlq-source-topic") or "" for e in plan.to_send}:
+    for source in {e.header(dlq.SOURCE_TOPIC) or "" for e in plan.to_send}:
         consumer = clients.consumer(ConsumerOptions())
         await consumer.start()
         try:
@@ -213,7 +214,7 @@ async def redrive(
     bucket = TokenBucket(rate) if rate else None
     by_source: dict[str, list[EncodedEvent]] = {}
     for entry in plan.to_send:
-        source = entry.header("dlq-source-topic")
+        source = entry.header(dlq.SOURCE_TOPIC)
         assert source is not None  # plan_redrive refused records without one
         by_source.setdefault(source, []).append(entry.redriven())
     sent = 0

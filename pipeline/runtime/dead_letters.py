@@ -27,15 +27,16 @@ import traceback as traceback_module
 from dataclasses import dataclass
 
 from pipeline.kafka.record_size import record_size
+from pipeline.wire import dlq_headers as dlq
 from pipeline.wire.codec import HEADER_EVENT_ID, EncodedEvent, Headers, header_value, position_id
 
 TRACEBACK_LIMIT = 4000
 TRACEBACK_SHORT = 500
 MESSAGE_LIMIT = 1000
-VALUE_OMITTED = "dlq-value-omitted"
-VALUE_SHA256 = "dlq-value-sha256"
-HEADERS_OMITTED = "dlq-headers-omitted"
-KEY_OMITTED = "dlq-key-omitted"
+VALUE_OMITTED = dlq.VALUE_OMITTED
+VALUE_SHA256 = dlq.VALUE_SHA256
+HEADERS_OMITTED = dlq.HEADERS_OMITTED
+KEY_OMITTED = dlq.KEY_OMITTED
 
 
 @dataclass(frozen=True)
@@ -87,17 +88,17 @@ def dlq_record(failed: FailedRecord, group: str, processor: str, limit_bytes: in
 
     def about(traceback_text: str) -> Headers:
         return [
-            ("dlq-error-type", _text(type(failed.error).__name__)),
-            ("dlq-error-message", _text(message[:MESSAGE_LIMIT])),
-            ("dlq-traceback", _text(traceback_text)),
-            ("dlq-source-topic", _text(failed.topic)),
-            ("dlq-source-partition", str(failed.partition).encode()),
-            ("dlq-source-offset", str(failed.offset).encode()),
-            ("dlq-source-timestamp", str(failed.timestamp_ms).encode()),
-            ("dlq-group", _text(group)),
-            ("dlq-processor", _text(processor)),
-            ("dlq-attempts", str(failed.attempts).encode()),
-            ("dlq-first-failure-at", str(failed.first_failure_ms).encode()),
+            (dlq.ERROR_TYPE, _text(type(failed.error).__name__)),
+            (dlq.ERROR_MESSAGE, _text(message[:MESSAGE_LIMIT])),
+            (dlq.TRACEBACK, _text(traceback_text)),
+            (dlq.SOURCE_TOPIC, _text(failed.topic)),
+            (dlq.SOURCE_PARTITION, str(failed.partition).encode()),
+            (dlq.SOURCE_OFFSET, str(failed.offset).encode()),
+            (dlq.SOURCE_TIMESTAMP, str(failed.timestamp_ms).encode()),
+            (dlq.GROUP, _text(group)),
+            (dlq.PROCESSOR, _text(processor)),
+            (dlq.ATTEMPTS, str(failed.attempts).encode()),
+            (dlq.FIRST_FAILURE_AT, str(failed.first_failure_ms).encode()),
         ]
 
     key, value = failed.key, failed.value
