@@ -18,12 +18,10 @@ from collections.abc import Iterable
 from pipeline.kafka.port import Consumer, KafkaClientError, TopicPartition
 from pipeline.metric_names import COMMITS
 from pipeline.metrics import Metrics
-from pipeline.runtime.offset_tracker import OffsetTracker
+from pipeline.runtime.offset_tracker import OffsetTracker, PendingBatch
 from pipeline.runtime.quarantine import Hands
 
 log = logging.getLogger("pipeline.worker")
-
-Token = list[int]
 
 
 class PartitionOffsets:
@@ -37,14 +35,14 @@ class PartitionOffsets:
         """What this partition's commits say may be in a handler (pipeline.runtime.quarantine):
         this owner's last mark, or the dead owner's while its records are gone over again."""
 
-    def started(self, first: int, last: int, count: int) -> Token:
+    def started(self, first: int, last: int, count: int) -> PendingBatch:
         return self._tracker.started(first, last, count)
 
-    def finished(self, token: Token, committed_with_outputs: bool) -> None:
+    def finished(self, batch: PendingBatch, committed_with_outputs: bool) -> None:
         """A batch is done; `committed_with_outputs` when a transaction committed its offset."""
-        self._tracker.finished(token)
+        self._tracker.finished(batch)
         if committed_with_outputs:
-            self._tracker.mark_committed(token[1])
+            self._tracker.mark_committed(batch.end)
 
     @property
     def committable(self) -> int:

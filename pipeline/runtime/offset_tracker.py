@@ -13,34 +13,51 @@ from __future__ import annotations
 from collections import deque
 
 
+class PendingBatch:
+    """A batch taken from a partition and not yet counted as finished in order.
+
+    What a partition worker holds while the batch is handled and published,
+    and hands back when its outputs are acknowledged. Slotted: one is made
+    for every batch of the hot path.
+    """
+
+    __slots__ = ("count", "end", "finished", "first")
+
+    def __init__(self, first: int, end: int, count: int) -> None:
+        self.first = first
+        self.end = end
+        """The offset after its last record: what a commit names once it is finished."""
+        self.count = count
+        self.finished = False
+
+
 class OffsetTracker:
     def __init__(self, start_offset: int | None = None) -> None:
         """`start_offset` None: learnt from the first record (the consumer's position)."""
-        # Each pending batch: [first offset, offset after its last record, finished?]
-        self._pending: deque[list[int]] = deque()
+        self._pending: deque[PendingBatch] = deque()
         self._in_progress = 0
         self._committable = start_offset if start_offset is not None else -1
         self.committed = self._committable
 
-    def started(self, first: int, last: int, count: int) -> list[int]:
-        """Register a batch of `count` records, offsets first..last; returns its token."""
+    def started(self, first: int, last: int, count: int) -> PendingBatch:
+        """Register a batch of `count` records, offsets first..last."""
         if self._committable < 0:
             self._committable = self.committed = first
-        previous_end = self._pending[-1][1] if self._pending else self._committable
+        previous_end = self._pending[-1].end if self._pending else self._committable
         if first < previous_end or last < first:
             raise ValueError(f"batch {first}..{last} does not follow offset {previous_end - 1}")
-        batch = [first, last + 1, 0, count]
+        batch = PendingBatch(first, last + 1, count)
         self._pending.append(batch)
         self._in_progress += count
         return batch
 
-    def finished(self, batch: list[int]) -> None:
-        batch[2] = 1
+    def finished(self, batch: PendingBatch) -> None:
+        batch.finished = True
         pending = self._pending
-        while pending and pending[0][2]:
+        while pending and pending[0].finished:
             head = pending.popleft()
-            self._in_progress -= head[3]
-            self._committable = head[1]
+            self._in_progress -= head.count
+            self._committable = head.end
 
     @property
     def committable(self) -> int:

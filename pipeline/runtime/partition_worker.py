@@ -26,8 +26,9 @@ from pipeline.metric_names import BATCH_SECONDS
 from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.runtime.batch_handler import BatchHandler
 from pipeline.runtime.batch_publisher import BatchPublisher
-from pipeline.runtime.commits import PartitionOffsets, Token
+from pipeline.runtime.commits import PartitionOffsets
 from pipeline.runtime.host import Abandoned, PartitionHost
+from pipeline.runtime.offset_tracker import PendingBatch
 from pipeline.runtime.quarantine import CLAIM_AHEAD, Hands, Suspicion
 from pipeline.runtime.record_queue import RecordQueue
 from pipeline.telemetry import tracing
@@ -57,7 +58,7 @@ class PartitionWorker:
         """What the idle worker awaits; resolved by new records, an acknowledgement or stop."""
         self._draining = False
         self.last_progress = time.monotonic()
-        self._pending_acks: deque[tuple[asyncio.Future[Any], Token]] = deque()
+        self._pending_acks: deque[tuple[asyncio.Future[Any], PendingBatch]] = deque()
         self._topic_label = {"topic": tp.topic}
         self.cleared = asyncio.Event()
         """Set once the assignment has read the partition's commit and its in-flight mark:
@@ -222,7 +223,7 @@ class PartitionWorker:
     async def _handle_batch(self, batch: list[Record], claim: bool = True) -> None:
         """`claim`: the partition's mark is this owner's to move (not while a dead owner's
         records are gone over: they were handled already, and its mark must stay)."""
-        token = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
+        taken = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
         if claim and self._marks and not self.offsets.reaches(batch[-1].offset):
             # Say how far this owner's hands reach before a handler can stop the loop
             # (pipeline.runtime.quarantine).
@@ -234,8 +235,8 @@ class PartitionWorker:
         # A batch published while an earlier one's acks are out does not
         # overtake it if that one fails: the idempotent producer fails
         # the batches in flight behind a failed one.
-        acks = await self.publisher.publish(result, token[1])
-        self._pending_acks.append((acks, token))
+        acks = await self.publisher.publish(result, taken.end)
+        self._pending_acks.append((acks, taken))
         await self._settle_acks(MAX_PENDING_ACKS)
 
     async def _until_cleared(self) -> None:
@@ -283,7 +284,7 @@ class PartitionWorker:
                     break  # the duplicate bound: the run loop waits for a commit
                 [record] = self.queue.take(1)
                 strikes = suspicion.hands.strikes_on(record.offset)
-                token = self.offsets.started(record.offset, record.offset, 1)
+                taken = self.offsets.started(record.offset, record.offset, 1)
                 if strikes >= suspicion.limit:
                     result = self.handler.quarantined(record, strikes)
                 else:
@@ -292,8 +293,8 @@ class PartitionWorker:
                         Hands(hands.first, hands.last, strikes + 1, record.offset)
                     )
                     result = await self.handler.handle([record])
-                acks = await self.publisher.publish(result, token[1])
-                self._pending_acks.append((acks, token))
+                acks = await self.publisher.publish(result, taken.end)
+                self._pending_acks.append((acks, taken))
                 await self._settle_acks(MAX_PENDING_ACKS)
             await self.offsets.hold(Hands(suspicion.hands.first, suspicion.hands.last))
 
@@ -318,25 +319,25 @@ class PartitionWorker:
             if oldest is not None:
                 oldest.remove_done_callback(self._wake)
 
-    def _finished(self, token: Token) -> None:
+    def _finished(self, taken: PendingBatch) -> None:
         # With exactly-once, the transaction committed this offset along with the outputs.
-        self.offsets.finished(token, committed_with_outputs=self.host.transactions is not None)
+        self.offsets.finished(taken, committed_with_outputs=self.host.transactions is not None)
         self.host.room_freed.set()
         self.last_progress = time.monotonic()
 
     def _settle_done(self) -> None:
         """Finish the acknowledged batches at the head, without waiting for others."""
         while self._pending_acks and self._pending_acks[0][0].done():
-            acks, token = self._pending_acks.popleft()
+            acks, taken = self._pending_acks.popleft()
             acks.result()  # a failed publish raises: the worker stops, nothing is committed
-            self._finished(token)
+            self._finished(taken)
 
     async def _settle_acks(self, keep: int) -> None:
         while len(self._pending_acks) > keep:
-            acks, token = self._pending_acks[0]
+            acks, taken = self._pending_acks[0]
             await acks  # a failed publish raises: the worker stops, nothing is committed
             self._pending_acks.popleft()
-            self._finished(token)
+            self._finished(taken)
 
     # -- revoke and shutdown ----------------------------------------------------
 

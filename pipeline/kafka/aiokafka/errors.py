@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from aiokafka.errors import KafkaError
 
 from pipeline.kafka.port import KafkaClientError
+from pipeline.kafka.translation import translating
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -44,14 +43,5 @@ def translated_outcome(future: asyncio.Future[T]) -> asyncio.Future[T]:
     return outcome
 
 
-def translated(call: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Raise KafkaClientError (retriable or not) where aiokafka raises a KafkaError."""
-
-    @functools.wraps(call)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await call(*args, **kwargs)
-        except KafkaError as exc:
-            raise as_port_error(exc) from exc
-
-    return wrapper
+translated = translating(KafkaError, as_port_error)
+"""Raise KafkaClientError (retriable or not) where aiokafka raises a KafkaError."""

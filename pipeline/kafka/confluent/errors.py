@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
 from pipeline.kafka.connect_errors import explain
 from pipeline.kafka.port import KafkaClientError
+from pipeline.kafka.translation import translating
 from pipeline.settings import PipelineSettings
 
 P = ParamSpec("P")
@@ -81,14 +80,5 @@ def as_port_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def translated(call: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Raise KafkaClientError (retriable or not) where confluent-kafka raises a KafkaException."""
-
-    @functools.wraps(call)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await call(*args, **kwargs)
-        except KafkaException as exc:
-            raise as_port_error(exc) from exc
-
-    return wrapper
+translated = translating(KafkaException, as_port_error)
+"""Raise KafkaClientError (retriable or not) where confluent-kafka raises a KafkaException."""
