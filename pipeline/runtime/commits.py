@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
-from pipeline.kafka.port import Consumer, KafkaClientError, TopicPartition
+from pipeline.kafka.port import Consumer, KafkaClientError, TopicPartition, metadata_of
 from pipeline.metric_names import COMMITS
 from pipeline.metrics import Metrics
 from pipeline.runtime.offset_tracker import OffsetTracker, PendingBatch
@@ -87,6 +87,14 @@ class PartitionOffsets:
             return Hands(hands.first, hands.last).encode()  # its record is done: no strike
         return hands.encode()
 
+    def strikes_kept(self) -> str:
+        """The mark a clean hand-over still commits: a record's strikes, while the careful
+        pass has not reached it (a rebalance between two deaths must not reset the count)."""
+        hands = self.hands
+        if hands is None or hands.at is None or hands.at < self._tracker.committable:
+            return ""
+        return hands.encode()
+
     async def hold(self, hands: Hands) -> None:
         """Commit what is finished with `hands` as the mark, before a handler gets them; if
         the commit is refused (a rebalance: this owner is leaving), the count misses one."""
@@ -151,7 +159,8 @@ class Committer:
 
         `release`: nothing of theirs is in hand any more (a clean drain), so
         the commit goes without the in-flight mark, also where nothing new
-        was finished since the last one.
+        was finished since the last one; only a record's strikes that the
+        careful pass has not reached yet are kept (pipeline.runtime.quarantine).
         """
         found = [self.partitions[tp] for tp in tps if tp in self.partitions]
         offsets = {p.tp: p.committable for p in found if p.committable > p.committed}
@@ -162,7 +171,8 @@ class Committer:
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets, "" if release else self._metadata(offsets))
+            metadata = self._released(offsets) if release else self._metadata(offsets)
+            await self.consumer.commit(offsets, metadata)
         except KafkaClientError as exc:
             # A rebalance is under way; the revoke handler commits what is finished.
             log.warning("commit of %d partitions failed (%s); will retry", len(offsets), exc)
@@ -170,7 +180,7 @@ class Committer:
         for offsets_of in found:
             if offsets_of.tp in offsets:
                 offsets_of.mark_committed(offsets[offsets_of.tp])
-                if release:
+                if release and not metadata_of(metadata, offsets_of.tp):
                     offsets_of.hands = None
         self.metrics.inc(COMMITS)
         self.committed_signal.set()
@@ -199,6 +209,11 @@ class Committer:
             if still_here is not None:
                 still_here.mark_committed(offset)
         return True
+
+    def _released(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, str]:
+        if not self.marks:
+            return {}
+        return {tp: self.partitions[tp].strikes_kept() for tp in offsets if tp in self.partitions}
 
     def _metadata(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, str]:
         if not self.marks:

@@ -330,3 +330,31 @@ async def test_a_poison_anywhere_past_the_commit_costs_at_most_k_plus_one_deaths
     for ns in by_key.values():
         firsts = list(dict.fromkeys(ns))
         assert firsts == sorted(firsts), "per-key order of first outputs"
+
+
+@pytest.mark.parametrize(("at", "kept"), [(40, True), (5, False)])
+async def test_a_clean_hand_over_keeps_the_strikes_of_a_record_not_yet_reached(
+    at: int, kept: bool
+) -> None:
+    """A rebalance between two deaths must not reset the poison's count; once the careful
+    pass is past that record, a clean hand-over leaves no mark."""
+    from pipeline.kafka.port import ConsumerOptions
+    from pipeline.metrics import Metrics
+    from pipeline.runtime.commits import Committer
+
+    broker = new_broker(ONE)
+    consumer = MemoryClients(broker).consumer(ConsumerOptions(group_id="suspect"))
+    await consumer.start()
+    tp = TopicPartition(ONE.name, 0)
+    consumer.assign([tp])
+    try:
+        committer = Committer(consumer, 3600, Metrics(), marks=True)
+        offsets = committer.open(tp)
+        offsets.hands = Hands(0, 100, 2, at)  # inherited: 2 owners ended with `at` in hand
+        offsets.finished(offsets.started(0, 9, 10), committed_with_outputs=False)
+        await committer.commit([tp], release=True)
+    finally:
+        await consumer.stop()
+    expected = Hands(0, 100, 2, at).encode() if kept else ""
+    assert mark(broker) == Committed(10, expected)
+    assert (offsets.hands is not None) is kept
