@@ -224,10 +224,16 @@ class PartitionWorker:
         """`claim`: the partition's mark is this owner's to move (not while a dead owner's
         records are gone over: they were handled already, and its mark must stay)."""
         taken = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
-        if claim and self._marks and not self.offsets.reaches(batch[-1].offset):
+        exactly_once = self.host.transactions is not None
+        if (
+            claim
+            and self._marks
+            and not exactly_once
+            and not self.offsets.reaches(batch[-1].offset)
+        ):
             # Say how far this owner's hands reach before a handler can stop the loop
             # (pipeline.runtime.quarantine).
-            await self.offsets.hold(Hands(batch[0].offset, batch[-1].offset + CLAIM_AHEAD))
+            await self._hold(Hands(batch[0].offset, batch[-1].offset + CLAIM_AHEAD))
         started = time.perf_counter()
         with tracing.batch_span(self.tp.topic, self.tp.partition, len(batch)):
             result = await self.handler.handle(batch)
@@ -238,6 +244,13 @@ class PartitionWorker:
         acks = await self.publisher.publish(result, taken.end)
         self._pending_acks.append((acks, taken))
         await self._settle_acks(MAX_PENDING_ACKS)
+
+    async def _hold(self, hands: Hands) -> None:
+        """Commit the mark; with exactly-once, only once no transaction is in flight: a plain
+        commit landing after a transaction's later offsets would move the group back."""
+        if self.host.transactions is not None:
+            await self._settle_acks(0)
+        await self.offsets.hold(hands)
 
     async def _until_cleared(self) -> None:
         stopping = asyncio.ensure_future(self.stopping.wait())
@@ -289,14 +302,12 @@ class PartitionWorker:
                     result = self.handler.quarantined(record, strikes)
                 else:
                     hands = suspicion.hands
-                    await self.offsets.hold(
-                        Hands(hands.first, hands.last, strikes + 1, record.offset)
-                    )
+                    await self._hold(Hands(hands.first, hands.last, strikes + 1, record.offset))
                     result = await self.handler.handle([record])
                 acks = await self.publisher.publish(result, taken.end)
                 self._pending_acks.append((acks, taken))
                 await self._settle_acks(MAX_PENDING_ACKS)
-            await self.offsets.hold(Hands(suspicion.hands.first, suspicion.hands.last))
+            await self._hold(Hands(suspicion.hands.first, suspicion.hands.last))
 
     async def _idle(self) -> None:
         """Wait for new records or the oldest acknowledgement, whichever comes first.

@@ -183,14 +183,17 @@ def test_the_gateway_publishes_as_the_application(secured: SecuredCluster, tmp_p
     assert secured.password not in log.read_text()
 
 
-def test_each_refusal_is_one_message_naming_what_to_fix(secured: SecuredCluster) -> None:
+def test_each_refusal_is_one_message_naming_what_to_fix(
+    secured: SecuredCluster, tmp_path: Path
+) -> None:
     wrong = secured.run("topics", "list", expect=2, PIPELINE_SASL_PASSWORD="not-the-password")
     assert "refused the credentials of user 'app'" in wrong
     assert wrong.count("error:") == 1 and "Traceback" not in wrong
-    stranger = tempfile.mkdtemp(prefix="pipeline-test-other-ca-")
     from pipeline.dev.pki import LocalCA
 
-    other_ca = LocalCA(Path(stranger)).create().certificate_path
+    stranger = tmp_path / "other-ca"  # pytest's: not left behind in /tmp
+    stranger.mkdir()
+    other_ca = LocalCA(stranger).create().certificate_path
     unknown = secured.run("topics", "list", expect=2, PIPELINE_SSL_CAFILE=str(other_ca))
     assert "not signed by a CA this client trusts" in unknown and "PIPELINE_SSL_CAFILE" in unknown
     denied = secured.run("topics", "apply", expect=2, PIPELINE_TOPIC_PREFIX="other.")
