@@ -60,9 +60,18 @@ class HealthProbe:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await asyncio.gather(*(self._probe(w) for w in list(self.workers().values())))
+            workers = list(self.workers().values())
+            self._forget_all_but({w.process.pid for w in workers})
+            await asyncio.gather(*(self._probe(w) for w in workers))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.period_s)
+
+    def _forget_all_but(self, running: set[int]) -> None:
+        """A supervisor runs for weeks: what it knew of replaced workers goes with them."""
+        for known in (self._misses, self._started):
+            for pid in set(known) - running:
+                del known[pid]
+        self._answered &= running
 
     async def _probe(self, worker: Probed) -> None:
         pid = worker.process.pid
