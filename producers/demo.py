@@ -31,17 +31,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from pipeline.catalogue import Catalogue
-from pipeline.dev.localkafka import ephemeral_kafka
-from pipeline.dev.localpg import ephemeral_postgres
-from pipeline.dev.processes import free_ports
-from pipeline.kafka.connect import connect
-from pipeline.kafka.port import Clients
-from pipeline.ops.topics import ensure_topics
-from pipeline.publishing.producer import EventProducer
-from pipeline.scaling.worker_process import PIPELINE, WorkerProcess
-from pipeline.settings import DatabaseTuning, PipelineSettings
-from pipeline.stores.migrations import migrate
+from pipeline import Catalogue, EventProducer, PipelineSettings
+from pipeline.local import (
+    PIPELINE,
+    ClusterProbe,
+    WorkerProcess,
+    apply_migrations,
+    free_ports,
+    local_kafka,
+    local_postgres,
+)
 from producers.demo_check import Published, check_invariants, print_checks, seed_customers
 from producers.demo_view import FlowProbe, Snapshot, one_line, rates, render
 from producers.loadgen import CustomerGenerator, OrderGenerator, Profile, paced_chunks
@@ -77,10 +76,6 @@ class Run:
     workers: list[WorkerProcess] = field(default_factory=list)
     web_console: subprocess.Popen[bytes] | None = None
     published: Published = field(default_factory=Published)
-    clients: Clients = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.clients = connect(self.settings)
 
     def topic(self, name: str) -> str:
         return self.catalogue.get(name).name
@@ -197,10 +192,15 @@ async def wait_drained(probe: FlowProbe, run: Run, timeout_s: float) -> None:
 
 
 async def demo(run: Run) -> bool:
+    async with ClusterProbe(run.settings) as cluster:
+        return await demo_on(run, cluster)
+
+
+async def demo_on(run: Run, cluster: ClusterProbe) -> bool:
     options = run.options
     catalogue = run.catalogue
-    await ensure_topics(run.clients, catalogue.with_dlqs())
-    await migrate(run.database_url, DatabaseTuning().migrations_dir)
+    await cluster.apply_topics(catalogue)
+    await apply_migrations(run.database_url)
     console.print("[green]topics and migrations applied[/]")
     customers = list(CustomerGenerator(options.customers, id_prefix=options.prefix))
     on_topic = await seed_customers(
@@ -218,7 +218,7 @@ async def demo(run: Run) -> bool:
 
     started_at = datetime.now(UTC)
     probe = FlowProbe(
-        run.clients,
+        cluster,
         stages={
             "orders": (f"{options.prefix}enrich_orders", run.topic("orders")),
             "enriched": (f"{options.prefix}order_stats", run.topic("orders.enriched")),
@@ -228,24 +228,22 @@ async def demo(run: Run) -> bool:
             catalogue.get("orders.enriched").dlq_name,
         ],
     )
-    await probe.start()
+    phase = [f"publishing for {options.duration_s:.0f}s ({options.profile})"]
+    stop_view = asyncio.Event()
+    viewer = asyncio.ensure_future(watch(run, probe, phase, stop_view))
     try:
-        phase = [f"publishing for {options.duration_s:.0f}s ({options.profile})"]
-        stop_view = asyncio.Event()
-        viewer = asyncio.ensure_future(watch(run, probe, phase, stop_view))
         async with EventProducer(run.settings) as producer:
             await publish_orders(run, producer)
         phase[0] = "draining"
         await wait_drained(probe, run, DRAIN_TIMEOUT_S)
+    finally:
         stop_view.set()
         await viewer
-    finally:
-        await probe.stop()
     console.print(
         f"[green]published {run.published.orders:,} orders[/]; the pipeline drained. Checking…"
     )
     checks = await check_invariants(
-        run.clients, run.database_url, catalogue, run.published, options.prefix, started_at
+        cluster, run.database_url, catalogue, run.published, options.prefix, started_at
     )
     return print_checks(console, checks)
 
@@ -253,7 +251,7 @@ async def demo(run: Run) -> bool:
 @contextlib.contextmanager
 def infrastructure() -> Iterator[tuple[str, str]]:
     say = lambda message: console.print(f"[dim]… {message}[/]")  # noqa: E731
-    with ephemeral_kafka(progress=say) as bootstrap, ephemeral_postgres(progress=say) as url:
+    with local_kafka(progress=say) as bootstrap, local_postgres(progress=say) as url:
         console.print(f"[green]Kafka at {bootstrap}, PostgreSQL at {url}[/]")
         yield bootstrap, url
 

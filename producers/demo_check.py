@@ -16,13 +16,8 @@ import asyncpg
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.catalogue import Catalogue
-from pipeline.kafka.port import Clients
-from pipeline.publishing.producer import EventProducer
-from pipeline.reading.offsets import end_offsets
-from pipeline.reading.reader import read_all
-from pipeline.settings import PipelineSettings
-from pipeline.wire.codec import decode_value
+from pipeline import Catalogue, EventProducer, PipelineSettings
+from pipeline.local import ClusterProbe
 from topics.models import Customer, EnrichedOrder
 
 
@@ -88,7 +83,7 @@ class Check:
 
 
 async def check_invariants(
-    clients: Clients,
+    cluster: ClusterProbe,
     database_url: str,
     catalogue: Catalogue,
     published: Published,
@@ -96,13 +91,11 @@ async def check_invariants(
     started_at: datetime,
 ) -> list[Check]:
     enriched_spec = catalogue.get("orders.enriched")
-    records = await read_all(clients, enriched_spec.name)
     enriched_orders: set[str] = set()
-    for record in records:
-        event = decode_value(enriched_spec, record.value)
+    for event in await cluster.read_events(enriched_spec):
         assert isinstance(event, EnrichedOrder)
         enriched_orders.add(event.order_id)
-    dead = sum((await end_offsets(clients, catalogue.get("orders").dlq_name)).values())
+    dead = sum((await cluster.end_offsets(catalogue.get("orders").dlq_name)).values())
     known = published.known(prefix)
     expected_eur = sum(known.values(), Decimal(0))
     pattern = prefix.replace("_", r"\_").replace("%", r"\%") + "cust-%"

@@ -1,7 +1,7 @@
 """The demo's live view: what flows where, read from the brokers and the replicas.
 
 Rates come from end offsets (what the brokers hold), lag from the groups'
-commits (pipeline.scaling.lag, as `pipeline lag` reads it), and cache and sink
+commits (as `pipeline lag` reads them), and cache and sink
 figures from the replicas' /metrics, so the view shows the system as an
 operator's tools would see it.
 """
@@ -9,14 +9,12 @@ operator's tools would see it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 
-from pipeline.kafka.port import Clients, Consumer, ConsumerOptions, TopicPartition
-from pipeline.scaling.lag import LagMonitor
-from pipeline.scaling.worker_process import WorkerProcess
+from pipeline.local import ClusterProbe, WorkerProcess
 
 
 @dataclass
@@ -42,43 +40,26 @@ class Rates:
 
 @dataclass
 class FlowProbe:
-    """Each stage's lag monitor, and the DLQs' end offsets, with long-lived clients."""
+    """What the view shows of each stage, asked of one cluster probe."""
 
-    clients: Clients
+    cluster: ClusterProbe
     stages: dict[str, tuple[str, str]]
     """role (`orders`, `enriched`) → (the group consuming it, its topic)."""
     dlq_topics: list[str]
-    _monitors: dict[str, LagMonitor] = field(default_factory=dict)
-    _consumer: Consumer | None = None
-    _dlq_partitions: list[TopicPartition] = field(default_factory=list)
-
-    async def start(self) -> None:
-        for role, (group, topic) in self.stages.items():
-            monitor = LagMonitor(self.clients, group, topic, measure_age=False)
-            self._monitors[role] = await monitor.start()
-        self._consumer = self.clients.consumer(ConsumerOptions())
-        await self._consumer.start()
-        for topic in self.dlq_topics:
-            count = await self._consumer.partition_count(topic)
-            self._dlq_partitions += [TopicPartition(topic, p) for p in range(count)]
-
-    async def stop(self) -> None:
-        for monitor in self._monitors.values():
-            await monitor.stop()
-        if self._consumer is not None:
-            await self._consumer.stop()
 
     async def snapshot(self, workers: list[WorkerProcess]) -> Snapshot:
-        assert self._consumer is not None
-        samples = {role: await monitor.sample() for role, monitor in self._monitors.items()}
-        dead = await self._consumer.end_offsets(self._dlq_partitions)
+        ends = {
+            role: await self.cluster.end_offsets(topic) for role, (_, topic) in self.stages.items()
+        }
+        lag = {group: await self.cluster.lag(group, topic) for group, topic in self.stages.values()}
+        dead = [sum((await self.cluster.end_offsets(topic)).values()) for topic in self.dlq_topics]
         metrics = [worker.metrics() for worker in workers if worker.running]
         return Snapshot(
             at=time.monotonic(),
-            orders=sum(p.end_offset for p in samples["orders"].partitions),
-            enriched=sum(p.end_offset for p in samples["enriched"].partitions),
-            dead_lettered=sum(dead.values()),
-            lag={s.group: {p.partition: p.lag for p in s.partitions} for s in samples.values()},
+            orders=sum(ends["orders"].values()),
+            enriched=sum(ends["enriched"].values()),
+            dead_lettered=sum(dead),
+            lag=lag,
             cache_hits=sum(m.get("pipeline_cache_hits_total", 0.0) for m in metrics),
             cache_misses=sum(m.get("pipeline_cache_misses_total", 0.0) for m in metrics),
             sink_rows=sum(m.get("pipeline_sink_items_total", 0.0) for m in metrics),

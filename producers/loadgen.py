@@ -24,9 +24,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pipeline.cli.common import settings_for_cli
-from pipeline.publishing.producer import EventProducer
-from pipeline.resilience.ratelimit import TokenBucket
+from pipeline import EventProducer
+from pipeline.local import TokenBucket, local_settings
 from topics import CATALOGUE, CUSTOMERS, ORDERS
 from topics.models import Currency, Customer, Order, OrderLine
 
@@ -165,7 +164,7 @@ async def paced_chunks(rate: float, duration_s: float, profile: Profile) -> Asyn
 async def run(
     rate: float, duration_s: float, profile: Profile, customers: int, seed_customers: bool
 ) -> None:
-    settings = settings_for_cli()
+    settings = local_settings()
     # The catalogue's topics as this environment names them (PIPELINE_TOPIC_PREFIX).
     catalogue = CATALOGUE.with_prefix(settings.topic_prefix)
     orders_topic, customers_topic = catalogue.get(ORDERS.name), catalogue.get(CUSTOMERS.name)

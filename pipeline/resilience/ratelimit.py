@@ -12,6 +12,12 @@ from collections.abc import Callable
 
 
 class TokenBucket:
+    """Paces a publisher at `rate_per_s`, with a tenth of a second of burst.
+
+    `await bucket.acquire(n)` before sending n records; change `rate_per_s`
+    at any time to follow a load profile.
+    """
+
     def __init__(
         self,
         rate_per_s: float,

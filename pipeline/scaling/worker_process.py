@@ -23,6 +23,14 @@ PIPELINE = str(Path(sys.executable).parent / "pipeline")
 
 
 class WorkerProcess:
+    """One `pipeline worker` replica as a child process, started at construction.
+
+    Tests and demos need replicas that are real processes (a kill -9 must
+    mean what it means in production) yet are easy to watch: each gets a free
+    health port, its output goes to `log_path`, and `wait_ready`, `metrics`,
+    `signal` and `stop` ask or tell it what an orchestrator would.
+    """
+
     def __init__(
         self,
         processor: str,

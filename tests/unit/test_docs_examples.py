@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -69,3 +70,18 @@ def test_the_readme_is_a_landing_page_and_its_example_runs(tmp_path: Path) -> No
     assert tests
     for test in tests:
         asyncio.run(test())
+
+
+def test_every_alert_links_to_its_own_runbook_section() -> None:
+    """An alert that pages someone must say where to start; a renamed heading breaks the link."""
+    root = Path(__file__).resolve().parents[2]
+    rules = yaml.safe_load((root / "infra/prometheus/alerts.yml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    runbook = (root / "docs/operations/runbooks.md").read_text()
+    anchors = {heading.lower() for heading in re.findall(r"^## (\w+)$", runbook, re.M)}
+    assert alerts
+    for alert in alerts:
+        url = alert["annotations"].get("runbook_url", "")
+        assert url == f"docs/operations/runbooks.md#{alert['alert'].lower()}", alert["alert"]
+        assert alert["alert"].lower() in anchors, f"no section for {alert['alert']}"
+    assert len(anchors) == len(alerts), "a runbook section names no alert"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import pipeline
+from pipeline import local
 
 API_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "api.md"
 
@@ -61,16 +62,30 @@ def test_importing_the_package_loads_none_of_the_runtime() -> None:
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("package", ["topics", "consumers"])
-def test_the_example_application_uses_only_the_public_api(package: str) -> None:
-    """What users copy must not teach them the internal layout. (producers/ still reaches
-    into the internals for the demo's own machinery: local clusters, worker processes.)"""
+@pytest.mark.parametrize("package", ["topics", "consumers", "producers"])
+def test_the_example_application_and_the_demo_use_only_the_public_api(package: str) -> None:
+    """What users copy must not teach them the internal layout: `pipeline` for an
+    application, `pipeline.local` for the demo's machinery (clusters, replica processes)."""
     internal = [
         f"{path.relative_to(ROOT)}: {target}"
         for path in sorted((ROOT / package).glob("*.py"))
-        for target in re.findall(r"^\s*from (pipeline\.[\w.]+) import", path.read_text(), re.M)
+        for target in re.findall(r"^\s*(?:from|import) (pipeline\.[\w.]+)", path.read_text(), re.M)
+        if target != "pipeline.local"
     ]
     assert not internal, "\n".join(internal)
+
+
+@pytest.mark.parametrize("name", local.__all__)
+def test_each_name_of_the_local_harness_documents_itself_and_is_in_the_reference(
+    name: str,
+) -> None:
+    value = getattr(local, name)
+    if not isinstance(value, str):
+        own = value.__dict__.get("__doc__") if inspect.isclass(value) else value.__doc__
+        assert own and own.strip(), f"pipeline.local.{name} has no docstring of its own"
+    assert f"`{name}`" in API_PAGE.read_text() or f"::: pipeline.local.{name}" in (
+        API_PAGE.read_text()
+    ), f"pipeline.local.{name} is not in {API_PAGE.name}"
 
 
 def test_the_producer_documents_its_few_ways_to_publish_and_calls_the_rest_internal() -> None:
