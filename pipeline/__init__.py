@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _HOMES = {
     "TopicSpec": "pipeline.catalogue",
     "Catalogue": "pipeline.catalogue",
+    "RawRecord": "pipeline.wire.formats",
     "Processor": "pipeline.processor",
     "Context": "pipeline.processor",
     "Emit": "pipeline.processor",
@@ -61,6 +62,7 @@ __all__ = [
     "PipelineError",
     "PipelineSettings",
     "Processor",
+    "RawRecord",
     "RetryPolicy",
     "Sink",
     "Table",
@@ -90,6 +92,7 @@ if TYPE_CHECKING:
     from pipeline.settings import PipelineSettings, load_settings
     from pipeline.stores.table import LoaderServices, Table
     from pipeline.testing import DeadLetter, TestPipeline
+    from pipeline.wire.formats import RawRecord
 
 
 def __getattr__(name: str) -> Any:

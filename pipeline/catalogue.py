@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pipeline.app_modules import import_app_module
 from pipeline.errors import ConfigError, UnknownTopicError
 from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
+from pipeline.wire.formats import FORMATS, Format, RawRecord
 from pipeline.wire.schema_compat import MODES, CompatibilityMode
 
 CleanupPolicy = Literal["delete", "compact", "compact,delete"]
@@ -58,6 +59,9 @@ class TopicSpec(Generic[EventT_co]):
     compatibility: CompatibilityMode = "backward"
     """What `topics apply` demands of a changed model (pipeline.wire.schema_compat), and
     whether a body newer than the consumer is read (forward, full) or dead-lettered."""
+    format: Format = "msgpack"
+    """How bodies travel (pipeline.wire.formats): `msgpack` (this project's own), `json`
+    (what other services read and write), or `raw` (a `RawRecord` of bytes, undecoded)."""
 
     def __post_init__(self) -> None:
         if not self.name or any(c not in _TOPIC_CHARS for c in self.name) or len(self.name) > 249:
@@ -73,6 +77,17 @@ class TopicSpec(Generic[EventT_co]):
             raise ConfigError(
                 f"topic {self.name!r}: key field {self.key_field!r} is not a field of "
                 f"{self.event_model.__name__} (fields: {', '.join(self.event_model.model_fields)})"
+            )
+        if self.format not in FORMATS:
+            raise ConfigError(
+                f"topic {self.name!r}: format {self.format!r} is not one of {', '.join(FORMATS)}"
+            )
+        raw = self.format == "raw"
+        if raw != issubclass(self.event_model, RawRecord) or (raw and self.key_field != "key"):
+            raise ConfigError(
+                f"topic {self.name!r}: a raw topic carries RawRecord (key and value bytes), "
+                "and RawRecord belongs on a raw topic: declare "
+                f'TopicSpec({self.name!r}, RawRecord, key_field="key", format="raw")'
             )
         if self.max_message_bytes is not None and self.max_message_bytes < 1024:
             raise ConfigError(f"topic {self.name!r}: max_message_bytes must be at least 1024")

@@ -115,7 +115,7 @@ class ClusterProbe:
     async def read_events(self, spec: TopicSpec[Any], timeout_s: float = 60.0) -> list[BaseModel]:
         """Every event the topic holds now, decoded with its model, in partition order."""
         records = await read_all(self._clients, spec.name, timeout_s=timeout_s)
-        return [decode_value(spec, record.value) for record in records]
+        return [decode_value(spec, record.value, key=record.key) for record in records]
 
     def _started(self) -> Consumer:
         if self._consumer is None:

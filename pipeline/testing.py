@@ -275,7 +275,13 @@ class TestPipeline(Generic[EventT]):
         return [
             cast(
                 ModelT,
-                decode_value(topic, record.value, partition=record.partition, offset=record.offset),
+                decode_value(
+                    topic,
+                    record.value,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                ),
             )
             for record in self.records(topic)
         ]

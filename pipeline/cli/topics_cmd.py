@@ -145,6 +145,7 @@ def describe(
                         "event_type": spec.event_type,
                         "schema_version": spec.schema_version,
                         "key_field": spec.key_field,
+                        "format": spec.format,
                         "exists": bool(layout),
                         "partitions": [info.__dict__ for info in layout],
                         "configs": {k: configs.get(k) for k in sorted(spec.topic_configs(3))},
@@ -163,7 +164,7 @@ def describe(
             )
             return
         stdout.print(
-            f"[bold]{spec.name}[/]: {spec.event_type} v{spec.schema_version}, "
+            f"[bold]{spec.name}[/]: {spec.event_type} v{spec.schema_version} in {spec.format}, "
             f"keyed by {spec.key_field!r}, "
             + ("on the cluster" if layout else "[red]missing on the cluster[/]")
         )

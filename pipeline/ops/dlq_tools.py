@@ -11,6 +11,8 @@ work must not loop forever. Nothing in the DLQ is ever deleted.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,13 +69,20 @@ class DlqEntry:
         return f"{self.record.topic}-{self.record.partition}@{self.record.offset}"
 
     def decoded_value(self) -> object:
-        """The original value as msgpack decodes it, or its bytes when it does not."""
-        if self.record.value is None:
+        """The original value as msgpack or JSON decodes it, or its bytes when neither does.
+
+        The DLQ does not know its source topic's format, and a record may be
+        there precisely because it was in the wrong one, so both are tried.
+        """
+        value = self.record.value
+        if value is None:
             return None
-        try:
-            return msgpack.unpackb(self.record.value, raw=False)
-        except Exception:  # noqa: BLE001 - the reason it is in the DLQ may be exactly this
-            return repr(self.record.value[:200] if self.record.value else b"")
+        # Neither failing is news: the reason it is in the DLQ may be exactly this.
+        with contextlib.suppress(Exception):  # msgpack raises several unrelated types
+            return msgpack.unpackb(value, raw=False)
+        with contextlib.suppress(ValueError):  # JSONDecodeError, UnicodeDecodeError
+            return json.loads(value)
+        return repr(value[:200])
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -45,6 +45,12 @@ class RecordPath:
         self.limits = limits
         """max.message.bytes per topic as the cluster has it; the broker default otherwise."""
         self._source = processor.source
+        self._raw = processor.source.format == "raw"
+        if self._raw:
+            # A raw topic's records are whatever its writers sent: their
+            # event-type is theirs, and their key is the event's own.
+            policy = policy.model_copy(update={"wrong_event_type": "accept"})
+            self.policy = policy
         self._event_type = processor.source.event_type.encode()
         self._schema_version = str(processor.source.schema_version).encode()
         self.dlq_limit = limits.get(processor.source.dlq_name, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
@@ -65,8 +71,15 @@ class RecordPath:
         if raw_version is not None and raw_version != self._schema_version:
             version = schema_version_of(raw_version, record.topic, record.partition, record.offset)
         event = decode_value(
-            source, record.value, partition=record.partition, offset=record.offset, version=version
+            source,
+            record.value,
+            partition=record.partition,
+            offset=record.offset,
+            version=version,
+            key=record.key,
         )
+        if self._raw:
+            return Opened(event, envelope)
         check_key(
             record.topic,
             record.partition,

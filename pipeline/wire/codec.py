@@ -1,9 +1,12 @@
-"""The wire format: UTF-8 key, msgpack value, and a few standard headers.
+"""The wire format: UTF-8 key, a body in the topic's format, and a few standard headers.
 
-Values are the event model dumped in pydantic's JSON mode (datetimes as ISO
-strings, decimals as strings, UUIDs as strings) and packed with msgpack, so
-any language with a msgpack library reads them without our code, and a
-decimal never turns into a float on the way.
+Bodies are the event model dumped in pydantic's JSON mode (datetimes as ISO
+strings, decimals as strings, UUIDs as strings), then packed with msgpack
+(the default) or written as JSON (`TopicSpec(format="json")`), so any
+language reads them without our code, and a decimal never turns into a
+float on the way. A `raw` topic's bytes pass through untouched
+(pipeline.wire.formats). The headers are ours to read; a record without
+them (another team's producer) is read all the same.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import (
-    EventValidationError,
     MissingKeyError,
     SchemaVersionError,
     UndecodableRecordError,
     WrongEventTypeError,
 )
+from pipeline.wire.formats import RawRecord
+from pipeline.wire.json_body import decode_json
+from pipeline.wire.validation import invalid_event
 from pipeline.wire.versions import HEADER_SCHEMA_VERSION as HEADER_SCHEMA_VERSION
 from pipeline.wire.versions import to_current
 
@@ -190,7 +195,7 @@ class TopicEncoder:
     Use an encoder in the thread that made it: it packs with that thread's packer.
     """
 
-    __slots__ = ("_constant_headers", "_model", "_pack", "_to_python", "spec")
+    __slots__ = ("_body", "_constant_headers", "_model", "_raw", "spec")
 
     def __init__(self, spec: TopicSpec[BaseModel], produced_at_ms: int | None = None) -> None:
         self.spec = spec
@@ -201,8 +206,8 @@ class TopicEncoder:
             (HEADER_SCHEMA_VERSION, str(spec.schema_version).encode()),
             (HEADER_PRODUCED_AT, str(produced).encode()),
         )
-        self._to_python = spec.event_model.__pydantic_serializer__.to_python
-        self._pack = _pack_function()
+        self._raw = spec.format == "raw"
+        self._body = _body_writer(spec)
 
     def check_type(self, event: BaseModel) -> None:
         if type(event) is not self._model:
@@ -217,6 +222,8 @@ class TopicEncoder:
     ) -> EncodedEvent:
         if type(event) is not self._model:
             self.check_type(event)
+        if self._raw:
+            return self._raw_record(event, event_id, trace_id, traceparent)
         key = event_key(self.spec, event)
         type_header, version_header, produced_header = self._constant_headers
         headers: Headers = [
@@ -231,10 +238,33 @@ class TopicEncoder:
             headers.append((HEADER_TRACEPARENT, traceparent))
         # tuple.__new__ skips the namedtuple's Python-level __new__ (a tenth of
         # the encode time); the fields are the same.
-        return new_tuple(
-            EncodedEvent,
-            (key, self._pack(self._to_python(event, mode="json")), headers, event_id, None),
-        )
+        return new_tuple(EncodedEvent, (key, self._body(event), headers, event_id, None))
+
+    def _raw_record(
+        self,
+        event: BaseModel,
+        event_id: str,
+        trace_id: str | None,
+        traceparent: bytes | None,
+    ) -> EncodedEvent:
+        """A raw topic's record: the bytes given, and only the headers saying where it came from."""
+        assert isinstance(event, RawRecord)
+        headers: Headers = [(HEADER_EVENT_ID, event_id.encode())]
+        if trace_id:
+            headers.append((HEADER_TRACE_ID, trace_id.encode()))
+        if traceparent:
+            headers.append((HEADER_TRACEPARENT, traceparent))
+        return EncodedEvent(event.key, event.value, headers, event_id)
+
+
+def _body_writer(spec: TopicSpec[BaseModel]) -> Callable[[BaseModel], bytes]:
+    serializer = spec.event_model.__pydantic_serializer__
+    if spec.format == "json":
+        to_json = serializer.to_json
+        return lambda event: to_json(event)
+    to_python = serializer.to_python
+    pack = _pack_function()
+    return lambda event: pack(to_python(event, mode="json"))
 
 
 def decode_value(
@@ -244,12 +274,18 @@ def decode_value(
     partition: int | None = None,
     offset: int | None = None,
     version: int | None = None,
+    key: bytes | None = None,
 ) -> BaseModel:
     """Bytes to a validated event, or an error that says where and why.
 
     `version`: the body's schema version when it is not the spec's (None: the
-    spec's); older bodies are upcast first (pipeline.wire.versions).
+    spec's); older bodies are upcast first (pipeline.wire.versions). `key`
+    matters only to a raw topic, whose event is the record's bytes.
     """
+    if spec.format == "json":
+        return decode_json(spec, value, partition, offset, version)
+    if spec.format == "raw":
+        return RawRecord(key=key, value=value)
     # The success path is the hot path of every worker: nothing is built for
     # the error message until there is an error.
     try:
@@ -259,20 +295,11 @@ def decode_value(
                 fields = to_current(spec, fields, version, partition, offset)
             return spec.event_model.__pydantic_validator__.validate_python(fields)  # type: ignore[no-any-return]
     except ValidationError as exc:
-        where: dict[str, Any] = {"topic": spec.name, "partition": partition, "offset": offset}
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        raise EventValidationError(
-            f"{first['msg']}{more}; expected {spec.event_model.__name__} "
-            f"schema version {spec.schema_version}",
-            field=field,
-            **where,
-        ) from exc
+        raise invalid_event(spec, exc, partition, offset) from exc
     except SchemaVersionError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types
-        where = {"topic": spec.name, "partition": partition, "offset": offset}
+        where: dict[str, Any] = {"topic": spec.name, "partition": partition, "offset": offset}
         if value is None:
             raise UndecodableRecordError("record has no value (a tombstone?)", **where) from exc
         raise UndecodableRecordError(

@@ -42,6 +42,23 @@ OUTPUT = TopicSpec(
 FINAL = TopicSpec(
     name="runtime.final", event_model=Handled, key_field="key", partitions=12, replication_factor=1
 )
+JSON_SOURCE = TopicSpec(
+    name="json.in",
+    event_model=Keyed,
+    key_field="key",
+    partitions=4,
+    replication_factor=1,
+    format="json",
+)
+JSON_OUTPUT = TopicSpec(
+    name="json.out",
+    event_model=Handled,
+    key_field="key",
+    partitions=4,
+    replication_factor=1,
+    format="json",
+)
+"""Topics in JSON, as another team's services would write and read them."""
 TOPICS = [SOURCE, SOURCE.dlq_spec(), OUTPUT]
 CHAINED_TOPICS = [OUTPUT.dlq_spec(), FINAL]
 """What the second of two chained processors needs besides TOPICS (created by its test)."""
@@ -181,6 +198,9 @@ PROCESSORS = {
     "spins": Processor("spins", SOURCE, spins, outputs=(OUTPUT,), retry=FAST_RETRY),
     "paced": Processor(
         "paced", SOURCE, paced, outputs=(OUTPUT,), lanes=4, queue_records=1000, batch_records=50
+    ),
+    "json_passthrough": Processor(
+        "json_passthrough", JSON_SOURCE, passthrough, outputs=(JSON_OUTPUT,), lanes=4
     ),
     "cpu": Processor(
         "cpu", SOURCE, cpu_heavy, outputs=(OUTPUT,), run_in="process", batch_records=20, lanes=4

@@ -60,7 +60,7 @@ async def test_apply_creates_topic_and_dlq_then_is_a_no_op(
     assert unique + "samples.dlq" in listed.stdout
     described = run_cli("topics", "describe", "samples", env=env)
     assert described.returncode == 0
-    assert "keyed by 'entity_id'" in described.stdout
+    assert "in msgpack, keyed by 'entity_id'" in described.stdout
     assert "retention.ms = 3600000" in described.stdout
 
 

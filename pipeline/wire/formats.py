@@ -1,0 +1,37 @@
+"""A topic's body format: how its events are written as bytes, and read back.
+
+The event model stays the one description of an event; the format only
+says how its fields travel. `msgpack` is this project's own (compact, and a
+decimal stays a string); `json` is what most other services write, so a
+pipeline can read an upstream team's topic and write one they can read;
+`raw` hands the record's bytes to the handler as they are, for topics
+nobody described.
+
+How JSON is read without losing a decimal is in pipeline.wire.json_body.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Format = Literal["msgpack", "json", "raw"]
+FORMATS: tuple[Format, ...] = ("msgpack", "json", "raw")
+
+
+class RawRecord(BaseModel):
+    """A record of a topic declared with `format="raw"`: its key and value bytes, as stored.
+
+    For topics nobody described (or whose bytes only the handler
+    understands): no decoding, no validation, nothing dead-lettered for its
+    shape. Publish one to write bytes of your own; a null key lets the
+    client choose the partition, a null value is a tombstone.
+
+        UPSTREAM = TopicSpec("legacy.feed", RawRecord, key_field="key", format="raw")
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    key: bytes | None = None
+    value: bytes | None = None
