@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pipeline.app_modules import import_app_module
 from pipeline.errors import ConfigError, UnknownTopicError
 from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
+from pipeline.wire.avro_schema import avro_schema
 from pipeline.wire.formats import FORMATS, Format, RawRecord
 from pipeline.wire.schema_compat import MODES, CompatibilityMode
 
@@ -89,6 +90,8 @@ class TopicSpec(Generic[EventT_co]):
                 "and RawRecord belongs on a raw topic: declare "
                 f'TopicSpec({self.name!r}, RawRecord, key_field="key", format="raw")'
             )
+        if self.format == "avro":
+            avro_schema(self.event_model)  # a type with no Avro mapping is refused here, by name
         if self.max_message_bytes is not None and self.max_message_bytes < 1024:
             raise ConfigError(f"topic {self.name!r}: max_message_bytes must be at least 1024")
         if not self.event_type:

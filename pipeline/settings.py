@@ -142,6 +142,38 @@ class ConsoleTuning(BaseSettings):
     )
 
 
+class RegistrySettings(BaseSettings):
+    """Where the schema registry is, for topics in a registry format (Avro).
+
+    Confluent's API: Confluent Schema Registry, or Apicurio under
+    /apis/ccompat/v7 (`pipeline infra up --registry` starts one and prints it).
+    """
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    url: str = Field(
+        default="",
+        description="The registry's base URL; empty: no registry (msgpack and json topics "
+        "need none).",
+    )
+    username: str | None = Field(default=None, description="Basic auth user.")
+    password: SecretStr | None = Field(default=None, description="Basic auth password.")
+    ca_location: Path | None = Field(
+        default=None, description="CA bundle for an https registry with a private CA."
+    )
+    subject_strategy: Literal["topic", "record", "topic_record"] = Field(
+        default="topic",
+        description="A value schema's subject: <topic>-value (topic), <Record> (record) or "
+        "<topic>-<Record> (topic_record), as Confluent's serializers name them.",
+    )
+    auto_register: bool = Field(
+        default=True,
+        description="Register a topic's schema on first publish if the subject lacks it "
+        "(as Confluent's serializers do); false: only `pipeline topics apply` registers, "
+        "and publishing a schema it did not register fails.",
+    )
+
+
 class PipelineSettings(BaseSettings):
     """Where the cluster is and how to talk to it, read from `PIPELINE_*` variables.
 
@@ -218,6 +250,7 @@ class PipelineSettings(BaseSettings):
     db: DatabaseTuning = Field(default_factory=DatabaseTuning)
     gateway: GatewayTuning = Field(default_factory=GatewayTuning)
     console: ConsoleTuning = Field(default_factory=ConsoleTuning)
+    schema_registry: RegistrySettings = Field(default_factory=RegistrySettings)
     envelope: EnvelopePolicy = Field(
         default_factory=EnvelopePolicy,
         description="What workers do with records whose key or headers are wrong "

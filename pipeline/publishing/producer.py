@@ -30,6 +30,7 @@ from pipeline.resilience.backpressure import ByteBudget
 from pipeline.settings import PipelineSettings
 from pipeline.telemetry import tracing
 from pipeline.wire.codec import EncodedEvent, encode_event, encode_events
+from pipeline.wire.registry import REGISTRY_FORMATS, configure_registry, registry_for
 
 
 class EventProducer:
@@ -60,6 +61,7 @@ class EventProducer:
         """`clients` default to the cluster `settings` name (pipeline.kafka.connect)."""
         self.settings = settings
         self.catalogue = catalogue
+        configure_registry(settings.schema_registry)
         tuning = settings.producer
         self._budget = ByteBudget(tuning.max_in_flight_bytes)
         self._linger_s = tuning.linger_ms / 1000
@@ -139,6 +141,8 @@ class EventProducer:
     ) -> Delivery:
         """Publish one event; concurrent calls share batches for `linger_ms`."""
         spec = self._spec(topic)
+        if spec.format in REGISTRY_FORMATS:
+            await registry_for(spec).prepare(spec)
         with tracing.producing(spec.name, 1) as traceparent:
             encoded = encode_event(
                 spec, event, event_id=event_id, trace_id=trace_id, traceparent=traceparent
@@ -180,6 +184,8 @@ class EventProducer:
     ) -> asyncio.Future[DeliveryList]:
         """Like publish_many, but returns once queued; await the result for the acks."""
         spec = self._spec(topic)
+        if spec.format in REGISTRY_FORMATS:
+            await registry_for(spec).prepare(spec)
         with tracing.producing(spec.name, len(events)) as traceparent:
             encoded = encode_events(spec, events, trace_id=trace_id, traceparent=traceparent)
             return await self.submit_encoded(spec.name, encoded)

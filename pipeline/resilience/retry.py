@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 
 _shared_rng = random.Random()
+MAX_DOUBLINGS = 62
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,13 @@ class RetryPolicy:
             raise ValueError("RetryPolicy.jitter must be between 0 and 1")
 
     def delay_s(self, failed_attempts: int, rng: random.Random | None = None) -> float:
-        """Wait after the `failed_attempts`-th failure (1-based)."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** max(0, failed_attempts - 1)))
+        """Wait after the `failed_attempts`-th failure (1-based).
+
+        The exponent is capped: a dependency down for a long time counts
+        thousands of failures, and 2**1024 does not fit in a float (the
+        partition's worker crashed with OverflowError after ~1,000 retries).
+        """
+        doublings = min(MAX_DOUBLINGS, max(0, failed_attempts - 1))
+        ceiling = min(self.max_delay_s, self.base_delay_s * (2**doublings))
         draw = float((rng or _shared_rng).random())
         return float(ceiling * (1 - draw * self.jitter))

@@ -149,6 +149,8 @@ class BatchHandler:
                     raise Abandoned
                 ctx.attempt = failures + 1
                 try:
+                    if path.reads_registry:
+                        await path.fetch_schema(record)
                     event, envelope = path.open(record)
                     ctx.envelope = envelope
                     parent = envelope.traceparent

@@ -21,6 +21,7 @@ from pipeline.processor import Processor
 from pipeline.runtime.dead_letters import FailedRecord, dlq_record
 from pipeline.wire.codec import EncodedEvent, decode_value
 from pipeline.wire.envelope import Envelope, EnvelopePolicy, check_key, read_envelope
+from pipeline.wire.registry import REGISTRY_FORMATS, registry_for, schema_id_of
 from pipeline.wire.versions import schema_version_of
 
 
@@ -54,6 +55,20 @@ class RecordPath:
         self._event_type = processor.source.event_type.encode()
         self._schema_version = str(processor.source.schema_version).encode()
         self.dlq_limit = limits.get(processor.source.dlq_name, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
+        self.reads_registry = processor.source.format in REGISTRY_FORMATS
+        """Whether a record's schema must be fetched (`fetch_schema`) before `open`."""
+
+    async def fetch_schema(self, record: Record) -> None:
+        """The writer's schema of a registry-format record, asked off the loop if not known yet.
+
+        A registry that does not answer raises DependencyError: the record
+        waits like one whose dependency is down, and is not dead-lettered.
+        """
+        schema_id = schema_id_of(record.value)
+        if schema_id is not None:
+            registry = registry_for(self._source)
+            if not registry.knows(schema_id):
+                await registry.fetch(schema_id)
 
     def open(self, record: Record) -> Opened:
         """Envelope, then body, then the key against the body; raises what dead-letters it."""

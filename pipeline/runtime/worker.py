@@ -25,10 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.kafka.port import Clients, Consumer, ConsumerOptions
-from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
 from pipeline.metrics import Metrics, labels_of
 from pipeline.ops.replay import ReplayPlan
-from pipeline.ops.topics import max_message_bytes
 from pipeline.processor import Processor
 from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.breaker import BreakerRegistry
@@ -39,6 +37,7 @@ from pipeline.runtime.fetch_plan import fetch_plan
 from pipeline.runtime.gauges import register_worker_gauges
 from pipeline.runtime.join_gate import wait_at
 from pipeline.runtime.membership import MembershipGuard
+from pipeline.runtime.output_topics import message_limits, prepare_schemas
 from pipeline.runtime.partitions import Partitions
 from pipeline.runtime.record_path import RecordPath
 from pipeline.runtime.replay_consumer import ReplayConsumer
@@ -310,29 +309,10 @@ class Runtime:
         self.fail(f"the commit loop failed ({type(error).__name__})")
 
     async def _read_limits(self) -> None:
-        """The DLQ's and outputs' max.message.bytes, so nothing is sent that the broker refuses."""
-        processor = self.processor
-        topics = [processor.source.dlq_name, *(spec.name for spec in processor.outputs)]
-        try:
-            limits = await max_message_bytes(self.clients, topics)
-        except Exception as exc:  # noqa: BLE001 - an admin refusal must not stop the worker
-            log.warning(
-                "could not read max.message.bytes of %s (%s: %s); assuming the broker "
-                "default of %d bytes",
-                ", ".join(topics),
-                type(exc).__name__,
-                exc,
-                BROKER_DEFAULT_MAX_MESSAGE_BYTES,
-            )
-            limits = {}
-        missing = [topic for topic in topics if topic not in limits]
-        if missing:
-            log.warning(
-                "topic(s) %s not found on the cluster; run `pipeline topics apply` "
-                "(records for them wait until they exist)",
-                ", ".join(missing),
-            )
-        self.record_path = RecordPath(processor, self.group_id, self.settings.envelope, limits)
+        """What the outputs take (pipeline.runtime.output_topics), before joining the group."""
+        limits = await message_limits(self.clients, self.processor)
+        await prepare_schemas(self.processor, self._stop_requested)
+        self.record_path = RecordPath(self.processor, self.group_id, self.settings.envelope, limits)
 
     async def _fetch_loop(self) -> None:
         consumer, partitions = self.consumer, self.partitions

@@ -28,18 +28,18 @@ from pipeline.errors import (
     UndecodableRecordError,
     WrongEventTypeError,
 )
+from pipeline.wire.avro_body import avro_writer, decode_avro
 from pipeline.wire.formats import RawRecord
+from pipeline.wire.headers import HEADER_EVENT_ID as HEADER_EVENT_ID
+from pipeline.wire.headers import HEADER_EVENT_TYPE as HEADER_EVENT_TYPE
+from pipeline.wire.headers import HEADER_PRODUCED_AT as HEADER_PRODUCED_AT
+from pipeline.wire.headers import HEADER_TRACE_ID as HEADER_TRACE_ID
+from pipeline.wire.headers import HEADER_TRACEPARENT as HEADER_TRACEPARENT
+from pipeline.wire.headers import position_id as position_id
 from pipeline.wire.json_body import decode_json
 from pipeline.wire.validation import invalid_event
 from pipeline.wire.versions import HEADER_SCHEMA_VERSION as HEADER_SCHEMA_VERSION
 from pipeline.wire.versions import to_current
-
-HEADER_EVENT_TYPE = "event-type"
-HEADER_EVENT_ID = "event-id"
-HEADER_PRODUCED_AT = "produced-at"
-HEADER_TRACE_ID = "trace-id"
-HEADER_TRACEPARENT = "traceparent"
-"""W3C trace context of the span that produced the record (pipeline.telemetry.tracing)."""
 
 Headers = list[tuple[str, bytes | None]]
 
@@ -259,6 +259,8 @@ class TopicEncoder:
 
 def _body_writer(spec: TopicSpec[BaseModel]) -> Callable[[BaseModel], bytes]:
     serializer = spec.event_model.__pydantic_serializer__
+    if spec.format == "avro":
+        return avro_writer(spec)
     if spec.format == "json":
         to_json = serializer.to_json
         return lambda event: to_json(event)
@@ -286,6 +288,8 @@ def decode_value(
         return decode_json(spec, value, partition, offset, version)
     if spec.format == "raw":
         return RawRecord(key=key, value=value)
+    if spec.format == "avro":
+        return decode_avro(spec, value, partition, offset)
     # The success path is the hot path of every worker: nothing is built for
     # the error message until there is an error.
     try:
@@ -328,11 +332,6 @@ def header_value(headers: Sequence[tuple[str, bytes | None]], name: str) -> str 
         if key == name:
             found = value
     return None if found is None else found.decode(errors="replace")
-
-
-def position_id(topic: str, partition: int, offset: int) -> str:
-    """The id of a record without a usable `event-id`: fixed by where it is stored."""
-    return f"{topic}/{partition}/{offset}"
 
 
 def record_copy(

@@ -28,14 +28,14 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import EnvelopeError
-from pipeline.wire.codec import (
+from pipeline.wire.headers import (
     HEADER_EVENT_ID,
     HEADER_EVENT_TYPE,
-    HEADER_SCHEMA_VERSION,
     HEADER_TRACE_ID,
     HEADER_TRACEPARENT,
     position_id,
 )
+from pipeline.wire.versions import HEADER_SCHEMA_VERSION
 
 SHOWN_BYTES = 80
 

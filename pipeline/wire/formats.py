@@ -4,8 +4,9 @@ The event model stays the one description of an event; the format only
 says how its fields travel. `msgpack` is this project's own (compact, and a
 decimal stays a string); `json` is what most other services write, so a
 pipeline can read an upstream team's topic and write one they can read;
-`raw` hands the record's bytes to the handler as they are, for topics
-nobody described.
+`avro` is Avro in Confluent's framing, its schema derived from the model and
+kept in a schema registry (pipeline.wire.registry); `raw` hands the
+record's bytes to the handler as they are, for topics nobody described.
 
 How JSON is read without losing a decimal is in pipeline.wire.json_body.
 """
@@ -16,8 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Format = Literal["msgpack", "json", "raw"]
-FORMATS: tuple[Format, ...] = ("msgpack", "json", "raw")
+Format = Literal["msgpack", "json", "avro", "raw"]
+FORMATS: tuple[Format, ...] = ("msgpack", "json", "avro", "raw")
 
 
 class RawRecord(BaseModel):

@@ -9,11 +9,22 @@ from pathlib import Path
 import pytest
 
 from pipeline.dev.localkafka import LocalKafka
+from pipeline.dev.registry import ephemeral_registry
 from pipeline.paths import cache_dir
 from tests.integration.harness import harness
 from tests.support import log_progress
 
-__all__ = ["harness", "three_brokers"]
+__all__ = ["harness", "schema_registry", "three_brokers"]
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[str]:
+    """A real Confluent-compatible registry (Apicurio, built by the project's files): its URL.
+
+    SCHEMA_REGISTRY_URL names an existing one instead.
+    """
+    with ephemeral_registry(progress=log_progress) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -131,3 +131,40 @@ def keyed_events(count: int, keys: int = 1000, **fields: str) -> list[Keyed]:
     return [
         Keyed(key=f"k{i % keys}", seq=i // keys, payload="p" * 60, **fields) for i in range(count)
     ]
+
+
+def run_until_settled(
+    settings: PipelineSettings,
+    processor: str,
+    topics: tuple[str, str],
+    expected: tuple[int, int],
+    log_dir: Path,
+    prefix: str,
+    **env: str,
+) -> None:
+    """One replica of `processor` until (outputs, dead letters) on `topics` reach `expected`.
+
+    Then SIGTERM, and it must exit 0. `env` adds settings (the registry's URL).
+    """
+    clients = connect(settings)
+    replica = Replica(
+        processor,
+        f"{processor}-1",
+        {
+            "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "PIPELINE_TOPIC_PREFIX": prefix,
+            "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
+            **env,
+        },
+        log_dir,
+    )
+    try:
+        replica.wait_ready(timeout_s=120)
+
+        def counts() -> tuple[int, ...]:
+            return tuple(sum(run_sync(end_offsets(clients, t)).values()) for t in topics)
+
+        poll_until(lambda: counts() == expected, timeout_s=120, what=f"{expected} on {topics}")
+        assert replica.running, replica.tail()
+    finally:
+        assert replica.stop() == 0, replica.tail()

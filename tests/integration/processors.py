@@ -59,6 +59,23 @@ JSON_OUTPUT = TopicSpec(
     format="json",
 )
 """Topics in JSON, as another team's services would write and read them."""
+AVRO_SOURCE = TopicSpec(
+    name="avro.in",
+    event_model=Keyed,
+    key_field="key",
+    partitions=4,
+    replication_factor=1,
+    format="avro",
+)
+AVRO_OUTPUT = TopicSpec(
+    name="avro.out",
+    event_model=Handled,
+    key_field="key",
+    partitions=4,
+    replication_factor=1,
+    format="avro",
+)
+"""Topics in Avro through the schema registry (PIPELINE_SCHEMA_REGISTRY__URL)."""
 TOPICS = [SOURCE, SOURCE.dlq_spec(), OUTPUT]
 CHAINED_TOPICS = [OUTPUT.dlq_spec(), FINAL]
 """What the second of two chained processors needs besides TOPICS (created by its test)."""
@@ -201,6 +218,9 @@ PROCESSORS = {
     ),
     "json_passthrough": Processor(
         "json_passthrough", JSON_SOURCE, passthrough, outputs=(JSON_OUTPUT,), lanes=4
+    ),
+    "avro_passthrough": Processor(
+        "avro_passthrough", AVRO_SOURCE, passthrough, outputs=(AVRO_OUTPUT,), lanes=4
     ),
     "cpu": Processor(
         "cpu", SOURCE, cpu_heavy, outputs=(OUTPUT,), run_in="process", batch_records=20, lanes=4

@@ -20,11 +20,10 @@ from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
 from pipeline.ops.topics import ensure_topics
 from pipeline.paths import cache_dir
-from pipeline.reading.offsets import end_offsets
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import header_value
+from tests.integration.harness import run_until_settled
 from tests.integration.processors import JSON_OUTPUT, JSON_SOURCE
-from tests.replicas import Replica, poll_until
 from tests.support import read_all
 
 EVENTS = 300
@@ -61,24 +60,14 @@ def test_json_written_by_kafkas_console_producer_is_processed_and_read_back_by_i
         stdin="\n".join(lines) + "\n",
     )
 
-    env = {
-        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "PIPELINE_TOPIC_PREFIX": unique,
-        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
-    }
-    replica = Replica("json_passthrough", "json-1", env, tmp_path)
-    try:
-        replica.wait_ready(timeout_s=120)
-
-        def settled() -> bool:
-            outputs = sum(run_sync(end_offsets(clients, output.name)).values())
-            dead = sum(run_sync(end_offsets(clients, source.dlq_name)).values())
-            return outputs == EVENTS and dead == 2
-
-        poll_until(settled, timeout_s=120, what=f"{EVENTS} outputs and 2 dead letters")
-        assert replica.running, replica.tail()
-    finally:
-        assert replica.stop() == 0, replica.tail()
+    run_until_settled(
+        settings,
+        "json_passthrough",
+        (output.name, source.dlq_name),
+        (EVENTS, 2),
+        tmp_path,
+        unique,
+    )
 
     printed = kafka_tool(
         "org.apache.kafka.tools.consumer.ConsoleConsumer",

@@ -104,12 +104,17 @@ PORT_LEVEL = ("pipeline.kafka.port", "pipeline.kafka.record_size", "pipeline.kaf
 """What of pipeline.kafka the runtime may see: the port and the facts every adapter shares."""
 
 
+REGISTRY_CLIENT = "confluent_kafka.schema_registry"
+"""confluent-kafka's registry client speaks HTTP, not Kafka: pipeline.wire.registry's to use."""
+
+
 def client_imports(packages: tuple[str, ...]) -> list[tuple[Path, str]]:
     return [
         (path, target)
         for path in sources(*packages)
         for target in imports(path, top_level_only=False)
         if target.split(".")[0] in KAFKA_CLIENTS
+        and not (target.startswith(REGISTRY_CLIENT) and path == LIBRARY / "wire" / "registry.py")
     ]
 
 

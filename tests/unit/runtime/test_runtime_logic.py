@@ -74,6 +74,13 @@ def test_retry_delay_grows_to_the_cap_with_jitter_below_it() -> None:
         assert ceiling * 0.5 <= delay <= ceiling
 
 
+def test_a_dependency_down_for_hours_keeps_its_capped_delay() -> None:
+    """A dependency retried forever counts past 1,024 failures; 2**1024 overflowed a float
+    and crashed the partition's worker."""
+    policy = RetryPolicy(base_delay_s=0.1, max_delay_s=30.0, jitter=0.0)
+    assert [policy.delay_s(n) for n in (1_025, 10**6)] == [30.0, 30.0]
+
+
 def test_retry_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)

@@ -1,0 +1,96 @@
+"""Avro through a real schema registry, against software nobody here wrote.
+
+The registry is Apicurio, built and started by the project's own files
+(pipeline.dev.registry). confluent-kafka's own Producer and AvroSerializer
+write records a worker process reads; the worker's outputs are read back
+by confluent-kafka's AvroDeserializer. Records in the wrong framing or with
+an id the registry does not have go to the DLQ with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from pipeline.kafka.aiokafka.probe import run_sync
+from pipeline.kafka.connect import connect
+from pipeline.ops.topics import ensure_topics
+from pipeline.settings import PipelineSettings
+from pipeline.wire.avro_schema import avro_schema
+from pipeline.wire.codec import header_value
+from tests.integration.harness import run_until_settled
+from tests.integration.processors import AVRO_OUTPUT, AVRO_SOURCE
+from tests.support import read_all
+
+EVENTS = 200
+KEYS = 5
+
+
+def test_confluents_avro_serializer_in_and_deserializer_out_through_a_worker(
+    settings: PipelineSettings, unique: str, schema_registry: str, tmp_path: Path
+) -> None:
+    source = AVRO_SOURCE.with_name(unique + AVRO_SOURCE.name)
+    output = AVRO_OUTPUT.with_name(unique + AVRO_OUTPUT.name)
+    clients = connect(settings)
+    run_sync(ensure_topics(clients, [source, source.dlq_spec(), output]))
+
+    # Another team's producer: confluent-kafka with its own serializer, a schema written by hand.
+    registry = SchemaRegistryClient({"url": schema_registry})
+    their_schema = {
+        "type": "record",
+        "name": "Keyed",
+        "namespace": "com.example.upstream",
+        "fields": [
+            {"name": "key", "type": "string"},
+            {"name": "seq", "type": "long"},
+            {"name": "origin", "type": "string", "default": "upstream"},
+        ],
+    }
+    serialize = AvroSerializer(registry, json.dumps(their_schema))
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    for seq in range(EVENTS):
+        key = f"k{seq % KEYS}"
+        value = serialize(
+            {"key": key, "seq": seq, "origin": "upstream"},
+            SerializationContext(source.name, MessageField.VALUE),
+        )
+        producer.produce(source.name, key=key.encode(), value=value)
+    producer.produce(source.name, key=b"k1", value=b"\x01not framed")
+    producer.produce(source.name, key=b"k2", value=b"\x00\x00\x0f\x42\x40\x02")  # id 1000000
+    assert producer.flush(30) == 0
+
+    run_until_settled(
+        settings,
+        "avro_passthrough",
+        (output.name, source.dlq_name),
+        (EVENTS, 2),
+        tmp_path,
+        unique,
+        PIPELINE_SCHEMA_REGISTRY__URL=schema_registry,
+    )
+
+    # Our outputs, read by confluent-kafka's deserializer with the registry's schema.
+    deserialize = AvroDeserializer(registry)
+    seqs_by_key: dict[str, list[int]] = defaultdict(list)
+    for record in run_sync(read_all(clients, output.name)):
+        body = deserialize(record.value, SerializationContext(output.name, MessageField.VALUE))
+        assert record.key == body["key"].encode()
+        seqs_by_key[body["key"]].append(body["seq"])
+    assert sorted(s for seqs in seqs_by_key.values() for s in seqs) == list(range(EVENTS))
+    for key, seqs in seqs_by_key.items():
+        assert seqs == sorted(seqs), f"{key}'s events out of order"
+    latest = registry.get_latest_version(f"{output.name}-value")
+    assert json.loads(latest.schema.schema_str) == avro_schema(AVRO_OUTPUT.event_model, "Handled")
+
+    dead = {
+        r.value: header_value(r.headers, "dlq-error-message") or ""
+        for r in run_sync(read_all(clients, source.dlq_name))
+    }
+    assert "not in the registry's wire format" in dead[b"\x01not framed"]
+    assert "schema id 1000000 is not in the registry" in dead[b"\x00\x00\x0f\x42\x40\x02"]
