@@ -46,6 +46,10 @@ def postgres_state_dir() -> Path:
     return state_dir() / "postgres"
 
 
+def registry_state_dir() -> Path:
+    return state_dir() / "registry"
+
+
 def cache_dir() -> Path:
     """Survives `infra down` and test runs: resolved classpaths live here."""
     return Path(os.environ.get("PIPELINE_CACHE_DIR", state_dir() / "cache"))

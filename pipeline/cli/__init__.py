@@ -20,6 +20,7 @@ from pipeline.cli import (
     produce_cmd,
     replay_cmd,
     scale_cmd,
+    schemas_cmd,
     topics_cmd,
     worker_cmd,
 )
@@ -46,6 +47,7 @@ app.add_typer(k8s_cmd.app, name="k8s")
 app.add_typer(dlq_cmd.app, name="dlq")
 app.add_typer(offsets_cmd.app, name="offsets")
 app.add_typer(chaos_cmd.app, name="chaos")
+app.add_typer(schemas_cmd.app, name="schemas")
 app.command("new")(new_cmd.new)
 app.command("produce")(produce_cmd.produce)
 app.command("worker")(worker_cmd.worker)

@@ -52,7 +52,19 @@ def settings_for_cli(bootstrap: str | None = None, **overrides: Any) -> Pipeline
         local_db = local_database_url()
         if local_db:
             overrides["database_url"] = local_db
+    if "PIPELINE_SCHEMA_REGISTRY__URL" not in os.environ and "schema_registry" not in overrides:
+        registry = local_registry_url()
+        if registry:
+            overrides["schema_registry"] = {"url": registry}
     return load_settings(**overrides)
+
+
+def local_registry_url() -> str | None:
+    """The registry `pipeline infra up --registry` started, if it runs."""
+    from pipeline.dev.registry import LocalRegistry
+    from pipeline.paths import cache_dir, registry_state_dir
+
+    return LocalRegistry(registry_state_dir(), cache_dir()).url
 
 
 def local_database_url() -> str | None:

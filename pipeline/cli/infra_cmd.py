@@ -7,7 +7,8 @@ from rich.table import Table
 
 from pipeline.cli.common import console, report_sweep, stdout
 from pipeline.dev.localkafka import LocalKafka
-from pipeline.paths import cache_dir, kafka_state_dir
+from pipeline.dev.registry import LocalRegistry
+from pipeline.paths import cache_dir, kafka_state_dir, registry_state_dir
 
 app = typer.Typer(
     help=(
@@ -20,6 +21,10 @@ app = typer.Typer(
 
 def _cluster(heap_mb: int = 384) -> LocalKafka:
     return LocalKafka(kafka_state_dir(), cache_dir(), heap_mb=heap_mb)
+
+
+def _registry() -> LocalRegistry:
+    return LocalRegistry(registry_state_dir(), cache_dir())
 
 
 def _sweep_chaos_leftovers() -> None:
@@ -44,6 +49,12 @@ def up(
         help="plaintext, sasl_ssl (SCRAM-SHA-512 over TLS), sasl_plaintext or ssl (mutual "
         "TLS): with a local CA, an admin and an app principal, and ACLs.",
     ),
+    registry: bool = typer.Option(
+        False,
+        "--registry",
+        help="Also a schema registry (Apicurio, Confluent's API) for avro topics; commands "
+        "find it without PIPELINE_SCHEMA_REGISTRY__URL.",
+    ),
 ) -> None:
     """Start the cluster (or confirm the running one) and print its bootstrap address.
 
@@ -51,6 +62,8 @@ def up(
     only their owner can read, named here; no secret is printed.
 
     Example: pipeline infra up --brokers 3
+
+    Example: pipeline infra up --registry   # for topics with format="avro"
 
     Example: pipeline infra up --security sasl_ssl && set -a && . .state/kafka/security/app.env
     """
@@ -72,6 +85,9 @@ def up(
             f"topics and groups: {secured.folder / 'app.env'}; the administrator: "
             f"{secured.folder / 'admin.env'}. Load one with: set -a; . FILE; set +a"
         )
+    if registry:
+        url = _registry().up(_progress)
+        console.print(f"[green]schema registry is up[/]: {url} (PIPELINE_SCHEMA_REGISTRY__URL)")
     stdout.print(state.bootstrap, highlight=False)
 
 
@@ -125,6 +141,10 @@ def down() -> None:
     _sweep_chaos_leftovers()
     stopped = _cluster().down()
     console.print("Kafka stopped" if stopped else "nothing was running")
+    local_registry = _registry()
+    if local_registry.url is not None:
+        local_registry.down()
+        console.print("schema registry stopped")
 
 
 @app.command()

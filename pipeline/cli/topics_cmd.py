@@ -9,8 +9,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline.cli.common import BootstrapOption, catalogue_for, console, settings_for_cli, stdout
+from pipeline.cli.schemas_cmd import print_checks, registry_from
 from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
+from pipeline.ops.registry_subjects import check_subjects, register_subjects, registry_topics
 from pipeline.ops.schema_registry import registered_schemas
 from pipeline.ops.topic_plan import TopicPlan
 from pipeline.ops.topics import TopicsOnCluster, plan_with_schemas
@@ -62,6 +64,9 @@ def apply(
     a different key than the cluster has, or changes an event model in a way
     the topic's compatibility mode (TopicSpec.compatibility, backward by
     default) does not allow: each field that breaks, and what to do instead.
+    Avro topics' schemas are checked against the schema registry the same way
+    and registered (with the subject's compatibility level) before any topic
+    changes.
 
     Example: pipeline topics apply --dry-run
 
@@ -69,17 +74,29 @@ def apply(
     """
     settings = settings_for_cli(bootstrap)
     specs = catalogue_for(settings).with_dlqs()
+    in_registry = registry_topics(specs)
+    registry = registry_from(settings) if in_registry else None
 
     async def run() -> int:
+        subjects = await check_subjects(registry, in_registry) if registry else []
+        if subjects:
+            print_checks(subjects)
         async with TopicsOnCluster(connect(settings), settings.topic_prefix) as admin:
             plan, brokers = await plan_with_schemas(admin, specs, allow_incompatible)
             _print_plan(plan)
-            if plan.errors:
+            refused = [c for c in subjects if c.action == "incompatible"]
+            if plan.errors or refused:
                 console.print("[bold red]nothing was changed[/]: fix the errors above first")
                 return 1
             if dry_run:
-                console.print(f"dry run: {len(plan.pending)} topic(s) would change")
+                registering = sum(1 for c in subjects if c.action == "register")
+                console.print(
+                    f"dry run: {len(plan.pending)} topic(s) would change, "
+                    f"{registering} schema(s) would be registered"
+                )
                 return 0
+            if registry is not None:
+                await register_subjects(registry, subjects)
             await admin.apply(plan, brokers)
             console.print(f"[green]applied[/]: {len(plan.pending)} topic(s) changed")
             return 0

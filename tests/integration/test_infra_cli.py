@@ -84,3 +84,32 @@ def test_broker_that_cannot_start_shows_its_log(tmp_path: Path) -> None:
     assert "a Kafka node exited during start-up" in " ".join(message.split())
     assert "FATAL simulated broker failure" in message
     assert run_cli("infra", "status", env=env).returncode == 1
+
+
+def test_up_with_a_registry_is_found_by_other_commands_and_stopped_by_down(
+    tmp_path: Path,
+) -> None:
+    """`infra up --registry`: `schemas check` finds it with no variable set; `down` stops it."""
+    from pipeline.dev.processes import pid_alive
+    from pipeline.paths import cache_dir
+
+    env = {
+        "PIPELINE_STATE_DIR": str(tmp_path),
+        "PIPELINE_CACHE_DIR": str(cache_dir()),
+        "PIPELINE_CATALOGUE_MODULE": "tests.integration.catalogues.avro_v1",
+        "PIPELINE_TOPIC_PREFIX": "infra-registry.",
+    }
+    assert "PIPELINE_SCHEMA_REGISTRY__URL" not in os.environ
+    up = run_cli("infra", "up", "--registry", env=env)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "schema registry is up" in up.stderr
+        pid = int((tmp_path / "registry" / "registry.pid").read_text())
+        checked = run_cli("schemas", "check", env=env)
+        assert checked.returncode == 0, checked.stderr
+        assert "infra-registry.accounts-value" in checked.stdout and "register" in checked.stdout
+    finally:
+        down = run_cli("infra", "down", env=env)
+    assert down.returncode == 0
+    assert "schema registry stopped" in down.stderr
+    assert not pid_alive(pid)
