@@ -49,8 +49,10 @@ def inspect(
     Example: pipeline dlq inspect --topic orders.dlq --since 2026-11-28T00:00Z --limit 3
     """
     from pipeline.ops.dlq_tools import read_entries, summarize
+    from pipeline.wire.registry import configure_registry
 
     settings = settings_for_cli(bootstrap)
+    configure_registry(settings.schema_registry)  # Avro values are shown decoded
     topic = cluster_topic(settings, topic)
     entries, _ = run_sync(read_entries(connect(settings), topic, _since(since), error_type))
     summary = summarize(entries, limit)

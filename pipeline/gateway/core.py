@@ -37,6 +37,7 @@ from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.settings import PipelineSettings
 from pipeline.telemetry import tracing
 from pipeline.wire.codec import EncodedEvent, encode_events, payload_size
+from pipeline.wire.registry import REGISTRY_FORMATS, registry_for
 
 log = logging.getLogger("pipeline.gateway")
 RECONNECT_S = 2.0
@@ -168,9 +169,23 @@ class Gateway:
             if idempotency_key
             else None
         )
+        if spec.format in REGISTRY_FORMATS:
+            await self._schema_ready(spec)
         with tracing.producing(spec.name, len(events)) as traceparent:
             encoded = encode_events(spec, events, event_ids=ids, traceparent=traceparent)
             return await self._publish_encoded(producer, topic, spec, encoded)
+
+    async def _schema_ready(self, spec: TopicSpec[BaseModel]) -> None:
+        """The avro topic's schema id, before encoding; a 503 while the registry is down."""
+        try:
+            await registry_for(spec).prepare(spec)
+        except DependencyError as exc:
+            raise GatewayError(
+                503,
+                "schema_registry_unavailable",
+                f"the schema registry does not answer for {spec.name!r}; retry shortly",
+                headers={"Retry-After": str(math.ceil(RECONNECT_S))},
+            ) from exc
 
     async def _publish_encoded(
         self,

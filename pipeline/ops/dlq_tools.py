@@ -30,6 +30,7 @@ from pipeline.resilience.ratelimit import TokenBucket
 from pipeline.runtime.dead_letters import VALUE_OMITTED
 from pipeline.settings import PipelineSettings
 from pipeline.wire import dlq_headers as dlq
+from pipeline.wire.avro_body import framed_avro_for_people
 from pipeline.wire.codec import EncodedEvent, header_value, record_copy
 
 REDRIVE_COUNT = "redrive-count"
@@ -69,7 +70,7 @@ class DlqEntry:
         return f"{self.record.topic}-{self.record.partition}@{self.record.offset}"
 
     def decoded_value(self) -> object:
-        """The original value as msgpack or JSON decodes it, or its bytes when neither does.
+        """The original value as the registry's Avro, msgpack or JSON decodes it, or its bytes.
 
         The DLQ does not know its source topic's format, and a record may be
         there precisely because it was in the wrong one, so both are tried.
@@ -77,6 +78,9 @@ class DlqEntry:
         value = self.record.value
         if value is None:
             return None
+        framed = framed_avro_for_people(value)
+        if framed is not None:
+            return framed
         # Neither failing is news: the reason it is in the DLQ may be exactly this.
         with contextlib.suppress(Exception):  # msgpack raises several unrelated types
             return msgpack.unpackb(value, raw=False)

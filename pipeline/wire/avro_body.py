@@ -8,6 +8,7 @@ the ids. The framing itself is five bytes: a zero, then the schema id.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
@@ -17,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import UndecodableRecordError
-from pipeline.wire.registry import FRAMING_BYTES, MAGIC, registry_for
+from pipeline.wire.registry import (
+    FRAMING_BYTES,
+    MAGIC,
+    current_registry,
+    registry_for,
+    schema_id_of,
+)
 from pipeline.wire.validation import invalid_event
 
 
@@ -86,3 +93,24 @@ def decode_avro(
         return spec.event_model.__pydantic_validator__.validate_python(fields)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise invalid_event(spec, exc, partition, offset) from exc
+
+
+def framed_avro_for_people(value: bytes | None) -> dict[str, object] | None:
+    """A framed Avro value as its schema id and JSON-safe fields, for `pipeline dlq inspect`.
+
+    None when the value is not framed, no registry is configured, or the
+    registry does not have its schema: the caller then shows the bytes.
+    Tools only: a record that is in the DLQ is not promised to decode.
+    """
+    schema_id = schema_id_of(value)
+    registry = current_registry()
+    if schema_id is None or registry is None or value is None:
+        return None
+    try:
+        writer = registry.known_schema(schema_id)
+        if writer is None:
+            return None
+        fields = fastavro.schemaless_reader(io.BytesIO(value[FRAMING_BYTES:]), writer, None)
+    except Exception:  # noqa: BLE001 - a record in the DLQ may be there for exactly this
+        return None
+    return {"schema_id": schema_id, "fields": json.loads(json.dumps(fields, default=str))}

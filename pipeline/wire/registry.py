@@ -198,6 +198,12 @@ class SchemaRegistry:
         with self._lock:
             self._known[schema_id] = parsed
 
+    def known_schema(self, schema_id: int) -> Any:
+        """The parsed schema of an id, asking the registry if needed; None if it has none."""
+        if schema_id not in self._known:
+            self._fetch(schema_id)
+        return self._known[schema_id]
+
     def writer_schema(
         self, schema_id: int, spec: TopicSpec[BaseModel], partition: int | None, offset: int | None
     ) -> Any:
@@ -245,6 +251,10 @@ def configure_registry(settings: RegistrySettings) -> None:
     """The settings' registry as the process's, unless one for the same URL is in use."""
     if settings.url and (_current is None or _current.url != settings.url):
         use_registry(SchemaRegistry.from_settings(settings))
+
+
+def current_registry() -> SchemaRegistry | None:
+    return _current
 
 
 def registry_for(spec: TopicSpec[BaseModel]) -> SchemaRegistry:

@@ -26,7 +26,7 @@ from pipeline.wire.avro_schema import avro_schema
 from pipeline.wire.codec import header_value
 from tests.integration.harness import run_until_settled
 from tests.integration.processors import AVRO_OUTPUT, AVRO_SOURCE
-from tests.support import read_all
+from tests.support import read_all, run_cli
 
 EVENTS = 200
 KEYS = 5
@@ -61,6 +61,11 @@ def test_confluents_avro_serializer_in_and_deserializer_out_through_a_worker(
             SerializationContext(source.name, MessageField.VALUE),
         )
         producer.produce(source.name, key=key.encode(), value=value)
+    mismatched = serialize(
+        {"key": "k3", "seq": 999, "origin": "upstream"},
+        SerializationContext(source.name, MessageField.VALUE),
+    )
+    producer.produce(source.name, key=b"not-k3", value=mismatched)  # keyed by something else
     producer.produce(source.name, key=b"k1", value=b"\x01not framed")
     producer.produce(source.name, key=b"k2", value=b"\x00\x00\x0f\x42\x40\x02")  # id 1000000
     assert producer.flush(30) == 0
@@ -69,7 +74,7 @@ def test_confluents_avro_serializer_in_and_deserializer_out_through_a_worker(
         settings,
         "avro_passthrough",
         (output.name, source.dlq_name),
-        (EVENTS, 2),
+        (EVENTS, 3),
         tmp_path,
         unique,
         PIPELINE_SCHEMA_REGISTRY__URL=schema_registry,
@@ -94,3 +99,18 @@ def test_confluents_avro_serializer_in_and_deserializer_out_through_a_worker(
     }
     assert "not in the registry's wire format" in dead[b"\x01not framed"]
     assert "schema id 1000000 is not in the registry" in dead[b"\x00\x00\x0f\x42\x40\x02"]
+    assert "is not the body's 'key'" in dead[mismatched]
+
+    # `pipeline dlq inspect` shows a framed value decoded through the registry.
+    inspected = run_cli(
+        *("dlq", "inspect", "--topic", source.dlq_name, "--json", "--limit", "5"),
+        env={
+            "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "PIPELINE_SCHEMA_REGISTRY__URL": schema_registry,
+        },
+    )
+    assert inspected.returncode == 0, inspected.stderr
+    values = [sample["value"] for sample in json.loads(inspected.stdout)["samples"]]
+    assert {"key": "k3", "seq": 999, "origin": "upstream"} in [
+        v["fields"] for v in values if isinstance(v, dict) and "schema_id" in v
+    ], values
