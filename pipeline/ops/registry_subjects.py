@@ -22,8 +22,15 @@ from pydantic import BaseModel
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import PipelineError
+from pipeline.wire import schema_compat
 from pipeline.wire.avro_compat import breaking_fields
-from pipeline.wire.registry import REGISTRY_FORMATS, SchemaRegistry, schema_text, subject_for
+from pipeline.wire.registry import (
+    REGISTRY_FORMATS,
+    SchemaRegistry,
+    schema_text,
+    schema_type,
+    subject_for,
+)
 
 NOT_FOUND = 404
 LEVELS = {"backward": "BACKWARD", "forward": "FORWARD", "full": "FULL", "none": "NONE"}
@@ -40,6 +47,7 @@ class SubjectCheck:
     compatibility: str
     action: Literal["register", "unchanged", "incompatible"]
     schema: str
+    schema_type: str
     latest_version: int | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -74,13 +82,15 @@ def _check_all(registry: SchemaRegistry, specs: list[TopicSpec[BaseModel]]) -> l
     for spec in specs:
         subject = subject_for(spec, registry.subject_strategy)
         text = schema_text(spec)
-        check = SubjectCheck(spec.name, subject, spec.compatibility, "register", text)
+        check = SubjectCheck(
+            spec.name, subject, spec.compatibility, "register", text, schema_type(spec)
+        )
         try:
             versions = _versions(registry, subject)
             if versions:
                 check.latest_version = max(versions)
                 try:
-                    found = registry.client.lookup_schema(subject, Schema(text, "AVRO"))
+                    found = registry.client.lookup_schema(subject, Schema(text, schema_type(spec)))
                     check.action, check.latest_version = "unchanged", found.version
                 except SchemaRegistryError as exc:
                     if exc.http_status_code != NOT_FOUND:
@@ -116,12 +126,14 @@ def _judge(
     from confluent_kafka.schema_registry import Schema
 
     latest = registry.client.get_latest_version(subject)
-    problems = breaking_fields(
-        json.loads(latest.schema.schema_str), json.loads(text), spec.compatibility
-    )
+    registered, new = json.loads(latest.schema.schema_str), json.loads(text)
+    if spec.format == "json_schema":
+        problems = [d.line() for d in schema_compat.check(registered, new, spec.compatibility)]
+    else:
+        problems = breaking_fields(registered, new, spec.compatibility)
     # The registry judges under its subject's level (set by `topics apply` when it
     # registers); the field rules judge under the topic's mode. Either refusal refuses.
-    accepted = registry.client.test_compatibility(subject, Schema(text, "AVRO"))
+    accepted = registry.client.test_compatibility(subject, Schema(text, schema_type(spec)))
     if not accepted or problems:
         check.action = "incompatible"
         check.problems = problems
@@ -138,7 +150,7 @@ def _register_all(registry: SchemaRegistry, checks: Sequence[SubjectCheck]) -> N
             registry.client.set_compatibility(
                 subject_name=check.subject, level=LEVELS[check.compatibility]
             )
-            registry.client.register_schema(check.subject, Schema(check.schema, "AVRO"))
+            registry.client.register_schema(check.subject, Schema(check.schema, check.schema_type))
         except (SchemaRegistryError, OSError) as exc:
             raise _unavailable(registry, exc) from exc
 

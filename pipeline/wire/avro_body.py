@@ -20,8 +20,8 @@ from pipeline.catalogue import TopicSpec
 from pipeline.errors import UndecodableRecordError
 from pipeline.wire.registry import (
     FRAMING_BYTES,
-    MAGIC,
     current_registry,
+    framed_schema_id,
     registry_for,
     schema_id_of,
 )
@@ -62,17 +62,8 @@ def decode_avro(
     offset: int | None,
 ) -> BaseModel:
     """A framed Avro value to the topic's model, or the error that names what is wrong."""
-    where: dict[str, Any] = {"topic": spec.name, "partition": partition, "offset": offset}
-    if value is None:
-        raise UndecodableRecordError("record has no value (a tombstone?)", **where)
-    if len(value) < FRAMING_BYTES or value[0] != MAGIC:
-        first = f"0x{value[0]:02x}" if value else "nothing"
-        raise UndecodableRecordError(
-            f"value is not in the registry's wire format (starts with {first}, "
-            f"{len(value)} bytes; expected 0x00 and a 4-byte schema id)",
-            **where,
-        )
-    schema_id = int.from_bytes(value[1:FRAMING_BYTES], "big")
+    schema_id = framed_schema_id(spec, value, partition, offset)
+    assert value is not None
     registry = registry_for(spec)
     writer = registry.writer_schema(schema_id, spec, partition, offset)
     reader = registry.reader_schema(spec)
@@ -82,12 +73,17 @@ def decode_avro(
         )
     except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
         raise UndecodableRecordError(
-            f"value does not match schema id {schema_id} ({type(exc).__name__}: {exc})", **where
+            f"value does not match schema id {schema_id} ({type(exc).__name__}: {exc})",
+            topic=spec.name,
+            partition=partition,
+            offset=offset,
         ) from exc
     if type(fields) is not dict:
         raise UndecodableRecordError(
             f"schema id {schema_id} is not a record schema (it gave {type(fields).__name__})",
-            **where,
+            topic=spec.name,
+            partition=partition,
+            offset=offset,
         )
     try:
         return spec.event_model.__pydantic_validator__.validate_python(fields)  # type: ignore[no-any-return]
@@ -96,7 +92,9 @@ def decode_avro(
 
 
 def framed_avro_for_people(value: bytes | None) -> dict[str, object] | None:
-    """A framed Avro value as its schema id and JSON-safe fields, for `pipeline dlq inspect`.
+    """A framed Avro (or JSON Schema) value as its schema id and JSON-safe fields.
+
+    For `pipeline dlq inspect`.
 
     None when the value is not framed, no registry is configured, or the
     registry does not have its schema: the caller then shows the bytes.
@@ -107,10 +105,15 @@ def framed_avro_for_people(value: bytes | None) -> dict[str, object] | None:
     if schema_id is None or registry is None or value is None:
         return None
     try:
-        writer = registry.known_schema(schema_id)
-        if writer is None:
+        known = registry.known_schema(schema_id)
+        if known is None:
             return None
-        fields = fastavro.schemaless_reader(io.BytesIO(value[FRAMING_BYTES:]), writer, None)
+        body = value[FRAMING_BYTES:]
+        if known.schema_type == "JSON":
+            return {"schema_id": schema_id, "fields": json.loads(body)}
+        if known.schema_type != "AVRO":
+            return None
+        fields = fastavro.schemaless_reader(io.BytesIO(body), known.parsed, None)
     except Exception:  # noqa: BLE001 - a record in the DLQ may be there for exactly this
         return None
     return {"schema_id": schema_id, "fields": json.loads(json.dumps(fields, default=str))}

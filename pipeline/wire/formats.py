@@ -5,7 +5,8 @@ says how its fields travel. `msgpack` is this project's own (compact, and a
 decimal stays a string); `json` is what most other services write, so a
 pipeline can read an upstream team's topic and write one they can read;
 `avro` is Avro in Confluent's framing, its schema derived from the model and
-kept in a schema registry (pipeline.wire.registry); `raw` hands the
+kept in a schema registry (pipeline.wire.registry); `json_schema` is JSON
+in the same framing, its JSON Schema (pydantic's) in the registry; `raw` hands the
 record's bytes to the handler as they are, for topics nobody described.
 
 How JSON is read without losing a decimal is in pipeline.wire.json_body.
@@ -17,8 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Format = Literal["msgpack", "json", "avro", "raw"]
-FORMATS: tuple[Format, ...] = ("msgpack", "json", "avro", "raw")
+Format = Literal["msgpack", "json", "avro", "json_schema", "raw"]
+FORMATS: tuple[Format, ...] = ("msgpack", "json", "avro", "json_schema", "raw")
 
 
 class RawRecord(BaseModel):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +37,18 @@ if TYPE_CHECKING:
 DEPENDENCY = "schema-registry"
 MAGIC = 0
 FRAMING_BYTES = 5
-REGISTRY_FORMATS = frozenset({"avro"})
+REGISTRY_FORMATS = frozenset({"avro", "json_schema"})
+SCHEMA_TYPES = {"avro": "AVRO", "json_schema": "JSON"}
+"""The registry's name for each format's schemas."""
 NOT_FOUND = 404
+
+
+@dataclass(frozen=True)
+class KnownSchema:
+    """A schema the registry holds: its type (AVRO, JSON) and its parsed form."""
+
+    schema_type: str
+    parsed: Any
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,23 @@ def schema_id_of(value: bytes | None) -> int | None:
     return int.from_bytes(value[1:FRAMING_BYTES], "big")
 
 
+def framed_schema_id(
+    spec: TopicSpec[BaseModel], value: bytes | None, partition: int | None, offset: int | None
+) -> int:
+    """The schema id of a registry-format value; UndecodableRecordError naming what is wrong."""
+    where: dict[str, Any] = {"topic": spec.name, "partition": partition, "offset": offset}
+    if value is None:
+        raise UndecodableRecordError("record has no value (a tombstone?)", **where)
+    if len(value) < FRAMING_BYTES or value[0] != MAGIC:
+        first = f"0x{value[0]:02x}" if value else "nothing"
+        raise UndecodableRecordError(
+            f"value is not in the registry's wire format (starts with {first}, "
+            f"{len(value)} bytes; expected 0x00 and a 4-byte schema id)",
+            **where,
+        )
+    return int.from_bytes(value[1:FRAMING_BYTES], "big")
+
+
 def subject_for(spec: TopicSpec[BaseModel], strategy: str) -> str:
     record = spec.event_model.__name__
     if strategy == "record":
@@ -70,8 +96,16 @@ def subject_for(spec: TopicSpec[BaseModel], strategy: str) -> str:
 
 
 def schema_text(spec: TopicSpec[BaseModel]) -> str:
-    """The schema a topic's model registers as (Avro, derived from the model)."""
+    """The schema a topic's model registers as, derived from the model."""
+    if spec.format == "json_schema":
+        schema = spec.event_model.model_json_schema()
+        schema.setdefault("title", spec.event_type)
+        return json.dumps(schema, separators=(",", ":"), sort_keys=True)
     return json.dumps(avro_schema(spec.event_model, spec.event_type), separators=(",", ":"))
+
+
+def schema_type(spec: TopicSpec[BaseModel]) -> str:
+    return SCHEMA_TYPES[spec.format]
 
 
 class SchemaRegistry:
@@ -83,17 +117,15 @@ class SchemaRegistry:
         url: str,
         subject_strategy: str = "topic",
         auto_register: bool = True,
-        parse: Callable[[str], Any] | None = None,
     ) -> None:
         self.client = client
         self.url = url
         self.subject_strategy = subject_strategy
         self.auto_register = auto_register
-        self._parse = parse or _parse_avro
         self._lock = threading.RLock()
         self._writers: dict[tuple[str, type[BaseModel]], WriterSchema] = {}
-        self._known: dict[int, Any] = {}
-        """schema id → the parsed writer schema, or None for an id the registry does not have."""
+        self._known: dict[int, KnownSchema | None] = {}
+        """schema id → the writer's schema, or None for an id the registry does not have."""
         self._readers: dict[tuple[str, type[BaseModel]], Any] = {}
 
     @classmethod
@@ -139,12 +171,12 @@ class SchemaRegistry:
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         subject = subject_for(spec, self.subject_strategy)
-        text = schema_text(spec)
+        text, kind = schema_text(spec), schema_type(spec)
         try:
             if self.auto_register:
-                schema_id = int(self.client.register_schema(subject, Schema(text, "AVRO")))
+                schema_id = int(self.client.register_schema(subject, Schema(text, kind)))
             else:
-                schema_id = int(self.client.lookup_schema(subject, Schema(text, "AVRO")).schema_id)
+                schema_id = int(self.client.lookup_schema(subject, Schema(text, kind)).schema_id)
         except SchemaRegistryError as exc:
             if exc.http_status_code == NOT_FOUND:
                 raise ConfigError(
@@ -162,9 +194,10 @@ class SchemaRegistry:
             raise DependencyError(DEPENDENCY, exc) from exc
         except Exception as exc:
             raise DependencyError(DEPENDENCY, exc) from exc
-        parsed = self._parse(text)
+        known = _parse(text, kind)
+        parsed = known.parsed
         with self._lock:
-            self._known[schema_id] = parsed
+            self._known[schema_id] = known
             # Its own records then decode without schema resolution (the same object).
             self._readers.setdefault((spec.event_type, spec.event_model), parsed)
         return WriterSchema(
@@ -194,12 +227,12 @@ class SchemaRegistry:
             return
         except Exception as exc:
             raise DependencyError(DEPENDENCY, exc) from exc
-        parsed = self._parse(schema.schema_str)
+        known = _parse(schema.schema_str, schema.schema_type or "AVRO")
         with self._lock:
-            self._known[schema_id] = parsed
+            self._known[schema_id] = known
 
-    def known_schema(self, schema_id: int) -> Any:
-        """The parsed schema of an id, asking the registry if needed; None if it has none."""
+    def known_schema(self, schema_id: int) -> KnownSchema | None:
+        """The schema of an id, asking the registry if needed; None if it has none."""
         if schema_id not in self._known:
             self._fetch(schema_id)
         return self._known[schema_id]
@@ -207,11 +240,20 @@ class SchemaRegistry:
     def writer_schema(
         self, schema_id: int, spec: TopicSpec[BaseModel], partition: int | None, offset: int | None
     ) -> Any:
-        """The parsed schema a record was written with; UndecodableRecordError if unknown."""
+        """The parsed schema a record was written with; UndecodableRecordError if unknown,
+        or if it is not of the topic's format (a JSON schema's id on an avro topic)."""
         if schema_id not in self._known:
             self._fetch(schema_id)  # only when `fetch` was not awaited first (tools, tests)
-        parsed = self._known[schema_id]
-        if parsed is None:
+        known = self._known[schema_id]
+        if known is not None and known.schema_type != schema_type(spec):
+            raise UndecodableRecordError(
+                f"schema id {schema_id} is a {known.schema_type} schema, but topic {spec.name!r} "
+                f"is {spec.format}; the record was written for another format",
+                topic=spec.name,
+                partition=partition,
+                offset=offset,
+            )
+        if known is None:
             raise UndecodableRecordError(
                 f"schema id {schema_id} is not in the registry at {self.url} (subject "
                 f"{subject_for(spec, self.subject_strategy)!r} expected); the record was "
@@ -220,21 +262,23 @@ class SchemaRegistry:
                 partition=partition,
                 offset=offset,
             )
-        return parsed
+        return known.parsed
 
     def reader_schema(self, spec: TopicSpec[BaseModel]) -> Any:
         """The model's own schema, which older writers' records are resolved into."""
         key = (spec.event_type, spec.event_model)
         found = self._readers.get(key)
         if found is None:
-            found = self._readers[key] = self._parse(schema_text(spec))
+            found = self._readers[key] = _parse(schema_text(spec), schema_type(spec)).parsed
         return found
 
 
-def _parse_avro(text: str) -> Any:
-    import fastavro
+def _parse(text: str, kind: str) -> KnownSchema:
+    if kind == "AVRO":
+        import fastavro
 
-    return fastavro.parse_schema(json.loads(text))
+        return KnownSchema(kind, fastavro.parse_schema(json.loads(text)))
+    return KnownSchema(kind, json.loads(text) if kind == "JSON" else text)
 
 
 _current: SchemaRegistry | None = None

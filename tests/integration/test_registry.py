@@ -16,8 +16,10 @@ from pathlib import Path
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from pipeline.catalogue import TopicSpec
 from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
 from pipeline.ops.topics import ensure_topics
@@ -114,3 +116,42 @@ def test_confluents_avro_serializer_in_and_deserializer_out_through_a_worker(
     assert {"key": "k3", "seq": 999, "origin": "upstream"} in [
         v["fields"] for v in values if isinstance(v, dict) and "schema_id" in v
     ], values
+
+
+async def test_json_schema_topics_interoperate_with_confluents_json_serde_on_a_real_registry(
+    settings: PipelineSettings, unique: str, schema_registry: str
+) -> None:
+    from pipeline.publishing.producer import EventProducer
+    from pipeline.wire.codec import decode_value
+    from pipeline.wire.registry import SchemaRegistry, schema_text, use_registry
+    from tests.integration.processors import Keyed
+
+    topic = TopicSpec(
+        f"{unique}keyed.json",
+        Keyed,
+        key_field="key",
+        partitions=1,
+        replication_factor=1,
+        format="json_schema",
+    )
+    await ensure_topics(connect(settings), [topic])
+    registry = SchemaRegistryClient({"url": schema_registry})
+    previous = use_registry(SchemaRegistry(registry, schema_registry))
+    try:
+        async with EventProducer(settings) as producer:
+            await producer.publish(topic, Keyed(key="a", seq=1))
+        theirs = JSONSerializer(schema_text(topic), registry)(
+            {"key": "b", "seq": 2, "mode": "", "payload": ""},
+            SerializationContext(topic.name, MessageField.VALUE),
+        )
+        their_producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+        their_producer.produce(topic.name, key=b"b", value=theirs)
+        assert their_producer.flush(30) == 0
+        records = await read_all(connect(settings), topic.name)
+        ours_read = JSONDeserializer(None, schema_registry_client=registry)(
+            records[0].value, SerializationContext(topic.name, MessageField.VALUE)
+        )
+        assert ours_read["key"] == "a" and ours_read["seq"] == 1
+        assert decode_value(topic, records[1].value) == Keyed(key="b", seq=2)
+    finally:
+        use_registry(previous)
