@@ -22,6 +22,7 @@ _HOMES = {
     "TopicSpec": "pipeline.catalogue",
     "Catalogue": "pipeline.catalogue",
     "RawRecord": "pipeline.wire.formats",
+    "Change": "pipeline.wire.change_events",
     "Processor": "pipeline.processor",
     "Context": "pipeline.processor",
     "Emit": "pipeline.processor",
@@ -48,6 +49,7 @@ _HOMES = {
 __all__ = [
     "BreakerPolicy",
     "Catalogue",
+    "Change",
     "ConfigError",
     "Context",
     "DeadLetter",
@@ -92,6 +94,7 @@ if TYPE_CHECKING:
     from pipeline.settings import PipelineSettings, load_settings
     from pipeline.stores.table import LoaderServices, Table
     from pipeline.testing import DeadLetter, TestPipeline
+    from pipeline.wire.change_events import Change
     from pipeline.wire.formats import RawRecord
 
 

@@ -24,6 +24,7 @@ from pipeline.catalogue import TopicSpec
 from pipeline.errors import PipelineError
 from pipeline.wire import schema_compat
 from pipeline.wire.avro_compat import breaking_fields
+from pipeline.wire.formats import READ_ONLY
 from pipeline.wire.registry import (
     REGISTRY_FORMATS,
     SchemaRegistry,
@@ -61,7 +62,11 @@ class SubjectCheck:
 
 
 def registry_topics(specs: Sequence[TopicSpec[BaseModel]]) -> list[TopicSpec[BaseModel]]:
-    return [s for s in specs if s.format in REGISTRY_FORMATS and not s.is_dlq]
+    return [
+        s
+        for s in specs
+        if s.format in REGISTRY_FORMATS and s.format not in READ_ONLY and not s.is_dlq
+    ]
 
 
 async def check_subjects(

@@ -21,6 +21,7 @@ from pipeline.processor import Processor
 from pipeline.runtime.dead_letters import FailedRecord, dlq_record
 from pipeline.wire.codec import EncodedEvent, decode_value
 from pipeline.wire.envelope import Envelope, EnvelopePolicy, check_key, read_envelope
+from pipeline.wire.formats import OWN_KEYS
 from pipeline.wire.registry import REGISTRY_FORMATS, registry_for, schema_id_of
 from pipeline.wire.versions import schema_version_of
 
@@ -46,10 +47,10 @@ class RecordPath:
         self.limits = limits
         """max.message.bytes per topic as the cluster has it; the broker default otherwise."""
         self._source = processor.source
-        self._raw = processor.source.format == "raw"
+        self._raw = processor.source.format in OWN_KEYS
         if self._raw:
-            # A raw topic's records are whatever its writers sent: their
-            # event-type is theirs, and their key is the event's own.
+            # A raw or change-event topic's records are whatever their writers
+            # sent: their event-type is theirs, and their key is theirs too.
             policy = policy.model_copy(update={"wrong_event_type": "accept"})
             self.policy = policy
         self._event_type = processor.source.event_type.encode()

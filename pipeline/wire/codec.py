@@ -23,13 +23,15 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import (
+    ConfigError,
     MissingKeyError,
     SchemaVersionError,
     UndecodableRecordError,
     WrongEventTypeError,
 )
 from pipeline.wire.avro_body import avro_writer, decode_avro
-from pipeline.wire.formats import RawRecord
+from pipeline.wire.change_events import decode_change
+from pipeline.wire.formats import READ_ONLY, RawRecord
 from pipeline.wire.headers import HEADER_EVENT_ID as HEADER_EVENT_ID
 from pipeline.wire.headers import HEADER_EVENT_TYPE as HEADER_EVENT_TYPE
 from pipeline.wire.headers import HEADER_PRODUCED_AT as HEADER_PRODUCED_AT
@@ -260,6 +262,11 @@ class TopicEncoder:
 
 def _body_writer(spec: TopicSpec[BaseModel]) -> Callable[[BaseModel], bytes]:
     serializer = spec.event_model.__pydantic_serializer__
+    if spec.format in READ_ONLY:
+        raise ConfigError(
+            f"topic {spec.name!r} carries {spec.format} change events, which a pipeline reads "
+            "and never writes; publish to a topic of another format"
+        )
     if spec.format == "avro":
         return avro_writer(spec)
     if spec.format == "json_schema":
@@ -291,6 +298,8 @@ def decode_value(
         return decode_json(spec, value, partition, offset, version)
     if spec.format == "raw":
         return RawRecord(key=key, value=value)
+    if spec.format in READ_ONLY:
+        return decode_change(spec, value, key, partition, offset)
     if spec.format == "avro":
         return decode_avro(spec, value, partition, offset)
     if spec.format == "json_schema":

@@ -6,7 +6,9 @@ decimal stays a string); `json` is what most other services write, so a
 pipeline can read an upstream team's topic and write one they can read;
 `avro` is Avro in Confluent's framing, its schema derived from the model and
 kept in a schema registry (pipeline.wire.registry); `json_schema` is JSON
-in the same framing, its JSON Schema (pydantic's) in the registry; `raw` hands the
+in the same framing, its JSON Schema (pydantic's) in the registry;
+`debezium` and `debezium_avro` are a database's change events
+(pipeline.wire.change_events); `raw` hands the
 record's bytes to the handler as they are, for topics nobody described.
 
 How JSON is read without losing a decimal is in pipeline.wire.json_body.
@@ -18,8 +20,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Format = Literal["msgpack", "json", "avro", "json_schema", "raw"]
-FORMATS: tuple[Format, ...] = ("msgpack", "json", "avro", "json_schema", "raw")
+Format = Literal["msgpack", "json", "avro", "json_schema", "debezium", "debezium_avro", "raw"]
+FORMATS: tuple[Format, ...] = (
+    "msgpack",
+    "json",
+    "avro",
+    "json_schema",
+    "debezium",
+    "debezium_avro",
+    "raw",
+)
+READ_ONLY: frozenset[str] = frozenset({"debezium", "debezium_avro"})
+"""Formats a pipeline reads and never writes: another system's envelope."""
+OWN_KEYS: frozenset[str] = frozenset({"raw", "debezium", "debezium_avro"})
+"""Formats whose Kafka key is the writer's own, not the event's key field as text."""
 
 
 class RawRecord(BaseModel):

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 DEPENDENCY = "schema-registry"
 MAGIC = 0
 FRAMING_BYTES = 5
-REGISTRY_FORMATS = frozenset({"avro", "json_schema"})
-SCHEMA_TYPES = {"avro": "AVRO", "json_schema": "JSON"}
+REGISTRY_FORMATS = frozenset({"avro", "json_schema", "debezium_avro"})
+SCHEMA_TYPES = {"avro": "AVRO", "json_schema": "JSON", "debezium_avro": "AVRO"}
 """The registry's name for each format's schemas."""
 NOT_FOUND = 404
 
