@@ -55,20 +55,22 @@ def _plain_enums(value: Any) -> Any:
     return value
 
 
-def decode_avro(
+def read_framed_avro(
     spec: TopicSpec[BaseModel],
     value: bytes | None,
+    schema_id: int,
     partition: int | None,
     offset: int | None,
-) -> BaseModel:
-    """A framed Avro value to the topic's model, or the error that names what is wrong."""
-    schema_id = framed_schema_id(spec, value, partition, offset)
+    resolve: bool,
+) -> Any:
+    """The datum of a framed value, read with its writer's schema (resolved into the
+    model's when `resolve`); UndecodableRecordError when the body does not match."""
     assert value is not None
     registry = registry_for(spec)
     writer = registry.writer_schema(schema_id, spec, partition, offset)
-    reader = registry.reader_schema(spec)
+    reader = registry.reader_schema(spec) if resolve else writer
     try:
-        fields = fastavro.schemaless_reader(
+        return fastavro.schemaless_reader(
             io.BytesIO(value[FRAMING_BYTES:]), writer, None if writer is reader else reader
         )
     except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
@@ -78,6 +80,17 @@ def decode_avro(
             partition=partition,
             offset=offset,
         ) from exc
+
+
+def decode_avro(
+    spec: TopicSpec[BaseModel],
+    value: bytes | None,
+    partition: int | None,
+    offset: int | None,
+) -> BaseModel:
+    """A framed Avro value to the topic's model, or the error that names what is wrong."""
+    schema_id = framed_schema_id(spec, value, partition, offset)
+    fields = read_framed_avro(spec, value, schema_id, partition, offset, resolve=True)
     if type(fields) is not dict:
         raise UndecodableRecordError(
             f"schema id {schema_id} is not a record schema (it gave {type(fields).__name__})",

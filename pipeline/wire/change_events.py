@@ -25,16 +25,15 @@ and `datetime` fields. These topics are read here, never written.
 from __future__ import annotations
 
 import functools
-import io
 import json
 from typing import Any, Generic, Literal, TypeVar
 
-import fastavro
 from pydantic import BaseModel, ValidationError
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import UndecodableRecordError
-from pipeline.wire.registry import FRAMING_BYTES, framed_schema_id, registry_for
+from pipeline.wire.avro_body import read_framed_avro
+from pipeline.wire.registry import framed_schema_id
 from pipeline.wire.validation import invalid_event
 
 RowT = TypeVar("RowT", bound=BaseModel)
@@ -128,16 +127,7 @@ def _avro_envelope(
     spec: TopicSpec[BaseModel], value: bytes, partition: int | None, offset: int | None
 ) -> Any:
     schema_id = framed_schema_id(spec, value, partition, offset)
-    writer = registry_for(spec).writer_schema(schema_id, spec, partition, offset)
-    try:
-        return fastavro.schemaless_reader(io.BytesIO(value[FRAMING_BYTES:]), writer, None)
-    except Exception as exc:  # fastavro raises EOFError, ValueError...
-        raise UndecodableRecordError(
-            f"value does not match schema id {schema_id} ({type(exc).__name__}: {exc})",
-            topic=spec.name,
-            partition=partition,
-            offset=offset,
-        ) from exc
+    return read_framed_avro(spec, value, schema_id, partition, offset, resolve=False)
 
 
 def _json_or_none(key: bytes | None) -> Any:

@@ -7,7 +7,6 @@ tests/integration/test_registry.py runs the same ground against a real one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -74,14 +73,6 @@ RECEIPTS = TopicSpec("receipts", Receipt, key_field="account_id", format="avro",
 
 def mock_registry() -> SchemaRegistry:
     return SchemaRegistry(MockSchemaRegistryClient({"url": "mock://registry"}), "mock://registry")
-
-
-@pytest.fixture
-def registry() -> Iterator[SchemaRegistry]:
-    fresh = mock_registry()
-    previous = use_registry(fresh)
-    yield fresh
-    use_registry(previous)
 
 
 def account(**changes: Any) -> Account:

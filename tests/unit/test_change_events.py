@@ -9,13 +9,9 @@ with exactly the rows the database has.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (
-    MockSchemaRegistryClient,
-)
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import BaseModel
@@ -23,7 +19,7 @@ from pydantic import BaseModel
 from pipeline import Change, Context, Processor, TestPipeline, TopicSpec
 from pipeline.errors import ConfigError
 from pipeline.wire.codec import encode_event
-from pipeline.wire.registry import SchemaRegistry, use_registry
+from pipeline.wire.registry import SchemaRegistry
 
 
 class Customer(BaseModel):
@@ -164,14 +160,6 @@ ENVELOPE = {
         {"name": "ts_ms", "type": ["null", "long"], "default": None},
     ],
 }
-
-
-@pytest.fixture
-def registry() -> Iterator[SchemaRegistry]:
-    fresh = SchemaRegistry(MockSchemaRegistryClient({"url": "mock://r"}), "mock://r")
-    previous = use_registry(fresh)
-    yield fresh
-    use_registry(previous)
 
 
 async def test_debeziums_avro_envelope_through_the_registry(registry: SchemaRegistry) -> None:

@@ -7,14 +7,10 @@ registry is in tests/integration/test_registry.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (
-    MockSchemaRegistryClient,
-)
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import BaseModel
@@ -22,7 +18,7 @@ from pydantic import BaseModel
 from pipeline import Context, Processor, TestPipeline, TopicSpec
 from pipeline.errors import EventValidationError, UndecodableRecordError
 from pipeline.wire.codec import decode_value, encode_event
-from pipeline.wire.registry import SchemaRegistry, schema_text, use_registry
+from pipeline.wire.registry import SchemaRegistry, schema_text
 
 
 class Invoice(BaseModel):
@@ -34,14 +30,6 @@ class Invoice(BaseModel):
 
 INVOICES = TopicSpec("invoices", Invoice, key_field="invoice_id", format="json_schema")
 AVRO_INVOICES = TopicSpec("invoices", Invoice, key_field="invoice_id", format="avro")
-
-
-@pytest.fixture
-def registry() -> Iterator[SchemaRegistry]:
-    fresh = SchemaRegistry(MockSchemaRegistryClient({"url": "mock://r"}), "mock://r")
-    previous = use_registry(fresh)
-    yield fresh
-    use_registry(previous)
 
 
 def invoice(**changes: object) -> Invoice:
