@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 
 from bench.peers.work import SLOW_S, enrich, is_slow
@@ -10,8 +11,14 @@ from pipeline.processor import Context, Processor
 from topics import ORDERS, ORDERS_ENRICHED
 from topics.models import EnrichedOrder, Order
 
-SOURCE = ORDERS.with_name(os.environ.get("PEERS_INPUT", "orders"))
-OUTPUT = ORDERS_ENRICHED.with_name(os.environ.get("PEERS_OUTPUT", "orders.enriched"))
+FORMAT = os.environ.get("PEERS_FORMAT", "msgpack")
+"""The topics' body format (bench/formats.py runs the job in each)."""
+SOURCE = dataclasses.replace(
+    ORDERS.with_name(os.environ.get("PEERS_INPUT", "orders")), format=FORMAT
+)
+OUTPUT = dataclasses.replace(
+    ORDERS_ENRICHED.with_name(os.environ.get("PEERS_OUTPUT", "orders.enriched")), format=FORMAT
+)
 
 
 async def handle(order: Order, ctx: Context) -> EnrichedOrder:

@@ -69,6 +69,17 @@ def schema_id_of(value: bytes | None) -> int | None:
     return int.from_bytes(value[1:FRAMING_BYTES], "big")
 
 
+def client_config(settings: RegistrySettings) -> dict[str, Any]:
+    """confluent-kafka's registry client configuration from the settings."""
+    config: dict[str, Any] = {"url": settings.url}
+    if settings.username is not None:
+        password = settings.password.get_secret_value() if settings.password else ""
+        config["basic.auth.user.info"] = f"{settings.username}:{password}"
+    if settings.ca_location is not None:
+        config["ssl.ca.location"] = str(settings.ca_location)
+    return config
+
+
 def framed_schema_id(
     spec: TopicSpec[BaseModel], value: bytes | None, partition: int | None, offset: int | None
 ) -> int:
@@ -87,7 +98,7 @@ def framed_schema_id(
 
 
 def subject_for(spec: TopicSpec[BaseModel], strategy: str) -> str:
-    record = spec.event_model.__name__
+    record = spec.event_type  # the Avro record's full name (pipeline.wire.avro_schema)
     if strategy == "record":
         return record
     if strategy == "topic_record":
@@ -132,14 +143,8 @@ class SchemaRegistry:
     def from_settings(cls, settings: RegistrySettings) -> SchemaRegistry:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
-        config: dict[str, Any] = {"url": settings.url}
-        if settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else ""
-            config["basic.auth.user.info"] = f"{settings.username}:{password}"
-        if settings.ca_location is not None:
-            config["ssl.ca.location"] = str(settings.ca_location)
         return cls(
-            SchemaRegistryClient(config),
+            SchemaRegistryClient(client_config(settings)),
             settings.url,
             settings.subject_strategy,
             settings.auto_register,

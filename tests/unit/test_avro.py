@@ -10,6 +10,7 @@ import asyncio
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -32,7 +33,7 @@ from pipeline.metric_names import DEPENDENCY_FAILURES
 from pipeline.resilience.breaker import DependencyError
 from pipeline.wire.avro_schema import avro_schema
 from pipeline.wire.codec import decode_value, encode_event
-from pipeline.wire.registry import SchemaRegistry, schema_text, use_registry
+from pipeline.wire.registry import SchemaRegistry, schema_text, subject_for, use_registry
 
 
 class Tier(Enum):
@@ -316,3 +317,45 @@ def test_without_a_registry_an_avro_topic_says_which_setting_to_set() -> None:
             encode_event(ACCOUNTS, account())
     finally:
         use_registry(previous)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "subject"),
+    [("topic", "accounts-value"), ("record", "Ledger"), ("topic_record", "accounts-Ledger")],
+)
+def test_each_subject_strategy_names_the_subject_as_confluents_serializers_do(
+    strategy: str, subject: str
+) -> None:
+    spec = TopicSpec(
+        "accounts", Account, key_field="account_id", format="avro", event_type="Ledger"
+    )
+    assert subject_for(spec, strategy) == subject
+    client = MockSchemaRegistryClient({"url": "mock://s"})
+    previous = use_registry(SchemaRegistry(client, "mock://s", subject_strategy=strategy))
+    try:
+        encode_event(spec, account())
+    finally:
+        use_registry(previous)
+    assert client.get_subjects() == [subject]
+
+
+def test_registry_settings_reach_the_client_as_basic_auth_and_a_ca() -> None:
+    from pydantic import SecretStr
+
+    from pipeline.settings import RegistrySettings
+    from pipeline.wire.registry import client_config
+
+    config = client_config(
+        RegistrySettings(
+            url="https://registry.example:8081",
+            username="app",
+            password=SecretStr("s3cret"),
+            ca_location=Path("/etc/ssl/ca.pem"),
+        )
+    )
+    assert config == {
+        "url": "https://registry.example:8081",
+        "basic.auth.user.info": "app:s3cret",
+        "ssl.ca.location": "/etc/ssl/ca.pem",
+    }
+    assert client_config(RegistrySettings(url="http://r")) == {"url": "http://r"}
