@@ -62,7 +62,11 @@ class TopicSpec(Generic[EventT_co]):
     whether a body newer than the consumer is read (forward, full) or dead-lettered."""
     format: Format = "msgpack"
     """How bodies travel (pipeline.wire.formats): `msgpack` (this project's own), `json`
-    (what other services read and write), or `raw` (a `RawRecord` of bytes, undecoded)."""
+    (what other services read and write), `avro`, `json_schema` and `protobuf` (through a
+    schema registry), `debezium` and `debezium_avro` (a database's change events, read
+    only), or `raw` (a `RawRecord` of bytes, undecoded)."""
+    protobuf_message: Any = dataclasses.field(default=None, compare=False, hash=False)
+    """A `protobuf` topic's generated message class, whose fields are the model's."""
 
     def __post_init__(self) -> None:
         if not self.name or any(c not in _TOPIC_CHARS for c in self.name) or len(self.name) > 249:
@@ -92,6 +96,11 @@ class TopicSpec(Generic[EventT_co]):
             )
         if self.format == "avro":
             avro_schema(self.event_model)  # a type with no Avro mapping is refused here, by name
+        if (self.format == "protobuf") != (self.protobuf_message is not None):
+            raise ConfigError(
+                f"topic {self.name!r}: a protobuf topic names its generated message class "
+                "(protobuf_message=...), and only a protobuf topic does"
+            )
         if self.max_message_bytes is not None and self.max_message_bytes < 1024:
             raise ConfigError(f"topic {self.name!r}: max_message_bytes must be at least 1024")
         if not self.event_type:

@@ -131,10 +131,12 @@ def _judge(
     from confluent_kafka.schema_registry import Schema
 
     latest = registry.client.get_latest_version(subject)
-    registered, new = json.loads(latest.schema.schema_str), json.loads(text)
+    problems: list[str] = []  # protobuf: the registry's verdict alone
     if spec.format == "json_schema":
+        registered, new = json.loads(latest.schema.schema_str), json.loads(text)
         problems = [d.line() for d in schema_compat.check(registered, new, spec.compatibility)]
-    else:
+    elif spec.format == "avro":
+        registered, new = json.loads(latest.schema.schema_str), json.loads(text)
         problems = breaking_fields(registered, new, spec.compatibility)
     # The registry judges under its subject's level (set by `topics apply` when it
     # registers); the field rules judge under the topic's mode. Either refusal refuses.

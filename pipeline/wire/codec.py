@@ -40,6 +40,7 @@ from pipeline.wire.headers import HEADER_TRACEPARENT as HEADER_TRACEPARENT
 from pipeline.wire.headers import position_id as position_id
 from pipeline.wire.json_body import decode_json
 from pipeline.wire.json_schema_body import decode_json_schema, json_schema_writer
+from pipeline.wire.protobuf_body import decode_protobuf, protobuf_writer
 from pipeline.wire.validation import invalid_event
 from pipeline.wire.versions import HEADER_SCHEMA_VERSION as HEADER_SCHEMA_VERSION
 from pipeline.wire.versions import to_current
@@ -271,6 +272,8 @@ def _body_writer(spec: TopicSpec[BaseModel]) -> Callable[[BaseModel], bytes]:
         return avro_writer(spec)
     if spec.format == "json_schema":
         return json_schema_writer(spec)
+    if spec.format == "protobuf":
+        return protobuf_writer(spec)
     if spec.format == "json":
         to_json = serializer.to_json
         return lambda event: to_json(event)
@@ -304,6 +307,8 @@ def decode_value(
         return decode_avro(spec, value, partition, offset)
     if spec.format == "json_schema":
         return decode_json_schema(spec, value, partition, offset, version)
+    if spec.format == "protobuf":
+        return decode_protobuf(spec, value, partition, offset)
     # The success path is the hot path of every worker: nothing is built for
     # the error message until there is an error.
     try:

@@ -7,6 +7,8 @@ pipeline can read an upstream team's topic and write one they can read;
 `avro` is Avro in Confluent's framing, its schema derived from the model and
 kept in a schema registry (pipeline.wire.registry); `json_schema` is JSON
 in the same framing, its JSON Schema (pydantic's) in the registry;
+`protobuf` is a generated message class's bytes in that framing
+(pipeline.wire.protobuf_body);
 `debezium` and `debezium_avro` are a database's change events
 (pipeline.wire.change_events); `raw` hands the
 record's bytes to the handler as they are, for topics nobody described.
@@ -20,12 +22,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Format = Literal["msgpack", "json", "avro", "json_schema", "debezium", "debezium_avro", "raw"]
+Format = Literal[
+    "msgpack", "json", "avro", "json_schema", "protobuf", "debezium", "debezium_avro", "raw"
+]
 FORMATS: tuple[Format, ...] = (
     "msgpack",
     "json",
     "avro",
     "json_schema",
+    "protobuf",
     "debezium",
     "debezium_avro",
     "raw",

@@ -19,6 +19,7 @@ whatever opens the producer.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 from dataclasses import dataclass
@@ -37,8 +38,13 @@ if TYPE_CHECKING:
 DEPENDENCY = "schema-registry"
 MAGIC = 0
 FRAMING_BYTES = 5
-REGISTRY_FORMATS = frozenset({"avro", "json_schema", "debezium_avro"})
-SCHEMA_TYPES = {"avro": "AVRO", "json_schema": "JSON", "debezium_avro": "AVRO"}
+REGISTRY_FORMATS = frozenset({"avro", "json_schema", "protobuf", "debezium_avro"})
+SCHEMA_TYPES = {
+    "avro": "AVRO",
+    "json_schema": "JSON",
+    "protobuf": "PROTOBUF",
+    "debezium_avro": "AVRO",
+}
 """The registry's name for each format's schemas."""
 NOT_FOUND = 404
 
@@ -107,7 +113,12 @@ def subject_for(spec: TopicSpec[BaseModel], strategy: str) -> str:
 
 
 def schema_text(spec: TopicSpec[BaseModel]) -> str:
-    """The schema a topic's model registers as, derived from the model."""
+    """The schema a topic's model registers as, derived from the model (or, for protobuf,
+    its message class's file descriptor, base64, as Confluent's serializer registers it)."""
+    if spec.format == "protobuf":
+        return base64.standard_b64encode(
+            spec.protobuf_message.DESCRIPTOR.file.serialized_pb
+        ).decode()
     if spec.format == "json_schema":
         schema = spec.event_model.model_json_schema()
         schema.setdefault("title", spec.event_type)

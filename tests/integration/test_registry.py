@@ -11,24 +11,33 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from google.protobuf import json_format
+from pydantic import BaseModel
 
 from pipeline.catalogue import TopicSpec
 from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
 from pipeline.ops.topics import ensure_topics
+from pipeline.publishing.producer import EventProducer
 from pipeline.settings import PipelineSettings
 from pipeline.wire.avro_schema import avro_schema
-from pipeline.wire.codec import header_value
+from pipeline.wire.codec import decode_value, header_value
+from pipeline.wire.registry import SchemaRegistry, schema_text, use_registry
 from tests.integration.harness import run_until_settled
-from tests.integration.processors import AVRO_OUTPUT, AVRO_SOURCE
+from tests.integration.processors import AVRO_OUTPUT, AVRO_SOURCE, Keyed
 from tests.support import read_all, run_cli
+from tests.unit.proto_messages import KeyedProto
 
 EVENTS = 200
 KEYS = 5
@@ -118,40 +127,58 @@ def test_confluents_avro_serializer_in_and_deserializer_out_through_a_worker(
     ], values
 
 
-async def test_json_schema_topics_interoperate_with_confluents_json_serde_on_a_real_registry(
-    settings: PipelineSettings, unique: str, schema_registry: str
-) -> None:
-    from pipeline.publishing.producer import EventProducer
-    from pipeline.wire.codec import decode_value
-    from pipeline.wire.registry import SchemaRegistry, schema_text, use_registry
-    from tests.integration.processors import Keyed
+def confluent_serde(
+    fmt: str, topic: TopicSpec[BaseModel], client: SchemaRegistryClient
+) -> tuple[
+    Callable[[Any, SerializationContext], bytes], Callable[[bytes, SerializationContext], Any]
+]:
+    """confluent-kafka's own serializer and deserializer of a format, on the real registry."""
+    if fmt == "json_schema":
+        return (
+            JSONSerializer(schema_text(topic), client),
+            JSONDeserializer(None, schema_registry_client=client),
+        )
+    conf = {"use.deprecated.format": False}
+    serializer = ProtobufSerializer(KeyedProto, client, conf)
+    return (
+        lambda fields, ctx: serializer(KeyedProto(**fields), ctx),
+        lambda value, ctx: json_format.MessageToDict(
+            ProtobufDeserializer(KeyedProto, conf)(value, ctx), preserving_proto_field_name=True
+        ),
+    )
 
+
+@pytest.mark.parametrize("fmt", ["json_schema", "protobuf"])
+async def test_registry_formats_interoperate_with_confluents_serde_on_a_real_registry(
+    settings: PipelineSettings, unique: str, schema_registry: str, fmt: str
+) -> None:
     topic = TopicSpec(
-        f"{unique}keyed.json",
+        f"{unique}keyed.{fmt}",
         Keyed,
         key_field="key",
         partitions=1,
         replication_factor=1,
-        format="json_schema",
+        format=fmt,  # type: ignore[arg-type]
+        protobuf_message=KeyedProto if fmt == "protobuf" else None,
     )
     await ensure_topics(connect(settings), [topic])
     registry = SchemaRegistryClient({"url": schema_registry})
+    serialize, deserialize = confluent_serde(fmt, topic, registry)
+    context = SerializationContext(topic.name, MessageField.VALUE)
     previous = use_registry(SchemaRegistry(registry, schema_registry))
     try:
         async with EventProducer(settings) as producer:
             await producer.publish(topic, Keyed(key="a", seq=1))
-        theirs = JSONSerializer(schema_text(topic), registry)(
-            {"key": "b", "seq": 2, "mode": "", "payload": ""},
-            SerializationContext(topic.name, MessageField.VALUE),
-        )
         their_producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
-        their_producer.produce(topic.name, key=b"b", value=theirs)
-        assert their_producer.flush(30) == 0
-        records = await read_all(connect(settings), topic.name)
-        ours_read = JSONDeserializer(None, schema_registry_client=registry)(
-            records[0].value, SerializationContext(topic.name, MessageField.VALUE)
+        their_producer.produce(
+            topic.name,
+            key=b"b",
+            value=serialize({"key": "b", "seq": 2, "mode": "", "payload": ""}, context),
         )
-        assert ours_read["key"] == "a" and ours_read["seq"] == 1
-        assert decode_value(topic, records[1].value) == Keyed(key="b", seq=2)
+        assert their_producer.flush(30) == 0
+        ours, theirs = await read_all(connect(settings), topic.name)
+        ours_read = deserialize(ours.value, context)
+        assert ours_read["key"] == "a" and int(ours_read["seq"]) == 1
+        assert decode_value(topic, theirs.value) == Keyed(key="b", seq=2)
     finally:
         use_registry(previous)
