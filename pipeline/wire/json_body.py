@@ -20,6 +20,9 @@ from pipeline.errors import UndecodableRecordError
 from pipeline.wire.validation import invalid_event
 from pipeline.wire.versions import to_current
 
+_EXACT = json.JSONDecoder(parse_float=Decimal)
+"""One decoder for every record: json.loads with parse_float builds a new one per call."""
+
 
 def decode_json(
     spec: TopicSpec[BaseModel],
@@ -38,7 +41,7 @@ def decode_json(
         if not upcast and not needs_exact_decimals(spec.event_model):
             return validator.validate_json(value)  # type: ignore[no-any-return]
         try:
-            fields = json.loads(value, parse_float=Decimal)
+            fields = _EXACT.decode(value.decode())
         except (UnicodeDecodeError, ValueError) as exc:
             raise UndecodableRecordError(f"value is not JSON ({exc})", **where) from exc
         if type(fields) is not dict:
