@@ -8,14 +8,24 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.dev.processes import pid_alive
 from pipeline.kafka.aiokafka.probe import live_broker_count
+from pipeline.paths import cache_dir
 from tests.support import run_cli
 
 pytestmark = pytest.mark.integration
 
 
 def test_up_is_idempotent_status_reports_and_down_stops(tmp_path: Path) -> None:
-    env = {"PIPELINE_STATE_DIR": str(tmp_path)}
+    """Also `up --registry` on the running cluster: `schemas check` finds the registry with no
+    variable set, and `down` stops it."""
+    env = {
+        "PIPELINE_STATE_DIR": str(tmp_path),
+        "PIPELINE_CACHE_DIR": str(cache_dir()),  # the resolved jars and the built registry
+        "PIPELINE_CATALOGUE_MODULE": "tests.integration.catalogues.avro_v1",
+        "PIPELINE_TOPIC_PREFIX": "infra-registry.",
+    }
+    assert "PIPELINE_SCHEMA_REGISTRY__URL" not in os.environ
     first = run_cli("infra", "up", env=env)
     try:
         assert first.returncode == 0, first.stderr
@@ -23,9 +33,14 @@ def test_up_is_idempotent_status_reports_and_down_stops(tmp_path: Path) -> None:
         assert bootstrap.startswith("127.0.0.1:")
         assert live_broker_count(bootstrap) == 1
 
-        second = run_cli("infra", "up", env=env)
+        second = run_cli("infra", "up", "--registry", env=env)
         assert second.returncode == 0, second.stderr
         assert second.stdout.strip() == bootstrap
+        assert "schema registry is up" in second.stderr
+        registry_pid = int((tmp_path / "registry" / "registry.pid").read_text())
+        checked = run_cli("schemas", "check", env=env)
+        assert checked.returncode == 0, checked.stderr
+        assert "infra-registry.accounts-value" in checked.stdout and "register" in checked.stdout
 
         status = run_cli("infra", "status", env=env)
         assert status.returncode == 0
@@ -39,6 +54,8 @@ def test_up_is_idempotent_status_reports_and_down_stops(tmp_path: Path) -> None:
         down = run_cli("infra", "down", env=env)
     assert down.returncode == 0
     assert "Kafka stopped" in down.stderr
+    assert "schema registry stopped" in down.stderr
+    assert not pid_alive(registry_pid)
     after = run_cli("infra", "status", env=env)
     assert after.returncode == 1
     assert "no local cluster" in after.stderr
@@ -84,32 +101,3 @@ def test_broker_that_cannot_start_shows_its_log(tmp_path: Path) -> None:
     assert "a Kafka node exited during start-up" in " ".join(message.split())
     assert "FATAL simulated broker failure" in message
     assert run_cli("infra", "status", env=env).returncode == 1
-
-
-def test_up_with_a_registry_is_found_by_other_commands_and_stopped_by_down(
-    tmp_path: Path,
-) -> None:
-    """`infra up --registry`: `schemas check` finds it with no variable set; `down` stops it."""
-    from pipeline.dev.processes import pid_alive
-    from pipeline.paths import cache_dir
-
-    env = {
-        "PIPELINE_STATE_DIR": str(tmp_path),
-        "PIPELINE_CACHE_DIR": str(cache_dir()),
-        "PIPELINE_CATALOGUE_MODULE": "tests.integration.catalogues.avro_v1",
-        "PIPELINE_TOPIC_PREFIX": "infra-registry.",
-    }
-    assert "PIPELINE_SCHEMA_REGISTRY__URL" not in os.environ
-    up = run_cli("infra", "up", "--registry", env=env)
-    try:
-        assert up.returncode == 0, up.stderr
-        assert "schema registry is up" in up.stderr
-        pid = int((tmp_path / "registry" / "registry.pid").read_text())
-        checked = run_cli("schemas", "check", env=env)
-        assert checked.returncode == 0, checked.stderr
-        assert "infra-registry.accounts-value" in checked.stdout and "register" in checked.stdout
-    finally:
-        down = run_cli("infra", "down", env=env)
-    assert down.returncode == 0
-    assert "schema registry stopped" in down.stderr
-    assert not pid_alive(pid)
