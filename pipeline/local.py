@@ -32,6 +32,7 @@ from pipeline.scaling.worker_process import PIPELINE, WorkerProcess
 from pipeline.settings import DatabaseTuning, PipelineSettings
 from pipeline.stores.migrations import migrate
 from pipeline.wire.codec import decode_value
+from pipeline.wire.registry import configure_registry
 
 __all__ = [
     "PIPELINE",
@@ -70,6 +71,7 @@ class ClusterProbe:
 
     def __init__(self, settings: PipelineSettings) -> None:
         self.settings = settings
+        configure_registry(settings.schema_registry)  # avro topics' events are read too
         self._clients: Clients = connect(settings)
         self._monitors: dict[tuple[str, str], LagMonitor] = {}
         self._consumer: Consumer | None = None

@@ -101,9 +101,7 @@ def _check_all(registry: SchemaRegistry, specs: list[TopicSpec[BaseModel]]) -> l
                     if exc.http_status_code != NOT_FOUND:
                         raise
                     _judge(registry, spec, subject, text, check)
-        except SchemaRegistryError as exc:
-            raise _unavailable(registry, exc) from exc
-        except OSError as exc:
+        except Exception as exc:  # the registry's errors, httpx's and the socket's alike
             raise _unavailable(registry, exc) from exc
         checks.append(check)
     return checks
@@ -148,7 +146,6 @@ def _judge(
 
 def _register_all(registry: SchemaRegistry, checks: Sequence[SubjectCheck]) -> None:
     from confluent_kafka.schema_registry import Schema
-    from confluent_kafka.schema_registry.error import SchemaRegistryError
 
     for check in checks:
         if check.action != "register":
@@ -158,7 +155,7 @@ def _register_all(registry: SchemaRegistry, checks: Sequence[SubjectCheck]) -> N
                 subject_name=check.subject, level=LEVELS[check.compatibility]
             )
             registry.client.register_schema(check.subject, Schema(check.schema, check.schema_type))
-        except (SchemaRegistryError, OSError) as exc:
+        except Exception as exc:  # the registry's errors, httpx's and the socket's alike
             raise _unavailable(registry, exc) from exc
 
 

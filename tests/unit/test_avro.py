@@ -359,3 +359,15 @@ def test_registry_settings_reach_the_client_as_basic_auth_and_a_ca() -> None:
         "ssl.ca.location": "/etc/ssl/ca.pem",
     }
     assert client_config(RegistrySettings(url="http://r")) == {"url": "http://r"}
+
+
+async def test_topics_apply_says_which_registry_does_not_answer() -> None:
+    """Nothing listens on the port: a clear error naming the URL, not a traceback."""
+    from pipeline.dev.processes import free_ports
+    from pipeline.ops.registry_subjects import RegistryUnavailableError, check_subjects
+    from pipeline.settings import RegistrySettings
+
+    url = f"http://127.0.0.1:{free_ports(1)[0]}"
+    down = SchemaRegistry.from_settings(RegistrySettings(url=url))
+    with pytest.raises(RegistryUnavailableError, match=f"the schema registry at {url} failed"):
+        await check_subjects(down, [ACCOUNTS])
