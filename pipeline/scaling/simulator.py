@@ -33,7 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from pipeline.scaling.policy import Autoscaler, Observation, ScalingPolicy
+from pipeline.scaling.autoscaler import Autoscaler
+from pipeline.scaling.policy import Observation, ScalingPolicy
 
 
 @dataclass(frozen=True)

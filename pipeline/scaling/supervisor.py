@@ -34,15 +34,10 @@ from pipeline.kafka.connect import connect
 from pipeline.kafka.port import KafkaClientError
 from pipeline.metrics import Metrics, labels_of
 from pipeline.runtime.join_gate import JoinGate
+from pipeline.scaling.autoscaler import Autoscaler
 from pipeline.scaling.health_probe import HealthProbe
 from pipeline.scaling.lag import GroupLag, LagMonitor, export_lag
-from pipeline.scaling.policy import (
-    Autoscaler,
-    Decision,
-    Observation,
-    ScalingPolicy,
-    is_replay_group,
-)
+from pipeline.scaling.policy import Decision, Observation, ScalingPolicy, is_replay_group
 from pipeline.scaling.worker_process import WorkerProcess
 from pipeline.settings import PipelineSettings
 

@@ -11,13 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.errors import ConfigError
-from pipeline.scaling.policy import (
-    Autoscaler,
-    Observation,
-    ScalingPolicy,
-    is_replay_group,
-    recommend,
-)
+from pipeline.scaling.autoscaler import Autoscaler
+from pipeline.scaling.policy import Observation, ScalingPolicy, is_replay_group, recommend
 from pipeline.scaling.simulator import (
     GroupModel,
     KedaScaler,

@@ -10,13 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.scaling.policy import (
-    DOWN_MARGIN,
-    UP_MARGIN,
-    Autoscaler,
-    Observation,
-    ScalingPolicy,
-)
+from pipeline.scaling.autoscaler import DOWN_MARGIN, UP_MARGIN, Autoscaler
+from pipeline.scaling.policy import Observation, ScalingPolicy
 from pipeline.scaling.simulator import (
     GroupModel,
     OurScaler,
