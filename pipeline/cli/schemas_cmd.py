@@ -70,7 +70,7 @@ def check(
     settings = settings_for_cli()
     specs = registry_topics(list(catalogue_for(settings)))
     if not specs:
-        console.print("no topic of the catalogue is in a registry format (avro)")
+        console.print("no topic of the catalogue is in avro, json_schema or protobuf")
         return
     checks = run_sync(check_subjects(registry_from(settings), specs))
     if as_json:
