@@ -181,6 +181,9 @@ async def run_contestant(
     else:
         n_low = next(n for t, n in samples if t == t_low)
         rate = (t_high[1] - n_low) / (t_high[0] - t_low)
+    log.close()
+    if not note:
+        os.unlink(log.name)  # kept, and named in the note, only when something went wrong
     return Outcome(name, rate, total, peak, note)
 
 
