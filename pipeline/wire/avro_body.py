@@ -7,7 +7,6 @@ the ids. The framing itself is five bytes: a zero, then the schema id.
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 from collections.abc import Callable
@@ -19,10 +18,11 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import UndecodableRecordError
+from pipeline.wire.formats import model_mentions
 from pipeline.wire.registry import (
     FRAMING_BYTES,
     current_registry,
-    framed_schema_id,
+    framed_writer,
     registry_for,
     schema_id_of,
 )
@@ -35,7 +35,7 @@ def avro_writer(spec: TopicSpec[BaseModel]) -> Callable[[BaseModel], bytes]:
     dump = spec.event_model.__pydantic_serializer__.to_python
     write = fastavro.schemaless_writer
     # Walking every datum for enum members cost half the encode; only models with one pay it.
-    plain = _plain_enums if mentions_enum(spec.event_model) else _as_is
+    plain = _plain_enums if model_mentions(spec.event_model, "enum") else _as_is
 
     def encode(event: BaseModel) -> bytes:
         schema = registry.writer(spec)
@@ -45,19 +45,6 @@ def avro_writer(spec: TopicSpec[BaseModel]) -> Callable[[BaseModel], bytes]:
         return out.getvalue()
 
     return encode
-
-
-@functools.cache
-def mentions_enum(model: type[BaseModel]) -> bool:
-    return _mentions(model.__pydantic_core_schema__, "enum")
-
-
-def _mentions(schema: object, kind: str) -> bool:
-    if isinstance(schema, dict):
-        return schema.get("type") == kind or any(_mentions(v, kind) for v in schema.values())
-    if isinstance(schema, list | tuple):
-        return any(_mentions(item, kind) for item in schema)
-    return False
 
 
 def _as_is(value: Any) -> Any:
@@ -78,19 +65,17 @@ def _plain_enums(value: Any) -> Any:
 def read_framed_avro(
     spec: TopicSpec[BaseModel],
     value: bytes | None,
-    schema_id: int,
     partition: int | None,
     offset: int | None,
     resolve: bool,
-) -> Any:
-    """The datum of a framed value, read with its writer's schema (resolved into the
-    model's when `resolve`); UndecodableRecordError when the body does not match."""
+) -> tuple[int, Any]:
+    """The schema id and datum of a framed value, read with its writer's schema (resolved
+    into the model's when `resolve`); UndecodableRecordError when the body does not match."""
+    schema_id, writer = framed_writer(spec, value, partition, offset)
     assert value is not None
-    registry = registry_for(spec)
-    writer = registry.writer_schema(schema_id, spec, partition, offset)
-    reader = registry.reader_schema(spec) if resolve else writer
+    reader = registry_for(spec).reader_schema(spec) if resolve else writer
     try:
-        return fastavro.schemaless_reader(
+        return schema_id, fastavro.schemaless_reader(
             io.BytesIO(value[FRAMING_BYTES:]), writer, None if writer is reader else reader
         )
     except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
@@ -109,8 +94,7 @@ def decode_avro(
     offset: int | None,
 ) -> BaseModel:
     """A framed Avro value to the topic's model, or the error that names what is wrong."""
-    schema_id = framed_schema_id(spec, value, partition, offset)
-    fields = read_framed_avro(spec, value, schema_id, partition, offset, resolve=True)
+    schema_id, fields = read_framed_avro(spec, value, partition, offset, resolve=True)
     if type(fields) is not dict:
         raise UndecodableRecordError(
             f"schema id {schema_id} is not a record schema (it gave {type(fields).__name__})",

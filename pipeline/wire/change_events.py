@@ -33,7 +33,6 @@ from pydantic import BaseModel, ValidationError
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import UndecodableRecordError
 from pipeline.wire.avro_body import read_framed_avro
-from pipeline.wire.registry import framed_schema_id
 from pipeline.wire.validation import invalid_event
 
 RowT = TypeVar("RowT", bound=BaseModel)
@@ -118,16 +117,13 @@ def _json_envelope(value: bytes, where: dict[str, Any]) -> Any:
         document = json.loads(value)
     except ValueError as exc:
         raise UndecodableRecordError(f"value is not JSON ({exc})", **where) from exc
-    if isinstance(document, dict) and "payload" in document and "schema" in document:
-        return document["payload"]  # JsonConverter with schemas.enable=true
-    return document
+    return _unwrapped(document)
 
 
 def _avro_envelope(
     spec: TopicSpec[BaseModel], value: bytes, partition: int | None, offset: int | None
 ) -> Any:
-    schema_id = framed_schema_id(spec, value, partition, offset)
-    return read_framed_avro(spec, value, schema_id, partition, offset, resolve=False)
+    return read_framed_avro(spec, value, partition, offset, resolve=False)[1]
 
 
 def _json_or_none(key: bytes | None) -> Any:
@@ -137,6 +133,11 @@ def _json_or_none(key: bytes | None) -> Any:
         document = json.loads(key)
     except ValueError:
         return key.decode(errors="replace")
+    return _unwrapped(document)
+
+
+def _unwrapped(document: Any) -> Any:
+    """The payload of Kafka Connect's JsonConverter wrapper (schemas.enable=true), or as is."""
     if isinstance(document, dict) and "payload" in document and "schema" in document:
         return document["payload"]
     return document

@@ -18,6 +18,7 @@ How JSON is read without losing a decimal is in pipeline.wire.json_body.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -56,3 +57,21 @@ class RawRecord(BaseModel):
 
     key: bytes | None = None
     value: bytes | None = None
+
+
+@functools.cache
+def model_mentions(model: type[BaseModel], core_type: str) -> bool:
+    """Whether pydantic's core schema of `model` has a `core_type` anywhere (`decimal`,
+    `enum`; nested models, lists and unions included): the codecs pay for exact decimals
+    or enum conversion only for models that need them."""
+    return _mentions(model.__pydantic_core_schema__, core_type)
+
+
+def _mentions(schema: object, core_type: str) -> bool:
+    if isinstance(schema, dict):
+        return schema.get("type") == core_type or any(
+            _mentions(value, core_type) for value in schema.values()
+        )
+    if isinstance(schema, list | tuple):
+        return any(_mentions(item, core_type) for item in schema)
+    return False

@@ -8,7 +8,6 @@ body to upcast, go through `json.loads` with exact decimals instead.
 
 from __future__ import annotations
 
-import functools
 import json
 from decimal import Decimal
 from typing import Any
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import UndecodableRecordError
+from pipeline.wire.formats import model_mentions
 from pipeline.wire.validation import invalid_event
 from pipeline.wire.versions import to_current
 
@@ -64,20 +64,9 @@ def decode_json(
         raise invalid_event(spec, exc, partition, offset) from exc
 
 
-@functools.cache
 def needs_exact_decimals(model: type[BaseModel]) -> bool:
     """Whether the model has a `Decimal` anywhere (nested models, lists, unions included)."""
-    return _mentions_decimal(model.__pydantic_core_schema__)
-
-
-def _mentions_decimal(schema: object) -> bool:
-    if isinstance(schema, dict):
-        if schema.get("type") == "decimal":
-            return True
-        return any(_mentions_decimal(value) for value in schema.values())
-    if isinstance(schema, list | tuple):
-        return any(_mentions_decimal(item) for item in schema)
-    return False
+    return model_mentions(model, "decimal")
 
 
 def json_kind(value: Any) -> str:

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from pipeline.catalogue import TopicSpec
 from pipeline.wire.json_body import decode_json
-from pipeline.wire.registry import FRAMING_BYTES, framed_schema_id, registry_for
+from pipeline.wire.registry import FRAMING_BYTES, framed_writer, registry_for
 
 
 def json_schema_writer(spec: TopicSpec[BaseModel]) -> Callable[[BaseModel], bytes]:
@@ -36,7 +36,6 @@ def decode_json_schema(
     offset: int | None,
     version: int | None,
 ) -> BaseModel:
-    schema_id = framed_schema_id(spec, value, partition, offset)
+    framed_writer(spec, value, partition, offset)  # an id the registry has, of its type
     assert value is not None
-    registry_for(spec).writer_schema(schema_id, spec, partition, offset)
     return decode_json(spec, value[FRAMING_BYTES:], partition, offset, version)

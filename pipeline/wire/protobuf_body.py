@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import UndecodableRecordError
-from pipeline.wire.registry import FRAMING_BYTES, framed_schema_id, registry_for
+from pipeline.wire.registry import FRAMING_BYTES, framed_writer, registry_for
 from pipeline.wire.validation import invalid_event
 
 
@@ -96,9 +96,8 @@ def decode_protobuf(
 ) -> BaseModel:
     from google.protobuf import json_format
 
-    schema_id = framed_schema_id(spec, value, partition, offset)
+    schema_id, _ = framed_writer(spec, value, partition, offset)  # an id the registry has
     assert value is not None
-    registry_for(spec).writer_schema(schema_id, spec, partition, offset)
     try:
         start = skip_index_path(value, FRAMING_BYTES)
         message = spec.protobuf_message.FromString(value[start:])

@@ -103,6 +103,15 @@ def framed_schema_id(
     return int.from_bytes(value[1:FRAMING_BYTES], "big")
 
 
+def framed_writer(
+    spec: TopicSpec[BaseModel], value: bytes | None, partition: int | None, offset: int | None
+) -> tuple[int, Any]:
+    """A registry-format value's schema id and its writer's parsed schema, or the
+    UndecodableRecordError that says why it has neither (pipeline.wire.*_body read this)."""
+    schema_id = framed_schema_id(spec, value, partition, offset)
+    return schema_id, registry_for(spec).writer_schema(schema_id, spec, partition, offset)
+
+
 def subject_for(spec: TopicSpec[BaseModel], strategy: str) -> str:
     record = spec.event_type  # the Avro record's full name (pipeline.wire.avro_schema)
     if strategy == "record":
