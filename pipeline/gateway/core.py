@@ -34,6 +34,7 @@ from pipeline.resilience.breaker import (
     DependencyUnavailable,
 )
 from pipeline.resilience.log_limit import RateLimitedLog
+from pipeline.resilience.waiting import until_done
 from pipeline.settings import PipelineSettings
 from pipeline.telemetry import tracing
 from pipeline.wire.codec import EncodedEvent, encode_events, payload_size
@@ -75,17 +76,25 @@ class Gateway:
         self._connector = asyncio.ensure_future(self._connect())
 
     async def _connect(self) -> None:
-        while self.producer is None:
+        """Connect in the background until the brokers answer; requests get 503 meanwhile."""
+
+        async def attempt() -> EventProducer:
             producer = EventProducer(self.settings)
             try:
                 await asyncio.wait_for(producer.start(), 10)
-                self.producer = producer
-                log.info("connected to %s", self.settings.bootstrap_servers)
-            except Exception as exc:  # noqa: BLE001 - retried; requests get 503 meanwhile
-                log.warning("cannot reach the brokers (%s); retrying", exc)
+            except BaseException:
                 with contextlib.suppress(Exception):
                     await producer.stop()
-                await asyncio.sleep(RECONNECT_S)
+                raise
+            return producer
+
+        def failed(exc: BaseException, failures: int, delay: float) -> None:
+            log.warning("cannot reach the brokers (%s); retrying in %.0fs", exc, delay)
+
+        self.producer = await until_done(
+            attempt, retry_on=Exception, delay_s=lambda _: RECONNECT_S, on_failure=failed
+        )
+        log.info("connected to %s", self.settings.bootstrap_servers)
 
     async def stop(self) -> None:
         if self._connector is not None:

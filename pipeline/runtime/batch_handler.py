@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -42,6 +43,7 @@ from pipeline.processor import (
 )
 from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
 from pipeline.resilience.flood_guard import FloodGuard
+from pipeline.resilience.waiting import BREAKER_RECHECK_FLOOR_S, pause, until_done
 from pipeline.runtime.batch_result import BatchResult
 from pipeline.runtime.dead_letters import VALUE_OMITTED, describe_error, now_ms
 from pipeline.runtime.handler_deadline import HandlerDeadline, LaneClock
@@ -56,6 +58,7 @@ log = logging.getLogger("pipeline.worker")
 
 DEPENDENCY_BACKOFF_CAP_S = 5.0
 LOGGED_MESSAGE_CHARS = 300
+T = TypeVar("T")
 
 DEAD_ON_ARRIVAL = (EventDecodeError, PermanentError, OutputTooLargeError)
 """Failures no retry can mend: the record is dead-lettered at its first attempt."""
@@ -83,11 +86,43 @@ class BatchHandler:
 
     async def sleep(self, seconds: float) -> None:
         """Back off; raise Abandoned if the partition stops meanwhile."""
-        try:
-            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return
-        raise Abandoned
+        await pause(seconds, self.stopping)
+
+    async def wait_on(
+        self,
+        dependency: str,
+        attempt: Callable[[], Awaitable[T]],
+        retry_on: type[BaseException] | tuple[type[BaseException], ...],
+        log_failure: Callable[[BaseException, int, float], None],
+    ) -> T:
+        """`attempt`'s result, tried until `dependency` takes it; the partition waits meanwhile.
+
+        While it waits the partition is slow, not stuck: the liveness check
+        leaves it alone, and the waits and failures are counted per
+        dependency. Abandoned when the partition stops.
+        """
+
+        def failed(exc: BaseException, failures: int, delay: float) -> None:
+            self.waiting_on_dependency = True
+            self._count_dependency(exc, dependency)
+            log_failure(exc, failures, delay)
+
+        result = await until_done(
+            attempt,
+            retry_on=retry_on,
+            delay_s=self.retry_delay,
+            stopping=self.stopping,
+            on_failure=failed,
+        )
+        self.waiting_on_dependency = False
+        return result
+
+    def _count_dependency(self, exc: BaseException, dependency: str) -> None:
+        """An open breaker is a wait, anything else a failure."""
+        if isinstance(exc, DependencyUnavailable):
+            self.host.metrics.inc(DEPENDENCY_WAITS, labels={"dependency": exc.name})
+        else:
+            self.host.metrics.inc(DEPENDENCY_FAILURES, labels={"dependency": dependency})
 
     async def handle(self, batch: list[Record]) -> BatchResult:
         result = BatchResult(limits=self.host.record_path.limits)
@@ -330,14 +365,12 @@ class BatchHandler:
         exponentially (capped), because the outage may last.
         """
         self.waiting_on_dependency = True
+        self._count_dependency(exc, exc.name)
         if isinstance(exc, DependencyUnavailable):
-            self.host.metrics.inc(DEPENDENCY_WAITS, labels={"dependency": exc.name})
-            await self.sleep(max(0.05, exc.retry_after_s))
+            await self.sleep(max(BREAKER_RECHECK_FLOOR_S, exc.retry_after_s))
             return failures
         failures += 1
-        self.host.metrics.inc(DEPENDENCY_FAILURES, labels={"dependency": exc.name})
-        delay = self.processor.retry.delay_s(failures, self._rng)
-        await self.sleep(min(DEPENDENCY_BACKOFF_CAP_S, delay))
+        await self.sleep(self.retry_delay(failures))
         return failures
 
     def retry_delay(self, failures: int) -> float:

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from pipeline.kafka.port import TopicPartition
-from pipeline.metric_names import DEPENDENCY_FAILURES, OUTPUTS, PROCESSED, SINK_ITEMS
+from pipeline.metric_names import OUTPUTS, PROCESSED, SINK_ITEMS
 from pipeline.publishing.delivery import DeliveryList
 from pipeline.publishing.partition_order import Chain
 from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
@@ -81,28 +81,26 @@ class BatchPublisher:
         assert sink is not None
         breaker = self.host.breakers.get(sink.name)
         services = self.host.services
-        failures = 0
-        while True:
-            if self.handler.stopping.is_set():
-                raise Abandoned
-            try:
-                await breaker.call(lambda: sink.write(items, services))
-            except (DependencyUnavailable, DependencyError) as exc:
-                if isinstance(exc, DependencyError):
-                    log.warning(
-                        "%s-%d: sink %s failed for a batch of %d (failure %d): %s",
-                        self.tp.topic,
-                        self.tp.partition,
-                        sink.name,
-                        len(items),
-                        failures + 1,
-                        exc.__cause__,
-                    )
-                failures = await self.handler.back_off(exc, failures)
-                continue
-            self.handler.waiting_on_dependency = False
-            self.host.metrics.inc(SINK_ITEMS, len(items), labels={"sink": sink.name})
-            return
+
+        def failed(exc: BaseException, failures: int, delay: float) -> None:
+            if isinstance(exc, DependencyError):
+                log.warning(
+                    "%s-%d: sink %s failed for a batch of %d (failure %d): %s",
+                    self.tp.topic,
+                    self.tp.partition,
+                    sink.name,
+                    len(items),
+                    failures,
+                    exc.__cause__,
+                )
+
+        await self.handler.wait_on(
+            sink.name,
+            lambda: breaker.call(lambda: sink.write(items, services)),
+            (DependencyUnavailable, DependencyError),
+            failed,
+        )
+        self.host.metrics.inc(SINK_ITEMS, len(items), labels={"sink": sink.name})
 
     async def _submit_outputs(
         self, result: BatchResult, chain: Chain | None
@@ -123,34 +121,28 @@ class BatchPublisher:
         only bring the same batch back.
         """
         dlq_topic = self.processor.source.dlq_name
-        failures = 0
-        while True:
-            if self.handler.stopping.is_set():
-                raise Abandoned
-            try:
-                await (await self.host.producer.submit_encoded(dlq_topic, records))
-            except Exception as exc:  # noqa: BLE001 - any failure to keep them: wait and retry
-                failures += 1
-                self.handler.waiting_on_dependency = True
-                self.host.metrics.inc(DEPENDENCY_FAILURES, labels={"dependency": dlq_topic})
-                delay = self.handler.retry_delay(failures)
-                log.warning(
-                    "%s-%d: %d dead letter(s) could not be published to %s (attempt %d): "
-                    "%s: %s; the partition waits and retries in %.1fs "
-                    "(is the topic there? `pipeline topics apply` creates it)",
-                    self.tp.topic,
-                    self.tp.partition,
-                    len(records),
-                    dlq_topic,
-                    failures,
-                    type(exc).__name__,
-                    describe_error(exc)[0][:LOGGED_MESSAGE_CHARS],
-                    delay,
-                )
-                await self.handler.sleep(delay)
-                continue
-            self.handler.waiting_on_dependency = False
-            return
+        producer = self.host.producer
+
+        async def publish() -> DeliveryList:
+            return await (await producer.submit_encoded(dlq_topic, records))
+
+        def failed(exc: BaseException, failures: int, delay: float) -> None:
+            log.warning(
+                "%s-%d: %d dead letter(s) could not be published to %s (attempt %d): "
+                "%s: %s; the partition waits and retries in %.1fs "
+                "(is the topic there? `pipeline topics apply` creates it)",
+                self.tp.topic,
+                self.tp.partition,
+                len(records),
+                dlq_topic,
+                failures,
+                type(exc).__name__,
+                describe_error(exc)[0][:LOGGED_MESSAGE_CHARS],
+                delay,
+            )
+
+        # Any failure to keep them: wait and retry (a crash would bring the batch back).
+        await self.handler.wait_on(dlq_topic, publish, Exception, failed)
 
 
 def _done() -> asyncio.Future[Any]:

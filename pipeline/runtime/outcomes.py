@@ -1,7 +1,11 @@
-"""What ends a batch's handling early without being a failure."""
+"""What ends a batch's handling early without being a failure.
+
+`Abandoned` is the wait helper's: a partition's batch and a dependency wait
+are called off by the same stop, so one exception ends both.
+"""
 
 from __future__ import annotations
 
+from pipeline.resilience.waiting import Abandoned
 
-class Abandoned(Exception):
-    """The partition is being revoked or the worker stops: leave this batch unfinished."""
+__all__ = ["Abandoned"]

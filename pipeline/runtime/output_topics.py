@@ -10,20 +10,23 @@ failing records one by one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
+from pipeline.catalogue import TopicSpec
 from pipeline.kafka.port import Clients
 from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES
 from pipeline.ops.topics import max_message_bytes
 from pipeline.processor import Processor
 from pipeline.resilience.breaker import DependencyError
-from pipeline.wire.registry import REGISTRY_FORMATS, registry_for
+from pipeline.resilience.waiting import Abandoned, until_done
+from pipeline.wire.registry import REGISTRY_FORMATS, SchemaRegistry, registry_for
 
 log = logging.getLogger("pipeline.worker")
 
 REGISTRY_WAIT_CAP_S = 10.0
+REGISTRY_WAIT_DOUBLINGS = 8
+"""Enough to reach the cap; more would overflow a float after hours of waiting."""
 
 
 async def message_limits(clients: Clients, processor: Processor[Any]) -> dict[str, int]:
@@ -52,27 +55,42 @@ async def message_limits(clients: Clients, processor: Processor[Any]) -> dict[st
 
 
 async def prepare_schemas(processor: Processor[Any], stopping: asyncio.Event) -> None:
-    """A registry for every registry-format topic (ConfigError if none), outputs' ids known."""
+    """A registry for every registry-format topic (ConfigError if none), outputs' ids known.
+
+    Returns early, without error, when the worker is asked to stop meanwhile.
+    """
     for spec in (processor.source, *processor.outputs):
         if spec.format not in REGISTRY_FORMATS:
             continue
         registry = registry_for(spec)
         if spec is processor.source:
             continue
-        waits = 0
-        while not stopping.is_set():
-            try:
-                await registry.prepare(spec)
-                break
-            except DependencyError as exc:
-                waits += 1
-                delay = min(REGISTRY_WAIT_CAP_S, 0.5 * 2**waits)
-                log.warning(
-                    "the schema registry at %s does not answer for %s (%s); retrying in %.0fs",
-                    registry.url,
-                    spec.name,
-                    exc,
-                    delay,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), delay)
+        try:
+            await _wait_for_schema(registry, spec, stopping)
+        except Abandoned:
+            return
+
+
+async def _wait_for_schema(
+    registry: SchemaRegistry, spec: TopicSpec[Any], stopping: asyncio.Event
+) -> None:
+    def failed(exc: BaseException, waits: int, delay: float) -> None:
+        log.warning(
+            "the schema registry at %s does not answer for %s (%s); retrying in %.0fs",
+            registry.url,
+            spec.name,
+            exc,
+            delay,
+        )
+
+    await until_done(
+        lambda: registry.prepare(spec),
+        retry_on=DependencyError,
+        delay_s=_registry_delay_s,
+        stopping=stopping,
+        on_failure=failed,
+    )
+
+
+def _registry_delay_s(waits: int) -> float:
+    return min(REGISTRY_WAIT_CAP_S, 0.5 * 2.0 ** min(waits, REGISTRY_WAIT_DOUBLINGS))
