@@ -168,3 +168,35 @@ def test_no_module_is_over_400_lines() -> None:
         if (count := len(path.read_text().splitlines())) > MAX_LINES
     ]
     assert not long, "\n".join(long)
+
+
+CONNECTION_SETTINGS = frozenset(
+    {
+        "security_protocol",
+        "sasl_mechanism",
+        "sasl_username",
+        "sasl_password",
+        "ssl_context",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_key_password",
+    }
+)
+"""Settings that become a client's connection arguments."""
+EXPLAINERS = (LIBRARY / "kafka" / "connect_errors.py",)
+"""Reads them to say why a connection failed, and builds no client."""
+
+
+def test_each_adapters_client_configuration_is_built_in_its_config_module_only() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{node.lineno} reads settings.{node.attr}"
+        for path in sources("pipeline/kafka")
+        if path.name != "config.py" and path not in EXPLAINERS
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr in CONNECTION_SETTINGS
+    ]
+    assert not offenders, "\n".join(offenders)
+    for adapter in ("aiokafka", "confluent"):
+        config = (LIBRARY / "kafka" / adapter / "config.py").read_text()
+        assert "security_protocol" in config, f"{adapter}'s config.py builds no connection"

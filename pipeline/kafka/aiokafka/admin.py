@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -16,6 +14,7 @@ from aiokafka.errors import KafkaError, for_code
 from pipeline.errors import PipelineError
 from pipeline.kafka.aiokafka.errors import translated
 from pipeline.kafka.aiokafka.incremental_configs import set_topic_configs
+from pipeline.kafka.coordinator_wait import asking_until_coordinated
 from pipeline.kafka.port import (
     Committed,
     GroupDescription,
@@ -25,7 +24,6 @@ from pipeline.kafka.port import (
     TopicPartition,
 )
 
-COORDINATOR_WAIT_S = 30.0
 TOPIC_ALREADY_EXISTS = 36
 
 
@@ -146,21 +144,14 @@ class AioAdmin:
         group asks for it; until then the brokers answer "coordinator not
         available", a retriable error.
         """
-        deadline = time.monotonic() + COORDINATOR_WAIT_S
-        while True:
-            try:
-                found = await self._client.list_consumer_group_offsets(group)
-            except KafkaError as exc:
-                if not exc.retriable or time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
-                continue
-            return {
-                TopicPartition(tp.topic, tp.partition): Committed(
-                    int(meta.offset), meta.metadata or ""
-                )
-                for tp, meta in found.items()
-            }
+        found = await asking_until_coordinated(
+            lambda: self._client.list_consumer_group_offsets(group),
+            lambda exc: isinstance(exc, KafkaError) and bool(exc.retriable),
+        )
+        return {
+            TopicPartition(tp.topic, tp.partition): Committed(int(meta.offset), meta.metadata or "")
+            for tp, meta in found.items()
+        }
 
     @translated
     async def group_member_count(self, group: str) -> int:

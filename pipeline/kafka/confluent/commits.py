@@ -18,17 +18,16 @@ crashes there, so that the day a librdkafka release mends it is seen.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as TheirTopicPartition
 
-from pipeline.kafka.confluent.errors import retriable_for_groups
+from pipeline.kafka.confluent.errors import coordinator_moving
+from pipeline.kafka.coordinator_wait import asking_until_coordinated_blocking
 from pipeline.kafka.port import Committed, TopicPartition
 
 REQUEST_TIMEOUT_S = 15.0
-COORDINATOR_WAIT_S = 30.0
 
 
 class GroupCommitReader:
@@ -62,23 +61,20 @@ class GroupCommitReader:
         ]
         if not partitions:
             return {}
-        deadline = time.monotonic() + COORDINATOR_WAIT_S
-        while True:
-            try:
-                found = await asyncio.to_thread(consumer.committed, partitions, REQUEST_TIMEOUT_S)
-                for tp in found:
-                    if tp.error is not None:
-                        raise KafkaException(tp.error)
-            except KafkaException as exc:
-                if not retriable_for_groups(exc.args[0]) or time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
-                continue
-            return {
-                TopicPartition(tp.topic, tp.partition): Committed(tp.offset, tp.metadata or "")
-                for tp in found
-                if tp.offset >= 0
-            }
+
+        def ask() -> list[TheirTopicPartition]:
+            found = consumer.committed(partitions, REQUEST_TIMEOUT_S)
+            for tp in found:
+                if tp.error is not None:
+                    raise KafkaException(tp.error)
+            return list(found)
+
+        found = await asyncio.to_thread(asking_until_coordinated_blocking, ask, coordinator_moving)
+        return {
+            TopicPartition(tp.topic, tp.partition): Committed(tp.offset, tp.metadata or "")
+            for tp in found
+            if tp.offset >= 0
+        }
 
     async def close(self) -> None:
         consumers = list(self._consumers.values())

@@ -37,8 +37,11 @@ elected and loaded. librdkafka does not call NOT_COORDINATOR retriable: the firs
 `pipeline replay` on a new cluster failed with it (`python -m tests.integration.fresh_cluster`)."""
 
 
-def retriable_for_groups(error: KafkaError) -> bool:
+def coordinator_moving(exc: Exception) -> bool:
     """Worth asking again: librdkafka's own verdict, or a coordinator still moving."""
+    if not isinstance(exc, KafkaException):
+        return False
+    error: KafkaError = exc.args[0]
     return bool(error.retriable()) or error.code() in COORDINATOR_MOVING
 
 

@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as TheirPartition
 
-from pipeline.kafka.confluent.errors import from_kafka_error, retriable_for_groups
+from pipeline.kafka.confluent.errors import coordinator_moving, from_kafka_error
 from pipeline.kafka.confluent.records import ours, theirs
+from pipeline.kafka.coordinator_wait import asking_until_coordinated_blocking
 from pipeline.kafka.port import (
     CommitMetadata,
     Committed,
@@ -23,7 +24,6 @@ from pipeline.kafka.port import (
 )
 
 QUERY_TIMEOUT_S = 15.0
-COORDINATOR_WAIT_S = 30.0
 
 
 def watermarks(
@@ -45,18 +45,14 @@ def committed_offset(client: Consumer, tp: TopicPartition) -> Committed | None:
     A partition's error is raised, never read as "nothing committed" (that would
     start it over from the log start); a coordinator still moving is waited out.
     """
-    deadline = time.monotonic() + COORDINATOR_WAIT_S
-    while True:
-        try:
-            found = client.committed([theirs(tp)], timeout=QUERY_TIMEOUT_S)[0]
-            if found.error is not None:
-                raise KafkaException(found.error)
-        except KafkaException as exc:
-            if not retriable_for_groups(exc.args[0]) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-            continue
+
+    def ask() -> Committed | None:
+        found = client.committed([theirs(tp)], timeout=QUERY_TIMEOUT_S)[0]
+        if found.error is not None:
+            raise KafkaException(found.error)
         return None if found.offset < 0 else Committed(found.offset, found.metadata or "")
+
+    return asking_until_coordinated_blocking(ask, coordinator_moving)
 
 
 def offsets_at_times(
