@@ -8,26 +8,21 @@ reads is a mirror the thread refreshes after each fetch.
 `fetch` for some partitions only: the others' records wait for their turn
 (pipeline.kafka.confluent.fetched), dropped by a seek or a revocation.
 
-Rebalances: librdkafka calls back inside `consume()`; the callbacks run the
-runtime's listener on the loop and wait for it (serving the queue
-meanwhile, so the listener's commits and offset queries go through). The
-protocol decides the calls: eager assigns and unassigns everything;
-cooperative-sticky and KIP-848's `consumer` protocol hand over only the
-partitions that move. Records collected before a revocation are dropped,
-never handed over after it: the next owner (maybe this one) reads them again.
+What it owns, and the rebalance callbacks that change it, are
+pipeline.kafka.confluent.assignment's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as TheirPartition
 
+from pipeline.kafka.confluent.assignment import Assignment, Incremental
 from pipeline.kafka.confluent.errors import translated
 from pipeline.kafka.confluent.fetched import FetchedAhead, PositionMirror
 from pipeline.kafka.confluent.offsets import (
@@ -50,10 +45,6 @@ from pipeline.kafka.port import (
     TopicPartition,
 )
 
-log = logging.getLogger("pipeline.kafka.confluent")
-
-Incremental = Literal["eager", "cooperative", "consumer"]
-
 
 class ConfluentConsumer:
     def __init__(
@@ -63,25 +54,15 @@ class ConfluentConsumer:
         group_id: str | None,
     ) -> None:
         self._config = config
-        self._protocol = protocol
         self._group_id = group_id
         self._client: Consumer | None = None
         self._thread = ConsumerThread(f"kafka-consumer-{group_id or 'reader'}")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._listener: RebalanceListener | None = None
-        self._assigned: set[TopicPartition] = set()
         self._ahead = FetchedAhead()
         self._mirror = PositionMirror()
-        self._revoke_heard = False
-        self._revoked_in_fetch: set[TopicPartition] = set()
-        self._paused: set[TopicPartition] = set()
-        """What the runtime paused (on the consumer thread), to pause again after a restart."""
-        self._starts: dict[TopicPartition, int] = {}
-        """Seeks not yet reached by a record: kept for a re-assignment of the partition."""
         reset = OFFSET_BEGINNING if config.get("auto.offset.reset") == "earliest" else OFFSET_END
-        self._unsought: int | None = None if group_id else reset
-        """Where an unsought partition starts: the commit (None), but a reader without a
-        group asks no coordinator (a fresh cluster has none for a while)."""
+        self._assignment = Assignment(
+            protocol, None if group_id else reset, self._thread, self._ahead, self._mirror
+        )
         self._before_start: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
         """Calls made before start (the port allows subscribing first), made by start."""
 
@@ -94,7 +75,7 @@ class ConfluentConsumer:
     # -- life -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._assignment.loop = asyncio.get_running_loop()
         self._thread.start()
         self._client = await self._thread.call(Consumer, dict(self._config))
         for function, args in self._before_start:
@@ -115,12 +96,16 @@ class ConfluentConsumer:
     # -- assignment -------------------------------------------------------------------------------
 
     def subscribe(self, topic: str, listener: RebalanceListener) -> None:
-        self._listener = listener
+        self._assignment.listener = listener
         self._post(self._subscribe_on_thread, topic)
 
     def _subscribe_on_thread(self, topic: str) -> None:
+        assignment = self._assignment
         self.client.subscribe(
-            [topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            [topic],
+            on_assign=assignment.on_assign,
+            on_revoke=assignment.on_revoke,
+            on_lost=assignment.on_lost,
         )
 
     def _post(self, function: Callable[..., object], *args: Any) -> None:
@@ -131,77 +116,14 @@ class ConfluentConsumer:
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         wanted = {TopicPartition(*tp) for tp in partitions}
-        self._assigned = set(wanted)
-        self._starts = {tp: offset for tp, offset in self._starts.items() if tp in wanted}
-        self._ahead.keep_only(wanted)
+        self._assignment.replace(wanted)
         self._post(self._assign_on_thread, wanted)
 
     def _assign_on_thread(self, partitions: set[TopicPartition]) -> None:
-        self.client.assign(self._positioned(partitions))
-
-    def _positioned(
-        self,
-        partitions: Iterable[TopicPartition],
-        going_on_at: Mapping[TopicPartition, int] | None = None,
-    ) -> list[TheirPartition]:
-        """A seek not yet reached, else where it goes on, else the commit (or reset)."""
-        at = going_on_at or {}
-        return [theirs(tp, self._starts.get(tp, at.get(tp, self._unsought))) for tp in partitions]
+        self.client.assign(self._assignment.positioned(partitions))
 
     def assignment(self) -> set[TopicPartition]:
-        return set(self._assigned)
-
-    def _on_assign(self, client: Consumer, partitions: list[TheirPartition]) -> None:
-        assigned = {ours(tp) for tp in partitions}
-        if self._protocol == "eager":
-            if not self._revoke_heard:
-                # librdkafka skips the revocation of a first join; the port's eager
-                # listener hears one per rebalance, as on aiokafka.
-                self._call_listener("on_revoked", set())
-            self._revoke_heard = False
-            client.assign(partitions)
-            self._assigned = assigned
-        else:
-            client.incremental_assign(partitions)
-            self._assigned |= assigned
-        self._call_listener("on_assigned", assigned)
-
-    def _on_revoke(self, client: Consumer, partitions: list[TheirPartition]) -> None:
-        revoked = {ours(tp) for tp in partitions}
-        self._revoke_heard = True
-        self._revoked_in_fetch |= revoked
-        try:
-            self._call_listener("on_revoked", revoked)
-        finally:
-            self._paused -= revoked  # a new assignment of them starts unpaused
-            for tp in revoked:
-                self._starts.pop(tp, None)
-                self._ahead.drop(tp)
-                self._mirror.forget(tp)
-            if self._protocol == "eager":
-                client.unassign()
-                self._assigned = set()
-            else:
-                client.incremental_unassign(partitions)
-                self._assigned -= revoked
-
-    def _on_lost(self, client: Consumer, partitions: list[TheirPartition]) -> None:
-        log.warning(
-            "lost partitions %s (this member was out of the group: its commits for them fail)",
-            sorted(tp.partition for tp in partitions),
-        )
-        self._on_revoke(client, partitions)
-
-    def _call_listener(self, name: str, partitions: set[TopicPartition]) -> None:
-        if self._listener is None or self._loop is None:
-            return
-        callback = getattr(self._listener, name)
-        try:
-            self._thread.await_on_loop(self._loop, callback(partitions))
-        except Exception:
-            # librdkafka cannot take an exception from a callback; the assignment
-            # change goes on and the runtime has logged its side.
-            log.exception("the rebalance listener's %s failed", name)
+        return set(self._assignment.owned)
 
     # -- fetching ---------------------------------------------------------------------------------
 
@@ -231,8 +153,9 @@ class ConfluentConsumer:
     ) -> dict[TopicPartition, list[ConfluentRecord]]:
         """On the consumer thread: what is ready now, else the first records within the timeout."""
         client = self.client
+        assignment = self._assignment
         deadline = time.monotonic() + timeout_s
-        self._revoked_in_fetch = set()
+        assignment.revoked_in_fetch = set()
         messages = client.consume(max_records, 0)
         while not messages:
             remaining = deadline - time.monotonic()
@@ -243,48 +166,19 @@ class ConfluentConsumer:
                 messages.extend(client.consume(max_records - 1, 0))
             self._thread.serve_pending()
         found = by_partition(messages)
-        given_back = self._revoked_in_fetch & self._assigned
+        owned = assignment.owned
+        given_back = assignment.revoked_in_fetch & owned
         for tp in list(found):
-            if tp not in self._assigned or tp in given_back:
+            if tp not in owned or tp in given_back:
                 # Fetched before a revocation within this call: the old assignment's.
                 del found[tp]
                 self._mirror.unsettle([tp])
             else:
-                self._starts.pop(tp, None)  # fetching: a seek now moves it, an assignment not
+                assignment.starts.pop(tp, None)  # fetching: a seek now moves it, not an assignment
         if given_back:
-            self._restart(client, given_back)
-        self._mirror.refresh(client, self._assigned, found)
+            assignment.restart(client, given_back)
+        self._mirror.refresh(client, assignment.owned, found)
         return found
-
-    def _restart(self, client: Consumer, partitions: set[TopicPartition]) -> None:
-        """Revoked and assigned again within one fetch: what was fetched for them may be of
-        either assignment and was dropped; read them again from the commits (or seeks)."""
-        self._mirror.unsettle(partitions)
-        if self._protocol == "eager":
-            self._assign_all_again(client, partitions)
-        else:
-            client.incremental_unassign([theirs(tp) for tp in partitions])
-            client.incremental_assign(self._positioned(partitions))
-            self._pause_again(client)
-
-    def _assign_all_again(self, client: Consumer, restarted: set[TopicPartition]) -> None:
-        """Eager assignment is all or nothing: the partitions not restarted go on from the
-        position of the fetch (past records handed over or kept ahead), not from their
-        commits, which would hand over again records already handed over."""
-        going_on = [
-            theirs(tp)
-            for tp in self._assigned - restarted
-            if tp not in self._starts and self._mirror.settled(tp)
-        ]
-        positions = client.position(going_on) if going_on else []
-        at = {ours(p): p.offset for p in positions if p.offset >= 0}
-        client.assign(self._positioned(self._assigned, going_on_at=at))
-        self._pause_again(client)
-
-    def _pause_again(self, client: Consumer) -> None:
-        """An assignment starts unpaused; what the runtime holds back stays held back."""
-        if still_paused := self._paused & self._assigned:
-            client.pause([theirs(tp) for tp in still_paused])
 
     def pause(self, *partitions: TopicPartition) -> None:
         self._post(self._pause_on_thread, [theirs(tp) for tp in partitions], True)
@@ -295,10 +189,10 @@ class ConfluentConsumer:
     def _pause_on_thread(self, partitions: list[TheirPartition], pause: bool) -> None:
         if pause:
             self.client.pause(partitions)
-            self._paused |= {ours(tp) for tp in partitions}
+            self._assignment.paused |= {ours(tp) for tp in partitions}
         else:
             self.client.resume(partitions)
-            self._paused -= {ours(tp) for tp in partitions}
+            self._assignment.paused -= {ours(tp) for tp in partitions}
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         tp = TopicPartition(*partition)
@@ -308,17 +202,13 @@ class ConfluentConsumer:
 
     def _seek_on_thread(self, tp: TopicPartition, offset: int) -> None:
         client = self.client
-        self._starts[tp] = offset  # also for a reassignment before its first record
+        self._assignment.starts[tp] = offset  # also for a reassignment before its first record
         try:
             client.seek(theirs(tp, offset))
         except KafkaException as exc:
             # Not fetching yet (just assigned): the offset is taken at assignment instead.
             if exc.args and exc.args[0].code() == KafkaError._STATE:
-                if self._protocol == "eager" or self._listener is None:
-                    self._assign_all_again(client, {tp})
-                else:
-                    client.incremental_unassign([theirs(tp)])
-                    client.incremental_assign([theirs(tp, offset)])
+                self._assignment.restart_at_seek(client, tp, offset)
             else:
                 raise
         self._ahead.drop(tp)
@@ -334,7 +224,7 @@ class ConfluentConsumer:
         )
 
     def known_position(self, partition: TopicPartition) -> int | None:
-        if partition not in self._assigned:
+        if partition not in self._assignment.owned:
             return None
         # librdkafka's position counts records waiting here too; the port's
         # position is what was handed over (a committer skips up to it).
@@ -342,7 +232,7 @@ class ConfluentConsumer:
         return waiting if waiting is not None else self._mirror.positions.get(partition)
 
     def highwater(self, partition: TopicPartition) -> int | None:
-        if partition not in self._assigned:
+        if partition not in self._assignment.owned:
             return None
         return self._mirror.highwaters.get(partition)
 

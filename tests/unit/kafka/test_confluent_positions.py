@@ -64,12 +64,13 @@ class Client:
 
 def test_an_eager_reassignment_moves_only_the_restarted_partitions() -> None:
     consumer = ConfluentConsumer({"group.id": "g"}, "eager", "g")
-    consumer._assigned = {TopicPartition("t", n) for n in range(5)}
-    consumer._starts = {TopicPartition("t", 2): 7}
+    assignment = consumer._assignment
+    assignment.owned = {TopicPartition("t", n) for n in range(5)}
+    assignment.starts = {TopicPartition("t", 2): 7}
     consumer._mirror.unsettle([TopicPartition("t", 4)])  # its records were dropped
-    consumer._paused = {TopicPartition("t", 1), TopicPartition("t", 9)}  # 9: no longer held
+    assignment.paused = {TopicPartition("t", 1), TopicPartition("t", 9)}  # 9: no longer held
     client = Client(positions={0: 100, 1: 200, 2: 300, 4: 400})  # 3: nothing fetched yet
-    consumer._assign_all_again(client, {TopicPartition("t", 0)})  # type: ignore[arg-type]
+    assignment.assign_all_again(client, {TopicPartition("t", 0)})  # type: ignore[arg-type]
     assert client.assigned == {
         0: OFFSET_INVALID,  # restarted: from its commit
         1: 200,  # goes on past what was handed over
