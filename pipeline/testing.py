@@ -150,7 +150,11 @@ class TestPipeline(Generic[EventT]):
             commit_interval_s=0.02,
             cache_dir=self.state_dir / "caches",
         )
-        runtime = Runtime(self.settings, self.processor, options, clients=self.clients)
+        runtime = await asyncio.wait_for(
+            Runtime.open(self.settings, self.processor, options, clients=self.clients), timeout_s
+        )
+        if runtime is None:
+            raise PipelineError(f"the worker of processor {self.processor.name!r} did not open")
         self.runtime = runtime
         self._run = asyncio.ensure_future(runtime.run())
         await self._until(lambda: runtime.ready, timeout_s, "the worker to be ready")

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline.cli.common import BootstrapOption, console, settings_for_cli, stdout
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 
 if TYPE_CHECKING:  # the CLI starts every command's module; import these only when replaying
     from pipeline.kafka.port import Clients
@@ -170,16 +170,29 @@ async def _run(
                 "finished": progress.finished,
                 "interrupted": bool(interrupted),
             }
-        from pipeline.runtime.worker import Runtime, WorkerOptions
+        from pipeline.runtime.worker import Runtime, StopSwitch, WorkerOptions
 
         assert found is not None
-        runtime = Runtime(
+        switch = StopSwitch()
+        runtime = await Runtime.open(
             settings,
             found,
             WorkerOptions(replica_id=f"replay-{plan.name}"),
             replay=plan,
             clients=clients,
+            switch=switch,
         )
+        if runtime is None:
+            if switch.failure:
+                raise PipelineError(f"the replay stopped before it read a record: {switch.failure}")
+            return {
+                "read": 0,
+                "processed": 0,
+                "dead_lettered": 0,
+                "skipped": 0,
+                "finished": False,
+                "interrupted": switch.signalled,
+            }
         running = asyncio.ensure_future(runtime.run())
         while not running.done():
             await asyncio.wait([running], timeout=0.5)

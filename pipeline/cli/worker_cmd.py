@@ -101,7 +101,7 @@ def worker(
     """
     from pipeline.kafka.connect import connect
     from pipeline.runtime.watchdog import LoopWatchdog
-    from pipeline.runtime.worker import Runtime, WorkerOptions
+    from pipeline.runtime.worker import Runtime, StopSwitch, WorkerOptions
 
     replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
     setup_process_logging(log_level, who=replica_id, log_format=log_format)
@@ -126,7 +126,10 @@ def worker(
     tracing.setup_tracing(f"pipeline-worker {processor}", settings.otlp_endpoint)
 
     async def run() -> int:
-        runtime = Runtime(settings, found, options, connect(settings))
+        switch = StopSwitch()
+        runtime = await Runtime.open(settings, found, options, connect(settings), switch=switch)
+        if runtime is None:
+            return switch.exit_code
         partitions = runtime.partitions
         watchdog = LoopWatchdog(
             liveness_stall, partitions.in_hand, processor, partitions.uncommitted

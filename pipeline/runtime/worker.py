@@ -17,19 +17,15 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pipeline.kafka.port import Clients, Consumer, ConsumerOptions
-from pipeline.metrics import Metrics, labels_of
+from pipeline.metrics import labels_of
 from pipeline.ops.replay import ReplayPlan
 from pipeline.processor import Processor
 from pipeline.publishing.producer import EventProducer
-from pipeline.resilience.breaker import BreakerRegistry
 from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.runtime import defaults
 from pipeline.runtime.commits import Committer
@@ -37,58 +33,66 @@ from pipeline.runtime.fetch_plan import fetch_plan
 from pipeline.runtime.gauges import register_worker_gauges
 from pipeline.runtime.join_gate import wait_at
 from pipeline.runtime.membership import MembershipGuard
-from pipeline.runtime.output_topics import message_limits, prepare_schemas
+from pipeline.runtime.opening import (
+    EXIT_DRAIN_INCOMPLETE,
+    EXIT_FAILED,
+    EXIT_OK,
+    Opened,
+    StopSwitch,
+    group_of,
+    open_replica,
+)
+from pipeline.runtime.options import WorkerOptions
 from pipeline.runtime.partitions import Partitions
-from pipeline.runtime.record_path import RecordPath
 from pipeline.runtime.replay_consumer import ReplayConsumer
-from pipeline.runtime.services import Services, default_cache_root, open_services
 from pipeline.runtime.transactions import TransactionalPublisher
 from pipeline.settings import PipelineSettings
 
 log = logging.getLogger("pipeline.worker")
 
-EXIT_OK = 0
-EXIT_DRAIN_INCOMPLETE = 3
-EXIT_FAILED = 4
+__all__ = [
+    "EXIT_DRAIN_INCOMPLETE",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "Runtime",
+    "StopSwitch",
+    "WorkerOptions",
+]
+
 HEARTBEAT_INTERVAL_MS = 1000
 LEAVE_GROUP_DEADLINE_S = 15.0  # leaving can wait on a rebalance others hold up; work is committed
 GAP_CHECK_INTERVAL_S = 1.0
 COMMITTER_STOP_S = 5.0
 
 
-@dataclass(frozen=True)
-class WorkerOptions:
-    replica_id: str
-    static_membership: bool = False
-    commit_interval_s: float = 1.0
-    drain_deadline_s: float = defaults.DRAIN_DEADLINE_S
-    """SIGTERM and revocation: how long work in hand may take to finish."""
-    max_in_flight_records: int = defaults.MAX_IN_FLIGHT_RECORDS
-    """Records held in memory (queued, being handled or awaiting acks), all partitions.
-
-    Above it nothing is fetched. With fetch_partition_bytes (one buffered fetch
-    per partition at most), what bounds a worker's memory whatever the backlog.
-    """
-    fetch_partition_bytes: int = defaults.FETCH_PARTITION_BYTES
-    """Also sizes a whole fetch response: FETCH_RESPONSE_PARTITIONS times this."""
-    liveness_stall_s: float = defaults.LIVENESS_STALL_S
-    session_timeout_ms: int = 10_000
-    health_port: int | None = None
-    health_host: str = "127.0.0.1"
-    """0.0.0.0 in a container, where probes come from outside."""
-    handle_signals: bool = True
-    """SIGTERM and SIGINT drain and stop; off where the caller owns them (tests, harnesses)."""
-    cache_dir: Path | None = None
-    """Where the tables' caches live; None: `caches` in the state folder (pipeline.paths)."""
-    join_gate: Path | None = None
-    """Join the group only when this file exists (pipeline.runtime.join_gate)."""
-
-
 class Runtime:
     """One replica: the process's services, its consumer and producer, its partitions.
 
+    Made whole by `Runtime.open` (pipeline.runtime.opening): what needs a
+    broker, a database or time is opened first, so no member is a stand-in.
     It is the `PartitionHost` its partition workers see (pipeline.runtime.host).
     """
+
+    @classmethod
+    async def open(
+        cls,
+        settings: PipelineSettings,
+        processor: Processor[Any],
+        options: WorkerOptions,
+        clients: Clients,
+        replay: ReplayPlan | None = None,
+        switch: StopSwitch | None = None,
+    ) -> Runtime | None:
+        """The replica, opened; None when stopped first (`switch.exit_code` says how it ends).
+
+        `clients` are the port's (pipeline.kafka.connect makes them from
+        settings); `switch` lets the caller stop it while it opens.
+        """
+        switch = switch or StopSwitch()
+        opened = await open_replica(settings, processor, options, clients, replay, switch)
+        if opened is None:
+            return None
+        return cls(settings, processor, options, clients, opened, replay)
 
     def __init__(
         self,
@@ -96,22 +100,24 @@ class Runtime:
         processor: Processor[Any],
         options: WorkerOptions,
         clients: Clients,
+        opened: Opened,
         replay: ReplayPlan | None = None,
     ) -> None:
-        """`clients` are the port's (pipeline.kafka.connect makes them from settings)."""
+        """Use `Runtime.open`: `opened` is what it opens."""
         self.settings = settings
         self.clients = clients
         self.processor = processor
         self.options = options
         self.replica_id = options.replica_id
-        self.group_id = replay.group if replay else processor.group_id
-        self.metrics = Metrics()
-        self.breakers = BreakerRegistry(processor.dependencies)
-        self.record_path = RecordPath(processor, self.group_id, settings.envelope, {})
-        """Replaced at start by one that knows the topics' size limits on the cluster."""
+        self.group_id = group_of(processor, replay)
+        self.switch = opened.switch
+        self.metrics = opened.metrics
+        self.breakers = opened.breakers
+        self.services = opened.services
+        self.record_path = opened.record_path
+        self._health = opened.health
         self.dead_letter_log = RateLimitedLog(log, "dead-lettered records")
         self.retry_log = RateLimitedLog(log, "retry lines")
-        self.services = Services(processor.name)
         self.transactions: TransactionalPublisher | None = None
         if processor.exactly_once:
             self.producer = EventProducer(
@@ -126,11 +132,9 @@ class Runtime:
             self.producer = EventProducer(settings, clients=self.clients)
         self.room_freed = asyncio.Event()
         """Set when a partition finishes a batch: the in-flight bound may have room again."""
-        self._stop_requested = asyncio.Event()
-        self.failure: str | None = None
+        self._stop_requested = self.switch.requested
         self._executors: dict[str, Executor] = {}
         self.drain_clean = True
-        self.signalled = False
         self.consumer: Consumer = self.clients.consumer(self._consumer_options())
         self.replay: ReplayConsumer | None = None
         """A bounded run over [start, end) per partition in its own group (pipeline.ops.replay)."""
@@ -156,6 +160,8 @@ class Runtime:
         )
         who = labels_of(processor=processor.name, replica=self.replica_id, group=self.group_id)
         register_worker_gauges(self.metrics, self.partitions, self.consumer, self.breakers, who)
+        if self._health is not None:
+            self._health.runtime = self
 
     async def _group_metadata(self) -> object:
         return await self.consumer.group_metadata()
@@ -187,17 +193,19 @@ class Runtime:
     def ready(self) -> bool:
         return self.partitions.ready
 
-    def fail(self, reason: str) -> None:
-        self.failure = reason
-        self._stop_requested.set()
+    @property
+    def failure(self) -> str | None:
+        return self.switch.failure
 
-    def _on_signal(self) -> None:
-        self.signalled = True
-        self.request_stop()
+    @property
+    def signalled(self) -> bool:
+        return self.switch.signalled
+
+    def fail(self, reason: str) -> None:
+        self.switch.fail(reason)
 
     def request_stop(self) -> None:
-        log.info("stop requested: draining, committing, leaving the group")
-        self._stop_requested.set()
+        self.switch.request_stop()
 
     def executor_for(self, kind: str) -> Executor:
         executor = self._executors.get(kind)
@@ -217,20 +225,8 @@ class Runtime:
     # -- the main loop ----------------------------------------------------------------
 
     async def run(self) -> int:
-        if self.options.handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal)
-        health = None
-        if self.options.health_port is not None:
-            from pipeline.runtime.health import HealthServer
-
-            health = HealthServer(self, self.options.health_port, self.options.health_host)
-            await health.start()
+        """Join, consume until asked to stop, drain, leave; the exit code says how it ended."""
         try:
-            if not await self._open_services():
-                return EXIT_OK
-            await self._read_limits()
             await self.producer.start()
             if self.transactions is not None:
                 self.transactions.start()
@@ -240,46 +236,12 @@ class Runtime:
             self.consumer.subscribe(self.processor.source.name, self.partitions)
             await self._consume()
         finally:
-            if health is not None:
-                await health.stop()
+            if self._health is not None:
+                await self._health.stop()
         if self.failure:
             log.error("worker failed: %s", self.failure)
             return EXIT_FAILED
         return EXIT_OK if self.drain_clean else EXIT_DRAIN_INCOMPLETE
-
-    async def _open_services(self) -> bool:
-        """The pool and tables, before joining the group; False when stopped meanwhile."""
-        processor = self.processor
-        opening = asyncio.ensure_future(
-            open_services(
-                self.settings,
-                self.clients,
-                processor.name,
-                self.group_id,
-                self.replica_id,
-                processor.tables,
-                processor.database,
-                self.metrics,
-                self.breakers,
-                self.fail,
-                self.options.cache_dir or default_cache_root(),
-            )
-        )
-        # Tables can take a while to catch up: a SIGTERM meanwhile just exits.
-        stop_waiter = asyncio.ensure_future(self._stop_requested.wait())
-        await asyncio.wait([opening, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
-        stop_waiter.cancel()
-        if not opening.done():
-            opening.cancel()
-            await asyncio.gather(opening, return_exceptions=True)
-            log.info("stopped before the pool and tables were ready")
-            return False
-        try:
-            self.services = opening.result()
-        except BaseException:
-            await self.consumer.stop()  # never started; closing keeps the log free of warnings
-            raise
-        return True
 
     async def _consume(self) -> None:
         committer = asyncio.ensure_future(self.committer.run())
@@ -307,12 +269,6 @@ class Runtime:
         error = committer.exception()
         log.error("the commit loop failed: %s: %s", type(error).__name__, error, exc_info=error)
         self.fail(f"the commit loop failed ({type(error).__name__})")
-
-    async def _read_limits(self) -> None:
-        """What the outputs take (pipeline.runtime.output_topics), before joining the group."""
-        limits = await message_limits(self.clients, self.processor)
-        await prepare_schemas(self.processor, self._stop_requested)
-        self.record_path = RecordPath(self.processor, self.group_id, self.settings.envelope, limits)
 
     async def _fetch_loop(self) -> None:
         consumer, partitions = self.consumer, self.partitions

@@ -50,7 +50,7 @@ def settings() -> PipelineSettings:
     return PipelineSettings(bootstrap_servers="memory://")
 
 
-def start_replica(
+async def start_replica(
     broker: MemoryBroker,
     processor: Processor[Step],
     replica_id: str,
@@ -66,13 +66,14 @@ def start_replica(
         cache_dir=cache_dir,
         drain_deadline_s=10.0,
     )
-    runtime = Runtime(
+    runtime = await Runtime.open(
         worker_settings or settings(),
         processor,
         options,
         replay=replay,
         clients=clients or MemoryClients(broker),
     )
+    assert runtime is not None
     return runtime, asyncio.ensure_future(runtime.run())
 
 

@@ -51,7 +51,7 @@ async def stopped_group_behind_retention(tmp_path: Path) -> MemoryBroker:
     deleted all but the last 100 of each partition."""
     broker = new_broker()
     await publish(broker, 0, 300)
-    runtime, run = start_replica(broker, ECHO, "r1", tmp_path)
+    runtime, run = await start_replica(broker, ECHO, "r1", tmp_path)
     await until(lambda: all_committed(broker, "keeper"), "the first 300 committed")
     runtime.request_stop()
     assert await run == EXIT_OK
@@ -67,7 +67,7 @@ async def test_earliest_goes_on_from_the_log_start_with_a_warning_and_a_count(
 ) -> None:
     broker = await stopped_group_behind_retention(tmp_path)
     caplog.set_level(logging.WARNING, "pipeline.worker")
-    runtime, run = start_replica(broker, ECHO, "r2", tmp_path)
+    runtime, run = await start_replica(broker, ECHO, "r2", tmp_path)
     try:
         await until(lambda: all_committed(broker, "keeper"), "the rest committed")
         resets = runtime.metrics.total("offset_resets")
@@ -91,7 +91,7 @@ async def test_fail_stops_the_replica_naming_the_partition_and_commits_nothing(
     before = committed(broker, "keeper")
     caplog.set_level(logging.ERROR, "pipeline.worker")
     strict = settings().model_copy(update={"offset_reset": "fail"})
-    _, run = start_replica(broker, ECHO, "r2", tmp_path, worker_settings=strict)
+    _, run = await start_replica(broker, ECHO, "r2", tmp_path, worker_settings=strict)
     assert await run == EXIT_FAILED
     assert committed(broker, "keeper") == before
     message = next(r.getMessage() for r in caplog.records if "offset_reset=fail" in r.getMessage())
@@ -127,7 +127,9 @@ async def held_back_worker_overtaken_by_retention(
     async with EventProducer(settings(), clients=MemoryClients(broker)) as producer:
         await producer.publish_many(HELD, [Step(key="k", n=n) for n in range(100)])
     worker_settings = settings().model_copy(update={"offset_reset": "fail"}) if strict else None
-    runtime, run = start_replica(broker, processor, "r1", tmp_path, worker_settings=worker_settings)
+    runtime, run = await start_replica(
+        broker, processor, "r1", tmp_path, worker_settings=worker_settings
+    )
     await until(lambda: runtime.partitions.paused, "the bulkhead full and its fetch paused")
     async with EventProducer(settings(), clients=MemoryClients(broker)) as producer:
         await producer.publish_many(HELD, [Step(key="k", n=n) for n in range(100, 500)])

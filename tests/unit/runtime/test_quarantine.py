@@ -84,7 +84,7 @@ def hangs_on_the_poison(calls: Calls) -> Processor[Step]:
     )
 
 
-def replica(
+async def replica(
     broker: MemoryBroker,
     processor: Processor[Step],
     n: int,
@@ -98,7 +98,9 @@ def replica(
         cache_dir=tmp,
         drain_deadline_s=0.2,
     )
-    return Runtime(settings(), processor, options, clients=MemoryClients(broker))
+    runtime = await Runtime.open(settings(), processor, options, clients=MemoryClients(broker))
+    assert runtime is not None
+    return runtime
 
 
 async def publish(broker: MemoryBroker, count: int) -> None:
@@ -118,7 +120,7 @@ async def test_a_record_that_hangs_every_owner_is_quarantined_and_the_rest_goes_
     ends = 0
     while True:
         calls = Calls()
-        runtime = replica(broker, hangs_on_the_poison(calls), ends, tmp_path)
+        runtime = await replica(broker, hangs_on_the_poison(calls), ends, tmp_path)
         run = asyncio.ensure_future(runtime.run())
         poisoned = asyncio.ensure_future(calls.in_poison.wait())
         quarantined = asyncio.ensure_future(
@@ -154,7 +156,7 @@ async def test_clean_hand_overs_of_an_idle_partition_count_nothing(tmp_path: Pat
     broker = new_broker(ONE)
     for n in range(5):  # more clean owners than quarantine_after
         calls = Calls()
-        runtime = replica(broker, hangs_on_the_poison(calls), n, tmp_path)
+        runtime = await replica(broker, hangs_on_the_poison(calls), n, tmp_path)
         run = asyncio.ensure_future(runtime.run())
         await until(lambda r=runtime: r.ready, "assigned")
         runtime.request_stop()
@@ -163,7 +165,7 @@ async def test_clean_hand_overs_of_an_idle_partition_count_nothing(tmp_path: Pat
         assert found is None or found.metadata == ""
     await publish(broker, 10)
     calls = Calls()
-    runtime = replica(broker, hangs_on_the_poison(calls), 9, tmp_path)
+    runtime = await replica(broker, hangs_on_the_poison(calls), 9, tmp_path)
     run = asyncio.ensure_future(runtime.run())
     try:
         await until(lambda: committed(broker, "suspect", ONE.name).get(0) == 10, "all handled")
@@ -190,7 +192,7 @@ async def test_a_mark_left_by_others_decides_the_first_record(
         return Done(key=step.key, n=step.n)
 
     processor = dataclasses.replace(hangs_on_the_poison(calls), handler=fine)
-    runtime = replica(broker, processor, 0, tmp_path)
+    runtime = await replica(broker, processor, 0, tmp_path)
     run = asyncio.ensure_future(runtime.run())
     try:
         await until(lambda: committed(broker, "suspect", ONE.name).get(0) == 60, "all handled")
@@ -207,7 +209,7 @@ async def test_off_it_leaves_no_mark(tmp_path: Path) -> None:
     await publish(broker, 20)
     calls = Calls()
     processor = dataclasses.replace(hangs_on_the_poison(calls), quarantine_after=None)
-    runtime = replica(broker, processor, 0, tmp_path)
+    runtime = await replica(broker, processor, 0, tmp_path)
     run = asyncio.ensure_future(runtime.run())
     try:
         await until(lambda: committed(broker, "suspect", ONE.name).get(0) == 20, "all handled")
@@ -234,11 +236,11 @@ async def test_owners_the_broker_stops_count_no_strike_against_the_records_in_ha
     await publish(broker, 200)
     for n in range(5):  # more such ends than quarantine_after
         broker.fail("produce", times=1, topic=OUTPUT.name)
-        runtime = replica(broker, passes_everything(), n, tmp_path)
+        runtime = await replica(broker, passes_everything(), n, tmp_path)
         assert await asyncio.wait_for(runtime.run(), 20) == EXIT_FAILED
         final = mark(broker)
         assert final is None or final.metadata == "", f"end {n} left {final}"
-    runtime = replica(broker, passes_everything(), 5, tmp_path)
+    runtime = await replica(broker, passes_everything(), 5, tmp_path)
     run = asyncio.ensure_future(runtime.run())
     try:
         await until(lambda: committed(broker, "suspect", ONE.name).get(0) == 200, "everything")
@@ -269,7 +271,7 @@ async def deaths_until_quarantined(
     while True:
         calls = Calls()
         processor = killed_at_the_poison(calls, batch_records, lanes)
-        runtime = replica(broker, processor, deaths, folder, commit_interval_s=3600)
+        runtime = await replica(broker, processor, deaths, folder, commit_interval_s=3600)
         run = asyncio.ensure_future(runtime.run())
         poisoned = asyncio.ensure_future(calls.in_poison.wait())
         all_done = asyncio.ensure_future(

@@ -70,7 +70,7 @@ async def test_a_blocked_partition_holds_back_only_itself(tmp_path: Path) -> Non
     async with EventProducer(settings(), clients=MemoryClients(broker)) as producer:
         stuck = await producer.publish(SOURCE, Step(key="stuck", n=0))
         await producer.publish_many(SOURCE, steps(300, keys=30))
-    runtime, run = start_replica(broker, processor, "r1", tmp_path)
+    runtime, run = await start_replica(broker, processor, "r1", tmp_path)
     try:
         others = [p for p in ends(broker) if p != stuck.partition]
         await until(
@@ -132,7 +132,9 @@ async def test_records_a_client_hands_over_twice_in_one_fetch_are_handled_once(
     broker = new_broker()
     async with EventProducer(settings(), clients=MemoryClients(broker)) as producer:
         await producer.publish_many(SOURCE, steps(500, keys=25))
-    runtime, run = start_replica(broker, ECHO, "r1", tmp_path, clients=RepeatingClients(broker))
+    runtime, run = await start_replica(
+        broker, ECHO, "r1", tmp_path, clients=RepeatingClients(broker)
+    )
     try:
         await until(lambda: all_committed(broker, "echo"), "everything committed")
     finally:
@@ -170,7 +172,7 @@ async def test_the_commit_never_passes_a_record_still_being_handled(tmp_path: Pa
     async with EventProducer(settings(), clients=MemoryClients(broker)) as producer:
         fifth = (await producer.publish_many(two_partitions, steps(400, keys=20)))[5]
     held, other = fifth.partition, 1 - fifth.partition
-    runtime, run = start_replica(broker, processor, "r1", tmp_path)
+    runtime, run = await start_replica(broker, processor, "r1", tmp_path)
     try:
         # Records after the fifth, in its batch but other lanes, finish while it is
         # held; the other partition is committed to its end meanwhile, commit
@@ -275,9 +277,9 @@ async def test_a_replica_joining_takes_over_after_the_first_drained(tmp_path: Pa
     broker = new_broker()
     async with EventProducer(settings(), clients=MemoryClients(broker)) as producer:
         await producer.publish_many(SOURCE, steps(1500, keys=60))
-    first, first_run = start_replica(broker, processor, "r1", tmp_path)
+    first, first_run = await start_replica(broker, processor, "r1", tmp_path)
     await until(lambda: len(values(broker, OUTPUT.name)) > 200, "the first replica under way")
-    second, second_run = start_replica(broker, processor, "r2", tmp_path)
+    second, second_run = await start_replica(broker, processor, "r2", tmp_path)
     try:
         await until(lambda: all_committed(broker, "handover"), "everything committed", 30)
     finally:
@@ -298,7 +300,7 @@ async def test_a_replay_handles_exactly_its_range_and_commits_its_end(tmp_path: 
     lengths = ends(broker)
     ranges = {p: PartitionRange(p, 10, end - 10) for p, end in lengths.items()}
     plan = ReplayPlan(name="backfill", topic=SOURCE.name, ranges=ranges)
-    runtime, run = start_replica(broker, ECHO, "replay", tmp_path, replay=plan)
+    runtime, run = await start_replica(broker, ECHO, "replay", tmp_path, replay=plan)
     assert await asyncio.wait_for(run, 10) == EXIT_OK  # it stops by itself at the end
     assert runtime.replay is not None and runtime.replay.finished()
     assert committed(broker, plan.group) == {p: r.end for p, r in ranges.items()}
@@ -318,9 +320,9 @@ async def test_exactly_once_outputs_survive_a_failed_transaction_and_a_restart(
     async with EventProducer(settings(), clients=MemoryClients(broker)) as producer:
         await producer.publish_many(SOURCE, steps(500, keys=25))
     broker.fail("commit_transaction", times=1, retriable=False)
-    _, first_run = start_replica(broker, processor, "r1", tmp_path)
+    _, first_run = await start_replica(broker, processor, "r1", tmp_path)
     assert await asyncio.wait_for(first_run, 10) == EXIT_FAILED
-    second, second_run = start_replica(broker, processor, "r1", tmp_path)
+    second, second_run = await start_replica(broker, processor, "r1", tmp_path)
     try:
         await until(lambda: all_committed(broker, "eos"), "everything committed")
     finally:

@@ -107,10 +107,10 @@ class Replicas:
     started: int = 0
     exit_codes: list[int] = field(default_factory=list)
 
-    def add(self) -> None:
+    async def add(self) -> None:
         self.started += 1
         self.running.append(
-            start_replica(self.broker, self.processor, f"r{self.started}", self.cache_dir)
+            await start_replica(self.broker, self.processor, f"r{self.started}", self.cache_dir)
         )
 
     async def remove_newest(self) -> None:
@@ -124,7 +124,7 @@ class Replicas:
             if run.done():
                 self.running.remove((runtime, run))
                 self.exit_codes.append(run.result())
-                self.add()
+                await self.add()
 
     async def until(self, condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
         """Poll `condition`, restarting replicas that exited, until it holds or time is up.
@@ -212,7 +212,7 @@ async def run(scenario: Scenario, cache_dir: Path) -> None:
     invariants = Invariants(broker, sources)
 
     replicas = Replicas(broker, processor, cache_dir)
-    replicas.add()
+    await replicas.add()
     try:
         for threshold, action in scenario.actions:
             await replicas.until(
@@ -225,7 +225,7 @@ async def run(scenario: Scenario, cache_dir: Path) -> None:
                 f"{threshold} outputs before {action}",
             )
             if action == "join" and len(replicas.running) < 3:
-                replicas.add()
+                await replicas.add()
             elif action == "leave" and len(replicas.running) > 1:
                 await replicas.remove_newest()
             elif action == "rebalance":
