@@ -47,7 +47,7 @@ from pipeline.resilience.waiting import BREAKER_RECHECK_FLOOR_S, pause, until_do
 from pipeline.runtime.batch_result import BatchResult
 from pipeline.runtime.dead_letters import VALUE_OMITTED, describe_error, now_ms
 from pipeline.runtime.handler_deadline import HandlerDeadline, LaneClock
-from pipeline.runtime.host import Abandoned, PartitionHost
+from pipeline.runtime.host import Abandoned, HandlingParts
 from pipeline.runtime.quarantine import Quarantined
 from pipeline.telemetry import tracing
 from pipeline.telemetry.logs import fields_from
@@ -65,10 +65,10 @@ DEAD_ON_ARRIVAL = (EventDecodeError, PermanentError, OutputTooLargeError)
 
 
 class BatchHandler:
-    def __init__(self, tp: TopicPartition, host: PartitionHost, stopping: asyncio.Event) -> None:
+    def __init__(self, tp: TopicPartition, parts: HandlingParts, stopping: asyncio.Event) -> None:
         self.tp = tp
-        self.host = host
-        self.processor = host.processor
+        self.parts = parts
+        self.processor = parts.processor
         self.stopping = stopping
         policy = self.processor.flood_guard
         self.flood = FloodGuard(policy) if policy is not None else None
@@ -80,7 +80,7 @@ class BatchHandler:
         self._rng = random.Random()
         self._salts: list[int] = []
         self.contexts = [
-            Context(self.processor, host.breakers, host.replica_id, log, host.services)
+            Context(self.processor, parts.breakers, parts.replica_id, log, parts.services)
             for _ in range(self.processor.lanes)
         ]
 
@@ -120,12 +120,12 @@ class BatchHandler:
     def _count_dependency(self, exc: BaseException, dependency: str) -> None:
         """An open breaker is a wait, anything else a failure."""
         if isinstance(exc, DependencyUnavailable):
-            self.host.metrics.inc(DEPENDENCY_WAITS, labels={"dependency": exc.name})
+            self.parts.metrics.inc(DEPENDENCY_WAITS, labels={"dependency": exc.name})
         else:
-            self.host.metrics.inc(DEPENDENCY_FAILURES, labels={"dependency": dependency})
+            self.parts.metrics.inc(DEPENDENCY_FAILURES, labels={"dependency": dependency})
 
     async def handle(self, batch: list[Record]) -> BatchResult:
-        result = BatchResult(limits=self.host.record_path.limits)
+        result = BatchResult(limits=self.parts.record_path.limits)
         lanes = self.processor.lanes
         self.deadline.arm()
         self.handling = (batch[0].offset, batch[-1].offset)
@@ -165,7 +165,7 @@ class BatchHandler:
     ) -> None:
         """Each record to its outputs or its dead letter; nothing a record holds can stop this."""
         processor = self.processor
-        path = self.host.record_path
+        path = self.parts.record_path
         in_loop = processor.run_in == "loop"
         handler = cast(Handler[Any], processor.handler)
         salts = self._salts
@@ -218,7 +218,7 @@ class BatchHandler:
                     )
                 except UndeclaredDependencyError as exc:
                     # The code's fault, the same for every record: stop, dead-letter nothing.
-                    self.host.fail(str(exc))
+                    self.parts.fail(str(exc))
                     raise Abandoned from exc
                 except (DependencyUnavailable, DependencyError) as exc:
                     # The event is fine; the dependency is not. Never dead-letter for it.
@@ -232,7 +232,7 @@ class BatchHandler:
                 except Exception as exc:  # noqa: BLE001 - a handler bug: retried, then dead-lettered
                     failures += 1
                     first_failure = first_failure or now_ms()
-                    self.host.metrics.inc(HANDLER_ERRORS, labels={"error": type(exc).__name__})
+                    self.parts.metrics.inc(HANDLER_ERRORS, labels={"error": type(exc).__name__})
                     if failures >= processor.retry.attempts:
                         if await self._dead_letter(record, exc, failures, first_failure, result):
                             break
@@ -241,7 +241,7 @@ class BatchHandler:
                     await self._retry_later(record, exc, failures)
                     continue
                 if envelope.repair is not None:
-                    self.host.metrics.inc(ENVELOPE_REPAIRS, labels={"repair": envelope.repair})
+                    self.parts.metrics.inc(ENVELOPE_REPAIRS, labels={"repair": envelope.repair})
                 result.processed += 1
                 if flood is not None:
                     flood.record(False)
@@ -250,12 +250,12 @@ class BatchHandler:
 
     def quarantined(self, record: Record, strikes: int) -> BatchResult:
         """The record's dead letter, the handler not run: it was in hand at `strikes` ends."""
-        result = BatchResult(limits=self.host.record_path.limits)
+        result = BatchResult(limits=self.parts.record_path.limits)
         error = Quarantined(record.topic, record.partition, record.offset, strikes)
         result.dead_letters.append(
-            self.host.record_path.dead_letter(record, error, strikes, now_ms())
+            self.parts.record_path.dead_letter(record, error, strikes, now_ms())
         )
-        self.host.metrics.inc(DEAD_LETTERED, labels={"error": "Quarantined"})
+        self.parts.metrics.inc(DEAD_LETTERED, labels={"error": "Quarantined"})
         log.error("%s (dead-lettered to %s as Quarantined)", error, self.processor.source.dlq_name)
         return result
 
@@ -277,7 +277,7 @@ class BatchHandler:
     async def _retry_later(self, record: Record, error: Exception, failures: int) -> None:
         processor = self.processor
         delay = processor.retry.delay_s(failures, self._rng)
-        self.host.retry_log.log(
+        self.parts.retry_log.log(
             logging.INFO,
             "%s failed on %s-%d@%d (attempt %d of %d): %s: %s; retrying in %.2fs",
             processor.name,
@@ -301,7 +301,7 @@ class BatchHandler:
 
     async def _call_in_pool(self, event: BaseModel) -> Any:
         processor = self.processor
-        executor: Executor = self.host.executor_for(processor.run_in)
+        executor: Executor = self.parts.executor_for(processor.run_in)
         sync_handler = cast(SyncHandler[Any], processor.handler)
         return await asyncio.get_running_loop().run_in_executor(executor, sync_handler, event)
 
@@ -331,18 +331,18 @@ class BatchHandler:
                 type(error).__name__,
                 describe_error(error)[0][:LOGGED_MESSAGE_CHARS],
             )
-            self.host.metrics.inc(FLOOD_GUARD_PAUSES, labels={"topic": record.topic})
+            self.parts.metrics.inc(FLOOD_GUARD_PAUSES, labels={"topic": record.topic})
             await self.sleep(policy.pause_s)
             flood.reset()
             return False
         if flood is not None:
             flood.record(True)
-        dead = self.host.record_path.dead_letter(record, error, attempts, first_failure)
+        dead = self.parts.record_path.dead_letter(record, error, attempts, first_failure)
         result.dead_letters.append(dead)
-        self.host.metrics.inc(DEAD_LETTERED, labels={"error": type(error).__name__})
+        self.parts.metrics.inc(DEAD_LETTERED, labels={"error": type(error).__name__})
         event_ids = [value for name, value in record.headers if name == HEADER_EVENT_ID]
         shrunk = any(name == VALUE_OMITTED for name, _ in dead.headers)
-        self.host.dead_letter_log.log(
+        self.parts.dead_letter_log.log(
             logging.WARNING,
             "dead-lettered %s-%d@%d (processor %s, event-id %s, %d attempt(s)) to %s%s: %s: %s",
             record.topic,

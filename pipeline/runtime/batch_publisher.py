@@ -22,17 +22,17 @@ from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
 from pipeline.runtime.batch_handler import LOGGED_MESSAGE_CHARS, BatchHandler
 from pipeline.runtime.batch_result import BatchResult
 from pipeline.runtime.dead_letters import describe_error
-from pipeline.runtime.host import Abandoned, PartitionHost
+from pipeline.runtime.host import Abandoned, PublishingParts
 from pipeline.wire.codec import EncodedEvent
 
 log = logging.getLogger("pipeline.worker")
 
 
 class BatchPublisher:
-    def __init__(self, tp: TopicPartition, host: PartitionHost, handler: BatchHandler) -> None:
+    def __init__(self, tp: TopicPartition, parts: PublishingParts, handler: BatchHandler) -> None:
         self.tp = tp
-        self.host = host
-        self.processor = host.processor
+        self.parts = parts
+        self.processor = handler.processor
         self.handler = handler
         """Its sleep, back-off and dependency flag: waits here count as the partition's."""
         self.chain = Chain()
@@ -42,12 +42,12 @@ class BatchPublisher:
 
     async def publish(self, result: BatchResult, end_offset: int) -> asyncio.Future[Any]:
         """Hand the batch on; the future resolves when it is safely stored (or fails)."""
-        if not await self.host.membership.publishable():
-            self.host.membership.abandoned()
+        if not await self.parts.membership.publishable():
+            self.parts.membership.abandoned()
             raise Abandoned
         if result.sink_items:
             await self._write_sink(result.sink_items)
-        transactions = self.host.transactions
+        transactions = self.parts.transactions
         if transactions is not None:
 
             async def publish() -> list[asyncio.Future[DeliveryList]]:
@@ -55,7 +55,7 @@ class BatchPublisher:
                 if result.dead_letters:
                     dlq_topic = self.processor.source.dlq_name
                     futures.append(
-                        await self.host.producer.submit_encoded(dlq_topic, result.dead_letters)
+                        await self.parts.producer.submit_encoded(dlq_topic, result.dead_letters)
                     )
                 return futures
 
@@ -65,7 +65,7 @@ class BatchPublisher:
                 await self._publish_dead_letters(result.dead_letters)
             futures = await self._submit_outputs(result, self.chain)
             done = asyncio.gather(*futures) if futures else _done()
-        metrics = self.host.metrics
+        metrics = self.parts.metrics
         metrics.inc(PROCESSED, result.processed)
         metrics.inc(OUTPUTS, sum(len(entry[1]) for entry in result.outputs.values()))
         return done
@@ -79,8 +79,8 @@ class BatchPublisher:
         """
         sink = self.processor.sink
         assert sink is not None
-        breaker = self.host.breakers.get(sink.name)
-        services = self.host.services
+        breaker = self.parts.breakers.get(sink.name)
+        services = self.parts.services
 
         def failed(exc: BaseException, failures: int, delay: float) -> None:
             if isinstance(exc, DependencyError):
@@ -100,13 +100,13 @@ class BatchPublisher:
             (DependencyUnavailable, DependencyError),
             failed,
         )
-        self.host.metrics.inc(SINK_ITEMS, len(items), labels={"sink": sink.name})
+        self.parts.metrics.inc(SINK_ITEMS, len(items), labels={"sink": sink.name})
 
     async def _submit_outputs(
         self, result: BatchResult, chain: Chain | None
     ) -> list[asyncio.Future[DeliveryList]]:
         """Hand a batch's outputs to the producer; futures of their acks."""
-        producer = self.host.producer
+        producer = self.parts.producer
         futures: list[asyncio.Future[DeliveryList]] = []
         for encoder, encoded in result.outputs.values():
             futures.append(await producer.submit_encoded(encoder.spec.name, encoded, chain=chain))
@@ -121,7 +121,7 @@ class BatchPublisher:
         only bring the same batch back.
         """
         dlq_topic = self.processor.source.dlq_name
-        producer = self.host.producer
+        producer = self.parts.producer
 
         async def publish() -> DeliveryList:
             return await (await producer.submit_encoded(dlq_topic, records))

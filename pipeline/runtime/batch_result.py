@@ -24,6 +24,7 @@ from pipeline.wire.codec import (
     derived_event_ids,
     derived_output_id,
     output_salt,
+    payload_size,
 )
 
 SIZE_CHECK_MARGIN = 64 * 1024
@@ -58,7 +59,7 @@ class BatchResult:
         entry = self._encoder(spec)
         encoded = entry[0].encode(event, event_id, trace, traceparent)
         limit = self.limits.get(spec.name, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
-        if len(encoded.value or b"") + len(encoded.key or b"") + SIZE_CHECK_MARGIN > limit:
+        if payload_size(encoded) + SIZE_CHECK_MARGIN > limit:
             size = record_size(encoded.key, encoded.value, encoded.headers)
             if size > limit:
                 raise OutputTooLargeError(spec.name, size, limit)

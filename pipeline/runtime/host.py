@@ -1,15 +1,22 @@
 """What a partition's worker may use of the process it runs in, and nothing else.
 
 A partition worker that held the whole runtime could reach, and change,
-anything; this Protocol is its reach. `Runtime` satisfies it, and so does
-the stand-in of the unit tests that drive a partition worker with no broker.
+anything. It gets two narrow sets instead, each named for the step that
+uses it: what handling a batch needs (`HandlingParts`, for
+pipeline.runtime.batch_handler) and what publishing its results needs
+(`PublishingParts`, for pipeline.runtime.batch_publisher). The Runtime
+makes them once it is opened (pipeline.runtime.opening), so every part is
+the real one; the unit tests that drive a handler with no broker make
+their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from pipeline.metrics import Metrics
 from pipeline.processor import Processor
@@ -22,10 +29,14 @@ from pipeline.runtime.record_path import RecordPath
 from pipeline.runtime.services import Services
 from pipeline.runtime.transactions import TransactionalPublisher
 
-__all__ = ["Abandoned", "PartitionHost"]
+__all__ = ["Abandoned", "HandlingParts", "PartitionParts", "PublishingParts"]
 
 
-class PartitionHost(Protocol):
+@dataclass(frozen=True)
+class HandlingParts:
+    """What running a batch through the handler uses: the handler's context, the record's
+    way to outputs or a dead letter, and the pools of thread and process handlers."""
+
     processor: Processor[Any]
     replica_id: str
     metrics: Metrics
@@ -35,15 +46,30 @@ class PartitionHost(Protocol):
     """How a record becomes outputs or a dead letter (pipeline.runtime.record_path)."""
     dead_letter_log: RateLimitedLog
     retry_log: RateLimitedLog
+    executor_for: Callable[[str], Executor]
+    """The pool of `run_in="thread"` or `"process"` handlers."""
+    fail: Callable[[str], None]
+    """Stop the worker: something no retry can mend happened."""
+
+
+@dataclass(frozen=True)
+class PublishingParts:
+    """What storing a handled batch uses: the sink, the producer or the transaction."""
+
     producer: EventProducer
     transactions: TransactionalPublisher | None
-    room_freed: asyncio.Event
-    """Set when a batch finishes: the in-flight bound may have room again."""
     membership: MembershipGuard
     """Whether a batch in hand may still be published after the loop stood still."""
+    metrics: Metrics
+    breakers: BreakerRegistry
+    services: Services
 
-    def executor_for(self, kind: str) -> Executor:
-        """The pool of `run_in="thread"` or `"process"` handlers."""
 
-    def fail(self, reason: str) -> None:
-        """Stop the worker: something no retry can mend happened."""
+@dataclass(frozen=True)
+class PartitionParts:
+    """Both, and the one signal a partition gives back: a batch finished."""
+
+    handling: HandlingParts
+    publishing: PublishingParts
+    room_freed: asyncio.Event
+    """Set when a batch finishes: the in-flight bound may have room again."""

@@ -27,7 +27,8 @@ from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.runtime.batch_handler import BatchHandler
 from pipeline.runtime.batch_publisher import BatchPublisher
 from pipeline.runtime.commits import PartitionOffsets
-from pipeline.runtime.host import Abandoned, PartitionHost
+from pipeline.runtime.host import Abandoned, PartitionParts
+from pipeline.runtime.intake import Intake, mean_record_bytes
 from pipeline.runtime.offset_tracker import PendingBatch
 from pipeline.runtime.quarantine import CLAIM_AHEAD, Hands, Suspicion
 from pipeline.runtime.record_queue import RecordQueue
@@ -41,19 +42,20 @@ DUPLICATE_BOUND_WAIT_S = 0.5
 
 
 class PartitionWorker:
-    def __init__(self, tp: TopicPartition, host: PartitionHost, offsets: PartitionOffsets) -> None:
+    def __init__(
+        self, tp: TopicPartition, parts: PartitionParts, offsets: PartitionOffsets
+    ) -> None:
         self.tp = tp
-        self.host = host
-        self.processor = host.processor
+        self.parts = parts
+        self.processor = parts.handling.processor
         self.offsets = offsets
         """What this worker took and finished, and what is committed (pipeline.runtime.commits)."""
         self.queue: RecordQueue[Record] = RecordQueue()
-        self._next_offset = -1
-        """Offset after the last record offered: anything below it was taken already."""
+        self.intake = Intake(tp)
         self._record_bytes = 0.0
         self.stopping = asyncio.Event()
-        self.handler = BatchHandler(tp, host, self.stopping)
-        self.publisher = BatchPublisher(tp, host, self.handler)
+        self.handler = BatchHandler(tp, parts.handling, self.stopping)
+        self.publisher = BatchPublisher(tp, parts.publishing, self.handler)
         self._wakeup: asyncio.Future[None] | None = None
         """What the idle worker awaits; resolved by new records, an acknowledgement or stop."""
         self._draining = False
@@ -91,42 +93,12 @@ class PartitionWorker:
     def offer(self, records: Sequence[Record]) -> None:
         if self._draining or not records:
             return  # being revoked or stopped: the next owner fetches them again
-        if records[0].offset < self._next_offset or _repeats(records):
-            records = self._drop_taken(records)
-            if not records:
-                return
-        self._next_offset = records[-1].offset + 1
+        records = self.intake.fresh(records)
+        if not records:
+            return
         self.queue.extend(records)
-        # Sized per fetch, not per record: the bound needs bytes, not precision.
-        if records:
-            self._record_bytes = _size(records) / len(records)
+        self._record_bytes = mean_record_bytes(records)
         self._wake()
-
-    def _drop_taken(self, records: Sequence[Record]) -> list[Record]:
-        """Records this partition already took, fetched again, are dropped, not handled twice.
-
-        A seek or an offset reset can move the fetch position back over records
-        already queued (a replay's seek to its range start raced the first
-        fetch this way); they are in hand, so handling them again would only
-        duplicate their outputs.
-        """
-        fresh: list[Record] = []
-        next_offset = self._next_offset
-        for record in records:
-            if record.offset >= next_offset:
-                fresh.append(record)
-                next_offset = record.offset + 1
-        log.warning(
-            "%s-%d: the fetch returned offsets %d..%d, but records up to %d are taken "
-            "already (the position moved back); dropping %d record(s) already in hand",
-            self.tp.topic,
-            self.tp.partition,
-            records[0].offset,
-            max(record.offset for record in records),
-            self._next_offset - 1,
-            len(records) - len(fresh),
-        )
-        return fresh
 
     def _wake(self, _: object = None) -> None:
         wakeup = self._wakeup
@@ -214,7 +186,9 @@ class PartitionWorker:
                 self.tp.partition,
                 self.offsets.committable,
             )
-            self.host.fail(f"partition {self.tp.topic}-{self.tp.partition} worker crashed")
+            self.parts.handling.fail(
+                f"partition {self.tp.topic}-{self.tp.partition} worker crashed"
+            )
             for acks, _ in self._pending_acks:
                 # Their outcomes no longer matter; read them so none is reported as lost.
                 acks.add_done_callback(_outcome_read)
@@ -224,7 +198,7 @@ class PartitionWorker:
         """`claim`: the partition's mark is this owner's to move (not while a dead owner's
         records are gone over: they were handled already, and its mark must stay)."""
         taken = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
-        exactly_once = self.host.transactions is not None
+        exactly_once = self.parts.publishing.transactions is not None
         if (
             claim
             and self._marks
@@ -237,7 +211,9 @@ class PartitionWorker:
         started = time.perf_counter()
         with tracing.batch_span(self.tp.topic, self.tp.partition, len(batch)):
             result = await self.handler.handle(batch)
-        self.host.metrics.observe(BATCH_SECONDS, time.perf_counter() - started, self._topic_label)
+        self.parts.handling.metrics.observe(
+            BATCH_SECONDS, time.perf_counter() - started, self._topic_label
+        )
         # A batch published while an earlier one's acks are out does not
         # overtake it if that one fails: the idempotent producer fails
         # the batches in flight behind a failed one.
@@ -248,7 +224,7 @@ class PartitionWorker:
     async def _hold(self, hands: Hands) -> None:
         """Commit the mark; with exactly-once, only once no transaction is in flight: a plain
         commit landing after a transaction's later offsets would move the group back."""
-        if self.host.transactions is not None:
+        if self.parts.publishing.transactions is not None:
             await self._settle_acks(0)
         await self.offsets.hold(hands)
 
@@ -332,8 +308,10 @@ class PartitionWorker:
 
     def _finished(self, taken: PendingBatch) -> None:
         # With exactly-once, the transaction committed this offset along with the outputs.
-        self.offsets.finished(taken, committed_with_outputs=self.host.transactions is not None)
-        self.host.room_freed.set()
+        self.offsets.finished(
+            taken, committed_with_outputs=self.parts.publishing.transactions is not None
+        )
+        self.parts.room_freed.set()
         self.last_progress = time.monotonic()
 
     def _settle_done(self) -> None:
@@ -380,16 +358,6 @@ class PartitionWorker:
         return self.offsets.in_progress == 0
 
 
-def _size(records: Sequence[Record]) -> int:
-    return sum(len(r.value or b"") + len(r.key or b"") for r in records)
-
-
 def _outcome_read(acks: asyncio.Future[Any]) -> None:
     if not acks.cancelled():
         acks.exception()
-
-
-def _repeats(records: Sequence[Record]) -> bool:
-    """Whether a fetch's offsets fail to increase somewhere (found in O(1): n rising
-    offsets span at least n - 1, gaps from compaction or transactions only widen it)."""
-    return records[-1].offset - records[0].offset < len(records) - 1

@@ -21,7 +21,7 @@ from pipeline.kafka.port import Committed, Consumer, Record, TopicPartition
 from pipeline.metric_names import CONSUMED, OFFSET_RESETS, REBALANCES
 from pipeline.metrics import Metrics
 from pipeline.runtime.commits import Committer
-from pipeline.runtime.host import PartitionHost
+from pipeline.runtime.host import PartitionParts
 from pipeline.runtime.partition_worker import PartitionWorker
 from pipeline.runtime.quarantine import Suspicion, read_hands
 from pipeline.runtime.retention_watch import RetentionWatch
@@ -32,7 +32,7 @@ log = logging.getLogger("pipeline.worker")
 class Partitions:
     def __init__(
         self,
-        host: PartitionHost,
+        parts: PartitionParts,
         consumer: Consumer,
         committer: Committer,
         metrics: Metrics,
@@ -40,7 +40,7 @@ class Partitions:
         leaving: asyncio.Event,
         offset_reset: Literal["earliest", "fail"] | None = "earliest",
     ) -> None:
-        self.host = host
+        self.parts = parts
         self.consumer = consumer
         self.committer = committer
         self.metrics = metrics
@@ -70,7 +70,7 @@ class Partitions:
 
     def _add_worker(self, tp: TopicPartition) -> PartitionWorker:
         """A bulkhead whose start offset is the first record it gets (the fetch position)."""
-        worker = PartitionWorker(tp, self.host, self.committer.open(tp))
+        worker = PartitionWorker(tp, self.parts, self.committer.open(tp))
         self.workers[tp] = worker
         return worker
 
@@ -84,7 +84,7 @@ class Partitions:
             log.info("assigned %s while leaving; not taking them", numbers)
             return
         self.metrics.inc(REBALANCES)
-        self.host.membership.regained()
+        self.parts.publishing.membership.regained()
         self._revoking.difference_update(assigned)
         # Workers first, with no await in between: the fetch loop may already
         # have records for these partitions.
@@ -113,7 +113,7 @@ class Partitions:
                 self._retention.starts_at(tp, start)
             if start >= ends[tp]:
                 self._nothing_to_catch_up.add(tp)
-        if self.host.processor.quarantine_after is not None:
+        if self.parts.handling.processor.quarantine_after is not None:
             self._suspect(commits)
         for tp in partitions:
             worker = self.workers.get(tp)
@@ -124,7 +124,7 @@ class Partitions:
 
     def _suspect(self, commits: dict[TopicPartition, Committed | None]) -> None:
         """Partitions whose last owner ended with records in hand go over them carefully."""
-        limit = self.host.processor.quarantine_after
+        limit = self.parts.handling.processor.quarantine_after
         assert limit is not None
         for tp, committed in commits.items():
             hands = read_hands(committed)
@@ -195,14 +195,15 @@ class Partitions:
         )
         topics = ",".join(sorted({tp.topic for tp in deleted}))
         numbers = ",".join(str(tp.partition) for tp in sorted(deleted))
+        group = self.parts.handling.processor.group_id
         reason = (
             "; ".join(reasons) + ". offset_reset=fail: decide where the group goes on with "
-            f"`pipeline offsets reset --group {self.host.processor.group_id} --topic {topics} "
+            f"`pipeline offsets reset --group {group} --topic {topics} "
             f"--partitions {numbers} --to-earliest` (or --to-datetime), then start the "
             "replicas again"
         )
         log.error("%s", reason)
-        self.host.fail(reason)
+        self.parts.handling.fail(reason)
         return False
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:

@@ -31,6 +31,7 @@ from pipeline.runtime import defaults
 from pipeline.runtime.commits import Committer
 from pipeline.runtime.fetch_plan import fetch_plan
 from pipeline.runtime.gauges import register_worker_gauges
+from pipeline.runtime.host import HandlingParts, PartitionParts, PublishingParts
 from pipeline.runtime.join_gate import wait_at
 from pipeline.runtime.membership import MembershipGuard
 from pipeline.runtime.opening import (
@@ -70,7 +71,7 @@ class Runtime:
 
     Made whole by `Runtime.open` (pipeline.runtime.opening): what needs a
     broker, a database or time is opened first, so no member is a stand-in.
-    It is the `PartitionHost` its partition workers see (pipeline.runtime.host).
+    Its partition workers see only the parts it hands them (pipeline.runtime.host).
     """
 
     @classmethod
@@ -148,8 +149,32 @@ class Runtime:
             (options.session_timeout_ms - self._heartbeat_interval_ms()) / 1000,
             self.metrics,
         )
+        self.parts = PartitionParts(
+            HandlingParts(
+                processor,
+                self.replica_id,
+                self.metrics,
+                self.breakers,
+                self.services,
+                self.record_path,
+                self.dead_letter_log,
+                self.retry_log,
+                self.executor_for,
+                self.fail,
+            ),
+            PublishingParts(
+                self.producer,
+                self.transactions,
+                self.membership,
+                self.metrics,
+                self.breakers,
+                self.services,
+            ),
+            self.room_freed,
+        )
+        """What its partition workers may use of it, and nothing else (pipeline.runtime.host)."""
         self.partitions = Partitions(
-            self,
+            self.parts,
             self.consumer,
             self.committer,
             self.metrics,

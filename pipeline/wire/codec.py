@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgpack
 from pydantic import BaseModel, ValidationError
@@ -66,8 +66,18 @@ class EncodedEvent(NamedTuple):
 new_tuple = tuple.__new__
 
 
-def payload_size(event: EncodedEvent) -> int:
-    """Key and value bytes: what a byte budget counts."""
+class Payload(Protocol):
+    """Anything with a key and a value: an encoded event, a fetched record."""
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def payload_size(event: Payload) -> int:
+    """Key and value bytes: what a byte budget and a queue's bound count (headers aside)."""
     return len(event.key or b"") + len(event.value or b"")
 
 

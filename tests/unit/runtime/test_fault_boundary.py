@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import SimpleNamespace
+from concurrent.futures import Executor
 from typing import Any
 
 import msgpack
@@ -30,7 +30,9 @@ from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.resilience.retry import RetryPolicy
 from pipeline.runtime.batch_handler import BatchHandler
 from pipeline.runtime.dead_letters import KEY_OMITTED, VALUE_OMITTED
+from pipeline.runtime.host import HandlingParts
 from pipeline.runtime.record_path import RecordPath
+from pipeline.runtime.services import Services
 from pipeline.wire.codec import header_value
 from pipeline.wire.envelope import EnvelopePolicy
 from tests.unit.models import Sample
@@ -166,26 +168,34 @@ def expected_dead(record: ConsumerRecord[bytes, bytes]) -> bool:
     return event.note in ("bug", "big", "permanent")
 
 
-def host_stand_in(dlq_limit: int) -> SimpleNamespace:
+def handling_parts(dlq_limit: int) -> HandlingParts:
     path = RecordPath(
         PROCESSOR, "group", EnvelopePolicy(), {"in.dlq": dlq_limit, "out": OUTPUT_LIMIT}
     )
     quiet = logging.getLogger("test.boundary")
-    return SimpleNamespace(
+
+    def no_pool(kind: str) -> Executor:
+        raise AssertionError(f"the handler runs in the loop, it asked for a {kind} pool")
+
+    def no_failure(reason: str) -> None:
+        raise AssertionError(f"the worker was stopped: {reason}")
+
+    return HandlingParts(
         processor=PROCESSOR,
-        breakers=BreakerRegistry({}),
         replica_id="r1",
-        services=None,
-        record_path=path,
         metrics=Metrics(),
-        retry_log=RateLimitedLog(quiet, "retry lines"),
+        breakers=BreakerRegistry({}),
+        services=Services(PROCESSOR.name),
+        record_path=path,
         dead_letter_log=RateLimitedLog(quiet, "dead-lettered records"),
+        retry_log=RateLimitedLog(quiet, "retry lines"),
+        executor_for=no_pool,
+        fail=no_failure,
     )
 
 
 async def handle(batch: list[ConsumerRecord[bytes, bytes]], dlq_limit: int) -> Any:
-    host: Any = host_stand_in(dlq_limit)
-    handler = BatchHandler(TopicPartition("in", 2), host, asyncio.Event())
+    handler = BatchHandler(TopicPartition("in", 2), handling_parts(dlq_limit), asyncio.Event())
     return await handler.handle(batch)  # type: ignore[arg-type]
 
 
