@@ -281,8 +281,6 @@ class Admin(Protocol):
 
     async def group_commits(self, group: str) -> dict[TopicPartition, Committed]: ...
 
-    async def group_member_count(self, group: str) -> int: ...
-
     async def list_groups(self) -> list[str]:
         """Every consumer group the cluster knows (with committed offsets or members), sorted."""
 

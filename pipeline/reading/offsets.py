@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.kafka.port import Clients, Committed, ConsumerOptions, TopicPartition
+from pipeline.kafka.port import Admin, Clients, Committed, ConsumerOptions, TopicPartition
 
 
 async def end_offsets(clients: Clients, topic: str) -> dict[int, int]:
@@ -30,13 +30,19 @@ async def group_commits(clients: Clients, group: str) -> dict[TopicPartition, Co
 
 
 async def group_member_count(clients: Clients, group: str) -> int:
-    """Members the group has now (0 when it is empty or unknown)."""
+    """Members the group has now (0 when it is empty or unknown), on an admin of its own."""
     admin = clients.admin()
     await admin.start()
     try:
-        return await admin.group_member_count(group)
+        return await member_count(admin, group)
     finally:
         await admin.stop()
+
+
+async def member_count(admin: Admin, group: str) -> int:
+    """Members the group has now (0 when it is empty or unknown): one answer for every
+    adapter, from the group's description."""
+    return len((await admin.describe_group(group)).members)
 
 
 async def committed_offsets(clients: Clients, group: str, topic: str) -> dict[int, int]:

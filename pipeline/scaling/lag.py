@@ -26,6 +26,7 @@ from pipeline.kafka.port import (
     TopicPartition,
 )
 from pipeline.metrics import Labels, Metrics, labels_of
+from pipeline.reading.offsets import member_count
 
 AGE_FETCH_TIMEOUT_S = 2.0
 
@@ -232,7 +233,7 @@ class LagMonitor:
     async def members(self) -> int:
         """Members the group has now (0 when it is empty or unknown)."""
         assert self._admin is not None
-        return await self._admin.group_member_count(self.group)
+        return await member_count(self._admin, self.group)
 
     async def _ages(self, positions: dict[int, int], ends: dict[int, int]) -> dict[int, float]:
         """Age of the record at each lagging partition's committed position."""

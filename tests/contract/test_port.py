@@ -20,6 +20,7 @@ from pipeline.kafka.port import (
     Record,
     TopicPartition,
 )
+from pipeline.reading.offsets import member_count
 from tests.contract.conftest import create
 
 Row = tuple[bytes | None, bytes | None, int | None, Headers]
@@ -184,7 +185,7 @@ async def test_commits_keep_their_metadata_and_are_what_the_group_reads(
     try:
         commits = await admin.group_commits(group)
         assert commits[tp] == Committed(7, "")
-        assert await admin.group_member_count(group) == 0
+        assert await member_count(admin, group) == 0
     finally:
         await admin.stop()
 
@@ -349,7 +350,7 @@ async def test_group_members_share_the_partitions_and_take_over_when_one_leaves(
             pollers[1].cancel()
             await members[1].stop()
             await wait_until(lambda: members[0].assignment() == everything)
-            assert await admin.group_member_count(group) == 1
+            assert await member_count(admin, group) == 1
             missing = await admin.describe_group(group + ".never-used")
             assert missing.state == "Dead" and missing.members == ()
             assert group + ".never-used" not in await admin.list_groups()

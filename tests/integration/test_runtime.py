@@ -12,6 +12,7 @@ import pytest
 from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
 from pipeline.kafka.partitioner import kafka_partition
+from pipeline.reading.offsets import member_count
 from pipeline.wire.codec import HEADER_EVENT_ID, decode_value, header_value
 from tests.integration.harness import Harness, keyed_events
 from tests.integration.processors import PROCESSORS, SOURCE, Handled, Keyed
@@ -362,7 +363,7 @@ def test_a_frozen_exactly_once_replica_is_fenced_on_confluent(harness: Harness) 
         admin = connect(harness.settings).admin()
         await admin.start()
         try:
-            return await admin.group_member_count(group)
+            return await member_count(admin, group)
         finally:
             await admin.stop()
 

@@ -154,10 +154,6 @@ class AioAdmin:
         }
 
     @translated
-    async def group_member_count(self, group: str) -> int:
-        return len((await self.describe_group(group)).members)
-
-    @translated
     async def list_groups(self) -> list[str]:
         return sorted({str(listed[0]) for listed in await self._client.list_consumer_groups()})
 

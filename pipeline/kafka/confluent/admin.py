@@ -189,10 +189,6 @@ class ConfluentAdmin:
         return await self._commit_reader.commits(group)
 
     @translated
-    async def group_member_count(self, group: str) -> int:
-        return len((await self.describe_group(group)).members)
-
-    @translated
     async def list_groups(self) -> list[str]:
         future = self.client.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_S)
         listed = await asyncio.wrap_future(future)

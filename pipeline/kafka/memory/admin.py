@@ -69,9 +69,6 @@ class MemoryAdmin:
     async def group_commits(self, group: str) -> dict[TopicPartition, Committed]:
         return dict(self.broker.group(group).commits)
 
-    async def group_member_count(self, group: str) -> int:
-        return len((await self.describe_group(group)).members)
-
     async def list_groups(self) -> list[str]:
         self.broker.check_reachable()  # as a real admin's request fails with the broker gone
         return sorted(
