@@ -43,12 +43,12 @@ from pipeline.kafka.connect import connect
 from pipeline.ops.topics import ensure_topics
 from pipeline.publishing.producer import EventProducer
 from pipeline.reading.offsets import end_offsets
-from pipeline.runtime.services import Services
 from pipeline.scaling.worker_process import WorkerProcess
 from pipeline.settings import DatabaseTuning, PipelineSettings
 from pipeline.stores.cache import LocalCache
 from pipeline.stores.db import Database
 from pipeline.stores.migrations import migrate
+from pipeline.stores.services import Services
 from producers.loadgen import CustomerGenerator, OrderGenerator
 from topics import CATALOGUE
 

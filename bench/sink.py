@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.peers.environment import versions_of_every_contestant
 from consumers.order_stats import OrderFact, write_facts
 from pipeline.dev.localpg import ephemeral_postgres
-from pipeline.runtime.services import Services
 from pipeline.settings import DatabaseTuning
 from pipeline.stores.db import Database
 from pipeline.stores.migrations import migrate
+from pipeline.stores.services import Services
 
 WRITERS = 16
 BATCH = 500

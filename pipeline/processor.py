@@ -29,8 +29,8 @@ from pipeline.wire.codec import position_id
 from pipeline.wire.envelope import Envelope
 
 if TYPE_CHECKING:
-    from pipeline.runtime.services import Services
     from pipeline.stores.db import Database
+    from pipeline.stores.services import Services
     from pipeline.stores.table import TableView
 
 T = TypeVar("T")
@@ -269,7 +269,7 @@ class Context:
         """
         if isinstance(table, str):
             return self.services.table(table)
-        # The view was built from this very declaration (pipeline.runtime.services).
+        # The view was built from this very declaration (pipeline.stores.services).
         return cast("TableView[RowT]", self.services.table(table.name))
 
     @property

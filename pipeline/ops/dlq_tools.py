@@ -27,11 +27,11 @@ from pipeline.publishing.producer import EventProducer
 from pipeline.reading.offsets import committed_offsets
 from pipeline.reading.reader import read_ranges
 from pipeline.resilience.ratelimit import TokenBucket
-from pipeline.runtime.dead_letters import VALUE_OMITTED
 from pipeline.settings import PipelineSettings
 from pipeline.wire import dlq_headers as dlq
 from pipeline.wire.avro_body import framed_avro_for_people
 from pipeline.wire.codec import EncodedEvent, header_value, record_copy
+from pipeline.wire.dlq_headers import VALUE_OMITTED
 
 REDRIVE_COUNT = "redrive-count"
 REDRIVE_CHUNK = 500

@@ -17,8 +17,8 @@ Waiting costs a round trip per batch, so what waits is not sent batch by
 batch: when the partition's turn comes, every submission waiting for it
 goes out in one batch (as many as fit), rebuilt from their records. Each
 submission's records stay contiguous in that batch, so each still learns
-the offset of its first record. (Handing each batch over as it came cost
-the latency bench p50 125 ms against 45 ms before the ordering.)
+the offset of its first record. (Handing each batch over as it came nearly
+tripled the median latency: docs/design-notes.md#partition-order.)
 
 The caller is not held up: a submission that must wait gets a future at
 once, and a task hands it over when its turn comes.

@@ -1,8 +1,8 @@
 """The shared producer: idempotent, acks=all, batches built per partition.
 
-A client's per-record `send()` costs ~10 µs of Python (aiokafka's) and caps a
-process near 100k events/s; building record batches ourselves per partition
-and handing them over whole costs a fraction of that. Partitions
+A client's per-record `send()` costs more Python than the rest of publishing
+together; building record batches ourselves per partition and handing them
+over whole costs a fraction of it (measured: docs/design-notes.md#producer-batches). Partitions
 are picked with Kafka's murmur2 so a key lands where the Java client puts it.
 A call returns only when the broker has acknowledged every record (acks=all
 on the in-sync replicas), which is what lets a consumer commit its source

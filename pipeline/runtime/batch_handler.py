@@ -45,13 +45,14 @@ from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
 from pipeline.resilience.flood_guard import FloodGuard
 from pipeline.resilience.waiting import BREAKER_RECHECK_FLOOR_S, pause, until_done
 from pipeline.runtime.batch_result import BatchResult
-from pipeline.runtime.dead_letters import VALUE_OMITTED, describe_error, now_ms
+from pipeline.runtime.dead_letters import describe_error, now_ms
 from pipeline.runtime.handler_deadline import HandlerDeadline, LaneClock
 from pipeline.runtime.host import Abandoned, HandlingParts
 from pipeline.runtime.quarantine import Quarantined
 from pipeline.telemetry import tracing
 from pipeline.telemetry.logs import fields_from
 from pipeline.wire.codec import HEADER_EVENT_ID
+from pipeline.wire.dlq_headers import VALUE_OMITTED
 from pipeline.wire.envelope import shown
 
 log = logging.getLogger("pipeline.worker")

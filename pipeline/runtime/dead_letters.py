@@ -33,10 +33,6 @@ from pipeline.wire.codec import HEADER_EVENT_ID, EncodedEvent, Headers, header_v
 TRACEBACK_LIMIT = 4000
 TRACEBACK_SHORT = 500
 MESSAGE_LIMIT = 1000
-VALUE_OMITTED = dlq.VALUE_OMITTED
-VALUE_SHA256 = dlq.VALUE_SHA256
-HEADERS_OMITTED = dlq.HEADERS_OMITTED
-KEY_OMITTED = dlq.KEY_OMITTED
 
 
 @dataclass(frozen=True)
@@ -117,7 +113,10 @@ def dlq_record(failed: FailedRecord, group: str, processor: str, limit_bytes: in
         extra = about("(left out: the record would not fit the DLQ topic's max.message.bytes)")
     if not fits() and value is not None:
         digest = hashlib.sha256(value).hexdigest()
-        extra += [(VALUE_OMITTED, str(len(value)).encode()), (VALUE_SHA256, digest.encode())]
+        extra += [
+            (dlq.VALUE_OMITTED, str(len(value)).encode()),
+            (dlq.VALUE_SHA256, digest.encode()),
+        ]
         value = json.dumps(
             {
                 "omitted": "the value did not fit the DLQ topic's max.message.bytes",
@@ -127,10 +126,10 @@ def dlq_record(failed: FailedRecord, group: str, processor: str, limit_bytes: in
             }
         ).encode()
     if not fits() and original:
-        extra.append((HEADERS_OMITTED, str(len(original)).encode()))
+        extra.append((dlq.HEADERS_OMITTED, str(len(original)).encode()))
         original = []
     if not fits() and key is not None:
-        extra.append((KEY_OMITTED, str(len(key)).encode()))
+        extra.append((dlq.KEY_OMITTED, str(len(key)).encode()))
         key = None
     # Without a key the DLQ record stays on its source's partition number.
     partition = failed.partition if key is None else None

@@ -1,9 +1,9 @@
 """Garbage-collector settings for long-running, allocation-heavy processes.
 
 Workers and publishers allocate and free a few objects per event. With
-CPython's default thresholds the collector ran often enough to cost a worker
-a quarter of its throughput and the producer a tenth (bench/pipeline_peers.py,
-bench/producer.py), and its full passes showed in p99 latency. Objects that
+CPython's default thresholds the collector runs often enough to cost a large
+share of a worker's throughput, and its full passes show in p99 latency
+(measured: docs/design-notes.md#gc). Objects that
 live for the whole process (modules, settings, the catalogue) are frozen out
 of every collection; the young generation is collected 70 times less often.
 Nothing here changes what is collected, only when.

@@ -6,12 +6,13 @@ behind it and, once liveness gives up on the partition, the replica, which
 restarts, reads the same record and hangs again. With a deadline the call
 is cancelled, and the record is retried and dead-lettered like any failure.
 
-`asyncio.timeout` per call costs a timer per record (about 5 µs, a tenth of
-the whole per-record budget at full speed). Here a lane only notes when its
-call started; one timer per batch, while the batch runs, looks at the lanes
-when the oldest call could first be late, cancels the late ones and sets
-itself again for the next. The cancel lands in the handler's own await: the timer fires only
-while a lane is inside its call, and it runs on the same loop.
+`asyncio.timeout` per call costs a timer per record, a tenth of the whole
+per-record budget at full speed (docs/design-notes.md#handler-deadline).
+Here a lane only notes when its call started; one timer per batch, while
+the batch runs, looks at the lanes when the oldest call could first be
+late, cancels the late ones and sets itself again for the next. The cancel
+lands in the handler's own await: the timer fires only while a lane is
+inside its call, and it runs on the same loop.
 
 A handler run in a thread or a process is no longer awaited after its
 deadline, but Python cannot stop it: its thread or process stays busy

@@ -26,8 +26,8 @@ from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.runtime.membership import MembershipGuard
 from pipeline.runtime.outcomes import Abandoned
 from pipeline.runtime.record_path import RecordPath
-from pipeline.runtime.services import Services
 from pipeline.runtime.transactions import TransactionalPublisher
+from pipeline.stores.services import Services
 
 __all__ = ["Abandoned", "HandlingParts", "PartitionParts", "PublishingParts"]
 

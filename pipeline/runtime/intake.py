@@ -58,9 +58,9 @@ def mean_record_bytes(records: Sequence[Record]) -> float:
 
 
 def _repeats(records: Sequence[Record]) -> bool:
-    """Whether a fetch's offsets fail to rise somewhere. Checked record by record (25 ns
-    each): the span of the offsets cannot tell, since a compaction or transaction gap
-    widens it as much as a repeat narrows it ([0, 1, 1, 20] spans more than 3)."""
+    """Whether a fetch's offsets fail to rise somewhere, checked record by record: the span
+    of the offsets cannot tell, since a compaction or transaction gap widens it as much as
+    a repeat narrows it (docs/design-notes.md#intake)."""
     previous = -1
     for record in records:
         offset = record.offset

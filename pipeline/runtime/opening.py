@@ -25,8 +25,8 @@ from pipeline.runtime.health import HealthServer
 from pipeline.runtime.options import WorkerOptions
 from pipeline.runtime.output_topics import message_limits, prepare_schemas
 from pipeline.runtime.record_path import RecordPath
-from pipeline.runtime.services import Services, default_cache_root, open_services
 from pipeline.settings import PipelineSettings
+from pipeline.stores.services import Services, default_cache_root, open_services
 
 if TYPE_CHECKING:
     from pipeline.ops.replay import ReplayPlan

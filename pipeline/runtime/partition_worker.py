@@ -290,8 +290,7 @@ class PartitionWorker:
 
         New records never wait for acks. One plain future, not tasks racing in
         asyncio.wait: a lightly loaded worker idles here hundreds of times a
-        second per partition, and at half load those tasks showed as 5-10% of
-        its CPU in a profile.
+        second per partition, and those tasks cost (docs/design-notes.md#idle-wait).
         """
         # Nothing awaits between the caller's empty-queue check and here, so
         # records offered meanwhile are seen by that check, not lost.

@@ -8,10 +8,7 @@ The state machine adds what a recommendation cannot know by itself:
   stabilisation window (as the HPA does), so noisy lag does not flap;
 - but once the group has caught up, trust a lower need that has held for a
   short window: otherwise the replicas that drained a burst's backlog stay
-  for the whole long window. After bench/autoscale.py's 15 s spike the lag
-  was gone within a second, yet the window kept three extra replicas for
-  11 s and two for 8 s more: 1.39 times the ideal replica-seconds (1.13
-  with the short window). A quick
+  for the whole long window (docs/design-notes.md#autoscaler). A quick
   scale-down that has to be undone within the long window was premature:
   the next ones wait the long window, four times as long each time, so input
   that bursts periodically settles instead of flapping;
@@ -45,8 +42,8 @@ from pipeline.scaling.policy import (
 CAPACITY_SMOOTHING = 0.3
 """Weight of a new capacity measurement in the moving average."""
 CAPACITY_WINDOW_S = 5.0
-"""A capacity is measured over this many saturated seconds: over one second, the bursts
-of commits read as 0 and then 1,076/s for four replicas of 170/s."""
+"""A capacity is measured over this many saturated seconds: over one second, commits come
+in bursts, read as nothing and then as several times the real rate."""
 CAUGHT_UP_INPUT_S = 2.0
 """A group has caught up when its lag is at most this many seconds of input
 (records fetched, handled and awaiting the next commit are lag too)."""
@@ -58,10 +55,9 @@ CAUTIOUS_MEASUREMENTS = 3
 """A scale-down sizes by the lowest of this many latest capacity measurements."""
 FALLING_SHORT = 0.05
 """A group that keeps up with its input shows only that it can do at least that much: its
-rate lowers the capacity estimate only when it falls this far short of the input. Four
-replicas with a few hundred records in flight each keep a lag above saturation_lag while
-keeping up; read as capacity, their rate took 170/s per replica down to 131/s and held a
-fourth replica for 500/s (bench/autoscale.py --timeline)."""
+rate lowers the capacity estimate only when it falls this far short of the input. Replicas
+with records in flight keep a lag above saturation_lag while keeping up; read as capacity,
+their rate would drag the estimate down and hold a replica too many."""
 UP_MARGIN = 0.10
 """Scale up when the need exceeds the replicas by more than this fraction.
 
@@ -74,8 +70,9 @@ lag into need: it crosses the margin within a few intervals.
 DOWN_MARGIN = 0.05
 """Scale down only to a count whose capacity covers the input, headroom included, by this
 fraction more: a +5% wobble after the step leaves the need below the count, and the
-up rule needs UP_MARGIN above it, so the step cannot be undone by noise. Not more:
-three replicas of 185/s over 497/s (bench/autoscale.py's step) must remain allowed."""
+up rule needs UP_MARGIN above it, so the step cannot be undone by noise. Not more: a
+count that covers the input by a few percent must remain allowed (the figures:
+docs/design-notes.md#autoscaler)."""
 
 
 class Autoscaler:
@@ -207,12 +204,12 @@ class Autoscaler:
             stall = observation.input_rate * self.policy.rebalance_stall_s
             up = ceil_within(need(self.policy, observation, rate, stall - explained), ceiling)
             up = max(up, ceil_within(needed, ceiling))
-        # Down on the lowest capacity measured lately: one high window (182/s for replicas
-        # that do 170/s) took a group to 3 replicas that then fell short, and back to 4.
+        # Down on the lowest capacity measured lately: one high window would take the group
+        # to a count that then falls short, and back (docs/design-notes.md#autoscaler).
         cautious = min(rate, *self._measurements) if self._measurements else rate
         needed_down = need(self.policy, observation, cautious, extra_lag=-explained)
         # Also when the short window's mean input allows it: the window's highest
-        # recommendation decides, and one noisy second (+4% here) would keep a replica.
+        # recommendation decides, and one noisy second would keep a replica.
         steady = dataclasses.replace(observation, input_rate=self._recent_input(observation))
         needed_steady = need(self.policy, steady, cautious, extra_lag=-explained)
         down = ceil_within(min(needed_down, needed_steady) * (1 + DOWN_MARGIN), ceiling)

@@ -44,7 +44,7 @@ class LoaderServices(Protocol):
     """What a table's loader or a sink's writer may use of its replica: its database pool.
 
     A Protocol, so that a loader or writer typed with it is tested with any
-    object that has a `db` (pipeline.runtime.services provides the real one).
+    object that has a `db` (pipeline.stores.services provides the real one).
     """
 
     @property

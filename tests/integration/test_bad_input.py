@@ -26,8 +26,8 @@ from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
 from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES, record_size
 from pipeline.ops.topics import TopicsOnCluster
-from pipeline.runtime.dead_letters import VALUE_OMITTED
 from pipeline.wire.codec import TopicEncoder, header_value
+from pipeline.wire.dlq_headers import VALUE_OMITTED
 from tests.integration.harness import Harness
 from tests.integration.processors import Keyed
 from tests.integration.test_runtime import assert_per_key_order

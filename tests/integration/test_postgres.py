@@ -15,10 +15,10 @@ import asyncpg
 import pytest
 
 from consumers.order_stats import OrderFact, write_facts
-from pipeline.runtime.services import Services
 from pipeline.settings import DatabaseTuning
 from pipeline.stores.db import Database, PoolExhaustedError
 from pipeline.stores.migrations import migrate
+from pipeline.stores.services import Services
 from tests.support import run_cli
 
 

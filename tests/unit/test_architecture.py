@@ -200,3 +200,46 @@ def test_each_adapters_client_configuration_is_built_in_its_config_module_only()
     for adapter in ("aiokafka", "confluent"):
         config = (LIBRARY / "kafka" / adapter / "config.py").read_text()
         assert "security_protocol" in config, f"{adapter}'s config.py builds no connection"
+
+
+def package_of(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph() -> dict[str, set[str]]:
+    """pipeline.X -> pipeline.Y when a module of X imports one of Y (the facade aside)."""
+    graph: dict[str, set[str]] = {}
+    for module, targets in import_graph("pipeline").items():
+        if module == "pipeline":
+            continue
+        source = package_of(module)
+        graph.setdefault(source, set())
+        for target in targets:
+            if target != "pipeline" and package_of(target) != source:
+                graph[source].add(package_of(target))
+    return graph
+
+
+KNOWN_PACKAGE_LOOP = {"pipeline.catalogue", "pipeline.wire", "pipeline.settings", "pipeline.kafka"}
+"""A topic's declaration names its format (wire) and its size limit (a Kafka fact); the
+codecs read the declaration; settings carry the envelope policy and the registry's
+address, which wire uses. Module by module there is no cycle; the packages are one room."""
+
+
+def test_packages_form_no_loop_beyond_the_known_one() -> None:
+    graph = package_graph()
+    reach: dict[str, set[str]] = {}
+    for start in graph:
+        seen: set[str] = set()
+        todo = list(graph[start])
+        while todo:
+            node = todo.pop()
+            if node not in seen:
+                seen.add(node)
+                todo.extend(graph.get(node, ()))
+        reach[start] = seen
+    looped = {package for package in graph if package in reach[package]}
+    assert looped <= KNOWN_PACKAGE_LOOP, (
+        f"packages that import each other round a loop: {sorted(looped - KNOWN_PACKAGE_LOOP)}"
+    )
+    assert {"pipeline.runtime", "pipeline.ops", "pipeline.processor"}.isdisjoint(looped)

@@ -32,7 +32,7 @@ class FetchedAhead:
         kept = self._kept.setdefault(tp, [])
         if kept and records and records[0].offset <= kept[-1].offset:
             # Fetched again after the position moved back: handed over once, in one list,
-            # they would be handled twice (seen in a rolling restart: 810 duplicates).
+            # they would be handled twice (docs/design-notes.md#fetched-again).
             last = kept[-1].offset
             records = [record for record in records if record.offset > last]
         kept.extend(records)

@@ -8,15 +8,9 @@ import json
 import pytest
 
 from pipeline.kafka.record_size import record_size
-from pipeline.runtime.dead_letters import (
-    HEADERS_OMITTED,
-    KEY_OMITTED,
-    VALUE_OMITTED,
-    VALUE_SHA256,
-    FailedRecord,
-    dlq_record,
-)
+from pipeline.runtime.dead_letters import FailedRecord, dlq_record
 from pipeline.wire.codec import header_value
+from pipeline.wire.dlq_headers import HEADERS_OMITTED, KEY_OMITTED, VALUE_OMITTED, VALUE_SHA256
 
 
 def failed(

@@ -29,11 +29,11 @@ from pipeline.resilience.breaker import BreakerRegistry
 from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.resilience.retry import RetryPolicy
 from pipeline.runtime.batch_handler import BatchHandler
-from pipeline.runtime.dead_letters import KEY_OMITTED, VALUE_OMITTED
 from pipeline.runtime.host import HandlingParts
 from pipeline.runtime.record_path import RecordPath
-from pipeline.runtime.services import Services
+from pipeline.stores.services import Services
 from pipeline.wire.codec import header_value
+from pipeline.wire.dlq_headers import KEY_OMITTED, VALUE_OMITTED
 from pipeline.wire.envelope import EnvelopePolicy
 from tests.unit.models import Sample
 
