@@ -127,14 +127,22 @@ def worker(
 
     async def run() -> int:
         switch = StopSwitch()
-        runtime = await Runtime.open(settings, found, options, connect(settings), switch=switch)
-        if runtime is None:
-            return switch.exit_code
-        partitions = runtime.partitions
-        watchdog = LoopWatchdog(
-            liveness_stall, partitions.in_hand, processor, partitions.uncommitted
-        )
+        # The runtime once it is opened; the watchdog guards the opening too (a table
+        # catching up), when no record is in hand yet.
+        opened: list[Runtime] = []
+
+        def in_hand() -> list[str]:
+            return opened[0].partitions.in_hand() if opened else []
+
+        def uncommitted() -> int:
+            return opened[0].partitions.uncommitted() if opened else 0
+
+        watchdog = LoopWatchdog(liveness_stall, in_hand, processor, uncommitted)
         with watchdog.watching(asyncio.get_running_loop()):
+            runtime = await Runtime.open(settings, found, options, connect(settings), switch=switch)
+            if runtime is None:
+                return switch.exit_code
+            opened.append(runtime)
             return await runtime.run()
 
     try:

@@ -124,7 +124,7 @@ async def open_replica(
             return None
         try:
             limits = await message_limits(clients, processor)
-            await prepare_schemas(processor, switch.requested)
+            await prepare_schemas(processor, settings.schema_registry, switch.requested)
             if switch.requested.is_set():
                 log.info("stopped while opening: not joining the group")
                 await services.close()
