@@ -27,6 +27,7 @@ from pipeline.runtime.output_topics import message_limits, prepare_schemas
 from pipeline.runtime.record_path import RecordPath
 from pipeline.settings import PipelineSettings
 from pipeline.stores.services import Services, default_cache_root, open_services
+from pipeline.wire.registry import configure_registry
 
 if TYPE_CHECKING:
     from pipeline.ops.replay import ReplayPlan
@@ -104,7 +105,14 @@ async def open_replica(
     replay: ReplayPlan | None,
     switch: StopSwitch,
 ) -> Opened | None:
-    """The opened parts; None when stopped (or failed: see the switch) before they were ready."""
+    """The opened parts; None when stopped (or failed: see the switch) before they were ready.
+
+    The settings' schema registry becomes the process's first of all: tables over a
+    registry-format topic decode with it, and the outputs' schemas are registered there.
+    (Before the worker opened whole, only the producer's construction did it, by chance
+    early enough.)
+    """
+    configure_registry(settings.schema_registry)
     if options.handle_signals:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -124,7 +132,7 @@ async def open_replica(
             return None
         try:
             limits = await message_limits(clients, processor)
-            await prepare_schemas(processor, settings.schema_registry, switch.requested)
+            await prepare_schemas(processor, switch.requested)
             if switch.requested.is_set():
                 log.info("stopped while opening: not joining the group")
                 await services.close()

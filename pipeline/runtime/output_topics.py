@@ -20,13 +20,7 @@ from pipeline.ops.topics import max_message_bytes
 from pipeline.processor import Processor
 from pipeline.resilience.breaker import DependencyError
 from pipeline.resilience.waiting import Abandoned, until_done
-from pipeline.settings import RegistrySettings
-from pipeline.wire.registry import (
-    REGISTRY_FORMATS,
-    SchemaRegistry,
-    configure_registry,
-    registry_for,
-)
+from pipeline.wire.registry import REGISTRY_FORMATS, SchemaRegistry, registry_for
 
 log = logging.getLogger("pipeline.worker")
 
@@ -60,16 +54,11 @@ async def message_limits(clients: Clients, processor: Processor[Any]) -> dict[st
     return limits
 
 
-async def prepare_schemas(
-    processor: Processor[Any], registry_settings: RegistrySettings, stopping: asyncio.Event
-) -> None:
+async def prepare_schemas(processor: Processor[Any], stopping: asyncio.Event) -> None:
     """A registry for every registry-format topic (ConfigError if none), outputs' ids known.
 
-    The settings' registry becomes the process's first: before the worker opened whole,
-    only the producer's construction did it, and this ran after that by chance.
     Returns early, without error, when the worker is asked to stop meanwhile.
     """
-    configure_registry(registry_settings)
     for spec in (processor.source, *processor.outputs):
         if spec.format not in REGISTRY_FORMATS:
             continue

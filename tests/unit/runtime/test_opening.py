@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from pipeline.dev.processes import free_ports
 from pipeline.kafka.memory import MemoryBroker, MemoryClients
 from pipeline.kafka.memory.admin import MemoryAdmin
 from pipeline.kafka.port import Admin
+from pipeline.runtime import opening
 from pipeline.runtime.opening import EXIT_FAILED, EXIT_OK, StopSwitch
 from pipeline.runtime.worker import Runtime, WorkerOptions
+from pipeline.settings import RegistrySettings
+from pipeline.stores.services import Services
+from pipeline.wire.registry import current_registry, use_registry
 from tests.unit.runtime.support import new_broker, settings, until
 from tests.unit.runtime.test_runtime_memory import ECHO
 
@@ -107,3 +113,31 @@ async def test_a_failure_while_it_opens_is_an_exit_failed_not_a_clean_stop(tmp_p
     clients = MemoryClients(new_broker())
     assert await Runtime.open(settings(), ECHO, options(tmp_path), clients, None, switch) is None
     assert switch.exit_code == EXIT_FAILED
+
+
+async def test_the_schema_registry_is_the_processs_before_tables_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table over an avro or debezium_avro topic decodes through the registry while it
+    catches up: the registry must be configured before the pool and tables open."""
+    url = "http://registry.invalid:8081"
+    seen: list[str | None] = []
+    real_open_services = opening.open_services
+
+    async def watching_open_services(*args: Any, **kwargs: Any) -> Services:
+        found = current_registry()
+        seen.append(found.url if found is not None else None)
+        return await real_open_services(*args, **kwargs)
+
+    monkeypatch.setattr(opening, "open_services", watching_open_services)
+    previous = use_registry(None)
+    try:
+        with_registry = settings().model_copy(update={"schema_registry": RegistrySettings(url=url)})
+        runtime = await Runtime.open(
+            with_registry, ECHO, options(tmp_path), MemoryClients(new_broker())
+        )
+        assert runtime is not None
+        await runtime.services.close()
+    finally:
+        use_registry(previous)
+    assert seen == [url]
