@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -79,6 +81,16 @@ def start_gateway(bootstrap: str, prefix: str, log: str, *extra: str) -> tuple[s
     return f"http://127.0.0.1:{port}", process
 
 
+def wait_connected(log: str, workers: int, timeout_s: float = 60) -> None:
+    """Every gateway worker process has its producer: /readyz answers for whichever worker
+    the kernel hands the probe to, and a publish to another one would get 503 meanwhile."""
+
+    def connected() -> int:
+        return len(re.findall(r"\bconnected to \d", Path(log).read_text(errors="replace")))
+
+    poll_until(lambda: connected() >= workers, timeout_s, what=f"{workers} workers connected")
+
+
 def wait_status(url: str, path: str, status: int, timeout_s: float = 60) -> None:
     def answered() -> bool:
         try:
@@ -98,6 +110,7 @@ def gateway(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     url, process = start_gateway(kafka_bootstrap, prefix, log, "--workers", "2")
     try:
         wait_status(url, "/readyz", 200)
+        wait_connected(log, 2)
         yield Running(url, prefix, settings, process)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -28,7 +28,13 @@ from pipeline.paths import project_dir
 from pipeline.scaling.worker_process import PIPELINE
 from pipeline.settings import PipelineSettings
 from tests.integration.test_example_pipeline import Pipeline
-from tests.integration.test_gateway import SHOP_KEY, order, start_gateway, wait_status
+from tests.integration.test_gateway import (
+    SHOP_KEY,
+    order,
+    start_gateway,
+    wait_connected,
+    wait_status,
+)
 from tests.replicas import poll_until
 from topics import CATALOGUE
 
@@ -112,6 +118,7 @@ def test_every_metric_of_the_dashboard_and_the_alerts_is_served(
     )
     try:
         wait_status(url, "/readyz", 200)
+        wait_connected(str(tmp_path / "gw.log"), 2)
         enrich.wait_ready()
         stats.wait_ready()
         for _ in range(5):
