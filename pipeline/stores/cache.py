@@ -4,7 +4,8 @@ The cache is an optimisation and never the source of truth: a replica
 started with its cache deleted works the same, only slower, and a cache
 directory that cannot be opened (corrupted, half-written by a killed
 process, left by an incompatible version) is wiped and rebuilt with a
-warning instead of failing the worker again at every restart.
+warning instead of failing the worker again at every restart
+(pipeline.stores.rocks, shared with every local RocksDB of the project).
 
 Values are msgpack in raw-bytes mode: rocksdict's default pickles every
 value, which costs about 2.4 times as much per get. Each entry carries the
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 import struct
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -27,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import Rdict, WriteBatch
 
 from pipeline.errors import PipelineError
 from pipeline.metric_names import MetricName
 from pipeline.metrics import Labels, Metrics
+from pipeline.stores.rocks import UNBOUNDED, RocksBounds, open_rocks, wipe_and_reopen
 
 log = logging.getLogger("pipeline.cache")
 
-FORMAT_KEY = b"m:format"
 FORMAT = b"1"
 VALUE_PREFIX = b"v:"
 AGE_PREFIX = b"t:"
@@ -44,10 +43,6 @@ _STAMP = struct.Struct(">Q")
 _unpackb = msgpack.unpackb  # strings as str, bytes as bytes: msgpack's defaults
 EVICT_SLACK = 0.05
 """Evict this share below the bound at once, so a full cache does not evict on every put."""
-
-
-class CacheError(PipelineError):
-    """The cache directory could not be opened even after wiping it."""
 
 
 @dataclass
@@ -86,6 +81,7 @@ class LocalCache:
         default_ttl_s: float | None = None,
         metrics: Metrics | None = None,
         clock_ms: Callable[[], int] = _now_ms,
+        bounds: RocksBounds = UNBOUNDED,
     ) -> None:
         if max_entries is not None and max_entries < 1:
             raise PipelineError(f"cache {name!r}: max_entries must be at least 1")
@@ -98,6 +94,8 @@ class LocalCache:
         self._clock_ms = clock_ms
         self._loading: dict[bytes, asyncio.Future[Any]] = {}
         self._next_age_sweep_ms = 0
+        self._what = f"cache {name!r}"
+        self._bounds = bounds
         self._db = self._open()
         self._count = self._count_entries()
         if metrics is not None:
@@ -106,53 +104,14 @@ class LocalCache:
     # -- opening, and recovering from a directory that will not open ----------
 
     def _open(self) -> Rdict:
-        try:
-            return self._open_checked()
-        except Exception as exc:  # noqa: BLE001 - any failure to open means: rebuild
-            log.warning(
-                "cache %r at %s cannot be used (%s: %s); wiping it and starting empty. "
-                "Lookups are slower until it warms up again.",
-                self.name,
-                self.path,
-                type(exc).__name__,
-                exc,
-            )
-            self._record("rebuilds")
-            shutil.rmtree(self.path, ignore_errors=True)
-            try:
-                return self._open_checked()
-            except Exception as again:  # noqa: BLE001 - e.g. this process holds the lock
-                private = self.path.with_name(f"{self.path.name}.{os.getpid()}")
-                log.warning(
-                    "cache %r at %s still cannot be opened (%s); using %s for this process",
-                    self.name,
-                    self.path,
-                    again,
-                    private,
-                )
-                shutil.rmtree(private, ignore_errors=True)
-                self.path = private
-            try:
-                return self._open_checked()
-            except Exception as again:
-                raise CacheError(
-                    f"cache {self.name!r} at {self.path} cannot be opened even after wiping it "
-                    f"({again}); check that the disk is writable and that no other process "
-                    "with the same replica id uses this directory"
-                ) from again
-
-    def _open_checked(self) -> Rdict:
-        self.path.mkdir(parents=True, exist_ok=True)
-        options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        db = Rdict(str(self.path), options)
-        stored = db.get(FORMAT_KEY)
-        if stored is None:
-            db.put(FORMAT_KEY, FORMAT)
-        elif stored != FORMAT:
-            db.close()
-            raise CacheError(f"format {stored!r}, this version writes {FORMAT!r}")
-        return db
+        """Opened, or wiped and opened empty (pipeline.stores.rocks): lookups are slower
+        until it warms up again, never failing."""
+        opened = open_rocks(
+            self.path, FORMAT, self._what, self._bounds, on_wipe=lambda: self._record("rebuilds")
+        )
+        self._opened = opened
+        self.path = opened.path
+        return opened.db
 
     def _age_keys(self) -> Iterator[bytes]:
         """Index keys, oldest write first."""
@@ -168,19 +127,16 @@ class LocalCache:
     def _rebuild_after(self, exc: Exception) -> None:
         """A read or write failed inside RocksDB: the files are damaged. Start empty."""
         log.warning(
-            "cache %r at %s failed (%s: %s); wiping it and starting empty",
-            self.name,
+            "%s at %s failed (%s: %s); wiping it and starting empty",
+            self._what,
             self.path,
             type(exc).__name__,
             exc,
         )
         self._record("rebuilds")
-        try:
-            self._db.close()
-        except Exception as close_error:  # noqa: BLE001 - closing a damaged store may fail too
-            log.debug("closing damaged cache %s failed: %s", self.path, close_error)
-        shutil.rmtree(self.path, ignore_errors=True)
-        self._db = self._open()
+        self._opened = wipe_and_reopen(self._opened, FORMAT, self._what, self._bounds)
+        self.path = self._opened.path
+        self._db = self._opened.db
         self._count = 0
 
     def close(self) -> None:

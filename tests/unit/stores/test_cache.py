@@ -122,7 +122,7 @@ def test_a_corrupted_directory_is_wiped_with_a_warning(
     assert rebuilt.get("k") == 2
 
 
-def test_a_directory_locked_by_another_process_is_rebuilt(
+def test_a_directory_locked_by_another_process_is_left_to_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     holder = subprocess.Popen(
@@ -142,6 +142,8 @@ def test_a_directory_locked_by_another_process_is_rebuilt(
         with caplog.at_level(logging.WARNING, logger="pipeline.cache"):
             second = LocalCache(tmp_path / "c")
         assert "lock" in caplog.text.lower()
+        assert second.path != tmp_path / "c", "it opened the directory another process holds"
+        assert second.stats.rebuilds == 0, "the holder's directory was wiped under it"
         assert second.get("k") is None
         second.put("k", 2)
         assert second.get("k") == 2
