@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -125,8 +126,21 @@ async def open_replica(
         await health.start()
     opened = None
     try:
-        services = await _services_unless_stopped(
-            settings, processor, options, clients, replay, switch, metrics, breakers
+        services = await _unless_stopped(
+            open_services(
+                settings,
+                clients,
+                processor.name,
+                group_of(processor, replay),
+                options.replica_id,
+                processor.tables,
+                processor.database,
+                metrics,
+                breakers,
+                switch.fail,
+                options.cache_dir or default_cache_root(),
+            ),
+            switch,
         )
         if services is None:
             return None
@@ -148,33 +162,12 @@ async def open_replica(
             await health.stop()  # the runtime would have stopped it; there is none
 
 
-async def _services_unless_stopped(
-    settings: PipelineSettings,
-    processor: Processor[Any],
-    options: WorkerOptions,
-    clients: Clients,
-    replay: ReplayPlan | None,
-    switch: StopSwitch,
-    metrics: Metrics,
-    breakers: BreakerRegistry,
+async def _unless_stopped(
+    opening_services: Awaitable[Services], switch: StopSwitch
 ) -> Services | None:
     """The pool and tables; tables can take a while to catch up, and a SIGTERM meanwhile
     just ends the opening."""
-    opening = asyncio.ensure_future(
-        open_services(
-            settings,
-            clients,
-            processor.name,
-            group_of(processor, replay),
-            options.replica_id,
-            processor.tables,
-            processor.database,
-            metrics,
-            breakers,
-            switch.fail,
-            options.cache_dir or default_cache_root(),
-        )
-    )
+    opening = asyncio.ensure_future(opening_services)
     stop_waiter = asyncio.ensure_future(switch.requested.wait())
     await asyncio.wait([opening, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
     stop_waiter.cancel()
