@@ -37,6 +37,7 @@ _HOMES = {
     "RetryPolicy": "pipeline.resilience.retry",
     "FloodGuardPolicy": "pipeline.resilience.flood_guard",
     "Table": "pipeline.stores.table",
+    "Store": "pipeline.stores.store_spec",
     "LoaderServices": "pipeline.stores.table",
     "EventProducer": "pipeline.publishing.producer",
     "Delivery": "pipeline.publishing.delivery",
@@ -67,6 +68,7 @@ __all__ = [
     "RawRecord",
     "RetryPolicy",
     "Sink",
+    "Store",
     "Table",
     "TestPipeline",
     "ToSink",
@@ -92,6 +94,7 @@ if TYPE_CHECKING:
     from pipeline.resilience.flood_guard import FloodGuardPolicy
     from pipeline.resilience.retry import RetryPolicy
     from pipeline.settings import PipelineSettings, load_settings
+    from pipeline.stores.store_spec import Store
     from pipeline.stores.table import LoaderServices, Table
     from pipeline.testing import DeadLetter, TestPipeline
     from pipeline.wire.change_events import Change

@@ -17,6 +17,7 @@ MetricName = Literal[
     "commits",
     "rebalances",
     "offset_resets",
+    "state_restored",
     "loop_stalls",
     "stall_abandoned_batches",
     "dead_lettered",
@@ -71,6 +72,7 @@ OUTPUTS: Final = "outputs"
 COMMITS: Final = "commits"
 REBALANCES: Final = "rebalances"
 OFFSET_RESETS: Final = "offset_resets"
+STATE_RESTORED: Final = "state_restored"
 LOOP_STALLS: Final = "loop_stalls"
 STALL_ABANDONED_BATCHES: Final = "stall_abandoned_batches"
 DEAD_LETTERED: Final = "dead_lettered"
@@ -117,6 +119,11 @@ CATALOGUE: Final[dict[MetricName, tuple[MetricKind, str, str]]] = {
     "outputs": ("counter", "", "Output records handed to the producer."),
     "commits": ("counter", "", "Offset commits that succeeded."),
     "rebalances": ("counter", "", "Assignments this replica received."),
+    "state_restored": (
+        "counter",
+        "store",
+        "Store changes read back from changelogs into local copies (restoration).",
+    ),
     "offset_resets": (
         "counter",
         "topic, partition, policy",

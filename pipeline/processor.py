@@ -24,6 +24,9 @@ from pipeline.kafka.port import Record
 from pipeline.resilience.breaker import BreakerPolicy, BreakerRegistry
 from pipeline.resilience.flood_guard import FloodGuardPolicy
 from pipeline.resilience.retry import RetryPolicy
+from pipeline.stores.partition_state import Changes, PartitionState
+from pipeline.stores.store_spec import Store
+from pipeline.stores.store_view import StoreView
 from pipeline.stores.table import RowT, Table
 from pipeline.wire.codec import position_id
 from pipeline.wire.envelope import Envelope
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from pipeline.stores.table import TableView
 
 T = TypeVar("T")
+ValueT = TypeVar("ValueT")
 EventT = TypeVar("EventT", bound=BaseModel)
 """The event model of a processor's source: what its handler is given."""
 
@@ -57,6 +61,10 @@ class HandlerTimeout(PipelineError):
         )
 
 
+def _listed(declared: Sequence[str]) -> str:
+    return ", ".join(repr(name) for name in sorted(declared)) or "none"
+
+
 class UndeclaredDependencyError(ConfigError):
     """`ctx.call` named a dependency the processor does not declare: a typo, not an outage.
 
@@ -69,8 +77,20 @@ class UndeclaredDependencyError(ConfigError):
         self.name = name
         super().__init__(
             f"processor {processor!r} called dependency {name!r} through ctx.call, but declares "
-            f"only {', '.join(repr(n) for n in sorted(declared)) or 'none'}; fix the name or "
+            f"only {_listed(declared)}; fix the name or "
             f"add {name!r} to Processor(dependencies={{...}})"
+        )
+
+
+class UndeclaredStoreError(ConfigError):
+    """`ctx.store` named a store the processor does not declare: the code's fault, so the
+    worker stops, as for an undeclared dependency, instead of dead-lettering every record."""
+
+    def __init__(self, processor: str, name: str, declared: Sequence[str]) -> None:
+        self.name = name
+        super().__init__(
+            f"processor {processor!r} has no store {name!r} (declared: {_listed(declared)}); "
+            f"fix the name or add Store({name!r}) to Processor(stores=...)"
         )
 
 
@@ -153,6 +173,8 @@ class Processor(Generic[EventT]):
     quarantine_after: int | None = 3
     """A record in hand when its owner died or was dropped this many times in a row is
     dead-lettered as Quarantined without running it (pipeline.runtime.quarantine); None: off."""
+    stores: tuple[Store[Any], ...] = ()
+    """Key-value state of its own, per partition, kept in a changelog topic (ctx.store)."""
 
     def __post_init__(self) -> None:
         if self.lanes < 1:
@@ -168,12 +190,37 @@ class Processor(Generic[EventT]):
         table_names = [table.name for table in self.tables]
         if len(set(table_names)) != len(table_names):
             raise ConfigError(f"processor {self.name!r}: two tables share a name: {table_names}")
+        self._check_stores()
 
         by_type: dict[type[BaseModel], TopicSpec[BaseModel] | None] = {}
         for spec in self.outputs:
             # None marks a type that several outputs carry: the handler must Emit.
             by_type[spec.event_model] = None if spec.event_model in by_type else spec
         object.__setattr__(self, "_output_by_type", by_type)
+
+    def _check_stores(self) -> None:
+        if not self.stores:
+            return
+        names = [store.name for store in self.stores]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"processor {self.name!r}: two stores share a name: {names}")
+        if self.lanes != 1:
+            raise ConfigError(
+                f"processor {self.name!r} declares stores and lanes={self.lanes}: lanes run "
+                "records of different keys at once, and two of them writing one store key "
+                "would lose an update; use lanes=1 (state is per partition, so add "
+                "partitions for more parallelism)"
+            )
+        if self.run_in != "loop":
+            raise ConfigError(
+                f"processor {self.name!r} declares stores and run_in={self.run_in!r}: a "
+                "thread or process handler gets no context, so it cannot reach a store; "
+                "keep the state in a loop handler and hand only the heavy work to a pool"
+            )
+
+    def changelogs(self) -> list[str]:
+        """The changelog topic of each store, for this processor's group."""
+        return [store.changelog(self.group_id) for store in self.stores]
 
     @property
     def group_id(self) -> str:
@@ -227,6 +274,40 @@ class Context:
         self.attempt = 1
         self._breakers = breakers
         self._services = services
+        self._state: PartitionState | None = None
+        self.staged: Changes = {}
+        """The record in hand's store writes, kept if it succeeds (pipeline.stores.store_view)."""
+
+    def use_state(self, state: PartitionState) -> None:
+        """The partition's stores this lane's records read and write."""
+        self._state = state
+        self.staged = {name: {} for name in state.declared}
+
+    def discard_writes(self) -> None:
+        """A new attempt: what a failed one staged is not kept."""
+        for changes in self.staged.values():
+            changes.clear()
+
+    def keep_writes(self) -> None:
+        """The record succeeded: its writes join its batch's changes."""
+        if self._state is not None:
+            self._state.merge(self.staged)
+            self.discard_writes()
+
+    @overload
+    def store(self, store: Store[ValueT]) -> StoreView[ValueT]: ...
+
+    @overload
+    def store(self, store: str) -> StoreView[Any]: ...
+
+    def store(self, store: Store[ValueT] | str) -> StoreView[ValueT] | StoreView[Any]:
+        """A store declared in the processor's `stores`, by declaration (typed) or name."""
+        name = store if isinstance(store, str) else store.name
+        state = self._state
+        if state is None or name not in state.declared:
+            declared = [s.name for s in self.processor.stores]
+            raise UndeclaredStoreError(self.processor.name, name, declared)
+        return StoreView(state.declared[name], state, self.staged)
 
     def log_fields(self) -> dict[str, object]:
         """Where this lane is, for the log lines written while it handles a record."""
@@ -298,15 +379,21 @@ class Context:
         return await self._breakers.get(dependency).call(lambda: function(*args))
 
 
-def load_processor(module_name: str, name: str, prefix: str = "") -> Processor[Any]:
-    """Find a processor by name in the application's module (default `consumers`)."""
+def load_processors(module_name: str, prefix: str = "") -> dict[str, Processor[Any]]:
+    """The application's processors (its module's PROCESSORS), under the topic prefix."""
     module = import_app_module(
         module_name, "processors", "PIPELINE_PROCESSORS_MODULE (or [tool.pipeline] in pyproject)"
     )
     processors: dict[str, Processor[Any]] = getattr(module, "PROCESSORS", {})
+    return {name: processor.with_prefix(prefix) for name, processor in processors.items()}
+
+
+def load_processor(module_name: str, name: str, prefix: str = "") -> Processor[Any]:
+    """Find a processor by name in the application's module (default `consumers`)."""
+    processors = load_processors(module_name, prefix)
     if name not in processors:
         raise ConfigError(
             f"no processor {name!r} in {module_name}.PROCESSORS; "
             f"known: {', '.join(sorted(processors)) or '(none)'}"
         )
-    return processors[name].with_prefix(prefix)
+    return processors[name]

@@ -149,6 +149,7 @@ class TestPipeline(Generic[EventT]):
             handle_signals=False,
             commit_interval_s=0.02,
             cache_dir=self.state_dir / "caches",
+            store_dir=self.state_dir / "stores",
         )
         runtime = await asyncio.wait_for(
             Runtime.open(self.settings, self.processor, options, clients=self.clients), timeout_s

@@ -10,12 +10,15 @@ from rich.table import Table
 
 from pipeline.cli.common import BootstrapOption, catalogue_for, console, settings_for_cli, stdout
 from pipeline.cli.schemas_cmd import print_checks, registry_from
+from pipeline.errors import ConfigError
 from pipeline.kafka.aiokafka.probe import run_sync
 from pipeline.kafka.connect import connect
+from pipeline.ops.changelogs import ensure_changelogs
 from pipeline.ops.registry_subjects import check_subjects, register_subjects, registry_topics
 from pipeline.ops.schema_registry import registered_schemas
 from pipeline.ops.topic_plan import TopicPlan
 from pipeline.ops.topics import TopicsOnCluster, plan_with_schemas
+from pipeline.settings import PipelineSettings
 
 app = typer.Typer(
     help=(
@@ -94,14 +97,43 @@ def apply(
                     f"dry run: {len(plan.pending)} topic(s) would change, "
                     f"{registering} schema(s) would be registered"
                 )
+                await _changelogs(settings, dry_run=True)
                 return 0
             if registry is not None:
                 await register_subjects(registry, subjects)
             await admin.apply(plan, brokers)
             console.print(f"[green]applied[/]: {len(plan.pending)} topic(s) changed")
-            return 0
+        await _changelogs(settings, dry_run=False)
+        return 0
 
     raise typer.Exit(run_sync(run()))
+
+
+async def _changelogs(settings: PipelineSettings, dry_run: bool) -> None:
+    """The changelog topics of the processors' stores (pipeline.ops.changelogs)."""
+    from pipeline.processor import load_processors
+
+    try:
+        processors = load_processors(settings.processors_module, settings.topic_prefix)
+    except ConfigError as exc:
+        console.print(f"changelog topics not checked: {escape(str(exc))}", highlight=False)
+        return
+    clients = connect(settings)
+    for processor in processors.values():
+        if not processor.stores:
+            continue
+        try:
+            missing = await ensure_changelogs(
+                clients, processor, processor.group_id, create=not dry_run
+            )
+        except ConfigError as exc:
+            if not dry_run:
+                raise
+            console.print(f"changelogs of {processor.name!r}: {escape(str(exc))}")
+            continue
+        for name in missing:
+            done = "would create" if dry_run else "[green]created[/]"
+            console.print(f"{done} changelog {name} (compacted, partitions as its source)")
 
 
 @app.command("list")

@@ -75,6 +75,13 @@ def worker(
         "`pipeline scale` starts a step's replicas this way so that they join in one "
         "rebalance.",
     ),
+    store_dir: Path | None = typer.Option(
+        None,
+        "--store-dir",
+        help="Where the processor's stores keep their local copies (a folder per group); "
+        "default: stores/ in the state folder. A replica restarted on the same folder reads "
+        "only the changelog's tail; on an empty one, the whole changelog.",
+    ),
     bootstrap: str | None = BootstrapOption,
     processors_module: str | None = typer.Option(
         None,
@@ -120,6 +127,7 @@ def worker(
         max_in_flight_records=max_in_flight_records,
         fetch_partition_bytes=fetch_partition_bytes,
         join_gate=join_gate,
+        store_dir=store_dir,
     )
 
     tune_for_throughput()

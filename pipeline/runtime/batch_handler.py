@@ -40,6 +40,7 @@ from pipeline.processor import (
     PermanentError,
     SyncHandler,
     UndeclaredDependencyError,
+    UndeclaredStoreError,
 )
 from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
 from pipeline.resilience.flood_guard import FloodGuard
@@ -49,6 +50,7 @@ from pipeline.runtime.dead_letters import describe_error, now_ms
 from pipeline.runtime.handler_deadline import HandlerDeadline, LaneClock
 from pipeline.runtime.host import Abandoned, HandlingParts
 from pipeline.runtime.quarantine import Quarantined
+from pipeline.stores.partition_state import PartitionState
 from pipeline.telemetry import tracing
 from pipeline.telemetry.logs import fields_from
 from pipeline.wire.codec import HEADER_EVENT_ID
@@ -66,8 +68,16 @@ DEAD_ON_ARRIVAL = (EventDecodeError, PermanentError, OutputTooLargeError)
 
 
 class BatchHandler:
-    def __init__(self, tp: TopicPartition, parts: HandlingParts, stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        tp: TopicPartition,
+        parts: HandlingParts,
+        stopping: asyncio.Event,
+        state: PartitionState | None = None,
+    ) -> None:
         self.tp = tp
+        self.state = state
+        """The partition's stores (None: the processor declares none)."""
         self.parts = parts
         self.processor = parts.processor
         self.stopping = stopping
@@ -84,6 +94,9 @@ class BatchHandler:
             Context(self.processor, parts.breakers, parts.replica_id, log, parts.services)
             for _ in range(self.processor.lanes)
         ]
+        if state is not None:
+            for ctx in self.contexts:
+                ctx.use_state(state)
 
     async def sleep(self, seconds: float) -> None:
         """Back off; raise Abandoned if the partition stops meanwhile."""
@@ -133,13 +146,15 @@ class BatchHandler:
         try:
             if lanes == 1 or len(batch) == 1:
                 await self._run_lane(batch, 0, result)
-                return result
-            split: list[list[Record]] = [[] for _ in range(lanes)]
-            for record in batch:
-                split[hash(record.key) % lanes].append(record)
-            await asyncio.gather(
-                *(self._run_lane(records, i, result) for i, records in enumerate(split) if records)
-            )
+            else:
+                split: list[list[Record]] = [[] for _ in range(lanes)]
+                for record in batch:
+                    split[hash(record.key) % lanes].append(record)
+                await asyncio.gather(
+                    *(self._run_lane(rs, i, result) for i, rs in enumerate(split) if rs)
+                )
+            if self.state is not None:
+                result.state_changes = self.state.end_batch()
             return result
         finally:
             self.deadline.disarm()
@@ -174,6 +189,7 @@ class BatchHandler:
         flood = self.flood
         deadline = self.deadline
         loop_time = asyncio.get_running_loop().time
+        stateful = self.state is not None
         for record in records:
             ctx.record = record
             ctx.envelope = None
@@ -184,6 +200,8 @@ class BatchHandler:
                 if self.stopping.is_set():
                     raise Abandoned
                 ctx.attempt = failures + 1
+                if stateful:
+                    ctx.discard_writes()
                 try:
                     if path.reads_registry:
                         await path.fetch_schema(record)
@@ -217,7 +235,7 @@ class BatchHandler:
                     result.collect(
                         outcome, envelope.event_id, envelope.trace_id, processor, salts, parent
                     )
-                except UndeclaredDependencyError as exc:
+                except (UndeclaredDependencyError, UndeclaredStoreError) as exc:
                     # The code's fault, the same for every record: stop, dead-letter nothing.
                     self.parts.fail(str(exc))
                     raise Abandoned from exc
@@ -244,6 +262,8 @@ class BatchHandler:
                 if envelope.repair is not None:
                     self.parts.metrics.inc(ENVELOPE_REPAIRS, labels={"repair": envelope.repair})
                 result.processed += 1
+                if stateful:
+                    ctx.keep_writes()
                 if flood is not None:
                     flood.record(False)
                 break

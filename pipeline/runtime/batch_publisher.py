@@ -23,6 +23,7 @@ from pipeline.runtime.batch_handler import LOGGED_MESSAGE_CHARS, BatchHandler
 from pipeline.runtime.batch_result import BatchResult
 from pipeline.runtime.dead_letters import describe_error
 from pipeline.runtime.host import Abandoned, PublishingParts
+from pipeline.stores.partition_state import BatchChanges
 from pipeline.wire.codec import EncodedEvent
 
 log = logging.getLogger("pipeline.worker")
@@ -52,6 +53,8 @@ class BatchPublisher:
 
             async def publish() -> list[asyncio.Future[DeliveryList]]:
                 futures = await self._submit_outputs(result, chain=None)
+                if result.state_changes is not None:
+                    futures += await self._submit_changelogs(result.state_changes, chain=None)
                 if result.dead_letters:
                     dlq_topic = self.processor.source.dlq_name
                     futures.append(
@@ -64,6 +67,8 @@ class BatchPublisher:
             if result.dead_letters:
                 await self._publish_dead_letters(result.dead_letters)
             futures = await self._submit_outputs(result, self.chain)
+            if result.state_changes is not None:
+                futures += await self._submit_changelogs(result.state_changes, self.chain)
             done = asyncio.gather(*futures) if futures else _done()
         metrics = self.parts.metrics
         metrics.inc(PROCESSED, result.processed)
@@ -110,6 +115,25 @@ class BatchPublisher:
         futures: list[asyncio.Future[DeliveryList]] = []
         for encoder, encoded in result.outputs.values():
             futures.append(await producer.submit_encoded(encoder.spec.name, encoded, chain=chain))
+        return futures
+
+    async def _submit_changelogs(
+        self, changes: BatchChanges, chain: Chain | None
+    ) -> list[asyncio.Future[DeliveryList]]:
+        """A batch's store changes to their changelogs, on the source's partition number."""
+        state = self.handler.state
+        assert state is not None
+        partition = self.tp.partition
+        futures: list[asyncio.Future[DeliveryList]] = []
+        for store, keyed in changes.changes.items():
+            if not keyed:
+                continue
+            records = [EncodedEvent(key, value, [], "", partition) for key, value in keyed.items()]
+            acks = await self.parts.producer.submit_encoded(
+                state.changelogs[store], records, chain=chain
+            )
+            changes.acks[store] = acks
+            futures.append(acks)
         return futures
 
     async def _publish_dead_letters(self, records: list[EncodedEvent]) -> None:

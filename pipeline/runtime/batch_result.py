@@ -18,6 +18,7 @@ from pipeline.catalogue import TopicSpec
 from pipeline.errors import OutputTooLargeError
 from pipeline.kafka.record_size import BROKER_DEFAULT_MAX_MESSAGE_BYTES, record_size
 from pipeline.processor import Emit, Processor, ToSink
+from pipeline.stores.partition_state import BatchChanges
 from pipeline.wire.codec import (
     EncodedEvent,
     TopicEncoder,
@@ -40,6 +41,8 @@ class BatchResult:
     processed: int = 0
     limits: Mapping[str, int] = field(default_factory=dict)
     """max.message.bytes per output topic (the broker default for those not named)."""
+    state_changes: BatchChanges | None = None
+    """The stores' changes of the records that succeeded, for the changelogs."""
 
     def _encoder(self, spec: TopicSpec[BaseModel]) -> tuple[TopicEncoder, list[EncodedEvent]]:
         entry = self.outputs.get(spec.name)

@@ -16,8 +16,10 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from pipeline.kafka.port import Clients
 from pipeline.metrics import Metrics
 from pipeline.processor import Processor
 from pipeline.publishing.producer import EventProducer
@@ -27,9 +29,10 @@ from pipeline.runtime.membership import MembershipGuard
 from pipeline.runtime.outcomes import Abandoned
 from pipeline.runtime.record_path import RecordPath
 from pipeline.runtime.transactions import TransactionalPublisher
+from pipeline.stores.rocks import RocksBounds
 from pipeline.stores.services import Services
 
-__all__ = ["Abandoned", "HandlingParts", "PartitionParts", "PublishingParts"]
+__all__ = ["Abandoned", "HandlingParts", "PartitionParts", "PublishingParts", "StateParts"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,20 @@ class PublishingParts:
 
 
 @dataclass(frozen=True)
+class StateParts:
+    """Where a partition's stores live and how they are restored (pipeline.stores)."""
+
+    clients: Clients
+    """For the restoring consumer, which reads the changelogs outside the group."""
+    group: str
+    """Names the changelogs: a replay's group has its own."""
+    directory: Path
+    bounds: RocksBounds
+    read_committed: bool
+    """Exactly-once: restore only what committed transactions wrote."""
+
+
+@dataclass(frozen=True)
 class PartitionParts:
     """Both, and the one signal a partition gives back: a batch finished."""
 
@@ -73,3 +90,5 @@ class PartitionParts:
     publishing: PublishingParts
     room_freed: asyncio.Event
     """Set when a batch finishes: the in-flight bound may have room again."""
+    state: StateParts | None = None
+    """None: the processor declares no stores."""

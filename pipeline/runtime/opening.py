@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.kafka.port import Clients
 from pipeline.metrics import Metrics
+from pipeline.ops.changelogs import ensure_changelogs
 from pipeline.processor import Processor
 from pipeline.resilience.breaker import BreakerRegistry
 from pipeline.runtime.health import HealthServer
@@ -146,6 +147,7 @@ async def open_replica(
             return None
         try:
             limits = await message_limits(clients, processor)
+            await ensure_changelogs(clients, processor, group_of(processor, replay))
             await prepare_schemas(processor, switch.requested)
             if switch.requested.is_set():
                 log.info("stopped while opening: not joining the group")

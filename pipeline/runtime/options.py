@@ -36,5 +36,9 @@ class WorkerOptions:
     """SIGTERM and SIGINT drain and stop; off where the caller owns them (tests, harnesses)."""
     cache_dir: Path | None = None
     """Where the tables' caches live; None: `caches` in the state folder (pipeline.paths)."""
+    store_dir: Path | None = None
+    """Where the stores' local copies live, a folder per group; None: `stores` in the state
+    folder. Shared by the replicas of one machine, so a partition that moves between them
+    restores only its tail."""
     join_gate: Path | None = None
     """Join the group only when this file exists (pipeline.runtime.join_gate)."""

@@ -32,6 +32,8 @@ from pipeline.runtime.intake import Intake, mean_record_bytes
 from pipeline.runtime.offset_tracker import PendingBatch
 from pipeline.runtime.quarantine import CLAIM_AHEAD, Hands, Suspicion
 from pipeline.runtime.record_queue import RecordQueue
+from pipeline.runtime.restoration import open_state, restore
+from pipeline.stores.partition_state import BatchChanges
 from pipeline.telemetry import tracing
 from pipeline.telemetry.logs import bind_fields
 
@@ -54,13 +56,17 @@ class PartitionWorker:
         self.intake = Intake(tp)
         self._record_bytes = 0.0
         self.stopping = asyncio.Event()
-        self.handler = BatchHandler(tp, parts.handling, self.stopping)
+        self.state = open_state(parts.state, self.processor.stores, tp.partition)
+        """The partition's stores, restored before its first record (None: no stores)."""
+        self.handler = BatchHandler(tp, parts.handling, self.stopping, self.state)
         self.publisher = BatchPublisher(tp, parts.publishing, self.handler)
         self._wakeup: asyncio.Future[None] | None = None
         """What the idle worker awaits; resolved by new records, an acknowledgement or stop."""
         self._draining = False
         self.last_progress = time.monotonic()
-        self._pending_acks: deque[tuple[asyncio.Future[Any], PendingBatch]] = deque()
+        self._pending_acks: deque[tuple[asyncio.Future[Any], PendingBatch, BatchChanges | None]] = (
+            deque()
+        )
         self._topic_label = {"topic": tp.topic}
         self.cleared = asyncio.Event()
         """Set once the assignment has read the partition's commit and its in-flight mark:
@@ -74,6 +80,11 @@ class PartitionWorker:
         """Stopped by the broker (an output not acknowledged), not by a record: its in-flight
         mark is released on the way out, so the next owner counts no strike against it."""
         self.task = asyncio.ensure_future(self._run())
+
+    async def _restore(self) -> None:
+        assert self.state is not None and self.parts.state is not None
+        await restore(self.state, self.parts.state, self.parts.handling.metrics, self.stopping)
+        self.last_progress = time.monotonic()
 
     def _log_fields(self) -> dict[str, object]:
         return {"topic": self.tp.topic, "partition": self.tp.partition}
@@ -147,6 +158,8 @@ class PartitionWorker:
         try:
             if not self.cleared.is_set():
                 await self._until_cleared()
+            if self.state is not None:
+                await self._restore()
             while not self.stopping.is_set():
                 if not self.queue:
                     self._settle_done()
@@ -175,7 +188,7 @@ class PartitionWorker:
                 await self._handle_batch(self.queue.take(size))
             await self._settle_acks(0)
         except Abandoned:
-            for acks, _ in self._pending_acks:
+            for acks, _, _ in self._pending_acks:
                 acks.add_done_callback(_outcome_read)  # abandoned with the batch in hand
             return
         except Exception as exc:
@@ -189,10 +202,13 @@ class PartitionWorker:
             self.parts.handling.fail(
                 f"partition {self.tp.topic}-{self.tp.partition} worker crashed"
             )
-            for acks, _ in self._pending_acks:
+            for acks, _, _ in self._pending_acks:
                 # Their outcomes no longer matter; read them so none is reported as lost.
                 acks.add_done_callback(_outcome_read)
             raise
+        finally:
+            if self.state is not None:
+                self.state.drop_unacknowledged()
 
     async def _handle_batch(self, batch: list[Record], claim: bool = True) -> None:
         """`claim`: the partition's mark is this owner's to move (not while a dead owner's
@@ -218,7 +234,7 @@ class PartitionWorker:
         # overtake it if that one fails: the idempotent producer fails
         # the batches in flight behind a failed one.
         acks = await self.publisher.publish(result, taken.end)
-        self._pending_acks.append((acks, taken))
+        self._pending_acks.append((acks, taken, result.state_changes))
         await self._settle_acks(MAX_PENDING_ACKS)
 
     async def _hold(self, hands: Hands) -> None:
@@ -281,7 +297,7 @@ class PartitionWorker:
                     await self._hold(Hands(hands.first, hands.last, strikes + 1, record.offset))
                     result = await self.handler.handle([record])
                 acks = await self.publisher.publish(result, taken.end)
-                self._pending_acks.append((acks, taken))
+                self._pending_acks.append((acks, taken, result.state_changes))
                 await self._settle_acks(MAX_PENDING_ACKS)
             await self._hold(Hands(suspicion.hands.first, suspicion.hands.last))
 
@@ -305,7 +321,10 @@ class PartitionWorker:
             if oldest is not None:
                 oldest.remove_done_callback(self._wake)
 
-    def _finished(self, taken: PendingBatch) -> None:
+    def _finished(self, taken: PendingBatch, changes: BatchChanges | None) -> None:
+        if changes is not None:
+            assert self.state is not None
+            self.state.acknowledged(changes)  # before the offset can be committed
         # With exactly-once, the transaction committed this offset along with the outputs.
         self.offsets.finished(
             taken, committed_with_outputs=self.parts.publishing.transactions is not None
@@ -316,16 +335,16 @@ class PartitionWorker:
     def _settle_done(self) -> None:
         """Finish the acknowledged batches at the head, without waiting for others."""
         while self._pending_acks and self._pending_acks[0][0].done():
-            acks, taken = self._pending_acks.popleft()
+            acks, taken, changes = self._pending_acks.popleft()
             acks.result()  # a failed publish raises: the worker stops, nothing is committed
-            self._finished(taken)
+            self._finished(taken, changes)
 
     async def _settle_acks(self, keep: int) -> None:
         while len(self._pending_acks) > keep:
-            acks, taken = self._pending_acks[0]
+            acks, taken, changes = self._pending_acks[0]
             await acks  # a failed publish raises: the worker stops, nothing is committed
             self._pending_acks.popleft()
-            self._finished(taken)
+            self._finished(taken, changes)
 
     # -- revoke and shutdown ----------------------------------------------------
 
@@ -354,6 +373,8 @@ class PartitionWorker:
         await cancel_and_wait(
             self.task, CANCEL_WAIT_S, f"the handler on {self.tp.topic}-{self.tp.partition}"
         )
+        if self.state is not None:
+            self.state.close()
         return self.offsets.in_progress == 0
 
 

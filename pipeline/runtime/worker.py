@@ -24,6 +24,7 @@ from typing import Any
 from pipeline.kafka.port import Clients, Consumer, ConsumerOptions
 from pipeline.metrics import labels_of
 from pipeline.ops.replay import ReplayPlan
+from pipeline.paths import state_dir
 from pipeline.processor import Processor
 from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.log_limit import RateLimitedLog
@@ -31,7 +32,7 @@ from pipeline.runtime import defaults
 from pipeline.runtime.commits import Committer
 from pipeline.runtime.fetch_plan import fetch_plan
 from pipeline.runtime.gauges import register_worker_gauges
-from pipeline.runtime.host import HandlingParts, PartitionParts, PublishingParts
+from pipeline.runtime.host import HandlingParts, PartitionParts, PublishingParts, StateParts
 from pipeline.runtime.join_gate import wait_at
 from pipeline.runtime.membership import MembershipGuard
 from pipeline.runtime.opening import (
@@ -48,6 +49,7 @@ from pipeline.runtime.partitions import Partitions
 from pipeline.runtime.replay_consumer import ReplayConsumer
 from pipeline.runtime.transactions import TransactionalPublisher
 from pipeline.settings import PipelineSettings
+from pipeline.stores.rocks import RocksBounds
 
 log = logging.getLogger("pipeline.worker")
 
@@ -171,6 +173,7 @@ class Runtime:
                 self.services,
             ),
             self.room_freed,
+            self._state_parts(),
         )
         """What its partition workers may use of it, and nothing else (pipeline.runtime.host)."""
         self.partitions = Partitions(
@@ -187,6 +190,21 @@ class Runtime:
         register_worker_gauges(self.metrics, self.partitions, self.consumer, self.breakers, who)
         if self._health is not None:
             self._health.runtime = self
+
+    def _state_parts(self) -> StateParts | None:
+        if not self.processor.stores:
+            return None
+        return StateParts(
+            self.clients,
+            self.group_id,
+            (self.options.store_dir or state_dir() / "stores") / self.group_id,
+            RocksBounds(
+                block_cache_bytes=defaults.STORE_BLOCK_CACHE_BYTES,
+                write_buffer_bytes=defaults.STORE_WRITE_BUFFER_BYTES,
+                max_write_buffers=defaults.STORE_WRITE_BUFFERS,
+            ),
+            read_committed=self.processor.exactly_once,
+        )
 
     async def _group_metadata(self) -> object:
         return await self.consumer.group_metadata()

@@ -16,6 +16,7 @@ from pipeline.catalogue import TopicSpec
 from pipeline.processor import Context, PermanentError, Processor
 from pipeline.resilience.breaker import BreakerPolicy
 from pipeline.resilience.retry import RetryPolicy
+from pipeline.stores.store_spec import Store
 
 
 class Keyed(BaseModel):
@@ -179,7 +180,18 @@ def cpu_heavy(event: Keyed) -> Handled:
 
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
 
+COUNTS: Store[int] = Store("counts")
+
+
+async def count_per_key(event: Keyed, ctx: Context) -> None:
+    """State of its own: how many events each key had (pipeline.stores)."""
+    ctx.store(COUNTS).increment(event.key, 1)
+
+
 PROCESSORS = {
+    "counter": Processor(
+        "counter", SOURCE, count_per_key, stores=(COUNTS,), queue_records=5000, batch_records=500
+    ),
     "passthrough": Processor(
         "passthrough", SOURCE, passthrough, outputs=(OUTPUT,), lanes=4, queue_records=5000
     ),

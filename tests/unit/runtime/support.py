@@ -64,6 +64,7 @@ async def start_replica(
         handle_signals=False,
         commit_interval_s=0.02,
         cache_dir=cache_dir,
+        store_dir=cache_dir / "stores",
         drain_deadline_s=10.0,
     )
     runtime = await Runtime.open(

@@ -1,0 +1,132 @@
+"""A partition's stores brought up to their changelogs before its first record.
+
+Each local copy knows the changelog offset it reflects, so only the tail
+is read: nothing on a restart on the same disk with nothing new, the
+whole log on a new disk. A copy that claims more than its changelog holds
+(the topic was deleted and made again) is wiped and restored whole; one
+whose place was compacted or deleted away reads from the log start, which
+holds every surviving key. Runs in the partition's own worker, so other
+partitions keep processing, and a revoke meanwhile just ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.kafka.port import ConsumerOptions, TopicPartition
+from pipeline.metric_names import STATE_RESTORED
+from pipeline.metrics import Metrics
+from pipeline.runtime.host import StateParts
+from pipeline.stores.partition_state import PartitionState
+from pipeline.stores.store_spec import Store
+
+log = logging.getLogger("pipeline.worker")
+
+RESTORE_FETCH_BYTES = 8 * 1024 * 1024
+RESTORE_FETCH_RECORDS = 50_000
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    records: int
+    seconds: float
+
+
+def open_state(
+    parts: StateParts | None, stores: tuple[Store[Any], ...], partition: int
+) -> PartitionState | None:
+    """The partition's local copies, opened (not yet restored); None without stores."""
+    if parts is None:
+        return None
+    return PartitionState(stores, parts.group, parts.directory, partition, parts.bounds)
+
+
+async def restore(
+    state: PartitionState, parts: StateParts, metrics: Metrics, stopping: asyncio.Event
+) -> RestoreReport:
+    """Read each store's changelog tail for this partition into its local copy."""
+    started = time.monotonic()
+    partition = state.partition
+    consumer = parts.clients.consumer(
+        ConsumerOptions(
+            isolation="read_committed" if parts.read_committed else "read_uncommitted",
+            max_partition_fetch_bytes=RESTORE_FETCH_BYTES,
+            fetch_max_bytes=RESTORE_FETCH_BYTES,
+        )
+    )
+    await consumer.start()
+    total = 0
+    try:
+        by_tp = {
+            TopicPartition(topic, partition): store for store, topic in state.changelogs.items()
+        }
+        tps = list(by_tp)
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        beginnings = await consumer.beginning_offsets(tps)
+        remaining: dict[TopicPartition, int] = {}
+        for tp, store in by_tp.items():
+            local = state.local[store]
+            position = local.position
+            if position > ends[tp]:
+                log.warning(
+                    "%s is at changelog offset %d but %s-%d ends at %d (the topic was made "
+                    "again?); wiping it and restoring it whole",
+                    local.what,
+                    position,
+                    tp.topic,
+                    partition,
+                    ends[tp],
+                )
+                local.wipe()
+                position = 0
+            start = max(position, beginnings[tp])
+            if start < ends[tp]:
+                consumer.seek(tp, start)
+                remaining[tp] = start
+            else:
+                consumer.pause(tp)
+        if not remaining:
+            return RestoreReport(0, time.monotonic() - started)
+        behind = sum(ends[tp] - start for tp, start in remaining.items())
+        log.info("partition %d: restoring %d changelog record(s) of its stores", partition, behind)
+        last_report = time.monotonic()
+        while remaining:
+            if stopping.is_set():
+                log.info("partition %d: restoration ended by a revoke or stop", partition)
+                break
+            fetched = await consumer.fetch(list(remaining), 0.5, RESTORE_FETCH_RECORDS)
+            for tp, records in fetched.items():
+                store = by_tp[tp]
+                end = ends[tp]
+                changes: dict[bytes, bytes | None] = {}
+                last = -1
+                for record in records:
+                    if record.offset >= end or record.key is None:
+                        continue
+                    changes[record.key] = record.value
+                    last = record.offset
+                if last >= 0:
+                    state.local[store].write(changes, last + 1)
+                    total += len(changes)
+                    metrics.inc(STATE_RESTORED, len(changes), labels={"store": store})
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    state.local[by_tp[tp]].write({}, ends[tp])
+                    consumer.pause(tp)
+                    del remaining[tp]
+            if time.monotonic() - last_report > PROGRESS_EVERY_S:
+                last_report = time.monotonic()
+                log.info(
+                    "partition %d: restored %d of %d changelog record(s)", partition, total, behind
+                )
+        seconds = time.monotonic() - started
+        log.info("partition %d: stores restored (%d record(s) in %.1fs)", partition, total, seconds)
+        return RestoreReport(total, seconds)
+    finally:
+        await consumer.stop()
