@@ -192,6 +192,15 @@ PROCESSORS = {
     "counter": Processor(
         "counter", SOURCE, count_per_key, stores=(COUNTS,), queue_records=5000, batch_records=500
     ),
+    "counter_eos": Processor(
+        "counter_eos",
+        SOURCE,
+        count_per_key,
+        stores=(COUNTS,),
+        queue_records=5000,
+        batch_records=500,
+        exactly_once=True,
+    ),
     "passthrough": Processor(
         "passthrough", SOURCE, passthrough, outputs=(OUTPUT,), lanes=4, queue_records=5000
     ),

@@ -30,28 +30,26 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEYS = 1000
 
 
-def counts_in_changelog(harness: Harness) -> dict[str, int]:
-    """Each key's last count in the changelog: what compaction keeps, what a restore reads."""
-    topic = changelog_topic(harness.prefix + "counter", "counts")
+def counts_in_changelog(harness: Harness, processor: str = "counter") -> dict[str, int]:
+    """Each key's last count in the changelog: what compaction keeps, what a restore reads
+    (committed transactions only, as an exactly-once restore reads it)."""
+    topic = changelog_topic(harness.prefix + processor, "counts")
     last: dict[str, int] = {}
-    records = run_sync(read_all(connect(harness.settings), topic))
+    records = run_sync(read_all(connect(harness.settings), topic, committed_only=True))
     for record in sorted(records, key=lambda r: r.offset):
         assert record.key is not None and record.value is not None
         last[record.key.decode()] = msgpack.unpackb(record.value)
     return last
 
 
-def committed(harness: Harness) -> int:
-    offsets = run_sync(
-        committed_offsets(
-            connect(harness.settings), harness.prefix + "counter", harness.source.name
-        )
-    )
+def committed(harness: Harness, processor: str = "counter") -> int:
+    group = harness.prefix + processor
+    offsets = run_sync(committed_offsets(connect(harness.settings), group, harness.source.name))
     return sum(offsets.values())
 
 
-def start(harness: Harness, replica_id: str, disk: Path) -> Replica:
-    return harness.start("counter", replica_id, "--store-dir", str(disk))
+def start(harness: Harness, replica_id: str, disk: Path, processor: str = "counter") -> Replica:
+    return harness.start(processor, replica_id, "--store-dir", str(disk))
 
 
 def expected(events: list[Keyed]) -> dict[str, int]:
@@ -104,3 +102,22 @@ def test_a_sigkill_loses_no_count_and_repeats_at_most_the_uncommitted(
     bound = partitions_of_victim * PROCESSORS["counter"].queue_records
     assert repeated <= bound, f"{repeated} events counted twice > bound {bound}"
     print(f"SIGKILL with state: {repeated} counted twice, bound {bound}")
+
+
+@pytest.mark.both_clients
+def test_exactly_once_state_counts_every_event_once_through_a_sigkill(
+    harness: Harness, tmp_path: Path
+) -> None:
+    replicas = [start(harness, f"r{i}", tmp_path / f"disk-{i}", "counter_eos") for i in range(2)]
+    for replica in replicas:
+        replica.wait_ready()
+    events = keyed_events(30_000, keys=KEYS)
+    harness.publish(events[:15_000])
+    poll_until(lambda: committed(harness, "counter_eos") >= 5_000, 120, what="some progress")
+    replicas[1].signal(signal.SIGKILL)
+    replicas[1].wait()
+    harness.publish(events[15_000:])
+    # One back on its own disk (the tail), and the survivor takes the rest meanwhile.
+    start(harness, "r1-b", tmp_path / "disk-1", "counter_eos")
+    harness.wait_drained("counter_eos")
+    assert counts_in_changelog(harness, "counter_eos") == expected(events)
