@@ -30,7 +30,8 @@ uncapped response decides a backlogged worker's peak memory. Each response still
 carries at least one batch, so a partition fetch larger than the cap is never starved.
 """
 
-STORE_BLOCK_CACHE_BYTES = 8 * 1024 * 1024
+STORE_BLOCK_CACHE_BYTES = 64 * 1024 * 1024
+"""One block cache for all the stores of a process, whatever their number of partitions."""
 STORE_WRITE_BUFFER_BYTES = 4 * 1024 * 1024
 STORE_WRITE_BUFFERS = 2
-"""Per store and partition: RocksDB's memory stays this size however many keys it holds."""
+"""Per store and partition: memtables stay this size however many keys it holds."""

@@ -57,6 +57,7 @@ class PartitionWorker:
         self._record_bytes = 0.0
         self.stopping = asyncio.Event()
         self.state = open_state(parts.state, self.processor.stores, tp.partition)
+        self._restoring = False
         """The partition's stores, restored before its first record (None: no stores)."""
         self.handler = BatchHandler(tp, parts.handling, self.stopping, self.state)
         self.publisher = BatchPublisher(tp, parts.publishing, self.handler)
@@ -83,7 +84,11 @@ class PartitionWorker:
 
     async def _restore(self) -> None:
         assert self.state is not None and self.parts.state is not None
-        await restore(self.state, self.parts.state, self.parts.handling.metrics, self.stopping)
+        self._restoring = True
+        try:
+            await restore(self.state, self.parts.state, self.parts.handling.metrics, self.stopping)
+        finally:
+            self._restoring = False
         self.last_progress = time.monotonic()
 
     def _log_fields(self) -> dict[str, object]:
@@ -357,6 +362,8 @@ class PartitionWorker:
         self.queue.clear()
         self._draining = True
         self._wake()
+        if self._restoring:
+            self.stopping.set()  # nothing in hand: a revoke does not wait for a restoration
         try:
             await asyncio.wait_for(asyncio.shield(self.task), timeout=deadline_s)
         except TimeoutError:
@@ -374,7 +381,9 @@ class PartitionWorker:
             self.task, CANCEL_WAIT_S, f"the handler on {self.tp.topic}-{self.tp.partition}"
         )
         if self.state is not None:
-            self.state.close()
+            # Off the loop: a store flushing its memtables on close must not hold up the
+            # heartbeats and the other partitions' revokes (as in Quix Streams #1131).
+            await asyncio.to_thread(self.state.close)
         return self.offsets.in_progress == 0
 
 

@@ -98,8 +98,17 @@ async def restore(
         last_report = time.monotonic()
         while remaining:
             if stopping.is_set():
-                log.info("partition %d: restoration ended by a revoke or stop", partition)
-                break
+                log.info(
+                    "partition %d: restoration ended by a revoke or stop after %d of %d "
+                    "record(s); the next owner goes on from there",
+                    partition,
+                    total,
+                    behind,
+                )
+                return RestoreReport(total, time.monotonic() - started)
+            # A client with records buffered answers without yielding: let the heartbeats
+            # and the partitions that are processing have the loop between two rounds.
+            await asyncio.sleep(0)
             fetched = await consumer.fetch(list(remaining), 0.5, RESTORE_FETCH_RECORDS)
             for tp, records in fetched.items():
                 store = by_tp[tp]

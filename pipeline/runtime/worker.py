@@ -202,7 +202,7 @@ class Runtime:
                 block_cache_bytes=defaults.STORE_BLOCK_CACHE_BYTES,
                 write_buffer_bytes=defaults.STORE_WRITE_BUFFER_BYTES,
                 max_write_buffers=defaults.STORE_WRITE_BUFFERS,
-            ),
+            ).sharing_one_cache(),
             read_committed=self.processor.exactly_once,
         )
 

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict
@@ -34,11 +34,23 @@ class RocksOpenError(PipelineError):
 
 @dataclass(frozen=True)
 class RocksBounds:
-    """Memory RocksDB may use for one database; None keeps RocksDB's own default."""
+    """Memory RocksDB may use for one database; None keeps RocksDB's own default.
+
+    With `shared_cache`, every database opened with these bounds reads through
+    one block cache of `block_cache_bytes` (`sharing_one_cache`): a process
+    with a hundred partitions' stores holds one cache, not a hundred.
+    """
 
     block_cache_bytes: int | None = None
     write_buffer_bytes: int | None = None
     max_write_buffers: int | None = None
+    shared_cache: Cache | None = field(default=None, compare=False)
+
+    def sharing_one_cache(self) -> RocksBounds:
+        """These bounds, with one block cache made now for every database opened with them."""
+        if self.block_cache_bytes is None:
+            return self
+        return replace(self, shared_cache=Cache(self.block_cache_bytes))
 
 
 UNBOUNDED = RocksBounds()
@@ -55,7 +67,7 @@ def rocks_options(bounds: RocksBounds) -> Options:
         options.set_max_write_buffer_number(bounds.max_write_buffers)
     if bounds.block_cache_bytes is not None:
         table = BlockBasedOptions()
-        table.set_block_cache(Cache(bounds.block_cache_bytes))
+        table.set_block_cache(bounds.shared_cache or Cache(bounds.block_cache_bytes))
         options.set_block_based_table_factory(table)
     return options
 
@@ -138,7 +150,11 @@ def wipe_and_reopen(
 
 def _open_checked(path: Path, format_tag: bytes, bounds: RocksBounds) -> Rdict:
     path.mkdir(parents=True, exist_ok=True)
-    db = Rdict(str(path), rocks_options(bounds))
+    options = rocks_options(bounds)
+    # Named for the default column family too: reopening a directory, rocksdict would
+    # otherwise load that family's options (write buffers, block cache) from the last
+    # OPTIONS file, and the bounds given now would be dropped (Quix Streams PR #1137).
+    db = Rdict(str(path), options, column_families={"default": options})
     stored = db.get(FORMAT_KEY)
     if stored is None:
         db.put(FORMAT_KEY, format_tag)
