@@ -38,6 +38,15 @@ _HOMES = {
     "FloodGuardPolicy": "pipeline.resilience.flood_guard",
     "Table": "pipeline.stores.table",
     "Store": "pipeline.stores.store_spec",
+    "Window": "pipeline.stores.windows",
+    "WindowResult": "pipeline.stores.windows",
+    "Count": "pipeline.stores.windows",
+    "Sum": "pipeline.stores.windows",
+    "Min": "pipeline.stores.windows",
+    "Max": "pipeline.stores.windows",
+    "Mean": "pipeline.stores.windows",
+    "Reduce": "pipeline.stores.windows",
+    "LateEventError": "pipeline.stores.windows",
     "LoaderServices": "pipeline.stores.table",
     "EventProducer": "pipeline.publishing.producer",
     "Delivery": "pipeline.publishing.delivery",
@@ -53,6 +62,7 @@ __all__ = [
     "Change",
     "ConfigError",
     "Context",
+    "Count",
     "DeadLetter",
     "Delivery",
     "DependencyUnavailable",
@@ -60,19 +70,27 @@ __all__ = [
     "EventProducer",
     "FloodGuardPolicy",
     "HandlerTimeout",
+    "LateEventError",
     "LoaderServices",
+    "Max",
+    "Mean",
+    "Min",
     "PermanentError",
     "PipelineError",
     "PipelineSettings",
     "Processor",
     "RawRecord",
+    "Reduce",
     "RetryPolicy",
     "Sink",
     "Store",
+    "Sum",
     "Table",
     "TestPipeline",
     "ToSink",
     "TopicSpec",
+    "Window",
+    "WindowResult",
     "load_settings",
 ]
 
@@ -96,6 +114,17 @@ if TYPE_CHECKING:
     from pipeline.settings import PipelineSettings, load_settings
     from pipeline.stores.store_spec import Store
     from pipeline.stores.table import LoaderServices, Table
+    from pipeline.stores.windows import (
+        Count,
+        LateEventError,
+        Max,
+        Mean,
+        Min,
+        Reduce,
+        Sum,
+        Window,
+        WindowResult,
+    )
     from pipeline.testing import DeadLetter, TestPipeline
     from pipeline.wire.change_events import Change
     from pipeline.wire.formats import RawRecord

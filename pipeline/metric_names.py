@@ -18,6 +18,7 @@ MetricName = Literal[
     "rebalances",
     "offset_resets",
     "state_restored",
+    "window_late_records",
     "loop_stalls",
     "stall_abandoned_batches",
     "dead_lettered",
@@ -73,6 +74,7 @@ COMMITS: Final = "commits"
 REBALANCES: Final = "rebalances"
 OFFSET_RESETS: Final = "offset_resets"
 STATE_RESTORED: Final = "state_restored"
+WINDOW_LATE_RECORDS: Final = "window_late_records"
 LOOP_STALLS: Final = "loop_stalls"
 STALL_ABANDONED_BATCHES: Final = "stall_abandoned_batches"
 DEAD_LETTERED: Final = "dead_lettered"
@@ -123,6 +125,11 @@ CATALOGUE: Final[dict[MetricName, tuple[MetricKind, str, str]]] = {
         "counter",
         "store",
         "Store changes read back from changelogs into local copies (restoration).",
+    ),
+    "window_late_records": (
+        "counter",
+        "window",
+        "Events dropped because their windows had closed (past the end plus the grace).",
     ),
     "offset_resets": (
         "counter",

@@ -110,6 +110,11 @@ class Metrics:
             child = self._child(key, self._counter(name, key[1]))
         child.inc(amount)
 
+    def counter_of(self, name: MetricName, label: str) -> Callable[[str], None]:
+        """Count one of `name` with `label` set to the value given: a callback for parts that
+        should not know the metrics."""
+        return lambda value: self.inc(name, labels={label: value})
+
     def observe(
         self,
         name: MetricName,

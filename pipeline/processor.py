@@ -28,6 +28,9 @@ from pipeline.stores.partition_state import Changes, PartitionState
 from pipeline.stores.store_spec import Store
 from pipeline.stores.store_view import StoreView
 from pipeline.stores.table import RowT, Table
+from pipeline.stores.window_view import WindowView
+from pipeline.stores.windows import Window
+from pipeline.undeclared import UndeclaredDependencyError, UndeclaredStoreError
 from pipeline.wire.codec import position_id
 from pipeline.wire.envelope import Envelope
 
@@ -58,39 +61,6 @@ class HandlerTimeout(PipelineError):
             f"the handler did not finish {topic}-{partition}@{offset} within its deadline of "
             f"{timeout_s:g}s (Processor.handler_timeout_s) and was cancelled; give what it "
             "awaits a timeout of its own, or raise handler_timeout_s if the work is that slow"
-        )
-
-
-def _listed(declared: Sequence[str]) -> str:
-    return ", ".join(repr(name) for name in sorted(declared)) or "none"
-
-
-class UndeclaredDependencyError(ConfigError):
-    """`ctx.call` named a dependency the processor does not declare: a typo, not an outage.
-
-    An undeclared name would get a breaker of its own with the default
-    policy, and the declared breaker would never open; so the call is
-    refused and the worker stops, naming the declared ones.
-    """
-
-    def __init__(self, processor: str, name: str, declared: Sequence[str]) -> None:
-        self.name = name
-        super().__init__(
-            f"processor {processor!r} called dependency {name!r} through ctx.call, but declares "
-            f"only {_listed(declared)}; fix the name or "
-            f"add {name!r} to Processor(dependencies={{...}})"
-        )
-
-
-class UndeclaredStoreError(ConfigError):
-    """`ctx.store` named a store the processor does not declare: the code's fault, so the
-    worker stops, as for an undeclared dependency, instead of dead-lettering every record."""
-
-    def __init__(self, processor: str, name: str, declared: Sequence[str]) -> None:
-        self.name = name
-        super().__init__(
-            f"processor {processor!r} has no store {name!r} (declared: {_listed(declared)}); "
-            f"fix the name or add Store({name!r}) to Processor(stores=...)"
         )
 
 
@@ -175,6 +145,8 @@ class Processor(Generic[EventT]):
     dead-lettered as Quarantined without running it (pipeline.runtime.quarantine); None: off."""
     stores: tuple[Store[Any], ...] = ()
     """Key-value state of its own, per partition, kept in a changelog topic (ctx.store)."""
+    windows: tuple[Window, ...] = ()
+    """Windowed aggregations on event time, kept like stores (ctx.window)."""
 
     def __post_init__(self) -> None:
         if self.lanes < 1:
@@ -198,29 +170,36 @@ class Processor(Generic[EventT]):
             by_type[spec.event_model] = None if spec.event_model in by_type else spec
         object.__setattr__(self, "_output_by_type", by_type)
 
+    @property
+    def state_stores(self) -> tuple[Store[Any], ...]:
+        """Its stores and the stores its windows keep their state in."""
+        return (*self.stores, *(window.store for window in self.windows))
+
     def _check_stores(self) -> None:
-        if not self.stores:
+        if not self.state_stores:
             return
-        names = [store.name for store in self.stores]
+        names = [store.name for store in self.state_stores]
         if len(set(names)) != len(names):
-            raise ConfigError(f"processor {self.name!r}: two stores share a name: {names}")
+            raise ConfigError(
+                f"processor {self.name!r}: two stores or windows share a name: {names}"
+            )
         if self.lanes != 1:
             raise ConfigError(
-                f"processor {self.name!r} declares stores and lanes={self.lanes}: lanes run "
+                f"processor {self.name!r} keeps state and lanes={self.lanes}: lanes run "
                 "records of different keys at once, and two of them writing one store key "
                 "would lose an update; use lanes=1 (state is per partition, so add "
                 "partitions for more parallelism)"
             )
         if self.run_in != "loop":
             raise ConfigError(
-                f"processor {self.name!r} declares stores and run_in={self.run_in!r}: a "
+                f"processor {self.name!r} keeps state and run_in={self.run_in!r}: a "
                 "thread or process handler gets no context, so it cannot reach a store; "
                 "keep the state in a loop handler and hand only the heavy work to a pool"
             )
 
     def changelogs(self) -> list[str]:
         """The changelog topic of each store, for this processor's group."""
-        return [store.changelog(self.group_id) for store in self.stores]
+        return [store.changelog(self.group_id) for store in self.state_stores]
 
     @property
     def group_id(self) -> str:
@@ -278,15 +257,33 @@ class Context:
         self.staged: Changes = {}
         """The record in hand's store writes, kept if it succeeds (pipeline.stores.store_view)."""
 
-    def use_state(self, state: PartitionState) -> None:
-        """The partition's stores this lane's records read and write."""
+    def use_state(self, state: PartitionState, on_late: Callable[[str], None]) -> None:
+        """The partition's stores this lane's records read and write; `on_late` counts the
+        late events a window drops."""
         self._state = state
+        self._on_late = on_late
         self.staged = {name: {} for name in state.declared}
 
     def discard_writes(self) -> None:
         """A new attempt: what a failed one staged is not kept."""
+        if self._state is not None and any(self.staged.values()):
+            self._state.hints.clear()
         for changes in self.staged.values():
             changes.clear()
+
+    def window(self, window: Window | str) -> WindowView:
+        """A window declared in the processor's `windows`, by declaration or name."""
+        name = window if isinstance(window, str) else window.name
+        declared = {w.name: w for w in self.processor.windows}
+        state = self._state
+        if state is None or name not in declared:
+            raise UndeclaredStoreError(self.processor.name, name, list(declared))
+        return WindowView(
+            declared[name], state, self.staged[name], self._on_late, self._record_time
+        )
+
+    def _record_time(self) -> int:
+        return self.record.timestamp if self.record is not None else 0
 
     def keep_writes(self) -> None:
         """The record succeeded: its writes join its batch's changes."""

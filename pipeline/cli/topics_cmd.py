@@ -120,7 +120,7 @@ async def _changelogs(settings: PipelineSettings, dry_run: bool) -> None:
         return
     clients = connect(settings)
     for processor in processors.values():
-        if not processor.stores:
+        if not processor.state_stores:
             continue
         try:
             missing = await ensure_changelogs(

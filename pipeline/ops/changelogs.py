@@ -36,10 +36,10 @@ async def ensure_changelogs(
     Raises ConfigError when a changelog exists with another partition count
     than the source, or the source is missing.
     """
-    if not processor.stores:
+    if not processor.state_stores:
         return []
     source = processor.source.name
-    names = [store.changelog(group) for store in processor.stores]
+    names = [store.changelog(group) for store in processor.state_stores]
     admin = clients.admin()
     await admin.start()
     try:

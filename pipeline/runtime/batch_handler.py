@@ -32,6 +32,7 @@ from pipeline.metric_names import (
     ENVELOPE_REPAIRS,
     FLOOD_GUARD_PAUSES,
     HANDLER_ERRORS,
+    WINDOW_LATE_RECORDS,
 )
 from pipeline.processor import (
     Context,
@@ -39,8 +40,6 @@ from pipeline.processor import (
     HandlerTimeout,
     PermanentError,
     SyncHandler,
-    UndeclaredDependencyError,
-    UndeclaredStoreError,
 )
 from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
 from pipeline.resilience.flood_guard import FloodGuard
@@ -49,10 +48,11 @@ from pipeline.runtime.batch_result import BatchResult
 from pipeline.runtime.dead_letters import describe_error, now_ms
 from pipeline.runtime.handler_deadline import HandlerDeadline, LaneClock
 from pipeline.runtime.host import Abandoned, HandlingParts
-from pipeline.runtime.quarantine import Quarantined
 from pipeline.stores.partition_state import PartitionState
+from pipeline.stores.windows import LateEventError
 from pipeline.telemetry import tracing
 from pipeline.telemetry.logs import fields_from
+from pipeline.undeclared import UndeclaredDependencyError, UndeclaredStoreError
 from pipeline.wire.codec import HEADER_EVENT_ID
 from pipeline.wire.dlq_headers import VALUE_OMITTED
 from pipeline.wire.envelope import shown
@@ -63,7 +63,7 @@ DEPENDENCY_BACKOFF_CAP_S = 5.0
 LOGGED_MESSAGE_CHARS = 300
 T = TypeVar("T")
 
-DEAD_ON_ARRIVAL = (EventDecodeError, PermanentError, OutputTooLargeError)
+DEAD_ON_ARRIVAL = (EventDecodeError, PermanentError, OutputTooLargeError, LateEventError)
 """Failures no retry can mend: the record is dead-lettered at its first attempt."""
 
 
@@ -94,9 +94,10 @@ class BatchHandler:
             Context(self.processor, parts.breakers, parts.replica_id, log, parts.services)
             for _ in range(self.processor.lanes)
         ]
+        late = parts.metrics.counter_of(WINDOW_LATE_RECORDS, "window")
         if state is not None:
             for ctx in self.contexts:
-                ctx.use_state(state)
+                ctx.use_state(state, late)
 
     async def sleep(self, seconds: float) -> None:
         """Back off; raise Abandoned if the partition stops meanwhile."""
@@ -268,17 +269,6 @@ class BatchHandler:
                     flood.record(False)
                 break
         self.waiting_on_dependency = False
-
-    def quarantined(self, record: Record, strikes: int) -> BatchResult:
-        """The record's dead letter, the handler not run: it was in hand at `strikes` ends."""
-        result = BatchResult(limits=self.parts.record_path.limits)
-        error = Quarantined(record.topic, record.partition, record.offset, strikes)
-        result.dead_letters.append(
-            self.parts.record_path.dead_letter(record, error, strikes, now_ms())
-        )
-        self.parts.metrics.inc(DEAD_LETTERED, labels={"error": "Quarantined"})
-        log.error("%s (dead-lettered to %s as Quarantined)", error, self.processor.source.dlq_name)
-        return result
 
     def _log_timeout(self, record: Record, timeout: HandlerTimeout, failures: int) -> None:
         """The first timeout of a record, at WARNING: the place of a hang is worth a line."""

@@ -30,7 +30,7 @@ from pipeline.runtime.commits import PartitionOffsets
 from pipeline.runtime.host import Abandoned, PartitionParts
 from pipeline.runtime.intake import Intake, mean_record_bytes
 from pipeline.runtime.offset_tracker import PendingBatch
-from pipeline.runtime.quarantine import CLAIM_AHEAD, Hands, Suspicion
+from pipeline.runtime.quarantine import CLAIM_AHEAD, Hands, Suspicion, quarantined
 from pipeline.runtime.record_queue import RecordQueue
 from pipeline.runtime.restoration import open_state, restore
 from pipeline.stores.partition_state import BatchChanges
@@ -56,7 +56,7 @@ class PartitionWorker:
         self.intake = Intake(tp)
         self._record_bytes = 0.0
         self.stopping = asyncio.Event()
-        self.state = open_state(parts.state, self.processor.stores, tp.partition)
+        self.state = open_state(parts.state, self.processor.state_stores, tp.partition)
         self._restoring = False
         """The partition's stores, restored before its first record (None: no stores)."""
         self.handler = BatchHandler(tp, parts.handling, self.stopping, self.state)
@@ -296,7 +296,7 @@ class PartitionWorker:
                 strikes = suspicion.hands.strikes_on(record.offset)
                 taken = self.offsets.started(record.offset, record.offset, 1)
                 if strikes >= suspicion.limit:
-                    result = self.handler.quarantined(record, strikes)
+                    result = quarantined(self.parts.handling, record, strikes)
                 else:
                     hands = suspicion.hands
                     await self._hold(Hands(hands.first, hands.last, strikes + 1, record.offset))

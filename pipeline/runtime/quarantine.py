@@ -37,10 +37,20 @@ records after the commit, up to L. `quarantine_after=None` turns it off.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline.errors import PipelineError
-from pipeline.kafka.port import Committed
+from pipeline.kafka.port import Committed, Record
+from pipeline.metric_names import DEAD_LETTERED
+from pipeline.runtime.batch_result import BatchResult
+from pipeline.runtime.dead_letters import now_ms
+
+if TYPE_CHECKING:
+    from pipeline.runtime.host import HandlingParts
+
+log = logging.getLogger("pipeline.worker")
 
 MARK = "pipeline.hands="
 LEGACY_MARK = "pipeline.in-flight="
@@ -131,3 +141,13 @@ class Suspicion:
     def before(self, offset: int) -> bool:
         """Handled already by the dead owner (no handler had it at the death): batches."""
         return offset < self.hands.first
+
+
+def quarantined(parts: HandlingParts, record: Record, strikes: int) -> BatchResult:
+    """The record's dead letter, the handler not run: it was in hand at `strikes` ends."""
+    result = BatchResult(limits=parts.record_path.limits)
+    error = Quarantined(record.topic, record.partition, record.offset, strikes)
+    result.dead_letters.append(parts.record_path.dead_letter(record, error, strikes, now_ms()))
+    parts.metrics.inc(DEAD_LETTERED, labels={"error": "Quarantined"})
+    log.error("%s (dead-lettered to %s as Quarantined)", error, parts.processor.source.dlq_name)
+    return result

@@ -192,7 +192,7 @@ class Runtime:
             self._health.runtime = self
 
     def _state_parts(self) -> StateParts | None:
-        if not self.processor.stores:
+        if not self.processor.state_stores:
             return None
         return StateParts(
             self.clients,

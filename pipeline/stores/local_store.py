@@ -39,6 +39,21 @@ class LocalStore:
         value: bytes | None = self.db.get(DATA_PREFIX + key)
         return value
 
+    def scan(self, start: bytes, stop: bytes) -> list[tuple[bytes, bytes]]:
+        """Keys in [start, stop) in order, with their values."""
+        found = []
+        iterator = self.db.iter()
+        iterator.seek(DATA_PREFIX + start)
+        end = DATA_PREFIX + stop
+        while iterator.valid():
+            key = iterator.key()
+            if key >= end:
+                break
+            found.append((key[len(DATA_PREFIX) :], iterator.value()))
+            iterator.next()
+        del iterator
+        return found
+
     def write(self, changes: dict[bytes, bytes | None], next_position: int) -> None:
         """Changes (None: deleted) and the changelog offset after them, atomically."""
         batch = WriteBatch(raw_mode=True)

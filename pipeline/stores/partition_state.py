@@ -61,6 +61,9 @@ class PartitionState:
             raise
         self.batch: Changes = {name: {} for name in self.declared}
         self.in_flight: deque[BatchChanges] = deque()
+        self.hints: dict[str, int] = {}
+        """Per window store, a lower bound of its open windows' ends (pipeline.stores.window_view);
+        cleared when an attempt's writes are dropped, since they may have moved it."""
 
     def read(self, store: str, key: bytes) -> bytes | None:
         """The newest value: the batch in hand, the batches in flight, then the local copy."""
@@ -72,6 +75,17 @@ class PartitionState:
             if key in changes:
                 return changes[key]
         return self.local[store].get(key)
+
+    def scan(
+        self, store: str, start: bytes, stop: bytes, staged: dict[bytes, bytes | None]
+    ) -> list[tuple[bytes, bytes]]:
+        """Keys in [start, stop) in order with their newest values: the local copy, then the
+        batches in flight, the batch in hand and `staged` (the record's own writes)."""
+        merged: dict[bytes, bytes | None] = dict(self.local[store].scan(start, stop))
+        layers = [batch.changes[store] for batch in self.in_flight]
+        for changes in (*layers, self.batch[store], staged):
+            merged.update((k, v) for k, v in changes.items() if start <= k < stop)
+        return sorted((k, v) for k, v in merged.items() if v is not None)
 
     def merge(self, staged: Changes) -> None:
         """A record succeeded: its staged changes join its batch's."""

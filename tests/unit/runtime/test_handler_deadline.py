@@ -11,10 +11,11 @@ import logging
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.processor import Context, Processor, UndeclaredDependencyError
+from pipeline.processor import Context, Processor
 from pipeline.resilience.breaker import BreakerPolicy
 from pipeline.resilience.retry import RetryPolicy
 from pipeline.testing import TestPipeline
+from pipeline.undeclared import UndeclaredDependencyError
 from tests.unit.runtime.support import OUTPUT, SOURCE, Done, Step
 
 HANG = "hang"

@@ -20,6 +20,7 @@ from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.retry import RetryPolicy
 from pipeline.runtime.worker import EXIT_FAILED, EXIT_OK
 from pipeline.stores.store_spec import Store, StoreValueError, changelog_topic
+from pipeline.stores.windows import Count, Window
 from tests.unit.runtime.support import (
     OUTPUT,
     SOURCE,
@@ -228,3 +229,72 @@ def test_values_a_store_cannot_keep_are_named() -> None:
     with pytest.raises(StoreValueError, match="keeps Basket values"):
         BASKETS.encode({"items": []})  # type: ignore[arg-type]
     assert MONEY.decode(MONEY.encode(Decimal("12.345"))) == Decimal("12.345")
+
+
+PER_SECOND = Window.tumbling("per_second", 1.0, Count(), grace_s=0.5)
+
+
+async def count_per_second(step: Step, ctx: Context) -> list[Done]:
+    """Step.n is the event time in ms; each closed second becomes one output."""
+    closed = ctx.window(PER_SECOND).add(step.key, 1, at=step.n)
+    return [Done(key=f"{r.key}@{r.start_ms}", n=r.value) for r in closed]
+
+
+WINDOWED = Processor(
+    "windowed", SOURCE, count_per_second, outputs=(OUTPUT,), retry=FAST, windows=(PER_SECOND,)
+)
+
+
+def windows_out(broker: MemoryBroker) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for _, _, fields in values(broker, OUTPUT.name):
+        name = str(fields["key"])
+        assert name not in found, f"window {name} emitted twice"
+        found[name] = int(str(fields["n"]))
+    return found
+
+
+def reference_counts(steps: list[Step]) -> dict[str, int]:
+    """One partition's stream time: the counts of the seconds closed by the end (grace 0.5 s)."""
+    stream = -1
+    seen: dict[tuple[str, int], int] = defaultdict(int)
+    for step in steps:
+        stream = max(stream, step.n)
+        start = step.n - step.n % 1000
+        if start + 1000 + 500 > stream:
+            seen[(step.key, start)] += 1
+    return {f"{key}@{start}": n for (key, start), n in seen.items() if start + 1500 <= stream}
+
+
+async def test_windows_close_in_the_runtime_and_survive_a_move_to_a_new_disk(
+    tmp_path: Path,
+) -> None:
+    broker = new_broker()
+    # One key, so one partition and one stream time: the reference is plain.
+    times = [100, 400, 900, 1200, 800, 1700, 2600, 1400, 3100, 900, 4200, 5000, 6900]
+    steps = [Step(key="a", n=t) for t in times]
+    await publish(broker, steps[:7])
+    await run_until_committed_by(broker, WINDOWED, tmp_path / "disk-a")
+    await publish(broker, steps[7:])
+    await run_until_committed_by(broker, WINDOWED, tmp_path / "disk-b")
+    assert windows_out(broker) == reference_counts(steps)
+    # 800 is in the first second's grace; 1400 and 900 come after their seconds closed.
+    assert windows_out(broker) == {
+        "a@0": 4,
+        "a@1000": 2,
+        "a@2000": 1,
+        "a@3000": 1,
+        "a@4000": 1,
+        "a@5000": 1,
+    }
+
+
+async def run_until_committed_by(
+    broker: MemoryBroker, processor: Processor[Step], disk: Path
+) -> None:
+    runtime, run = await start_replica(broker, processor, "r1", disk)
+    try:
+        await until(lambda: all_committed(broker, processor.group_id), "every step committed")
+    finally:
+        runtime.request_stop()
+        assert await run == EXIT_OK
