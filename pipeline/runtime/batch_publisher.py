@@ -24,7 +24,7 @@ from pipeline.runtime.batch_result import BatchResult
 from pipeline.runtime.dead_letters import describe_error
 from pipeline.runtime.host import Abandoned, PublishingParts
 from pipeline.stores.partition_state import BatchChanges
-from pipeline.wire.codec import EncodedEvent
+from pipeline.wire.codec import EncodedEvent, new_tuple
 
 log = logging.getLogger("pipeline.worker")
 
@@ -128,7 +128,10 @@ class BatchPublisher:
         for store, keyed in changes.changes.items():
             if not keyed:
                 continue
-            records = [EncodedEvent(key, value, [], "", partition) for key, value in keyed.items()]
+            records = [
+                new_tuple(EncodedEvent, (key, value, [], "", partition))
+                for key, value in keyed.items()
+            ]
             acks = await self.parts.producer.submit_encoded(
                 state.changelogs[store], records, chain=chain
             )

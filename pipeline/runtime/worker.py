@@ -68,6 +68,15 @@ GAP_CHECK_INTERVAL_S = 1.0
 COMMITTER_STOP_S = 5.0
 
 
+def state_bounds() -> RocksBounds:
+    """The stores' memory bounds, with one block cache for the whole process."""
+    return RocksBounds(
+        block_cache_bytes=defaults.STORE_BLOCK_CACHE_BYTES,
+        write_buffer_bytes=defaults.STORE_WRITE_BUFFER_BYTES,
+        max_write_buffers=defaults.STORE_WRITE_BUFFERS,
+    ).sharing_one_cache()
+
+
 class Runtime:
     """One replica: the process's services, its consumer and producer, its partitions.
 
@@ -198,11 +207,7 @@ class Runtime:
             self.clients,
             self.group_id,
             (self.options.store_dir or state_dir() / "stores") / self.group_id,
-            RocksBounds(
-                block_cache_bytes=defaults.STORE_BLOCK_CACHE_BYTES,
-                write_buffer_bytes=defaults.STORE_WRITE_BUFFER_BYTES,
-                max_write_buffers=defaults.STORE_WRITE_BUFFERS,
-            ).sharing_one_cache(),
+            state_bounds(),
             read_committed=self.processor.exactly_once,
         )
 

@@ -55,12 +55,14 @@ class StoreView(Generic[ValueT]):
                 f"store {self.store.name!r} keeps {self.store.value.__name__} values; "
                 "increment works on plain numbers"
             )
-        current = self.get(key)
+        raw_key = encode_key(key)
+        raw = self._raw(raw_key)
+        current = None if raw is None else self.store.decode(raw)
         if current is not None and not isinstance(current, int | float | Decimal):
             raise StoreValueError(
                 f"store {self.store.name!r}: key {key!r} holds a {type(current).__name__}, "
                 "not a number"
             )
         total: Number = by + current if current is not None else by  # type: ignore[assignment, operator]
-        self.set(key, total)  # type: ignore[arg-type]
+        self._staged[raw_key] = self.store.encode(total)  # type: ignore[arg-type]
         return total
