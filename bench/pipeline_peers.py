@@ -80,9 +80,11 @@ def build_customer_db(path: Path) -> None:
     db.close()
 
 
-async def fill_input(settings: PipelineSettings, topic: str, count: int) -> None:
+async def fill_input(
+    settings: PipelineSettings, topic: str, count: int, generator: OrderGenerator | None = None
+) -> None:
     spec = ORDERS.with_name(topic)
-    generator = OrderGenerator(CUSTOMERS)
+    generator = generator or OrderGenerator(CUSTOMERS)
     async with EventProducer(settings) as producer:
         pending = []
         for start in range(0, count, 5000):

@@ -41,7 +41,7 @@ import msgpack
 from bench.peers.environment import peer_python, versions_of_every_contestant
 from bench.peers.launch import PIPELINE, ROOT
 from bench.peers.state_job import CUSTOMERS, running_topic
-from bench.pipeline_peers import run_contestant
+from bench.pipeline_peers import fill_input, run_contestant
 from pipeline.dev.localkafka import ephemeral_kafka
 from pipeline.kafka.connect import connect
 from pipeline.metrics import Metrics
@@ -58,21 +58,6 @@ from topics import ORDERS
 
 PYTHON = sys.executable
 RESTORED = Store("counts")
-
-
-async def fill_orders(settings: PipelineSettings, topic: str, count: int) -> None:
-    spec = ORDERS.with_name(topic)
-    generator = OrderGenerator(CUSTOMERS, skew=0.0)  # uniform: every customer is a key
-    async with EventProducer(settings) as producer:
-        pending = []
-        for start in range(0, count, 5000):
-            pending.append(
-                await producer.submit_many(spec, generator.batch(min(5000, count - start)))
-            )
-            if len(pending) > 4:
-                await pending.pop(0)
-        for future in pending:
-            await future
 
 
 async def fill_changelog(settings: PipelineSettings, topic: str, keys: int) -> None:
@@ -174,7 +159,8 @@ def main() -> None:
         specs = [source_spec, source_spec.dlq_spec()]
         asyncio.run(ensure_topics(connect(settings), specs))
         print(f"publishing {args.events:,} orders to {source}", file=sys.stderr)
-        asyncio.run(fill_orders(settings, source, args.events))
+        # Uniform: every one of the customers is a key.
+        asyncio.run(fill_input(settings, source, args.events, OrderGenerator(CUSTOMERS, skew=0.0)))
         peers_python = peer_python() if "quixstreams" in chosen else PYTHON
         for round_number in range(args.rounds):
             for name in chosen:
