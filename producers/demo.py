@@ -7,7 +7,8 @@ compacted `customers` topic), starts two replicas each of enrich_orders and
 order_stats as real processes, runs the order load generator with a live
 view, waits for the pipeline to drain, and checks the invariants: every
 published order is enriched or dead-lettered, and PostgreSQL's totals equal
-the sums over the published orders. Everything it started is stopped on
+the sums over the published orders, and so does the windowed revenue per
+country and minute (revenue_per_minute's own state). Everything it started is stopped on
 exit, also on Ctrl-C.
 
 Example: python -m producers.demo --duration 20 --rate 500
@@ -48,7 +49,7 @@ from topics import CATALOGUE
 from topics.fx import to_eur
 
 console = Console()
-PROCESSORS = ("enrich_orders", "order_stats")
+PROCESSORS = ("enrich_orders", "order_stats", "revenue_per_minute")
 VIEW_INTERVAL_S = 1.0
 DRAIN_TIMEOUT_S = 120.0
 
@@ -147,7 +148,12 @@ async def publish_orders(run: Run, producer: EventProducer) -> None:
         orders = generator.batch(chunk)
         pending.append(await producer.submit_many(orders_topic, orders))  # type: ignore[arg-type]
         for order in orders:
-            run.published.add(order.customer_id, to_eur(order.amount, order.currency))
+            run.published.add(
+                order.customer_id,
+                to_eur(order.amount, order.currency),
+                order.country,
+                order.placed_at,
+            )
         while len(pending) > 8:
             await pending.pop(0)
     for future in pending:
@@ -222,6 +228,7 @@ async def demo_on(run: Run, cluster: ClusterProbe) -> bool:
         stages={
             "orders": (f"{options.prefix}enrich_orders", run.topic("orders")),
             "enriched": (f"{options.prefix}order_stats", run.topic("orders.enriched")),
+            "windows": (f"{options.prefix}revenue_per_minute", run.topic("orders.enriched")),
         },
         dlq_topics=[
             catalogue.get("orders").dlq_name,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
@@ -18,7 +18,7 @@ from rich.table import Table
 
 from pipeline import Catalogue, EventProducer, PipelineSettings
 from pipeline.local import ClusterProbe
-from topics.models import Customer, EnrichedOrder
+from topics.models import CountryRevenue, Customer, EnrichedOrder
 
 
 @dataclass
@@ -28,11 +28,25 @@ class Published:
     orders: int = 0
     by_customer: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     orders_by_customer: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    by_window: dict[tuple[str, str, datetime], Decimal] = field(
+        default_factory=lambda: defaultdict(Decimal)
+    )
+    """(customer, country, minute of order time) → EUR."""
 
-    def add(self, customer_id: str, amount_eur: Decimal) -> None:
+    def add(self, customer_id: str, amount_eur: Decimal, country: str, placed_at: datetime) -> None:
         self.orders += 1
         self.by_customer[customer_id] += amount_eur
         self.orders_by_customer[customer_id] += 1
+        minute = placed_at.astimezone(UTC).replace(second=0, microsecond=0)
+        self.by_window[(customer_id, country, minute)] += amount_eur
+
+    def known_windows(self, prefix: str) -> dict[tuple[str, datetime], Decimal]:
+        """(country, minute) → EUR of the orders of known customers (the enriched ones)."""
+        sums: dict[tuple[str, datetime], Decimal] = defaultdict(Decimal)
+        for (customer, country, minute), eur in self.by_window.items():
+            if customer.startswith(prefix + "cust-"):
+                sums[(country, minute)] += eur
+        return dict(sums)
 
     def known(self, prefix: str) -> dict[str, Decimal]:
         return {c: v for c, v in self.by_customer.items() if c.startswith(prefix + "cust-")}
@@ -121,6 +135,14 @@ async def check_invariants(
     mismatched = sum(1 for c, v in known.items() if totals.get(c) != v) + sum(
         1 for c in totals if c not in known
     )
+    windows = await windowed_revenue(cluster, catalogue)
+    expected_windows = published.known_windows(prefix)
+    windows_total = sum(windows.values(), Decimal(0))
+    windows_off = sum(
+        1
+        for w in expected_windows.keys() | windows.keys()
+        if windows.get(w) != expected_windows.get(w)
+    )
     db_total = sum(totals.values(), Decimal(0))
     return [
         Check(
@@ -159,7 +181,34 @@ async def check_invariants(
             f"{by_minute:,.2f}",
             by_minute == expected_eur,
         ),
+        Check(
+            "Σ windowed revenue (revenue.per_minute) = Σ published orders (EUR)",
+            f"{expected_eur:,.2f}",
+            f"{windows_total:,.2f}",
+            windows_total == expected_eur,
+        ),
+        Check(
+            "country-minute windows whose revenue differs",
+            "0",
+            f"{windows_off:,} of {len(expected_windows):,}",
+            windows_off == 0,
+        ),
     ]
+
+
+async def windowed_revenue(
+    cluster: ClusterProbe, catalogue: Catalogue
+) -> dict[tuple[str, datetime], Decimal]:
+    """(country, minute) → the sum over partitions of each one's latest window update."""
+    latest: dict[tuple[str, datetime, int], Decimal] = {}
+    for event in await cluster.read_events(catalogue.get("revenue.per_minute")):
+        assert isinstance(event, CountryRevenue)
+        # One country's updates share an output partition: read in order, the last is newest.
+        latest[(event.country, event.minute, event.source_partition)] = event.revenue_eur
+    sums: dict[tuple[str, datetime], Decimal] = defaultdict(Decimal)
+    for (country, minute, _), eur in latest.items():
+        sums[(country, minute.astimezone(UTC))] += eur
+    return dict(sums)
 
 
 def print_checks(console: Console, checks: list[Check]) -> bool:

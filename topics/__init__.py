@@ -1,7 +1,7 @@
 """The topic catalogue: one declaration per topic. `pipeline topics apply` reads CATALOGUE."""
 
 from pipeline import Catalogue, TopicSpec
-from topics.models import Customer, EnrichedOrder, Order
+from topics.models import CountryRevenue, Customer, EnrichedOrder, Order
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -39,13 +39,28 @@ ORDERS_ENRICHED = TopicSpec(
     event_type="order.enriched",
 )
 
-CATALOGUE = Catalogue([ORDERS, CUSTOMERS, ORDERS_ENRICHED])
+REVENUE_PER_MINUTE = TopicSpec(
+    name="revenue.per_minute",
+    event_model=CountryRevenue,
+    key_field="country",
+    partitions=6,
+    replication_factor=3,
+    min_insync_replicas=2,
+    retention_ms=3 * DAY_MS,
+    event_type="revenue.updated",
+)
+"""Each enriched-orders partition's running revenue per country and minute: the latest
+update of each (country, minute, source_partition) is its share."""
+
+CATALOGUE = Catalogue([ORDERS, CUSTOMERS, ORDERS_ENRICHED, REVENUE_PER_MINUTE])
 
 __all__ = [
     "CATALOGUE",
     "CUSTOMERS",
     "ORDERS",
     "ORDERS_ENRICHED",
+    "REVENUE_PER_MINUTE",
+    "CountryRevenue",
     "Customer",
     "EnrichedOrder",
     "Order",

@@ -67,3 +67,13 @@ class EnrichedOrder(EventModel):
     enriched_at: datetime
     amount_eur: Decimal | None = Field(default=None, max_digits=16, decimal_places=2)
     """The amount at the reference rates of topics.fx (added later: older events lack it)."""
+
+
+class CountryRevenue(EventModel):
+    """Revenue of one country in one minute of order time, as one partition of the enriched
+    orders has seen it so far (consumers/revenue_per_minute: a window updated per order)."""
+
+    country: CountryCode
+    minute: datetime
+    source_partition: int = Field(ge=0)
+    revenue_eur: Decimal = Field(max_digits=18, decimal_places=2)

@@ -97,20 +97,21 @@ def apply(
                     f"dry run: {len(plan.pending)} topic(s) would change, "
                     f"{registering} schema(s) would be registered"
                 )
-                await _changelogs(settings, dry_run=True)
+                await _changelogs(settings, {spec.name for spec in specs}, dry_run=True)
                 return 0
             if registry is not None:
                 await register_subjects(registry, subjects)
             await admin.apply(plan, brokers)
             console.print(f"[green]applied[/]: {len(plan.pending)} topic(s) changed")
-        await _changelogs(settings, dry_run=False)
+        await _changelogs(settings, {spec.name for spec in specs}, dry_run=False)
         return 0
 
     raise typer.Exit(run_sync(run()))
 
 
-async def _changelogs(settings: PipelineSettings, dry_run: bool) -> None:
-    """The changelog topics of the processors' stores (pipeline.ops.changelogs)."""
+async def _changelogs(settings: PipelineSettings, topics: set[str], dry_run: bool) -> None:
+    """The changelog topics of the stores of the processors reading `topics`, the catalogue's
+    (pipeline.ops.changelogs); a processor reading another topic makes its own at start."""
     from pipeline.processor import load_processors
 
     try:
@@ -120,7 +121,7 @@ async def _changelogs(settings: PipelineSettings, dry_run: bool) -> None:
         return
     clients = connect(settings)
     for processor in processors.values():
-        if not processor.state_stores:
+        if not processor.state_stores or processor.source.name not in topics:
             continue
         try:
             missing = await ensure_changelogs(

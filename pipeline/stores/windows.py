@@ -25,7 +25,8 @@ ResultT = TypeVar("ResultT", covariant=True)
 class Aggregate(Protocol[StateT, ResultT]):
     """How a window folds values: a state msgpack can keep, and the result read from it."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def initial(self) -> StateT: ...
 

@@ -275,7 +275,12 @@ def test_an_idempotency_key_publishes_once_and_repeats_the_answer(gateway: Runni
 
 def test_topics_openapi_and_metrics(gateway: Running) -> None:
     topics = httpx.get(gateway.url + "/v1/topics", timeout=10).json()["topics"]
-    assert {t["name"] for t in topics} == {"orders", "customers", "orders.enriched"}
+    assert {t["name"] for t in topics} == {
+        "orders",
+        "customers",
+        "orders.enriched",
+        "revenue.per_minute",
+    }
     assert "amount" in next(t for t in topics if t["name"] == "orders")["schema"]["properties"]
     document = httpx.get(gateway.url + "/openapi.json", timeout=10).json()
     assert {"Order", "Customer", "EnrichedOrder"} <= set(document["components"]["schemas"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from pipeline.kafka.connect import connect
@@ -154,3 +157,32 @@ def test_describe_unknown_topic_says_what_exists(settings: PipelineSettings, uni
     assert result.returncode == 2
     assert "unknown topic 'nope'" in result.stderr
     assert "Known topics: samples" in result.stderr
+
+
+async def test_apply_creates_the_changelogs_of_the_stateful_processors(
+    settings: PipelineSettings, unique: str
+) -> None:
+    env = {
+        **cli_env(settings, unique, "counted"),
+        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
+    }
+    changelogs = [unique + "counter-counts-changelog", unique + "counter_eos-counts-changelog"]
+    dry = run_cli("topics", "apply", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    # On a cluster without the source yet, the dry run says it cannot size them.
+    assert "changelogs of 'counter'" in dry.stderr and "does not exist" in dry.stderr
+    assert await observe(settings, *changelogs) == {}
+    applied = run_cli("topics", "apply", env=env)
+    assert applied.returncode == 0, applied.stderr
+    assert f"created changelog {changelogs[0]}" in applied.stderr
+    deadline = time.monotonic() + 10
+    while set(topics := await observe(settings, *changelogs)) != set(changelogs):
+        assert time.monotonic() < deadline, f"only {sorted(topics)} in the cluster's metadata"
+        await asyncio.sleep(0.2)  # a topic just created reaches every broker's metadata soon
+    for observed in topics.values():
+        assert observed.partitions == 12, "a changelog has its source's partitions"
+        assert observed.configs["cleanup.policy"] == "compact"
+        assert observed.configs["retention.ms"] == "-1"
+    again = run_cli("topics", "apply", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "created changelog" not in again.stderr

@@ -35,7 +35,12 @@ def test_duplicate_declaration_is_refused() -> None:
 
 def test_the_project_catalogue_loads() -> None:
     catalogue = load_catalogue("topics")
-    assert {spec.name for spec in catalogue} == {"orders", "customers", "orders.enriched"}
+    assert {spec.name for spec in catalogue} == {
+        "orders",
+        "customers",
+        "orders.enriched",
+        "revenue.per_minute",
+    }
     assert catalogue.get("customers").cleanup_policy == "compact"
 
 

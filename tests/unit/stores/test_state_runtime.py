@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from pipeline.errors import ConfigError
 from pipeline.kafka.memory import MemoryBroker, MemoryClients
 from pipeline.metric_names import STATE_RESTORED
+from pipeline.ops.offset_ranges import PartitionRange
+from pipeline.ops.replay import ReplayPlan
 from pipeline.processor import Context, PermanentError, Processor
 from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.retry import RetryPolicy
@@ -298,3 +300,22 @@ async def run_until_committed_by(
     finally:
         runtime.request_stop()
         assert await run == EXIT_OK
+
+
+async def test_a_replay_keeps_its_own_state_and_leaves_the_live_state_alone(
+    tmp_path: Path,
+) -> None:
+    broker = new_broker()
+    steps = [Step(key="a", n=n) for n in range(1, 21)]
+    await publish(broker, steps)
+    await run_until_committed(broker, tmp_path, "live")
+    live = changelog_values(broker)
+    assert live == {"a": sum(range(1, 21))}
+    ends_now = {log.partition: log.high_watermark for log in broker.topic(SOURCE.name).partitions}
+    ranges = {p: PartitionRange(p, 0, end) for p, end in ends_now.items() if end}
+    plan = ReplayPlan(name="backfill", topic=SOURCE.name, ranges=ranges)
+    _, run = await start_replica(broker, TOTALLER, "replay", tmp_path, replay=plan)
+    assert await asyncio.wait_for(run, 10) == EXIT_OK
+    # The replay's group has changelogs of its own; it started empty, so it counts the range.
+    assert changelog_values(broker, plan.group) == live
+    assert changelog_values(broker) == live, "the live group's state was changed by the replay"
