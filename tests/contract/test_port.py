@@ -266,7 +266,14 @@ async def test_offsets_sent_with_a_transaction_are_committed_with_it(
     admin = clients.admin()
     await admin.start()
     try:
-        assert (await admin.group_commits(group))[tp].offset == 42
+        # The coordinator makes a transaction's offsets visible once it has its commit
+        # marker, which can be a moment after commit_transaction returns (it failed once
+        # in a clean-clone run): read until they show, within a deadline.
+        deadline = time.monotonic() + 10
+        while tp not in (commits := await admin.group_commits(group)):
+            assert time.monotonic() < deadline, f"no commit for {tp} in {commits}"
+            await asyncio.sleep(0.1)
+        assert commits[tp].offset == 42
     finally:
         await admin.stop()
 
