@@ -18,6 +18,7 @@ MetricName = Literal[
     "rebalances",
     "offset_resets",
     "state_restored",
+    "partition_restore_remaining_records",
     "window_late_records",
     "loop_stalls",
     "stall_abandoned_batches",
@@ -74,6 +75,7 @@ COMMITS: Final = "commits"
 REBALANCES: Final = "rebalances"
 OFFSET_RESETS: Final = "offset_resets"
 STATE_RESTORED: Final = "state_restored"
+PARTITION_RESTORE_REMAINING: Final = "partition_restore_remaining_records"
 WINDOW_LATE_RECORDS: Final = "window_late_records"
 LOOP_STALLS: Final = "loop_stalls"
 STALL_ABANDONED_BATCHES: Final = "stall_abandoned_batches"
@@ -125,6 +127,11 @@ CATALOGUE: Final[dict[MetricName, tuple[MetricKind, str, str]]] = {
         "counter",
         "store",
         "Store changes read back from changelogs into local copies (restoration).",
+    ),
+    "partition_restore_remaining_records": (
+        "gauge",
+        "topic, partition",
+        "Changelog records a partition still reads back into its stores before its first record.",
     ),
     "window_late_records": (
         "counter",

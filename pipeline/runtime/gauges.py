@@ -14,6 +14,7 @@ from pipeline.metric_names import (
     PARTITION_LAG_RECORDS,
     PARTITION_PAUSED,
     PARTITION_QUEUED_RECORDS,
+    PARTITION_RESTORE_REMAINING,
     READY,
     WORKER_INFO,
 )
@@ -51,6 +52,10 @@ def register_worker_gauges(
         per_partition(lambda worker: float(len(worker.queue))),
     )
     metrics.gauge(PARTITION_LAG_RECORDS, per_partition(lag))
+    metrics.gauge(
+        PARTITION_RESTORE_REMAINING,
+        per_partition(lambda w: float(w.restoration.remaining) if w.restoration else 0.0),
+    )
     metrics.gauge(
         PARTITION_COMMITTED_OFFSET,
         per_partition(lambda worker: float(worker.offsets.committed)),

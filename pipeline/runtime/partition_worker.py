@@ -32,7 +32,7 @@ from pipeline.runtime.intake import Intake, mean_record_bytes
 from pipeline.runtime.offset_tracker import PendingBatch
 from pipeline.runtime.quarantine import CLAIM_AHEAD, Hands, Suspicion, quarantined
 from pipeline.runtime.record_queue import RecordQueue
-from pipeline.runtime.restoration import open_state, restore
+from pipeline.runtime.restoration import Restoration, open_state
 from pipeline.stores.partition_state import BatchChanges
 from pipeline.telemetry import tracing
 from pipeline.telemetry.logs import bind_fields
@@ -57,8 +57,12 @@ class PartitionWorker:
         self._record_bytes = 0.0
         self.stopping = asyncio.Event()
         self.state = open_state(parts.state, self.processor.state_stores, tp.partition)
-        self._restoring = False
         """The partition's stores, restored before its first record (None: no stores)."""
+        self.restoration = (
+            Restoration(self.state, parts.state, parts.handling.metrics, self._progressed)
+            if self.state is not None and parts.state is not None
+            else None
+        )
         self.handler = BatchHandler(tp, parts.handling, self.stopping, self.state)
         self.publisher = BatchPublisher(tp, parts.publishing, self.handler)
         self._wakeup: asyncio.Future[None] | None = None
@@ -82,13 +86,8 @@ class PartitionWorker:
         mark is released on the way out, so the next owner counts no strike against it."""
         self.task = asyncio.ensure_future(self._run())
 
-    async def _restore(self) -> None:
-        assert self.state is not None and self.parts.state is not None
-        self._restoring = True
-        try:
-            await restore(self.state, self.parts.state, self.parts.handling.metrics, self.stopping)
-        finally:
-            self._restoring = False
+    def _progressed(self) -> None:
+        """Restoring is progress: a long restore is slow, not stuck (liveness)."""
         self.last_progress = time.monotonic()
 
     def _log_fields(self) -> dict[str, object]:
@@ -163,8 +162,8 @@ class PartitionWorker:
         try:
             if not self.cleared.is_set():
                 await self._until_cleared()
-            if self.state is not None:
-                await self._restore()
+            if self.restoration is not None:
+                await self.restoration.run(self.stopping)
             while not self.stopping.is_set():
                 if not self.queue:
                     self._settle_done()
@@ -362,7 +361,7 @@ class PartitionWorker:
         self.queue.clear()
         self._draining = True
         self._wake()
-        if self._restoring:
+        if self.restoration is not None and self.restoration.running:
             self.stopping.set()  # nothing in hand: a revoke does not wait for a restoration
         try:
             await asyncio.wait_for(asyncio.shield(self.task), timeout=deadline_s)

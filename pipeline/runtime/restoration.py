@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +47,47 @@ def open_state(
     return PartitionState(stores, parts.group, parts.directory, partition, parts.bounds)
 
 
+class Restoration:
+    """A partition's restoration as its worker runs it: watched by a gauge, counted as the
+    partition's progress (a long restore is slow, not stuck), ended at once by a revoke."""
+
+    def __init__(
+        self,
+        state: PartitionState,
+        parts: StateParts,
+        metrics: Metrics,
+        progressed: Callable[[], None],
+    ) -> None:
+        self.state = state
+        self.parts = parts
+        self.metrics = metrics
+        self.progressed = progressed
+        self.running = False
+        self.remaining = 0
+        """Changelog records still to read back before the partition's first record."""
+
+    async def run(self, stopping: asyncio.Event) -> RestoreReport:
+        self.running = True
+        try:
+            return await restore(self.state, self.parts, self.metrics, stopping, self._heard)
+        finally:
+            self.running = False
+            self.progressed()
+
+    def _heard(self, remaining: int) -> None:
+        self.remaining = remaining
+        self.progressed()
+
+
 async def restore(
-    state: PartitionState, parts: StateParts, metrics: Metrics, stopping: asyncio.Event
+    state: PartitionState,
+    parts: StateParts,
+    metrics: Metrics,
+    stopping: asyncio.Event,
+    on_progress: Callable[[int], None] = lambda remaining: None,
 ) -> RestoreReport:
-    """Read each store's changelog tail for this partition into its local copy."""
+    """Read each store's changelog tail for this partition into its local copy; `on_progress`
+    hears the records still to read after each fetch (0 at the end)."""
     started = time.monotonic()
     partition = state.partition
     consumer = parts.clients.consumer(
@@ -94,6 +132,7 @@ async def restore(
         if not remaining:
             return RestoreReport(0, time.monotonic() - started)
         behind = sum(ends[tp] - start for tp, start in remaining.items())
+        on_progress(behind)
         log.info("partition %d: restoring %d changelog record(s) of its stores", partition, behind)
         last_report = time.monotonic()
         while remaining:
@@ -129,11 +168,14 @@ async def restore(
                     state.local[by_tp[tp]].write({}, ends[tp])
                     consumer.pause(tp)
                     del remaining[tp]
+            positions = {tp: await consumer.position(tp) for tp in remaining}
+            on_progress(sum(max(0, ends[tp] - positions[tp]) for tp in remaining))
             if time.monotonic() - last_report > PROGRESS_EVERY_S:
                 last_report = time.monotonic()
                 log.info(
                     "partition %d: restored %d of %d changelog record(s)", partition, total, behind
                 )
+        on_progress(0)
         seconds = time.monotonic() - started
         log.info("partition %d: stores restored (%d record(s) in %.1fs)", partition, total, seconds)
         return RestoreReport(total, seconds)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -85,8 +86,15 @@ async def test_a_rebalance_during_restoration_ends_it_and_the_counts_stay_exact(
     await publish(broker, later)
     clients = SlowRestores(broker)
     one, one_run = await start_replica(broker, TOTALLER, "r1", tmp_path / "disk-1", clients=clients)
-    await until(lambda: one.metrics.total(STATE_RESTORED) > 0, "the first replica to restore")
+    # Half of it, a second or so in (each fetch of 5 records waits 10 ms).
+    await until(lambda: one.metrics.total(STATE_RESTORED) > 1_500, "half the restoration")
     assert one.metrics.total(STATE_RESTORED) < len(first), "restored before the rebalance"
+    # Watched while it runs, and slow rather than stuck: not a stalled partition.
+    remaining = re.findall(
+        r"pipeline_partition_restore_remaining_records\{[^}]*\} (\S+)", one.metrics.render()
+    )
+    assert any(float(value) > 0 for value in remaining), remaining
+    assert one.partitions.stalled(0.5) is None, "a restoring partition was judged stuck"
     two, two_run = await start_replica(broker, TOTALLER, "r2", tmp_path / "disk-2", clients=clients)
     try:
         await until(lambda: all_committed(broker, "totaller"), "every step committed", 60)
