@@ -62,15 +62,15 @@ def test_a_rolling_restart_keeps_every_count_exact(harness: Harness, tmp_path: P
     replicas = [start(harness, f"r{i}", disks[i]) for i in range(2)]
     for replica in replicas:
         replica.wait_ready()
-    events = keyed_events(30_000, keys=KEYS)
-    harness.publish(events[:10_000])
+    events = keyed_events(18_000, keys=KEYS)
+    harness.publish(events[:6_000])
     for index, replica in enumerate(replicas):
-        target = 4_000 * (index + 1)
+        target = 2_500 * (index + 1)
         poll_until(lambda t=target: committed(harness) >= t, 120, what=f"{target} committed")
         assert replica.stop() == 0, replica.tail()
         # Back on an empty disk: what it takes on is restored from the changelogs.
         start(harness, f"r{index}-b", tmp_path / f"disk-{index}-b")
-        harness.publish(events[10_000 * (index + 1) : 10_000 * (index + 2)])
+        harness.publish(events[6_000 * (index + 1) : 6_000 * (index + 2)])
     harness.wait_drained("counter")
     assert counts_in_changelog(harness) == expected(events)
     restored = [r for r in harness.replicas if r.running]
@@ -83,14 +83,14 @@ def test_a_sigkill_loses_no_count_and_repeats_at_most_the_uncommitted(
     replicas = [start(harness, f"r{i}", tmp_path / f"disk-{i}") for i in range(2)]
     for replica in replicas:
         replica.wait_ready()
-    events = keyed_events(40_000, keys=KEYS)
-    harness.publish(events[:20_000])
+    events = keyed_events(24_000, keys=KEYS)
+    harness.publish(events[:12_000])
     victim = replicas[1]
-    poll_until(lambda: committed(harness) >= 6_000, 120, what="some progress")
+    poll_until(lambda: committed(harness) >= 4_000, 120, what="some progress")
     partitions_of_victim = victim.get("/metrics")[1].count("pipeline_partition_committed_offset{")
     victim.signal(signal.SIGKILL)
     victim.wait()
-    harness.publish(events[20_000:])
+    harness.publish(events[12_000:])
     # Back on the same disk: its copies are where the changelog was acknowledged.
     start(harness, "r1-b", tmp_path / "disk-1")
     harness.wait_drained("counter")
@@ -111,12 +111,12 @@ def test_exactly_once_state_counts_every_event_once_through_a_sigkill(
     replicas = [start(harness, f"r{i}", tmp_path / f"disk-{i}", "counter_eos") for i in range(2)]
     for replica in replicas:
         replica.wait_ready()
-    events = keyed_events(30_000, keys=KEYS)
-    harness.publish(events[:15_000])
-    poll_until(lambda: committed(harness, "counter_eos") >= 5_000, 120, what="some progress")
+    events = keyed_events(20_000, keys=KEYS)
+    harness.publish(events[:10_000])
+    poll_until(lambda: committed(harness, "counter_eos") >= 3_000, 120, what="some progress")
     replicas[1].signal(signal.SIGKILL)
     replicas[1].wait()
-    harness.publish(events[15_000:])
+    harness.publish(events[10_000:])
     # One back on its own disk (the tail), and the survivor takes the rest meanwhile.
     start(harness, "r1-b", tmp_path / "disk-1", "counter_eos")
     harness.wait_drained("counter_eos")

@@ -136,7 +136,7 @@ def emitted(results: list[list[WindowResult]]) -> dict[tuple[str, int, int], Any
     return found
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(events=EVENTS, grace=st.sampled_from([0, 500, 3_000]), hop=st.sampled_from([None, 1000]))
 @example(events=[("a", 1, 1000), ("a", 2, 2500), ("a", 4, 1500)], grace=500, hop=None)
 def test_fixed_windows_close_once_with_what_the_reference_accepted(
@@ -204,7 +204,7 @@ def reference_sessions(
     return closed, late
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(events=EVENTS, gap=st.sampled_from([500, 2_000]), grace=st.sampled_from([0, 1_000]))
 @example(events=[("a", 1, 1000), ("a", 2, 500), ("a", 3, 5000)], gap=500, grace=0)
 @example(events=[("a", 1, 0), ("a", 2, 500), ("a", 3, 5000)], gap=500, grace=0)
