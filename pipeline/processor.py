@@ -197,10 +197,6 @@ class Processor(Generic[EventT]):
                 "keep the state in a loop handler and hand only the heavy work to a pool"
             )
 
-    def changelogs(self) -> list[str]:
-        """The changelog topic of each store, for this processor's group."""
-        return [store.changelog(self.group_id) for store in self.state_stores]
-
     @property
     def group_id(self) -> str:
         return self.group or f"{self.name}"
@@ -265,9 +261,13 @@ class Context:
         self.staged = {name: {} for name in state.declared}
 
     def discard_writes(self) -> None:
-        """A new attempt: what a failed one staged is not kept."""
+        """A new attempt: what a failed one staged is not kept (nor the window hints it may
+        have moved, pipeline.stores.window_view)."""
         if self._state is not None and any(self.staged.values()):
             self._state.hints.clear()
+            self._clear_staged()
+
+    def _clear_staged(self) -> None:
         for changes in self.staged.values():
             changes.clear()
 
@@ -289,7 +289,7 @@ class Context:
         """The record succeeded: its writes join its batch's changes."""
         if self._state is not None:
             self._state.merge(self.staged)
-            self.discard_writes()
+            self._clear_staged()
 
     @overload
     def store(self, store: Store[ValueT]) -> StoreView[ValueT]: ...
