@@ -274,13 +274,12 @@ class Context:
     def window(self, window: Window | str) -> WindowView:
         """A window declared in the processor's `windows`, by declaration or name."""
         name = window if isinstance(window, str) else window.name
-        declared = {w.name: w for w in self.processor.windows}
+        found = next((w for w in self.processor.windows if w.name == name), None)
         state = self._state
-        if state is None or name not in declared:
-            raise UndeclaredStoreError(self.processor.name, name, list(declared))
-        return WindowView(
-            declared[name], state, self.staged[name], self._on_late, self._record_time
-        )
+        if state is None or found is None:
+            declared = [w.name for w in self.processor.windows]
+            raise UndeclaredStoreError(self.processor.name, name, declared)
+        return WindowView(found, state, self.staged[name], self._on_late, self._record_time)
 
     def _record_time(self) -> int:
         return self.record.timestamp if self.record is not None else 0

@@ -163,12 +163,12 @@ async def restore(
                     state.local[store].write(changes, last + 1)
                     total += len(changes)
                     metrics.inc(STATE_RESTORED, len(changes), labels={"store": store})
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
+            positions = {tp: await consumer.position(tp) for tp in remaining}
+            for tp, position in positions.items():
+                if position >= ends[tp]:
                     state.local[by_tp[tp]].write({}, ends[tp])
                     consumer.pause(tp)
                     del remaining[tp]
-            positions = {tp: await consumer.position(tp) for tp in remaining}
             on_progress(sum(max(0, ends[tp] - positions[tp]) for tp in remaining))
             if time.monotonic() - last_report > PROGRESS_EVERY_S:
                 last_report = time.monotonic()
