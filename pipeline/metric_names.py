@@ -19,6 +19,8 @@ MetricName = Literal[
     "offset_resets",
     "state_restored",
     "partition_restore_remaining_records",
+    "standby_records",
+    "standby_partitions",
     "window_late_records",
     "loop_stalls",
     "stall_abandoned_batches",
@@ -76,6 +78,8 @@ REBALANCES: Final = "rebalances"
 OFFSET_RESETS: Final = "offset_resets"
 STATE_RESTORED: Final = "state_restored"
 PARTITION_RESTORE_REMAINING: Final = "partition_restore_remaining_records"
+STANDBY_RECORDS: Final = "standby_records"
+STANDBY_PARTITIONS: Final = "standby_partitions"
 WINDOW_LATE_RECORDS: Final = "window_late_records"
 LOOP_STALLS: Final = "loop_stalls"
 STALL_ABANDONED_BATCHES: Final = "stall_abandoned_batches"
@@ -132,6 +136,16 @@ CATALOGUE: Final[dict[MetricName, tuple[MetricKind, str, str]]] = {
         "gauge",
         "topic, partition",
         "Changelog records a partition still reads back into its stores before its first record.",
+    ),
+    "standby_records": (
+        "counter",
+        "store",
+        "Store changes read from other replicas' changelogs into this replica's warm copies.",
+    ),
+    "standby_partitions": (
+        "gauge",
+        "",
+        "Partitions of other replicas this one keeps warm copies of (Processor standbys).",
     ),
     "window_late_records": (
         "counter",

@@ -24,6 +24,7 @@ from pipeline.kafka.port import Record
 from pipeline.resilience.breaker import BreakerPolicy, BreakerRegistry
 from pipeline.resilience.flood_guard import FloodGuardPolicy
 from pipeline.resilience.retry import RetryPolicy
+from pipeline.stores.declaration import check_state_declaration
 from pipeline.stores.partition_state import Changes, PartitionState
 from pipeline.stores.store_spec import Store
 from pipeline.stores.store_view import StoreView
@@ -147,6 +148,9 @@ class Processor(Generic[EventT]):
     """Key-value state of its own, per partition, kept in a changelog topic (ctx.store)."""
     windows: tuple[Window, ...] = ()
     """Windowed aggregations on event time, kept like stores (ctx.window)."""
+    standbys: int = 0
+    """Other replicas keeping warm copies of each partition's stores, so a failover restores
+    a tail, not the whole store (pipeline.runtime.standbys)."""
 
     def __post_init__(self) -> None:
         if self.lanes < 1:
@@ -162,7 +166,9 @@ class Processor(Generic[EventT]):
         table_names = [table.name for table in self.tables]
         if len(set(table_names)) != len(table_names):
             raise ConfigError(f"processor {self.name!r}: two tables share a name: {table_names}")
-        self._check_stores()
+        check_state_declaration(
+            self.name, self.state_stores, self.lanes, self.run_in, self.standbys
+        )
 
         by_type: dict[type[BaseModel], TopicSpec[BaseModel] | None] = {}
         for spec in self.outputs:
@@ -174,28 +180,6 @@ class Processor(Generic[EventT]):
     def state_stores(self) -> tuple[Store[Any], ...]:
         """Its stores and the stores its windows keep their state in."""
         return (*self.stores, *(window.store for window in self.windows))
-
-    def _check_stores(self) -> None:
-        if not self.state_stores:
-            return
-        names = [store.name for store in self.state_stores]
-        if len(set(names)) != len(names):
-            raise ConfigError(
-                f"processor {self.name!r}: two stores or windows share a name: {names}"
-            )
-        if self.lanes != 1:
-            raise ConfigError(
-                f"processor {self.name!r} keeps state and lanes={self.lanes}: lanes run "
-                "records of different keys at once, and two of them writing one store key "
-                "would lose an update; use lanes=1 (state is per partition, so add "
-                "partitions for more parallelism)"
-            )
-        if self.run_in != "loop":
-            raise ConfigError(
-                f"processor {self.name!r} keeps state and run_in={self.run_in!r}: a "
-                "thread or process handler gets no context, so it cannot reach a store; "
-                "keep the state in a loop handler and hand only the heavy work to a pool"
-            )
 
     @property
     def group_id(self) -> str:

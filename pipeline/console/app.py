@@ -101,6 +101,7 @@ def create_console(config: ConsoleConfig) -> FastAPI:
         workers = (await workers_by_group()).get(group, [])
         decisions = read_decisions(config.status_files).get(group, [])
         held = {key: n for w in workers for key, n in w.queued.items()}
+        restoring = {key: n for w in workers for key, n in w.restoring.items()}
         owners = {
             (tp.topic, tp.partition): m.member_id
             for m in view.description.members
@@ -112,6 +113,7 @@ def create_console(config: ConsoleConfig) -> FastAPI:
             view=view,
             workers=workers,
             held=held,
+            restoring=restoring,
             owners=owners,
             decisions=decisions[-20:][::-1],
             scaled=bool(decisions),

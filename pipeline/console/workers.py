@@ -1,4 +1,4 @@
-"""What only the workers know (held records, breaker states), read from their /metrics.
+"""What only the workers know (held records, restorations, breakers), read from their /metrics.
 
 The brokers know offsets; a worker's bulkheads and circuits live in its
 process. `pipeline console --metrics URL` names the workers to ask; each
@@ -27,6 +27,10 @@ class WorkerReading:
     held_records: float | None = None
     queued: dict[tuple[str, int], float] = field(default_factory=dict)
     """(topic, partition) → records in that partition's bulkhead."""
+    restoring: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(topic, partition) → changelog records it still reads back before its first record."""
+    standby_partitions: float | None = None
+    """Other replicas' partitions it keeps warm copies of (Processor standbys)."""
     breakers: dict[str, str] = field(default_factory=dict)
     ready: bool | None = None
     error: str | None = None
@@ -39,6 +43,8 @@ class WorkerReading:
             "processor": self.processor,
             "held_records": self.held_records,
             "queued": [[t, p, n] for (t, p), n in sorted(self.queued.items())],
+            "restoring": [[t, p, n] for (t, p), n in sorted(self.restoring.items())],
+            "standby_partitions": self.standby_partitions,
             "breakers": self.breakers,
             "ready": self.ready,
             "error": self.error,
@@ -58,6 +64,11 @@ def read_exposition(url: str, text: str) -> WorkerReading:
                 reading.held_records = sample.value
             elif sample.name == "pipeline_partition_queued_records":
                 reading.queued[(labels["topic"], int(labels["partition"]))] = sample.value
+            elif sample.name == "pipeline_partition_restore_remaining_records":
+                if sample.value > 0:
+                    reading.restoring[(labels["topic"], int(labels["partition"]))] = sample.value
+            elif sample.name == "pipeline_standby_partitions":
+                reading.standby_partitions = sample.value
             elif sample.name == "pipeline_breaker_state":
                 state = BREAKER_STATES.get(int(sample.value), str(sample.value))
                 reading.breakers[labels.get("dependency", "?")] = state

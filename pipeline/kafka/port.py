@@ -132,6 +132,9 @@ class ConsumerOptions:
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     rebalance_timeout_ms: int = 60_000
+    client_id: str | None = None
+    """Names this consumer to the group coordinator (the settings' client id when None): how a
+    replica finds itself among the group's members (pipeline.runtime.standby_placement)."""
 
 
 class Consumer(Protocol):

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.kafka.port import Clients
 from pipeline.metrics import Metrics
@@ -32,7 +32,15 @@ from pipeline.runtime.transactions import TransactionalPublisher
 from pipeline.stores.rocks import RocksBounds
 from pipeline.stores.services import Services
 
-__all__ = ["Abandoned", "HandlingParts", "PartitionParts", "PublishingParts", "StateParts"]
+__all__ = [
+    "Abandoned",
+    "CopyHandoff",
+    "HandlingParts",
+    "NoStandbys",
+    "PartitionParts",
+    "PublishingParts",
+    "StateParts",
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,24 @@ class PublishingParts:
     services: Services
 
 
+class CopyHandoff(Protocol):
+    """Between a partition's worker and the replica's warm copies (pipeline.runtime.standbys):
+    RocksDB opens a directory once, so a copy is closed before its worker opens it, and
+    kept again only after the worker closed it."""
+
+    def taking(self, partition: int) -> None: ...
+
+    def returned(self, partition: int) -> None: ...
+
+
+class NoStandbys:
+    def taking(self, partition: int) -> None:
+        pass
+
+    def returned(self, partition: int) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class StateParts:
     """Where a partition's stores live and how they are restored (pipeline.stores)."""
@@ -80,6 +106,7 @@ class StateParts:
     bounds: RocksBounds
     read_committed: bool
     """Exactly-once: restore only what committed transactions wrote."""
+    handoff: CopyHandoff = field(default_factory=NoStandbys)
 
 
 @dataclass(frozen=True)

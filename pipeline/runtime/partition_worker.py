@@ -383,6 +383,8 @@ class PartitionWorker:
             # Off the loop: a store flushing its memtables on close must not hold up the
             # heartbeats and the other partitions' revokes (as in Quix Streams #1131).
             await asyncio.to_thread(self.state.close)
+            if self.parts.state is not None:
+                self.parts.state.handoff.returned(self.tp.partition)
         return self.offsets.in_progress == 0
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.kafka.port import ConsumerOptions, TopicPartition
+from pipeline.kafka.port import ConsumerOptions, Record, TopicPartition
 from pipeline.metric_names import STATE_RESTORED
 from pipeline.metrics import Metrics
 from pipeline.runtime.host import StateParts
@@ -44,6 +44,7 @@ def open_state(
     """The partition's local copies, opened (not yet restored); None without stores."""
     if parts is None:
         return None
+    parts.handoff.taking(partition)
     return PartitionState(stores, parts.group, parts.directory, partition, parts.bounds)
 
 
@@ -77,6 +78,22 @@ class Restoration:
     def _heard(self, remaining: int) -> None:
         self.remaining = remaining
         self.progressed()
+
+
+def changes_in(
+    records: Sequence[Record], end: int | None = None
+) -> tuple[dict[bytes, bytes | None], int]:
+    """Changelog records as a store's changes (the last per key; None: deleted) and the offset
+    of the last one taken (-1: none); those at or past `end` are left for later."""
+    changes: dict[bytes, bytes | None] = {}
+    last = -1
+    for record in records:
+        if end is not None and record.offset >= end:
+            break
+        if record.key is not None:
+            changes[record.key] = record.value
+            last = record.offset
+    return changes, last
 
 
 async def restore(
@@ -151,14 +168,7 @@ async def restore(
             fetched = await consumer.fetch(list(remaining), 0.5, RESTORE_FETCH_RECORDS)
             for tp, records in fetched.items():
                 store = by_tp[tp]
-                end = ends[tp]
-                changes: dict[bytes, bytes | None] = {}
-                last = -1
-                for record in records:
-                    if record.offset >= end or record.key is None:
-                        continue
-                    changes[record.key] = record.value
-                    last = record.offset
+                changes, last = changes_in(records, ends[tp])
                 if last >= 0:
                     state.local[store].write(changes, last + 1)
                     total += len(changes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -28,6 +29,7 @@ from pipeline.paths import state_dir
 from pipeline.processor import Processor
 from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.log_limit import RateLimitedLog
+from pipeline.resilience.tasks import cancel_and_wait
 from pipeline.runtime import defaults
 from pipeline.runtime.commits import Committer
 from pipeline.runtime.fetch_plan import fetch_plan
@@ -47,6 +49,7 @@ from pipeline.runtime.opening import (
 from pipeline.runtime.options import WorkerOptions
 from pipeline.runtime.partitions import Partitions
 from pipeline.runtime.replay_consumer import ReplayConsumer
+from pipeline.runtime.standbys import Standbys
 from pipeline.runtime.transactions import TransactionalPublisher
 from pipeline.settings import PipelineSettings
 from pipeline.stores.rocks import RocksBounds
@@ -147,6 +150,8 @@ class Runtime:
         self._stop_requested = self.switch.requested
         self._executors: dict[str, Executor] = {}
         self.drain_clean = True
+        self.standbys: Standbys | None = None
+        """Warm copies of other replicas' partitions (Processor.standbys; not in a replay)."""
         self.consumer: Consumer = self.clients.consumer(self._consumer_options())
         self.replay: ReplayConsumer | None = None
         """A bounded run over [start, end) per partition in its own group (pipeline.ops.replay)."""
@@ -182,7 +187,7 @@ class Runtime:
                 self.services,
             ),
             self.room_freed,
-            self._state_parts(),
+            self._state_parts(replay),
         )
         """What its partition workers may use of it, and nothing else (pipeline.runtime.host)."""
         self.partitions = Partitions(
@@ -200,16 +205,24 @@ class Runtime:
         if self._health is not None:
             self._health.runtime = self
 
-    def _state_parts(self) -> StateParts | None:
+    def _state_parts(self, replay: ReplayPlan | None) -> StateParts | None:
         if not self.processor.state_stores:
             return None
-        return StateParts(
+        parts = StateParts(
             self.clients,
             self.group_id,
             (self.options.store_dir or state_dir() / "stores") / self.group_id,
             state_bounds(),
             read_committed=self.processor.exactly_once,
         )
+        if self.processor.standbys and replay is None:
+            self.standbys = Standbys.of(self.processor, parts, self._member_name(), self.metrics)
+            return dataclasses.replace(parts, handoff=self.standbys)
+        return parts
+
+    def _member_name(self) -> str | None:
+        """How the group's description names this replica: needed only to place standbys."""
+        return f"{self.settings.client_id}-{self.replica_id}" if self.processor.standbys else None
 
     async def _group_metadata(self) -> object:
         return await self.consumer.group_metadata()
@@ -233,6 +246,7 @@ class Runtime:
             # the slowest: a scale step costs up to one interval more (at most session / 3).
             heartbeat_interval_ms=self._heartbeat_interval_ms(),
             rebalance_timeout_ms=int(options.drain_deadline_s * 1000) + 10_000,
+            client_id=self._member_name(),
         )
 
     # -- what partition workers, health checks and signals use ------------------------------
@@ -295,6 +309,7 @@ class Runtime:
         committer = asyncio.ensure_future(self.committer.run())
         committer.add_done_callback(self._on_committer_done)
         watch = asyncio.ensure_future(self.membership.run())
+        standbys = asyncio.ensure_future(self.standbys.run()) if self.standbys else None
         log.info(
             "worker %s of group %s consuming %s",
             self.replica_id,
@@ -305,6 +320,8 @@ class Runtime:
             await self._fetch_loop()
         finally:
             watch.cancel()
+            if standbys is not None:
+                await cancel_and_wait(standbys, COMMITTER_STOP_S, "the standbys")
             self.committer.stop()
             await asyncio.wait([committer], timeout=COMMITTER_STOP_S)
             if not committer.done():

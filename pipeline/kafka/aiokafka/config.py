@@ -36,6 +36,7 @@ def client_kwargs(settings: PipelineSettings) -> dict[str, Any]:
 def consumer_kwargs(settings: PipelineSettings, options: ConsumerOptions) -> dict[str, Any]:
     return {
         **client_kwargs(settings),
+        "client_id": options.client_id or settings.client_id,
         "group_id": options.group_id,
         "group_instance_id": options.group_instance_id,
         "enable_auto_commit": False,

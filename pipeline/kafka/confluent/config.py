@@ -96,6 +96,7 @@ def consumer_config(settings: PipelineSettings, options: ConsumerOptions) -> dic
     config = client_config(settings)
     config.update(
         {
+            "client.id": options.client_id or settings.client_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": options.start,

@@ -82,7 +82,7 @@ class MemoryAdmin:
         members = tuple(
             GroupMember(
                 f"memory-{index}-{id(member):x}",
-                "pipeline",
+                member.client_id,
                 "memory",
                 tuple(sorted(member.assignment())),
             )

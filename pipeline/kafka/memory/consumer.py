@@ -24,6 +24,8 @@ class MemoryConsumer:
         self.broker = broker
         self.options = options
         self.subscription: str | None = None
+        self.client_id = options.client_id or "pipeline"
+        """What the group's description names it (a real client's default is the settings')."""
         self._listener: RebalanceListener | None = None
         self._group: Group | None = broker.group(options.group_id) if options.group_id else None
         self._assigned: set[TopicPartition] = set()

@@ -21,6 +21,7 @@ class Member(Protocol):
     """What a group needs of a consumer (pipeline.kafka.memory.consumer)."""
 
     subscription: str | None
+    client_id: str
 
     def set_assignment(self, partitions: set[TopicPartition]) -> None: ...
 

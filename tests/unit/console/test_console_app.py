@@ -144,7 +144,12 @@ def test_a_workers_exposition_is_read_by_name() -> None:
     metrics.gauge("partition_queued_records", lambda: {labels_of(topic="t", partition=3): 5.0})
     metrics.gauge("breaker_state", lambda: {labels_of(dependency="postgres"): 2.0})
     metrics.gauge("ready", lambda: {(): 1.0})
+    restoring = {labels_of(topic="t", partition=3): 0.0, labels_of(topic="t", partition=4): 9.0}
+    metrics.gauge("partition_restore_remaining_records", lambda: restoring)
+    metrics.gauge("standby_partitions", lambda: {(): 2.0})
     reading = read_exposition("http://w/metrics", metrics.render())
+    assert reading.restoring == {("t", 4): 9.0}, "only partitions still restoring"
+    assert reading.standby_partitions == 2
     assert (reading.group, reading.replica, reading.processor) == ("g", "r1", "p")
     assert reading.held_records == 12 and reading.queued == {("t", 3): 5.0}
     assert reading.breakers == {"postgres": "open"} and reading.ready is True
