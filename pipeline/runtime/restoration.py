@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.kafka.port import ConsumerOptions, Record, TopicPartition
+from pipeline.kafka.port import Consumer, ConsumerOptions, Record, TopicPartition
 from pipeline.metric_names import STATE_RESTORED
 from pipeline.metrics import Metrics
 from pipeline.runtime.host import StateParts
@@ -80,6 +80,26 @@ class Restoration:
         self.progressed()
 
 
+async def log_ends(
+    parts: StateParts, consumer: Consumer, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Where the changelogs end, whatever is committed: what a copy may never be past.
+
+    A read_committed consumer's end is the last stable offset, and a dead owner's open
+    transaction holds that back (until the transaction times out) below the transactions
+    its successor committed since; a copy holding those is not ahead of its changelog, and
+    wiping it would lose them.
+    """
+    if not parts.read_committed:
+        return await consumer.end_offsets(tps)
+    reader = parts.clients.consumer(ConsumerOptions())
+    await reader.start()
+    try:
+        return await reader.end_offsets(tps)
+    finally:
+        await reader.stop()
+
+
 def changes_in(
     records: Sequence[Record], end: int | None = None
 ) -> tuple[dict[bytes, bytes | None], int]:
@@ -124,11 +144,12 @@ async def restore(
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         beginnings = await consumer.beginning_offsets(tps)
+        log_end = await log_ends(parts, consumer, tps)
         remaining: dict[TopicPartition, int] = {}
         for tp, store in by_tp.items():
             local = state.local[store]
             position = local.position
-            if position > ends[tp]:
+            if position > log_end[tp]:
                 log.warning(
                     "%s is at changelog offset %d but %s-%d ends at %d (the topic was made "
                     "again?); wiping it and restoring it whole",
@@ -136,7 +157,7 @@ async def restore(
                     position,
                     tp.topic,
                     partition,
-                    ends[tp],
+                    log_end[tp],
                 )
                 local.wipe()
                 position = 0

@@ -37,7 +37,12 @@ from pipeline.metric_names import STANDBY_PARTITIONS, STANDBY_RECORDS
 from pipeline.metrics import Metrics
 from pipeline.processor import Processor
 from pipeline.runtime.host import StateParts
-from pipeline.runtime.restoration import RESTORE_FETCH_BYTES, RESTORE_FETCH_RECORDS, changes_in
+from pipeline.runtime.restoration import (
+    RESTORE_FETCH_BYTES,
+    RESTORE_FETCH_RECORDS,
+    changes_in,
+    log_ends,
+)
 from pipeline.runtime.standby_placement import standby_partitions
 from pipeline.stores.local_store import LocalStore
 from pipeline.stores.partition_state import PartitionState
@@ -217,7 +222,7 @@ class Standbys:
         consumer.assign(wanted)
         if not wanted:
             return
-        ends = await consumer.end_offsets(wanted)
+        ends = await log_ends(self.parts, consumer, wanted)
         beginnings = await consumer.beginning_offsets(wanted)
         following = []
         for tp in wanted:

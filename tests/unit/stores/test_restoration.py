@@ -89,6 +89,29 @@ async def test_an_exactly_once_restore_leaves_aborted_changes_out(tmp_path: Path
     assert loose == {"a": 99, "b": 3, "c": 99}
 
 
+async def test_a_copy_past_a_dead_owners_open_transaction_is_kept(tmp_path: Path) -> None:
+    """A dead owner's open transaction holds the last stable offset back until it times out;
+    its successor's copy, past it with what it committed since, is not ahead of its changelog."""
+    broker = MemoryBroker()
+    broker.create_topic(CHANGELOG, 1, {"cleanup.policy": "compact"})
+    dead = MemoryClients(broker).producer(ProducerOptions(transactional_id="dead"))
+    await dead.start()
+    await dead.begin_transaction()
+    batch = dead.create_batch()
+    batch.append(b"a", msgpack.packb(99), None, [])
+    await (await dead.send_batch(batch, CHANGELOG, 0))  # and then SIGKILL: never ended
+    await write(broker, {b"b": 2}, commit=True)  # the successor's batch
+    # The successor's copy, written once its transaction committed.
+    state_parts = parts(broker, tmp_path, read_committed=True)
+    state = open_state(state_parts, (TOTALS,), 0)
+    assert state is not None
+    state.local["totals"].write(
+        {b"b": msgpack.packb(2)}, broker.partition_log((CHANGELOG, 0)).high_watermark
+    )
+    state.close()
+    assert await restored(broker, tmp_path, read_committed=True) == {"b": 2}
+
+
 async def test_a_copy_behind_a_moved_log_start_reads_from_the_log_start(tmp_path: Path) -> None:
     broker = MemoryBroker()
     broker.create_topic(CHANGELOG, 1, {"cleanup.policy": "compact"})
