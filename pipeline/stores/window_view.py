@@ -24,7 +24,10 @@ from pipeline.stores.windows import LateEventError, Window, WindowResult
 STREAM_TIME_KEY = b"t"
 _WINDOW = b"w"
 _SESSION = b"s"
+_EVENTS = b"e"
+_EXPIRY = b"x"
 _TIMES = struct.Struct(">QQ")
+_TIME = struct.Struct(">Q")
 _LENGTH = struct.Struct(">I")
 
 
@@ -43,6 +46,10 @@ def _window_key(end: int, start: int, key: bytes) -> bytes:
 
 def _session_prefix(key: bytes) -> bytes:
     return _SESSION + _LENGTH.pack(len(key)) + key
+
+
+def _events_prefix(key: bytes) -> bytes:
+    return _EVENTS + _LENGTH.pack(len(key)) + key
 
 
 class WindowView:
@@ -107,6 +114,8 @@ class WindowView:
         raw_key = encode_key(key)
         if window.kind == "session":
             updated = self._add_to_session(raw_key, value, at_ms, stream)
+        elif window.kind == "sliding":
+            updated = self._add_to_sliding(raw_key, value, at_ms, stream)
         else:
             updated = self._add_to_fixed(raw_key, value, at_ms, stream)
         closed = self._close(stream)
@@ -171,6 +180,49 @@ class WindowView:
         self._set(prefix + struct.pack(">Q", start), last)
         return [WindowResult(_text(key), start, last + gap, aggregate.result(merged), False)]
 
+    def _add_to_sliding(
+        self, key: bytes, value: Any, at_ms: int, stream: int
+    ) -> list[WindowResult] | None:
+        """The event's values are kept (by key and time, and in an expiry index by time) for
+        as long as a window may still need them; its own window is marked by its end."""
+        window = self.window
+        if at_ms + 1 + window.grace_ms <= stream:
+            return None  # its own window closed already
+        prefix = _events_prefix(key)
+        event_key = prefix + _TIME.pack(at_ms)
+        self._set(event_key, [*(self._get(event_key) or []), value])
+        self._set(_EXPIRY + _TIME.pack(at_ms) + key, 0)
+        self._set(_window_key(at_ms + 1, max(at_ms - window.size_ms, 0), key), 0)
+        if window.emit != "update":
+            return []
+        # Its own window, and those of the key's later events it falls in.
+        later = self._scan(event_key, prefix + _TIME.pack(at_ms + window.size_ms + 1))
+        return [self._sliding(key, _TIME.unpack(k[len(prefix) :])[0], False) for k, _ in later]
+
+    def _sliding(self, key: bytes, at_ms: int, final: bool) -> WindowResult:
+        """The window of `key`'s event at `at_ms`: its events in [at_ms - size, at_ms], folded
+        in event-time order."""
+        aggregate = self.window.aggregate
+        start = max(at_ms - self.window.size_ms, 0)
+        prefix = _events_prefix(key)
+        state = aggregate.initial()
+        for _, values in self._scan(prefix + _TIME.pack(start), prefix + _TIME.pack(at_ms + 1)):
+            for value in values:
+                state = aggregate.add(state, value)
+        return WindowResult(_text(key), start, at_ms + 1, aggregate.result(state), final)
+
+    def _expire_events(self, earliest_end: int) -> None:
+        """Events no open or future window can hold: a window still open, or the window of
+        an event not late, ends at `earliest_end` or later, so holds events from
+        `earliest_end - 1 - size` on."""
+        oldest_needed = earliest_end - 1 - self.window.size_ms
+        if oldest_needed <= 0:
+            return
+        for expiry_key, _ in self._scan(_EXPIRY, _EXPIRY + _TIME.pack(oldest_needed)):
+            at = expiry_key[1:9]
+            self._delete(_events_prefix(expiry_key[9:]) + at)
+            self._delete(expiry_key)
+
     def _close(self, stream: int) -> list[WindowResult]:
         """Every window whose end plus the grace stream time has reached: deleted, returned."""
         hints = self._state.hints
@@ -180,13 +232,20 @@ class WindowView:
         closed = []
         stop = _WINDOW + _TIMES.pack(max(bound, 0) + 1, 0)
         aggregate = self.window.aggregate
+        sliding = self.window.kind == "sliding"
         for entry_key, stored in self._scan(_WINDOW, stop):
             end, start = _TIMES.unpack(entry_key[1:17])
             key = entry_key[17:]
             self._delete(entry_key)
             if self.window.kind == "session":
                 self._delete(_session_prefix(key) + struct.pack(">Q", start))
-            closed.append(WindowResult(_text(key), start, end, aggregate.result(stored[0]), True))
+            if sliding:
+                closed.append(self._sliding(key, end - 1, True))
+            else:
+                value = aggregate.result(stored[0])
+                closed.append(WindowResult(_text(key), start, end, value, True))
+        if sliding:
+            self._expire_events(max(bound, 0) + 1)
         hints[self._name] = max(bound, 0) + 1
         return closed
 

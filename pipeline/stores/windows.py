@@ -173,8 +173,10 @@ class LateEventError(PipelineError):
 class Window:
     """A windowed aggregation a processor keeps: `ctx.window(W).add(key, value, at=...)`.
 
-    `kind`: `tumbling` (size), `hopping` (size, every `hop_s`), or `session`
-    (closed after `gap_s` without an event of its key). `emit`: `close`
+    `kind`: `tumbling` (size), `hopping` (size, every `hop_s`), `sliding`
+    (for each event at t, its key's events in [t - size, t]: a window per
+    event, reported as [t - size, t + 1)), or `session` (closed after `gap_s`
+    without an event of its key). `emit`: `close`
     returns each window once, when it closes; `update` returns the windows a
     record changed, each time. `late`: `drop` (counted in
     pipeline_window_late_records_total) or `dlq` (dead-lettered as
@@ -182,7 +184,7 @@ class Window:
     """
 
     name: str
-    kind: Literal["tumbling", "hopping", "session"]
+    kind: Literal["tumbling", "hopping", "sliding", "session"]
     aggregate: Aggregate[Any, Any]
     size_s: float = 0.0
     hop_s: float | None = None
@@ -210,7 +212,7 @@ class Window:
             raise ConfigError(f"{where}: size_s must be positive")
         if self.kind == "hopping" and (self.hop_s is None or not 0 < self.hop_s <= self.size_s):
             raise ConfigError(f"{where}: a hopping window needs 0 < hop_s <= size_s")
-        if self.kind == "tumbling" and self.hop_s is not None:
+        if self.kind in ("tumbling", "sliding") and self.hop_s is not None:
             raise ConfigError(f"{where}: hop_s is for hopping windows (kind='hopping')")
 
     @classmethod
@@ -224,6 +226,11 @@ class Window:
         cls, name: str, size_s: float, hop_s: float, aggregate: Aggregate[Any, Any], **kw: Any
     ) -> Window:
         return cls(name, "hopping", aggregate, size_s=size_s, hop_s=hop_s, **kw)
+
+    @classmethod
+    def sliding(cls, name: str, size_s: float, aggregate: Aggregate[Any, Any], **kw: Any) -> Window:
+        """A window per event: its key's events at most `size_s` before it, and itself."""
+        return cls(name, "sliding", aggregate, size_s=size_s, **kw)
 
     @classmethod
     def session(cls, name: str, gap_s: float, aggregate: Aggregate[Any, Any], **kw: Any) -> Window:

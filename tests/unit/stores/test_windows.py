@@ -60,6 +60,8 @@ class Driver:
     batch: int = 4
     results: list[list[WindowResult]] = field(default_factory=list)
     late: list[str] = field(default_factory=list)
+    left: list[bytes] = field(default_factory=list)
+    """The store's keys once the events ran: what it still keeps."""
 
     def run(self, events: list[Event]) -> list[list[WindowResult]]:
         state = PartitionState((self.window.store,), "g", self.directory, 0, UNBOUNDED)
@@ -81,6 +83,7 @@ class Driver:
                         in_flight.append(ended)
                     if len(in_flight) > 2:  # two stay in flight, read from memory
                         offset = _acknowledge(state, in_flight.popleft(), offset)
+            self.left = [k for k, _ in state.scan(self.window.name, b"", b"\xff", {})]
             return self.results
         finally:
             state.close()
@@ -220,6 +223,62 @@ def test_sessions_merge_close_and_drop_late_events_as_the_reference(
     closed, late = reference_sessions(window, events)
     assert emitted(results) == closed
     assert len(driver.late) == late
+
+
+def reference_sliding(
+    window: Window, events: list[Event]
+) -> tuple[dict[tuple[str, int, int], int], dict[tuple[str, int, int], int], int]:
+    """(windows closed by the end, windows still open; each (key, start, end) → sum), late.
+
+    Each event not late has a window: its key's events in [t - size, t]. It is
+    late once its own window closed (t + 1 + grace <= stream time); an event
+    in a closed window's range would be late too, so a window's sum is final
+    when it closes.
+    """
+    size, grace = window.size_ms, window.grace_ms
+    accepted: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    stream, late = -1, 0
+    for key, value, at in events:
+        stream = max(stream, at)
+        if at + 1 + grace <= stream:
+            late += 1
+        else:
+            accepted[key].append((at, value))
+    closed, still_open = {}, {}
+    for key, taken in accepted.items():
+        for t in {at for at, _ in taken}:
+            window_sum = sum(v for at, v in taken if t - size <= at <= t)
+            found = closed if t + 1 + grace <= stream else still_open
+            found[(key, max(t - size, 0), t + 1)] = window_sum
+    return closed, still_open, late
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=EVENTS, grace=st.sampled_from([0, 1_000]), emit=st.sampled_from(["close", "update"]))
+@example(events=[("a", 1, 1000), ("a", 2, 3000), ("a", 4, 2000)], grace=1_000, emit="close")
+@example(events=[("a", 1, 0), ("a", 2, 2000), ("a", 4, 4001)], grace=0, emit="close")
+def test_sliding_windows_hold_each_events_last_size_and_close_as_the_reference(
+    events: list[Event], grace: int, emit: str
+) -> None:
+    window = Window.sliding("w", 2.0, Sum(), grace_s=grace / 1000, emit=emit)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as directory:
+        driver = Driver(window, Path(directory))
+        results = driver.run(events)
+    closed, still_open, late = reference_sliding(window, events)
+    assert len(driver.late) == late
+    if emit == "close":
+        assert emitted(results) == closed
+    else:
+        last = {(r.key, r.start_ms, r.end_ms): r.value for batch in results for r in batch}
+        assert last == {**closed, **still_open}
+    # Kept no longer than a window may need them: an event long after closes and expires all.
+    with tempfile.TemporaryDirectory() as directory:
+        driver = Driver(window, Path(directory), batch=1)
+        driver.run([*events, ("z", 1, 10**6)])
+    kept_for_z = [k for k in driver.left if k.endswith(b"z") or k.startswith(b"e\0\0\0\1z")]
+    assert sorted(driver.left) == sorted([b"t", *kept_for_z]), (
+        "an expired event or closed window was kept"
+    )
 
 
 @given(at=st.integers(0, 10**12), size=st.integers(1, 100), hop=st.integers(1, 100))
