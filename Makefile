@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup kafka postgres browser db test test-confluent unit integration lint check-rules demo bench docs clean
+.PHONY: setup kafka postgres browser db test state-full-size test-confluent unit integration lint check-rules demo bench docs clean
 
 setup: $(STAMP)
 
@@ -58,6 +58,13 @@ test: setup kafka db browser
 	POSTGRES_URL=$$($(BIN)/pipeline db url) $(BIN)/python -m pytest --durations=10
 	PIPELINE_CLIENT=confluent POSTGRES_URL=$$($(BIN)/pipeline db url) \
 		$(BIN)/python -m pytest --durations=5 -m 'both_clients and not long' $(CONFLUENT_TESTS)
+
+# The state process tests at the size issue 44 names (100,000 events), on both clients:
+# a command, not part of `make test` (about 10 minutes).
+state-full-size: setup kafka
+	STATE_TEST_EVENTS=100000 $(BIN)/python -m pytest -s tests/integration/test_state.py
+	STATE_TEST_EVENTS=100000 PIPELINE_CLIENT=confluent $(BIN)/python -m pytest -s \
+		tests/integration/test_state.py -m both_clients
 
 test-confluent: setup kafka db
 	PIPELINE_CLIENT=confluent POSTGRES_URL=$$($(BIN)/pipeline db url) \

@@ -10,6 +10,7 @@ scenario run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -17,10 +18,13 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.catalogue import TopicSpec
 from pipeline.processor import Context, Processor
+from pipeline.stores.store_spec import Store
 from pipeline.stores.table import Table
 
 PROCESSOR = "chaos_check"
 EXACTLY_ONCE_PROCESSOR = "chaos_check_eos"
+STATEFUL_PROCESSOR = "chaos_count"
+STATEFUL_EXACTLY_ONCE_PROCESSOR = "chaos_count_eos"
 PARTITIONS = 6
 
 
@@ -54,6 +58,9 @@ class Checked(BaseModel):
     probe: str = ""
     table_version: int = -1
     """The probed key's version in this replica's table; -1 when it has none."""
+    count: int = -1
+    """The stateful checkers: the key's events counted so far, this one included (a store
+    with a changelog and a standby); -1 from the stateless ones."""
 
 
 INPUT = TopicSpec(
@@ -84,6 +91,7 @@ TABLE_TOPIC = TopicSpec(
     dlq=False,
 )
 TABLE = Table("chaos_table", TABLE_TOPIC)
+SEEN: Store[int] = Store("seen")
 TOPICS: list[TopicSpec[BaseModel]] = [INPUT, INPUT.dlq_spec(), OUTPUT, TABLE_TOPIC]
 
 
@@ -108,6 +116,12 @@ async def check(event: Sequenced, ctx: Context) -> Checked:
     )
 
 
+async def check_and_count(event: Sequenced, ctx: Context) -> Checked:
+    checked = await check(event, ctx)
+    checked.count = ctx.store(SEEN).increment(event.key, 1)
+    return checked
+
+
 def _claim(path: str) -> bool:
     try:
         os.rename(path, path + ".claimed")  # atomic: one handler in any process wins
@@ -115,6 +129,18 @@ def _claim(path: str) -> bool:
         return False
     return True
 
+
+# State is per partition and one lane writes it (lanes=1): what a stateful job runs.
+COUNTING = Processor(
+    STATEFUL_PROCESSOR,
+    INPUT,
+    check_and_count,
+    outputs=(OUTPUT,),
+    queue_records=2000,
+    tables=(TABLE,),
+    stores=(SEEN,),
+    standbys=1,
+)
 
 PROCESSORS = {
     PROCESSOR: Processor(
@@ -129,5 +155,9 @@ PROCESSORS = {
         queue_records=2000,
         tables=(TABLE,),
         exactly_once=True,
+    ),
+    STATEFUL_PROCESSOR: COUNTING,
+    STATEFUL_EXACTLY_ONCE_PROCESSOR: dataclasses.replace(
+        COUNTING, name=STATEFUL_EXACTLY_ONCE_PROCESSOR, exactly_once=True
     ),
 }

@@ -39,6 +39,7 @@ async def read_run(
                 checked.source_offset,
                 record.timestamp,
                 checked.replica,
+                checked.count,
             )
         )
     dead_letters = [

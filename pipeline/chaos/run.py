@@ -24,6 +24,8 @@ from pipeline.chaos.checking import (
     INPUT,
     OUTPUT,
     PROCESSOR,
+    STATEFUL_EXACTLY_ONCE_PROCESSOR,
+    STATEFUL_PROCESSOR,
     TABLE_TOPIC,
     TOPICS,
 )
@@ -64,10 +66,15 @@ class RunOptions:
     client: str = "aiokafka"
     exactly_once: bool = False
     """Run the checking processor with Kafka transactions; outputs are read committed."""
+    stateful: bool = False
+    """Run the checker that also counts each key's events in a store (lanes=1, a standby):
+    the verdict then checks no count was lost (or, exactly-once, repeated)."""
     log_dir: Path = Path("chaos-logs")
 
     @property
     def processor(self) -> str:
+        if self.stateful:
+            return STATEFUL_EXACTLY_ONCE_PROCESSOR if self.exactly_once else STATEFUL_PROCESSOR
         return EXACTLY_ONCE_PROCESSOR if self.exactly_once else PROCESSOR
 
 
@@ -93,6 +100,11 @@ class ScenarioResult:
             "dead_letters": v.dead_letters,
             "max_gap_s": round(v.max_gap_s, 2),
             "recovery_s": round(v.recovery_s, 2),
+            **(
+                {"counts_behind": v.counts_behind, "counts_ahead": v.counts_ahead}
+                if v.counted
+                else {}
+            ),
             "recovered": v.recovered,
             "replica_exits": len(self.replica_exits),
             "commit_regressions": len(self.commit_regressions),
@@ -161,6 +173,9 @@ class ChaosRun:
             self.log_dir / f"{replica_id}.log",
             "--drain-deadline",
             "20",
+            # Its own disk, kept across its restarts (a stateful checker restores the tail).
+            "--store-dir",
+            str(self.log_dir / replica_id / "stores"),
         )
         self._forget_replica(replica_id)
         self._recorded[replica_id] = self.ledger.record(

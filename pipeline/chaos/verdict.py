@@ -39,6 +39,8 @@ class OutputRecord(NamedTuple):
     source_offset: int
     timestamp_ms: int
     replica: str
+    key_count: int = -1
+    """A stateful checker's count for the key after this input; -1: not counted."""
 
 
 @dataclass
@@ -56,6 +58,16 @@ class Verdict:
     then the time the load still ran)."""
     lost_examples: list[str] = field(default_factory=list)
     order_examples: list[str] = field(default_factory=list)
+    counted: bool = False
+    """The outputs carry a stateful checker's counts, judged below."""
+    counts_behind: int = 0
+    """Outputs whose count is below the input's place among its key's inputs: a state change
+    lost (every promise forbids it)."""
+    counts_ahead: int = 0
+    """Inputs counted twice: per key, the most an output's count is above its input's place
+    (at-least-once allows it after a crash, each with its output repeated; exactly-once
+    does not)."""
+    count_examples: list[str] = field(default_factory=list)
 
 
 def judge(
@@ -81,6 +93,7 @@ def judge(
     violations, examples = _order_violations(outputs)
     timestamps = sorted(o.timestamp_ms / 1000 for o in outputs)
     recovery, recovered = _recovery(timestamps, faults_at, load_window, baseline_until)
+    behind, ahead, count_examples = _counts(inputs, outputs, kept)
     return Verdict(
         events_in=len(inputs),
         outputs=len(outputs),
@@ -93,7 +106,45 @@ def judge(
         recovered=recovered,
         lost_examples=[f"{i.key} at {i.partition}@{i.offset}" for i in missing[:5]],
         order_examples=examples,
+        counted=any(o.key_count >= 0 for o in outputs),
+        counts_behind=behind,
+        counts_ahead=ahead,
+        count_examples=count_examples,
     )
+
+
+def _counts(
+    inputs: Sequence[InputRecord],
+    outputs: Sequence[OutputRecord],
+    dead_letters: Collection[tuple[int, int]],
+) -> tuple[int, int, list[str]]:
+    """Each counted output against its input's place among its key's inputs (1 for the first;
+    dead letters leave no count, so they take no place)."""
+    place: dict[tuple[int, int], int] = {}
+    seen: Counter[str] = Counter()
+    for i in sorted(inputs, key=lambda i: (i.partition, i.offset)):
+        if (i.partition, i.offset) not in dead_letters:
+            seen[i.key] += 1
+            place[(i.partition, i.offset)] = seen[i.key]
+    behind = 0
+    excess: dict[str, int] = {}
+    examples: list[str] = []
+    for output in outputs:
+        wanted = place.get((output.source_partition, output.source_offset))
+        if output.key_count < 0 or wanted is None:
+            continue
+        if output.key_count < wanted:
+            behind += 1
+            if len(examples) < 5:
+                examples.append(
+                    f"{output.key}: input {output.source_partition}@{output.source_offset} is "
+                    f"its key's event {wanted} but was counted as {output.key_count}"
+                )
+        excess[output.key] = max(excess.get(output.key, 0), output.key_count - wanted)
+    # An input counted twice raises every later count of its key by one: the largest excess
+    # of a key is how many of its inputs were counted twice.
+    ahead = sum(excess.values())
+    return behind, ahead, examples
 
 
 def _order_violations(outputs: Sequence[OutputRecord]) -> tuple[int, list[str]]:

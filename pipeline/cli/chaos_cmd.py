@@ -129,6 +129,13 @@ def run(
         help="The checking processor with transactions; outputs read committed (duplicates "
         "should be 0; fencing a frozen replica needs --client confluent).",
     ),
+    stateful: bool = typer.Option(
+        False,
+        "--stateful",
+        help="The checker that also counts each key's events in a store with a changelog and "
+        "a standby (lanes=1): the verdict checks no count was lost (with --exactly-once, none "
+        "repeated either).",
+    ),
     own_cluster: bool = typer.Option(
         False,
         "--own-cluster",
@@ -139,11 +146,13 @@ def run(
         Path("chaos-logs"), help="Where each replica's log goes (one folder per scenario)."
     ),
 ) -> None:
-    """Run scenarios; exit 1 if any lost or reordered an event.
+    """Run scenarios; exit 1 if any lost or reordered an event (or, --stateful, a count).
 
     Example: pipeline chaos run --scenario frozen-replica --scenario blocked-loop
 
     Example: pipeline chaos run --all --json > chaos.txt
+
+    Example: pipeline chaos run --scenario kill9 --stateful --exactly-once --client confluent
     """
     names = list(SCENARIOS) if run_all else list(scenario or [])
     if not names:
@@ -163,6 +172,7 @@ def run(
         bounces=bounces,
         client=client,
         exactly_once=exactly_once,
+        stateful=stateful,
         log_dir=log_dir,
     )
     results: list[ScenarioResult] = []
@@ -184,7 +194,9 @@ def run(
     if as_json:
         # print, not rich: one line however long.
         print(json.dumps({"scenarios": {r.name: r.figures() for r in results}}))
-    if any(r.verdict.lost or r.verdict.order_violations for r in results):
+    if any(
+        r.verdict.lost or r.verdict.order_violations or r.verdict.counts_behind for r in results
+    ):
         raise typer.Exit(1)
 
 
@@ -192,7 +204,14 @@ def render(results: list[ScenarioResult]) -> Table:
     table = Table(title="chaos")
     for title, _ in COLUMNS:
         table.add_column(title, justify="left" if title == "scenario" else "right")
+    counted = any(result.verdict.counted for result in results)
+    if counted:
+        table.add_column("counts behind", justify="right")
+        table.add_column("counts ahead", justify="right")
     for result in results:
         figures = {"name": result.name, **result.figures()}
-        table.add_row(*(str(figures[key]) for _, key in COLUMNS))
+        row = [str(figures[key]) for _, key in COLUMNS]
+        if counted:
+            row += [str(figures.get("counts_behind", "–")), str(figures.get("counts_ahead", "–"))]
+        table.add_row(*row)
     return table

@@ -200,6 +200,7 @@ PROCESSORS = {
         queue_records=5000,
         batch_records=500,
         exactly_once=True,
+        standbys=1,
     ),
     "passthrough": Processor(
         "passthrough", SOURCE, passthrough, outputs=(OUTPUT,), lanes=4, queue_records=5000

@@ -88,3 +88,36 @@ def test_order_violations_are_zero_exactly_when_each_keys_outputs_keep_input_ord
     )
     assert (verdict.order_violations == 0) == in_order
     assert verdict.lost == 0 and verdict.duplicates == 0
+
+
+def counted(source: InputRecord, position: int, key_count: int) -> OutputRecord:
+    return output(source, position, START + position / 100)._replace(key_count=key_count)
+
+
+def test_a_stateful_checkers_counts_are_judged_against_each_inputs_place() -> None:
+    records = inputs(9)  # k0, k1, k2 three times each: places 1, 1, 1, 2, 2, 2, 3, 3, 3
+    places = [1 + offset // 3 for offset in range(9)]
+    exact = [counted(r, i, places[i]) for i, r in enumerate(records)]
+    verdict = judge(records, exact, [], [], (START, START + 1))
+    assert verdict.counted and (verdict.counts_behind, verdict.counts_ahead) == (0, 0)
+    # A crash redid k1's second event after its change was kept: counted twice, allowed;
+    # its key's later counts are one up, and it is still one input counted twice.
+    redone = [*exact[:7], counted(records[4], 9, 3), counted(records[7], 10, 4)]
+    assert judge(records, redone, [], [], (START, START + 1)).counts_ahead == 1
+    # A lost change: k2's third event counted as its second.
+    lost = [*exact[:8], counted(records[8], 8, 2)]
+    verdict = judge(records, lost, [], [], (START, START + 1))
+    assert verdict.counts_behind == 1
+    assert verdict.count_examples == ["k2: input 0@8 is its key's event 3 but was counted as 2"]
+    # A dead letter leaves no count: the key's next event takes its place.
+    shifted = [
+        *exact[:3],
+        *[counted(r, i, places[i] - 1) for i, r in enumerate(records) if i in (3, 6)],
+    ]
+    verdict = judge(records, shifted, [(0, 0)], [], (START, START + 1))
+    assert verdict.counts_behind == 0, verdict.count_examples
+
+
+def test_outputs_of_a_stateless_checker_are_not_counted() -> None:
+    records = inputs(10)
+    assert not judge(records, steady(records), [], [], (START, START + 1)).counted
