@@ -60,13 +60,16 @@ PYTHON = sys.executable
 RESTORED = Store("counts")
 
 
-async def fill_changelog(settings: PipelineSettings, topic: str, keys: int) -> None:
-    """`keys` distinct keys on partition 0, each with a count, as a store's changelog holds."""
+async def fill_changelog(
+    settings: PipelineSettings, topic: str, keys: int, partition: int | None = 0
+) -> None:
+    """`keys` distinct keys, each with a count, as a store's changelog holds them: all on
+    `partition`, or (None) each on its key's partition."""
     async with EventProducer(settings) as producer:
         pending = []
         for start in range(0, keys, 20_000):
             records = [
-                EncodedEvent(f"customer-{n:07d}".encode(), msgpack.packb(n), [], "", 0)
+                EncodedEvent(f"customer-{n:07d}".encode(), msgpack.packb(n), [], "", partition)
                 for n in range(start, min(keys, start + 20_000))
             ]
             pending.append(await producer.submit_encoded(topic, records))
