@@ -12,7 +12,16 @@ puts them back in.
 
 Prints the figures and, last, {"rate": R, "p50_ms": X, "p99_ms": Y}.
 
+--breakdown: also where the time goes inside the worker, from its own
+`pipeline_record_stage_seconds` histograms (pipeline.runtime.stage_times,
+one record in 16) over the measured seconds: p50 and p99 of each stage
+(fetched, queued, handled, acknowledged, committed) and of their sum,
+read from the histogram's buckets (so to a bucket's resolution: 0.5, 1,
+2.5, 5, 10, 25, 50 ms ...). The end-to-end figure above stops at the
+output's append; the worker's own stops at the commit.
+
 Run: .venv/bin/python bench/latency.py [--seconds 20] [--warmup 5] [--client confluent]
+         [--breakdown]
 (starts a private broker unless KAFKA_BOOTSTRAP is set)
 """
 
@@ -27,8 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,12 +51,14 @@ from bench.peers.launch import ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db
 from pipeline.catalogue import TopicSpec
 from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.dev.processes import free_ports
 from pipeline.kafka.connect import connect
 from pipeline.ops.topics import TopicsOnCluster, ensure_topics
 from pipeline.publishing.producer import EventProducer
 from pipeline.reading.offsets import end_offsets
 from pipeline.reading.reader import read_all
 from pipeline.resilience.ratelimit import TokenBucket
+from pipeline.runtime.stage_times import END_TO_END, STAGES
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import decode_value
 from producers.loadgen import OrderGenerator
@@ -74,9 +89,61 @@ async def log_append_time(settings: PipelineSettings, spec: TopicSpec) -> None:
         )
 
 
+def stage_histograms(port: int) -> dict[str, dict[float, float]]:
+    """stage → {bucket upper bound: cumulative count} from the worker's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    found: dict[str, dict[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "pipeline_record_stage_seconds_bucket":
+                bound = float(sample.labels["le"])
+                found.setdefault(sample.labels["stage"], {})[bound] = sample.value
+    return found
+
+
+def quantile(buckets: dict[float, float], q: float) -> float | None:
+    """The q-quantile of a histogram's cumulative buckets, interpolated within its bucket."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0
+    if not total:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            share = (rank - below) / (count - below) if count > below else 0.0
+            return lower + (bound - lower) * share
+        lower, below = bound, count
+    return lower
+
+
+def breakdown(
+    before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
+) -> dict[str, dict[str, float | None]]:
+    """p50 and p99 (ms) per stage over what the worker timed between two scrapes."""
+    figures: dict[str, dict[str, float | None]] = {}
+    for stage, buckets in after.items():
+        delta = {b: n - before.get(stage, {}).get(b, 0.0) for b, n in buckets.items()}
+        figures[stage] = {
+            f"p{round(q * 100)}_ms": None if (v := quantile(delta, q)) is None else v * 1000
+            for q in (0.5, 0.99)
+        }
+        figures[stage]["timed"] = max(delta.values(), default=0.0)
+    return figures
+
+
 async def measure(
-    bootstrap: str, seconds: float, warmup_s: float, folder: Path, client: str = "aiokafka"
-) -> dict[str, float]:
+    bootstrap: str,
+    seconds: float,
+    warmup_s: float,
+    folder: Path,
+    client: str = "aiokafka",
+    health_port: int | None = None,
+) -> dict[str, Any]:
     settings = PipelineSettings(bootstrap_servers=bootstrap)
     run = uuid.uuid4().hex[:8]
     source = ORDERS.with_name(f"latency.{run}.in")
@@ -87,8 +154,9 @@ async def measure(
     db_path = folder / "customers"
     build_customer_db(db_path)
     env = job_env(db_path, source.name, output.name, f"latency-{run}")
+    ports = ("--health-port", str(health_port)) if health_port else ()
     worker = subprocess.Popen(  # noqa: ASYNC220 - starts at once
-        worker_command(bootstrap, "--client", client),
+        worker_command(bootstrap, "--client", client, *ports),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -123,8 +191,11 @@ async def measure(
             ]
             bucket = TokenBucket(rate, burst=chunk)
             sent = 0
+            stages_before: dict[str, dict[float, float]] | None = None
             for index, orders in enumerate(pending):
                 await bucket.acquire(chunk)
+                if index == warmup_chunks and health_port:
+                    stages_before = stage_histograms(health_port)
                 if index >= warmup_chunks:
                     now_ms = time.time_ns() // 1_000_000
                     for order in orders:
@@ -132,6 +203,10 @@ async def measure(
                 await producer.publish_many(source, orders)
                 sent += chunk
         await wait_for(settings, output.name, 100 + BURST + sent, 120)
+        stages = None
+        if health_port and stages_before is not None:
+            await asyncio.sleep(1.5)  # the last commits (every second) of what was measured
+            stages = breakdown(stages_before, stage_histograms(health_port))
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
@@ -149,6 +224,7 @@ async def measure(
         "events": len(latencies),
         "p50_ms": latencies[len(latencies) // 2],
         "p99_ms": latencies[int(len(latencies) * 0.99)],
+        "stages": stages,
     }
 
 
@@ -163,23 +239,38 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=float, default=5, help="seconds at the same rate, not measured"
     )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="p50/p99 per stage inside the worker"
+    )
     args = parser.parse_args()
+    health_port = free_ports(1)[0] if args.breakdown else None
     with (
         ephemeral_kafka(progress=lambda m: print(f"[kafka] {m}", file=sys.stderr)) as bootstrap,
         tempfile.TemporaryDirectory(prefix="latency-") as folder,
     ):
         figures = asyncio.run(
-            measure(bootstrap, args.seconds, args.warmup, Path(folder), args.client)
+            measure(bootstrap, args.seconds, args.warmup, Path(folder), args.client, health_port)
         )
     print(
         f"{figures['events']:,} orders at {figures['rate']:,}/s "
         f"(half of {figures['max_rate']:,}/s): "
         f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms"
     )
+    stages = figures["stages"]
+    if stages:
+        print("inside the worker (one record in 16, to a bucket's resolution):")
+        for stage in (*STAGES, END_TO_END):
+            found = stages.get(stage, {})
+            p50, p99 = found.get("p50_ms"), found.get("p99_ms")
+            print(
+                f"  {stage:13s} p50 {'-' if p50 is None else f'{p50:7.2f}'} ms   "
+                f"p99 {'-' if p99 is None else f'{p99:7.2f}'} ms"
+            )
     print(
         json.dumps(
             {
                 **{k: figures[k] for k in ("rate", "p50_ms", "p99_ms")},
+                **({"stages": stages} if stages else {}),
                 "clients": versions_of_every_contestant(),
             }
         )

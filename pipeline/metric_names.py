@@ -32,6 +32,7 @@ MetricName = Literal[
     "dependency_failures",
     "sink_items",
     "batch_seconds",
+    "record_stage_seconds",
     "replay_outside_range",
     "partition_queued_records",
     "partition_lag_records",
@@ -117,6 +118,7 @@ GROUP_OLDEST_UNCONSUMED_AGE_SECONDS: Final = "group_oldest_unconsumed_age_second
 SUPERVISOR_REPLICAS: Final = "supervisor_replicas"
 DESIRED_REPLICAS: Final = "desired_replicas"
 BATCH_SECONDS: Final = "batch_seconds"
+RECORD_STAGE_SECONDS: Final = "record_stage_seconds"
 
 MetricKind = Literal["counter", "gauge", "histogram"]
 
@@ -174,6 +176,12 @@ CATALOGUE: Final[dict[MetricName, tuple[MetricKind, str, str]]] = {
         "histogram",
         "topic",
         "Time to run a batch through its handler, from the first record to the last.",
+    ),
+    "record_stage_seconds": (
+        "histogram",
+        "stage",
+        "A sampled record's time in each stage (fetched, queued, handled, acknowledged, "
+        "committed) and end_to_end, their sum.",
     ),
     "replay_outside_range": ("counter", "", "Records a replay fetched outside its range."),
     "partition_queued_records": ("gauge", "topic, partition", "Records in a bulkhead."),

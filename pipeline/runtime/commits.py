@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pipeline.kafka.port import Consumer, KafkaClientError, TopicPartition, metadata_of
 from pipeline.metric_names import COMMITS
@@ -34,6 +34,8 @@ class PartitionOffsets:
         self.hands: Hands | None = None
         """What this partition's commits say may be in a handler (pipeline.runtime.quarantine):
         this owner's last mark, or the dead owner's while its records are gone over again."""
+        self.on_committed: Callable[[int], None] = lambda offset: None
+        """Told each offset committed (pipeline.runtime.stage_times times the commit)."""
 
     def started(self, first: int, last: int, count: int) -> PendingBatch:
         return self._tracker.started(first, last, count)
@@ -110,6 +112,7 @@ class PartitionOffsets:
 
     def mark_committed(self, offset: int) -> None:
         self._tracker.mark_committed(offset)
+        self.on_committed(offset)
 
 
 class Committer:

@@ -33,6 +33,7 @@ from pipeline.runtime.offset_tracker import PendingBatch
 from pipeline.runtime.quarantine import CLAIM_AHEAD, Hands, Suspicion, quarantined
 from pipeline.runtime.record_queue import RecordQueue
 from pipeline.runtime.restoration import Restoration, open_state
+from pipeline.runtime.stage_times import StageClock, metrics_observer
 from pipeline.stores.partition_state import BatchChanges
 from pipeline.telemetry import tracing
 from pipeline.telemetry.logs import bind_fields
@@ -52,6 +53,8 @@ class PartitionWorker:
         self.processor = parts.handling.processor
         self.offsets = offsets
         """What this worker took and finished, and what is committed (pipeline.runtime.commits)."""
+        self.stages = StageClock(metrics_observer(parts.handling.metrics))
+        offsets.on_committed = self.stages.committed
         self.queue: RecordQueue[Record] = RecordQueue()
         self.intake = Intake(tp)
         self._record_bytes = 0.0
@@ -74,8 +77,7 @@ class PartitionWorker:
         )
         self._topic_label = {"topic": tp.topic}
         self.cleared = asyncio.Event()
-        """Set once the assignment has read the partition's commit and its in-flight mark:
-        nothing is handled before a quarantine could know of it (pipeline.runtime.quarantine)."""
+        """Set once the assignment read the commit and its in-flight mark (for quarantine)."""
         self._marks = self.processor.quarantine_after is not None
         if not self._marks:
             self.cleared.set()
@@ -112,6 +114,7 @@ class PartitionWorker:
         if not records:
             return
         self.queue.extend(records)
+        self.stages.fetched(records)
         self._record_bytes = mean_record_bytes(records)
         self._wake()
 
@@ -228,9 +231,11 @@ class PartitionWorker:
             # Say how far this owner's hands reach before a handler can stop the loop
             # (pipeline.runtime.quarantine).
             await self._hold(Hands(batch[0].offset, batch[-1].offset + CLAIM_AHEAD))
+        timed = self.stages.started(batch[-1].offset)
         started = time.perf_counter()
         with tracing.batch_span(self.tp.topic, self.tp.partition, len(batch)):
             result = await self.handler.handle(batch)
+        self.stages.handled(timed)
         self.parts.handling.metrics.observe(
             BATCH_SECONDS, time.perf_counter() - started, self._topic_label
         )
@@ -238,6 +243,7 @@ class PartitionWorker:
         # overtake it if that one fails: the idempotent producer fails
         # the batches in flight behind a failed one.
         acks = await self.publisher.publish(result, taken.end)
+        self.stages.on_acknowledged(acks, timed, taken.end, exactly_once)
         self._pending_acks.append((acks, taken, result.state_changes))
         await self._settle_acks(MAX_PENDING_ACKS)
 
@@ -292,6 +298,7 @@ class PartitionWorker:
                 if self.offsets.uncommitted >= self.processor.queue_records:
                     break  # the duplicate bound: the run loop waits for a commit
                 [record] = self.queue.take(1)
+                self.stages.skip_through(record.offset)
                 strikes = suspicion.hands.strikes_on(record.offset)
                 taken = self.offsets.started(record.offset, record.offset, 1)
                 if strikes >= suspicion.limit:
