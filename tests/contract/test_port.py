@@ -386,7 +386,12 @@ async def test_admin_creates_describes_and_sets_configs_incrementally(
         assert await admin.set_topic_configs({topic_name: {"segment.ms": "7200000"}}) == {
             topic_name: None
         }
-        configs = (await admin.topic_configs([topic_name]))[topic_name]
+        # A broker answers from its metadata cache, which may lag the controller a moment.
+        for _ in range(50):
+            configs = (await admin.topic_configs([topic_name]))[topic_name]
+            if configs["segment.ms"] == "7200000":
+                break
+            await asyncio.sleep(0.1)
         assert configs["retention.ms"] == "3600000"  # left alone
         assert configs["segment.ms"] == "7200000"
         assert configs["max.message.bytes"] == "1048588"

@@ -141,9 +141,11 @@ def test_every_metric_of_the_dashboard_and_the_alerts_is_served(
             lambda: (
                 enrich.metric("pipeline_dead_lettered_total") >= 1
                 and stats.metric("pipeline_processed_total") >= 5
+                # a timed record's stages are observed once its offset is committed
+                and enrich.metric("pipeline_record_stage_seconds_count") >= 1
             ),
             60,
-            what="the orders handled and the bad one dead-lettered",
+            what="the orders handled, the bad one dead-lettered, a record's stages timed",
         )
         supervisor_url = f"http://127.0.0.1:{supervisor_port}/metrics"
         poll_until(
