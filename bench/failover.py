@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -62,9 +63,9 @@ def metric(replica: WorkerProcess, name: str) -> float:
     return replica.metrics().get(name, 0.0)
 
 
-def wait_for(condition: object, timeout_s: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(0.1)
@@ -73,7 +74,7 @@ def wait_for(condition: object, timeout_s: float, what: str) -> None:
 def drained(settings: PipelineSettings, group: str, topic: str) -> bool:
     clients = connect(settings)
     ends = asyncio.run(end_offsets(clients, topic))
-    done = asyncio.run(committed_offsets(connect(settings), group, topic))
+    done = asyncio.run(committed_offsets(clients, group, topic))
     return all(done.get(p, 0) >= end for p, end in ends.items())
 
 
