@@ -1,16 +1,27 @@
-"""End-to-end latency of one worker at half its measured maximum rate.
+"""End-to-end latency of a consume-transform-produce job at a share of its own maximum rate.
 
-Latency: from the moment an order is published (its `produced-at` header)
+Latency: from the moment an order is published (recorded here, per order)
 to the moment its enriched output is appended by the broker (the output
 topic uses LogAppendTime, so the record's timestamp is the broker's). First
-a burst measures the worker's maximum rate; then orders are published at
-half of it, evenly (the rate limiter allows no burst beyond one 5 ms chunk),
-for --warmup seconds that are not measured and then for --seconds, over
-which p50/p99 are taken. The warm-up keeps the first seconds of a broker
-this bench has just started (a cold JVM) out of the figures; --warmup 0
-puts them back in.
+a burst measures the contestant's maximum rate; then orders are published
+at each --levels share of it, evenly (the rate limiter allows no burst
+beyond one 5 ms chunk), for --warmup seconds that are not measured and then
+for --seconds, over which p50/p99 are taken. The warm-up keeps the first
+seconds of a broker this bench has just started (a cold JVM) out of the
+figures; --warmup 0 puts them back in.
 
-Prints the figures and, last, {"rate": R, "p50_ms": X, "p99_ms": Y}.
+Without --peers: our worker (--client) at half its maximum, one round.
+Prints the figures and, last, {"rate": R, "p50_ms": X, "p99_ms": Y, ...}.
+
+--peers: the fair comparison, in one run on one broker, every contestant
+on the same job (bench.peers.work) with topics of its own: our worker on
+aiokafka and on confluent-kafka, a raw aiokafka loop, a raw confluent-kafka
+loop and quixstreams, each at 10%, 50% and 80% of its own maximum, in
+--rounds interleaved rounds (the order rotates each round); Kafka's own
+EndToEndLatency tool on the same broker beside them as the floor. Prints a
+table of medians with their spread (min–max over the rounds) and, last,
+{"floor": ..., "contestants": {name: {"max_rate": ..., "levels": {"50":
+{"p50_ms": [round figures], ...}}}}, "medians": ..., "clients": ...}.
 
 --breakdown: also where the time goes inside the worker, from its own
 `pipeline_record_stage_seconds` histograms (pipeline.runtime.stage_times,
@@ -22,6 +33,8 @@ output's append; the worker's own stops at the commit.
 
 Run: .venv/bin/python bench/latency.py [--seconds 20] [--warmup 5] [--client confluent]
          [--breakdown]
+     .venv/bin/python bench/latency.py --peers [--rounds 3] [--seconds 10] [--warmup 3]
+         [--only ours,raw_aiokafka] [--breakdown]
 (starts a private broker unless KAFKA_BOOTSTRAP is set)
 """
 
@@ -31,13 +44,14 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import signal
+import os
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +60,14 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from bench.peers.environment import versions_of_every_contestant
+from bench.latency_table import level_key, summarize, table_lines, targets
+from bench.peers.environment import peer_python, versions_of_every_contestant
+from bench.peers.kafka_floor import kafka_floor
 from bench.peers.launch import ROOT, job_env, worker_command
 from bench.pipeline_peers import build_customer_db
 from pipeline.catalogue import TopicSpec
 from pipeline.dev.localkafka import ephemeral_kafka
-from pipeline.dev.processes import free_ports
+from pipeline.dev.processes import free_ports, stop_gently
 from pipeline.kafka.connect import connect
 from pipeline.ops.topics import TopicsOnCluster, ensure_topics
 from pipeline.publishing.producer import EventProducer
@@ -81,7 +97,7 @@ async def wait_for(settings: PipelineSettings, topic: str, count: int, timeout_s
     raise TimeoutError(f"{topic} did not reach {count} records in {timeout_s}s")
 
 
-async def log_append_time(settings: PipelineSettings, spec: TopicSpec) -> None:
+async def log_append_time(settings: PipelineSettings, spec: TopicSpec[Any]) -> None:
     """Output records stamped by the broker on append: their timestamp ends the latency."""
     async with TopicsOnCluster(connect(settings)) as topics:
         await topics.admin.set_topic_configs(
@@ -136,14 +152,75 @@ def breakdown(
     return figures
 
 
+@dataclasses.dataclass(frozen=True)
+class Contestant:
+    """One way of running the job: a command given (bootstrap, source, output, group)."""
+
+    name: str
+    command: Callable[[str, str, str, str], list[str]]
+    ours: bool = False
+    """Our worker: it serves /metrics, so --breakdown can read its stage histograms."""
+
+
+def contestants() -> dict[str, Contestant]:
+    def ours_on(client: str) -> Callable[[str, str, str, str], list[str]]:
+        return lambda bootstrap, source, output, group: worker_command(
+            bootstrap, "--client", client
+        )
+
+    def module(python: Callable[[], str], name: str, *extra: str) -> Callable[..., list[str]]:
+        return lambda bootstrap, source, output, group: [
+            python(),
+            "-m",
+            f"bench.peers.{name}",
+            source,
+            output,
+            group,
+            *extra,
+        ]
+
+    def ours_python() -> str:
+        return sys.executable
+
+    return {
+        "ours": Contestant("ours", ours_on("aiokafka"), ours=True),
+        "ours_confluent": Contestant("ours_confluent", ours_on("confluent"), ours=True),
+        "raw_aiokafka": Contestant("raw_aiokafka", module(ours_python, "raw_aiokafka")),
+        "raw_confluent": Contestant("raw_confluent", module(ours_python, "raw_confluent")),
+        # quixstreams stops after this many records: never, here.
+        "quixstreams": Contestant("quixstreams", module(peer_python, "quix", str(10**12))),
+    }
+
+
+def latencies_by_level(
+    records: list[Any],
+    output: TopicSpec[Any],
+    published_at: dict[str, tuple[int, int]],
+    levels: int,
+) -> list[list[int]]:
+    """Per level, the sorted publish → append latencies (ms) of its measured orders."""
+    found: list[list[int]] = [[] for _ in range(levels)]
+    for record in records:
+        event = decode_value(output, record.value)
+        assert isinstance(event, EnrichedOrder)
+        sent = published_at.get(event.order_id)
+        if sent is not None:
+            found[sent[0]].append(record.timestamp - sent[1])
+    for latencies in found:
+        latencies.sort()
+    return found
+
+
 async def measure(
     bootstrap: str,
     seconds: float,
     warmup_s: float,
     folder: Path,
-    client: str = "aiokafka",
+    contestant: Contestant,
+    levels: tuple[float, ...] = (0.5,),
     health_port: int | None = None,
 ) -> dict[str, Any]:
+    """One contestant: its maximum rate, then p50/p99 at each level's share of it."""
     settings = PipelineSettings(bootstrap_servers=bootstrap)
     run = uuid.uuid4().hex[:8]
     source = ORDERS.with_name(f"latency.{run}.in")
@@ -152,129 +229,242 @@ async def measure(
     await ensure_topics(connect(settings), [*specs, specs[0].dlq_spec()])
     await log_append_time(settings, output)
     db_path = folder / "customers"
-    build_customer_db(db_path)
-    env = job_env(db_path, source.name, output.name, f"latency-{run}")
-    ports = ("--health-port", str(health_port)) if health_port else ()
-    worker = subprocess.Popen(  # noqa: ASYNC220 - starts at once
-        worker_command(bootstrap, "--client", client, *ports),
+    if not db_path.exists():
+        build_customer_db(db_path)
+    group = f"latency-{contestant.name}-{run}"
+    env = job_env(db_path, source.name, output.name, group, PEERS_BOOTSTRAP=bootstrap)
+    ports = ("--health-port", str(health_port)) if health_port and contestant.ours else ()
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept when the contestant fails
+        prefix=f"latency-{contestant.name}-", suffix=".log", delete=False
+    )
+    process = subprocess.Popen(  # noqa: ASYNC220 - starts at once
+        [*contestant.command(bootstrap, source.name, output.name, group), *ports],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     generator = OrderGenerator(20_000)
-    published_at: dict[str, int] = {}
+    published_at: dict[str, tuple[int, int]] = {}
+    at_levels: list[dict[str, Any]] = []
+    expected = 0
+
+    async def caught_up(count: int, timeout_s: float) -> float:
+        try:
+            return await wait_for(settings, output.name, count, timeout_s)
+        except TimeoutError:
+            exit_code = process.poll()
+            raise RuntimeError(
+                f"{contestant.name} fell behind"
+                + (f" (exited {exit_code})" if exit_code is not None else "")
+                + f"; its log: {log.name}"
+            ) from None
+
     try:
         async with EventProducer(settings) as producer:
-            # Warm-up: the worker joins its group and handles a first record.
+            # Warm-up: the contestant joins its group and handles a first record.
             await producer.publish_many(source, generator.batch(100))
-            await wait_for(settings, output.name, 100, 60)
-            print(f"burst of {BURST:,} orders to measure the maximum rate …", file=sys.stderr)
-            burst = generator.batch(BURST)
-            await producer.publish_many(source, burst)
-            started = time.monotonic()
-            done_at = await wait_for(settings, output.name, 100 + BURST, 120)
-            max_rate = BURST / (done_at - started)
-            rate = max_rate / 2
+            expected = 100
+            await caught_up(expected, 90)
             print(
-                f"maximum ≈ {max_rate:,.0f}/s; now {rate:,.0f}/s for {warmup_s:.0f}s of "
-                f"warm-up and {seconds:.0f}s measured",
-                file=sys.stderr,
+                f"  {contestant.name}: a burst of {BURST:,} for its maximum rate", file=sys.stderr
             )
-            chunk = max(1, int(rate / 200))  # every 5 ms
-            # Generated up front: generating them live would take a core from
-            # the worker on a two-core machine and measure the generator.
-            warmup_chunks = int(rate * warmup_s / chunk)
-            pending = [
-                generator.batch(chunk)
-                for _ in range(warmup_chunks + int(rate * seconds / chunk) + 1)
-            ]
-            bucket = TokenBucket(rate, burst=chunk)
-            sent = 0
-            stages_before: dict[str, dict[float, float]] | None = None
-            for index, orders in enumerate(pending):
-                await bucket.acquire(chunk)
-                if index == warmup_chunks and health_port:
-                    stages_before = stage_histograms(health_port)
-                if index >= warmup_chunks:
-                    now_ms = time.time_ns() // 1_000_000
-                    for order in orders:
-                        published_at[order.order_id] = now_ms
-                await producer.publish_many(source, orders)
-                sent += chunk
-        await wait_for(settings, output.name, 100 + BURST + sent, 120)
-        stages = None
-        if health_port and stages_before is not None:
-            await asyncio.sleep(1.5)  # the last commits (every second) of what was measured
-            stages = breakdown(stages_before, stage_histograms(health_port))
+            await producer.publish_many(source, generator.batch(BURST))
+            started = time.monotonic()
+            expected += BURST
+            max_rate = BURST / (await caught_up(expected, 180) - started)
+            for index, level in enumerate(levels):
+                rate = max_rate * level
+                print(
+                    f"  {contestant.name}: {level:.0%} of {max_rate:,.0f}/s = {rate:,.0f}/s, "
+                    f"{warmup_s:.0f}s warm-up + {seconds:.0f}s measured",
+                    file=sys.stderr,
+                )
+                chunk = max(1, int(rate / 200))  # every 5 ms
+                # Generated up front: generating them live would take a core from
+                # the contestant on a two-core machine and measure the generator.
+                warmup_chunks = int(rate * warmup_s / chunk)
+                pending = [
+                    generator.batch(chunk)
+                    for _ in range(warmup_chunks + int(rate * seconds / chunk) + 1)
+                ]
+                bucket = TokenBucket(rate, burst=chunk)
+                stages_before: dict[str, dict[float, float]] | None = None
+                for position, orders in enumerate(pending):
+                    await bucket.acquire(chunk)
+                    if position == warmup_chunks and ports:
+                        stages_before = stage_histograms(health_port or 0)
+                    if position >= warmup_chunks:
+                        now_ms = time.time_ns() // 1_000_000
+                        for order in orders:
+                            published_at[order.order_id] = (index, now_ms)
+                    await producer.publish_many(source, orders)
+                    expected += len(orders)
+                await caught_up(expected, 120)
+                stages = None
+                if stages_before is not None:
+                    await asyncio.sleep(1.5)  # the last commits (every second) of what was measured
+                    stages = breakdown(stages_before, stage_histograms(health_port or 0))
+                at_levels.append({"level": level, "rate": round(rate), "stages": stages})
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
-    latencies = []
-    for record in await read_all(connect(settings), output.name):
-        event = decode_value(output, record.value)
-        assert isinstance(event, EnrichedOrder)
-        sent_ms = published_at.get(event.order_id)
-        if sent_ms is not None:
-            latencies.append(record.timestamp - sent_ms)
-    latencies.sort()
-    return {
-        "rate": round(rate),
-        "max_rate": round(max_rate),
-        "events": len(latencies),
-        "p50_ms": latencies[len(latencies) // 2],
-        "p99_ms": latencies[int(len(latencies) * 0.99)],
-        "stages": stages,
-    }
+        stop_gently(process, timeout_s=30)
+        log.close()
+    os.unlink(log.name)
+    measured = latencies_by_level(
+        await read_all(connect(settings), output.name), output, published_at, len(levels)
+    )
+    for figures, latencies in zip(at_levels, measured, strict=True):
+        if not latencies:
+            raise RuntimeError(f"{contestant.name}: no measured output at {figures['level']:.0%}")
+        figures["events"] = len(latencies)
+        figures["p50_ms"] = latencies[len(latencies) // 2]
+        figures["p99_ms"] = latencies[int(len(latencies) * 0.99)]
+    return {"max_rate": round(max_rate), "levels": at_levels}
+
+
+def print_stages(stages: dict[str, dict[str, float | None]]) -> None:
+    print("inside the worker (one record in 16, to a bucket's resolution):")
+    for stage in (*STAGES, END_TO_END):
+        found = stages.get(stage, {})
+        p50, p99 = found.get("p50_ms"), found.get("p99_ms")
+        print(
+            f"  {stage:13s} p50 {'-' if p50 is None else f'{p50:7.2f}'} ms   "
+            f"p99 {'-' if p99 is None else f'{p99:7.2f}'} ms"
+        )
+
+
+def one_worker(args: argparse.Namespace) -> None:
+    """The single-contestant run: our worker at half its maximum."""
+    health_port = free_ports(1)[0] if args.breakdown else None
+    ours = contestants()["ours" if args.client == "aiokafka" else "ours_confluent"]
+    with (
+        ephemeral_kafka(progress=lambda m: print(f"[kafka] {m}", file=sys.stderr)) as bootstrap,
+        tempfile.TemporaryDirectory(prefix="latency-") as folder,
+    ):
+        run = asyncio.run(
+            measure(bootstrap, args.seconds, args.warmup, Path(folder), ours, (0.5,), health_port)
+        )
+    figures = run["levels"][0]
+    print(
+        f"{figures['events']:,} orders at {figures['rate']:,}/s "
+        f"(half of {run['max_rate']:,}/s): "
+        f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms"
+    )
+    if figures["stages"]:
+        print_stages(figures["stages"])
+    print(
+        json.dumps(
+            {
+                **{k: figures[k] for k in ("rate", "p50_ms", "p99_ms")},
+                "max_rate": run["max_rate"],
+                **({"stages": figures["stages"]} if figures["stages"] else {}),
+                "clients": versions_of_every_contestant(),
+            }
+        )
+    )
+
+
+def comparison(args: argparse.Namespace) -> None:
+    """Every chosen contestant at every level, in interleaved rounds, with Kafka's floor."""
+    known = contestants()
+    unknown = [name for name in args.only.split(",") if name not in known]
+    if unknown:
+        raise SystemExit(f"unknown contestant(s) {unknown}; choose from {', '.join(known)}")
+    chosen = [known[name] for name in args.only.split(",")]
+    levels = tuple(float(level) for level in args.levels.split(","))
+    health_port = free_ports(1)[0] if args.breakdown else None
+    if any(c.name == "quixstreams" for c in chosen):
+        peer_python()  # installed before anything is timed
+    floors: list[dict[str, int]] = []
+    runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in chosen}
+    with (
+        ephemeral_kafka(progress=lambda m: print(f"[kafka] {m}", file=sys.stderr)) as bootstrap,
+        tempfile.TemporaryDirectory(prefix="latency-") as folder,
+    ):
+        settings = PipelineSettings(bootstrap_servers=bootstrap)
+        for round_ in range(args.rounds):
+            floor_topic = dataclasses.replace(
+                ORDERS.with_name(f"latency.floor.{uuid.uuid4().hex[:8]}"),
+                partitions=1,
+                replication_factor=1,
+            )
+            asyncio.run(ensure_topics(connect(settings), [floor_topic]))
+            floors.append(kafka_floor(bootstrap, floor_topic.name))
+            print(f"round {round_ + 1}: Kafka's floor {floors[-1]}", file=sys.stderr)
+            turn = round_ % len(chosen)
+            for contestant in chosen[turn:] + chosen[:turn]:
+                run = asyncio.run(
+                    measure(
+                        bootstrap,
+                        args.seconds,
+                        args.warmup,
+                        Path(folder),
+                        contestant,
+                        levels,
+                        health_port,
+                    )
+                )
+                runs[contestant.name].append(run)
+                print(
+                    f"round {round_ + 1}: {contestant.name} max {run['max_rate']:,}/s; "
+                    + ", ".join(
+                        f"{level_key(f['level'])}%: {f['p50_ms']}/{f['p99_ms']} ms"
+                        for f in run["levels"]
+                    ),
+                    file=sys.stderr,
+                )
+    summary = summarize(floors, runs, levels)
+    print(f"medians of {args.rounds} rounds (min–max); latency is publish → output appended:")
+    for line in table_lines(summary, levels):
+        print(line)
+    print("issue 45's targets:")
+    for label, met, shown in targets(summary):
+        verdict = "not measured" if met is None else ("met" if met else "MISSED")
+        print(f"  {verdict:12s} {label}: {shown}")
+    print(
+        json.dumps(
+            {
+                **summary,
+                "levels": [level_key(level) for level in levels],
+                "rounds": args.rounds,
+                "seconds": args.seconds,
+                "clients": versions_of_every_contestant(),
+            }
+        )
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=20, help="measured seconds")
+    parser.add_argument("--seconds", type=float, default=None, help="measured seconds per level")
     parser.add_argument(
         "--client", choices=("aiokafka", "confluent"), default="aiokafka", help="the worker's"
     )
     parser.add_argument(
-        "--warmup", type=float, default=5, help="seconds at the same rate, not measured"
+        "--warmup", type=float, default=None, help="seconds at the same rate, not measured"
     )
     parser.add_argument(
-        "--breakdown", action="store_true", help="p50/p99 per stage inside the worker"
+        "--breakdown", action="store_true", help="p50/p99 per stage inside our worker"
+    )
+    parser.add_argument("--peers", action="store_true", help="the fair comparison (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --peers")
+    parser.add_argument(
+        "--only", default=",".join(contestants()), help="with --peers: comma-separated contestants"
+    )
+    parser.add_argument(
+        "--levels", default="0.1,0.5,0.8", help="with --peers: shares of each one's maximum"
     )
     args = parser.parse_args()
-    health_port = free_ports(1)[0] if args.breakdown else None
-    with (
-        ephemeral_kafka(progress=lambda m: print(f"[kafka] {m}", file=sys.stderr)) as bootstrap,
-        tempfile.TemporaryDirectory(prefix="latency-") as folder,
-    ):
-        figures = asyncio.run(
-            measure(bootstrap, args.seconds, args.warmup, Path(folder), args.client, health_port)
-        )
-    print(
-        f"{figures['events']:,} orders at {figures['rate']:,}/s "
-        f"(half of {figures['max_rate']:,}/s): "
-        f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms"
-    )
-    stages = figures["stages"]
-    if stages:
-        print("inside the worker (one record in 16, to a bucket's resolution):")
-        for stage in (*STAGES, END_TO_END):
-            found = stages.get(stage, {})
-            p50, p99 = found.get("p50_ms"), found.get("p99_ms")
-            print(
-                f"  {stage:13s} p50 {'-' if p50 is None else f'{p50:7.2f}'} ms   "
-                f"p99 {'-' if p99 is None else f'{p99:7.2f}'} ms"
-            )
-    print(
-        json.dumps(
-            {
-                **{k: figures[k] for k in ("rate", "p50_ms", "p99_ms")},
-                **({"stages": stages} if stages else {}),
-                "clients": versions_of_every_contestant(),
-            }
-        )
-    )
+    if args.peers:
+        args.seconds = 10 if args.seconds is None else args.seconds
+        args.warmup = 3 if args.warmup is None else args.warmup
+        comparison(args)
+    else:
+        args.seconds = 20 if args.seconds is None else args.seconds
+        args.warmup = 5 if args.warmup is None else args.warmup
+        one_worker(args)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from bench.peers.environment import peer_python, versions_of_every_contestant
 from bench.peers.launch import ROOT, worker_command
 from bench.peers.work import enrich_bytes
 from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.dev.processes import stop_gently
 from pipeline.kafka.aiokafka.config import client_kwargs
 from pipeline.kafka.connect import connect
 from pipeline.ops.topics import ensure_topics
@@ -166,13 +166,7 @@ async def run_contestant(
             await asyncio.sleep(0.1)
     finally:
         await sampler.stop()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_gently(process, timeout_s=20)
     total = samples[-1][0] - started
     low, high = 0.1 * count, 0.9 * count
     t_low = next((t for t, n in samples if n >= low), None)

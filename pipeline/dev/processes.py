@@ -7,7 +7,9 @@ OS processes they start.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -66,3 +68,19 @@ def wait_dead(pid: int, timeout_s: float) -> bool:
             return True
         time.sleep(0.05)
     return not pid_alive(pid)
+
+
+def stop_gently(process: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """SIGTERM a child, SIGKILL it if it has not exited within `timeout_s`; its exit code.
+
+    A child asked to stop gets its graceful shutdown; one that ignores the
+    request must not outlive the bench or test that started it.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from pipeline.dev.processes import stop_gently
 from pipeline.paths import project_dir
 from tests.integration.test_example_pipeline import Pipeline, pipeline
 from tests.replicas import poll_until
@@ -62,12 +62,7 @@ def test_faust_publishes_orders_our_worker_enriches_and_a_faust_agent_reads_them
         )
         assert faust_worker.poll() is None, log.read_text()[-3000:]
     finally:
-        faust_worker.send_signal(signal.SIGTERM)
-        try:
-            faust_worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            faust_worker.kill()
-            faust_worker.wait()
+        stop_gently(faust_worker, timeout_s=30)
     got = received(out)
     assert set(got) == {f"{pipeline.prefix}faust-{n}" for n in range(ORDERS)}
     names = {c.customer_id: c.name for c in customers}
