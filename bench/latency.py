@@ -16,8 +16,9 @@ Prints the figures and, last, {"rate": R, "p50_ms": X, "p99_ms": Y, ...}.
 --peers: the fair comparison, in one run on one broker, every contestant
 on the same job (bench.peers.work) with topics of its own: our worker on
 aiokafka and on confluent-kafka, a raw aiokafka loop, a raw confluent-kafka
-loop and quixstreams, each at 10%, 50% and 80% of its own maximum, in
---rounds interleaved rounds (the order rotates each round); Kafka's own
+loop and quixstreams, each at 10%, 50% and 80% of its own maximum (measured
+in its first round with a burst of 150,000, then kept), in --rounds
+interleaved rounds (the order rotates each round); Kafka's own
 EndToEndLatency tool on the same broker beside them as the floor. Prints a
 table of medians with their spread (min–max over the rounds) and, last,
 {"floor": ..., "contestants": {name: {"max_rate": ..., "levels": {"50":
@@ -82,6 +83,10 @@ from topics import ORDERS, ORDERS_ENRICHED
 from topics.models import EnrichedOrder
 
 BURST = 60_000
+CALIBRATION_BURST = 150_000
+"""--peers measures each contestant's maximum once, in its first round, with a longer burst
+(a 60,000 burst lasts two seconds at 30,000/s and its figure swung by a quarter between
+rounds), and keeps that rate in every round, so the rounds repeat one load."""
 
 
 async def output_count(settings: PipelineSettings, topic: str) -> int:
@@ -219,8 +224,11 @@ async def measure(
     contestant: Contestant,
     levels: tuple[float, ...] = (0.5,),
     health_port: int | None = None,
+    max_rate: float | None = None,
+    burst: int = BURST,
 ) -> dict[str, Any]:
-    """One contestant: its maximum rate, then p50/p99 at each level's share of it."""
+    """One contestant: its maximum rate (measured with a burst unless given), then p50/p99 at
+    each level's share of it."""
     settings = PipelineSettings(bootstrap_servers=bootstrap)
     run = uuid.uuid4().hex[:8]
     source = ORDERS.with_name(f"latency.{run}.in")
@@ -266,13 +274,15 @@ async def measure(
             await producer.publish_many(source, generator.batch(100))
             expected = 100
             await caught_up(expected, 90)
-            print(
-                f"  {contestant.name}: a burst of {BURST:,} for its maximum rate", file=sys.stderr
-            )
-            await producer.publish_many(source, generator.batch(BURST))
-            started = time.monotonic()
-            expected += BURST
-            max_rate = BURST / (await caught_up(expected, 180) - started)
+            if max_rate is None:
+                print(
+                    f"  {contestant.name}: a burst of {burst:,} for its maximum rate",
+                    file=sys.stderr,
+                )
+                await producer.publish_many(source, generator.batch(burst))
+                started = time.monotonic()
+                expected += burst
+                max_rate = burst / (await caught_up(expected, 180) - started)
             for index, level in enumerate(levels):
                 rate = max_rate * level
                 print(
@@ -393,6 +403,7 @@ def comparison(args: argparse.Namespace) -> None:
             print(f"round {round_ + 1}: Kafka's floor {floors[-1]}", file=sys.stderr)
             turn = round_ % len(chosen)
             for contestant in chosen[turn:] + chosen[:turn]:
+                calibrated = runs[contestant.name][:1]
                 run = asyncio.run(
                     measure(
                         bootstrap,
@@ -402,6 +413,8 @@ def comparison(args: argparse.Namespace) -> None:
                         contestant,
                         levels,
                         health_port,
+                        max_rate=calibrated[0]["max_rate"] if calibrated else None,
+                        burst=CALIBRATION_BURST,
                     )
                 )
                 runs[contestant.name].append(run)
