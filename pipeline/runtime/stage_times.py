@@ -22,7 +22,10 @@ to the clock's resolution: each is one observation of
 the histograms see every kind of batch and position in it, at a sixteenth
 of the cost. Wall-clock time, since the
 record's timestamp is; a producer on another host with a skewed clock
-shifts `fetched` (and `end_to_end`) by the skew.
+shifts `fetched` (and `end_to_end`) by the skew. A record without a
+timestamp (-1: a producer that set none, on an old message format) has no
+start: its `fetched` and `end_to_end` are not observed (they would read as
+56 years), its other stages are.
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ class Timed:
     """One sampled record's moments, in seconds since the epoch."""
 
     offset: int
-    published: float
+    published: float | None
+    """None: the record carried no timestamp."""
     fetched: float
     started: float = 0.0
     handled: float = 0.0
@@ -110,7 +114,10 @@ class StageClock:
         timed = records[(-records[0].offset) % every :: every]
         if timed:
             now = self._clock()
-            self._queued.extend(Timed(r.offset, r.timestamp / 1000, now) for r in timed)
+            self._queued.extend(
+                Timed(r.offset, r.timestamp / 1000 if r.timestamp >= 0 else None, now)
+                for r in timed
+            )
 
     def started(self, last_offset: int) -> list[Timed]:
         """A batch ending at `last_offset` goes into its handler: its timed records."""
@@ -171,9 +178,11 @@ class StageClock:
     def _finish(self, batch: list[Timed], committed: float) -> None:
         observe = self._observe
         for t in batch:
-            observe("fetched", t.fetched - t.published)
+            if t.published is not None:
+                observe("fetched", t.fetched - t.published)
             observe("queued", t.started - t.fetched)
             observe("handled", t.handled - t.started)
             observe("acknowledged", t.acknowledged - t.handled)
             observe("committed", committed - t.acknowledged)
-            observe(END_TO_END, committed - t.published)
+            if t.published is not None:
+                observe(END_TO_END, committed - t.published)

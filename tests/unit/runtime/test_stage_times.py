@@ -100,6 +100,21 @@ def test_exactly_once_commits_with_the_acknowledgement_and_a_failed_batch_is_dro
     assert len(seen) == 6, "a batch the broker did not take was timed"
 
 
+def test_a_record_without_a_timestamp_has_no_start_so_no_fetched_or_end_to_end() -> None:
+    seen: list[tuple[str, float]] = []
+    clock = Ticks(50.0)
+    stages = StageClock(lambda stage, s: seen.append((stage, s)), clock, every=1)
+    stages.fetched([FakeRecord(0, -1), FakeRecord(1, 49_000)])
+    batch = stages.started(1)
+    clock.now = 51.0
+    stages.handled(batch)
+    stages.acknowledged(batch, end_offset=2, committed=True)
+    untimed = [stage for stage, _ in seen[:4]]
+    assert untimed == ["queued", "handled", "acknowledged", "committed"]
+    assert [stage for stage, _ in seen[4:]] == [*STAGES, END_TO_END]
+    assert max(s for _, s in seen) == 2.0  # the timed record's whole way, nothing near 56 years
+
+
 def stage_sums(metrics: Metrics) -> dict[str, tuple[float, float]]:
     """stage → (count, sum) of pipeline_record_stage_seconds."""
     text = metrics.render()
