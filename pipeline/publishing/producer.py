@@ -22,10 +22,11 @@ from pipeline.catalogue import Catalogue, TopicSpec
 from pipeline.errors import NotAcknowledgedError, PipelineError
 from pipeline.kafka.connect import connect
 from pipeline.kafka.partitioner import kafka_partition
-from pipeline.kafka.port import Batch, Clients, Producer, ProducerOptions
+from pipeline.kafka.port import Acknowledged, Batch, Clients, Producer, ProducerOptions
 from pipeline.publishing.coalescer import Coalescer, SentBatch
 from pipeline.publishing.delivery import AckedBatch, Delivery, DeliveryList
 from pipeline.publishing.partition_order import Chain, PartitionOrder, Row
+from pipeline.publishing.settled import all_settled
 from pipeline.resilience.backpressure import ByteBudget
 from pipeline.settings import PipelineSettings
 from pipeline.telemetry import tracing
@@ -222,7 +223,18 @@ class EventProducer:
             done.set_result(DeliveryList(topic, [], []))
             return done
         sent = await self._send_batches(topic, events, timestamps, chain)
-        return asyncio.ensure_future(self._collect(topic, events, sent))
+        collected: asyncio.Future[DeliveryList] = loop.create_future()
+
+        def collect(done: asyncio.Future[list[Acknowledged | BaseException]]) -> None:
+            if collected.done():
+                return
+            try:
+                collected.set_result(self._delivery_list(topic, events, sent, done.result()))
+            except Exception as failure:  # noqa: BLE001 - NotAcknowledgedError or a bug: the caller gets it
+                collected.set_exception(failure)
+
+        all_settled([batch.ack for batch in sent]).add_done_callback(collect)
+        return collected
 
     async def _send_batches(
         self,
@@ -256,13 +268,14 @@ class EventProducer:
             raise
         return sent
 
-    async def _collect(
-        self,
+    @staticmethod
+    def _delivery_list(
         topic: str,
         events: Sequence[EncodedEvent],
         sent: list[SentBatch],
+        acknowledged: list[Acknowledged | BaseException],
     ) -> DeliveryList:
-        acknowledged = await asyncio.gather(*(batch.ack for batch in sent), return_exceptions=True)
+        """What was stored where, or NotAcknowledgedError for the first batch that was not."""
         batches: list[AckedBatch] = []
         for (_, partition, indexes), metadata in zip(sent, acknowledged, strict=True):
             if isinstance(metadata, BaseException):

@@ -18,6 +18,7 @@ from pipeline.kafka.port import TopicPartition
 from pipeline.metric_names import OUTPUTS, PROCESSED, SINK_ITEMS
 from pipeline.publishing.delivery import DeliveryList
 from pipeline.publishing.partition_order import Chain
+from pipeline.publishing.settled import all_succeeded
 from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
 from pipeline.runtime.batch_handler import LOGGED_MESSAGE_CHARS, BatchHandler
 from pipeline.runtime.batch_result import BatchResult
@@ -69,7 +70,7 @@ class BatchPublisher:
             futures = await self._submit_outputs(result, self.chain)
             if result.state_changes is not None:
                 futures += await self._submit_changelogs(result.state_changes, self.chain)
-            done = asyncio.gather(*futures) if futures else _done()
+            done = all_succeeded(futures)
         metrics = self.parts.metrics
         metrics.inc(PROCESSED, result.processed)
         metrics.inc(OUTPUTS, sum(len(entry[1]) for entry in result.outputs.values()))
@@ -170,9 +171,3 @@ class BatchPublisher:
 
         # Any failure to keep them: wait and retry (a crash would bring the batch back).
         await self.handler.wait_on(dlq_topic, publish, Exception, failed)
-
-
-def _done() -> asyncio.Future[Any]:
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    future.set_result([])
-    return future
