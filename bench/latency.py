@@ -33,7 +33,7 @@ read from the histogram's buckets (so to a bucket's resolution: 0.5, 1,
 output's append; the worker's own stops at the commit.
 
 Run: .venv/bin/python bench/latency.py [--seconds 20] [--warmup 5] [--client confluent]
-         [--breakdown]
+         [--breakdown] [--rate 11000]
      .venv/bin/python bench/latency.py --peers [--rounds 3] [--seconds 10] [--warmup 3]
          [--only ours,raw_aiokafka] [--breakdown]
 (starts a private broker unless KAFKA_BOOTSTRAP is set)
@@ -352,7 +352,17 @@ def one_worker(args: argparse.Namespace) -> None:
         tempfile.TemporaryDirectory(prefix="latency-") as folder,
     ):
         run = asyncio.run(
-            measure(bootstrap, args.seconds, args.warmup, Path(folder), ours, (0.5,), health_port)
+            measure(
+                bootstrap,
+                args.seconds,
+                args.warmup,
+                Path(folder),
+                ours,
+                (0.5,),
+                health_port,
+                # A given rate is half of a maximum not measured: two trees compared at one load.
+                max_rate=2 * args.rate if args.rate else None,
+            )
         )
     figures = run["levels"][0]
     print(
@@ -460,6 +470,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--breakdown", action="store_true", help="p50/p99 per stage inside our worker"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="without --peers: publish at this rate instead of half a measured maximum "
+        "(a before/after comparison at one load; the burst's maximum swings by a quarter)",
     )
     parser.add_argument("--peers", action="store_true", help="the fair comparison (see above)")
     parser.add_argument("--rounds", type=int, default=3, help="with --peers")

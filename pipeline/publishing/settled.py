@@ -51,8 +51,7 @@ def all_succeeded(futures: Sequence[asyncio.Future[T]]) -> asyncio.Future[list[T
     """Every result once all succeeded, or the first failure as soon as it happens.
 
     As `gather(...)`, one loop turn sooner; the others' failures are read so
-    that none is reported as never retrieved. A single future is returned
-    wrapped only in that its result becomes a list.
+    that none is reported as never retrieved.
     """
     outcome: asyncio.Future[list[T]] = asyncio.get_running_loop().create_future()
     remaining = len(futures)
