@@ -97,13 +97,22 @@ class PartitionOffsets:
             return ""
         return hands.encode()
 
-    async def hold(self, hands: Hands) -> None:
-        """Commit what is finished with `hands` as the mark, before a handler gets them; if
-        the commit is refused (a rebalance: this owner is leaving), the count misses one."""
+    async def hold(self, hands: Hands, next_offset: int) -> bool:
+        """Commit what is finished with `hands` as the mark, before a handler gets them.
+
+        `next_offset`: the first record the handler is to get, committed
+        where nothing of the partition was started yet. False: refused (a
+        rebalance under way); the caller must not hand the records over
+        until a retry is accepted, or a death in them counts nothing.
+        """
         offset = self._tracker.committable
-        if await self._committer.mark({self.tp: offset}, {self.tp: hands.encode()}):
-            self.hands = hands
-            self._tracker.mark_committed(offset)
+        if offset < 0:
+            offset = next_offset
+        if not await self._committer.mark({self.tp: offset}, {self.tp: hands.encode()}):
+            return False
+        self.hands = hands
+        self._tracker.mark_committed(offset)
+        return True
 
     # -- for the committer ------------------------------------------------------------------
 

@@ -26,11 +26,12 @@ from pipeline.metric_names import BATCH_SECONDS
 from pipeline.resilience.tasks import CANCEL_WAIT_S, cancel_and_wait
 from pipeline.runtime.batch_handler import BatchHandler
 from pipeline.runtime.batch_publisher import BatchPublisher
+from pipeline.runtime.careful_pass import CarefulPass
 from pipeline.runtime.commits import PartitionOffsets
 from pipeline.runtime.host import Abandoned, PartitionParts
 from pipeline.runtime.intake import Intake, mean_record_bytes
 from pipeline.runtime.offset_tracker import PendingBatch
-from pipeline.runtime.quarantine import CLAIM_AHEAD, Hands, Suspicion, quarantined
+from pipeline.runtime.quarantine import CLAIM_AHEAD, Hands, Suspicion
 from pipeline.runtime.record_queue import RecordQueue
 from pipeline.runtime.restoration import Restoration, open_state
 from pipeline.runtime.stage_times import StageClock, metrics_observer
@@ -44,7 +45,7 @@ MAX_PENDING_ACKS = 3
 DUPLICATE_BOUND_WAIT_S = 0.5
 
 
-class PartitionWorker:
+class PartitionWorker(CarefulPass):
     def __init__(
         self, tp: TopicPartition, parts: PartitionParts, offsets: PartitionOffsets
     ) -> None:
@@ -220,17 +221,21 @@ class PartitionWorker:
     async def _handle_batch(self, batch: list[Record], claim: bool = True) -> None:
         """`claim`: the partition's mark is this owner's to move (not while a dead owner's
         records are gone over: they were handled already, and its mark must stay)."""
-        taken = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
         exactly_once = self.parts.publishing.transactions is not None
         if (
             claim
             and self._marks
             and not exactly_once
             and not self.offsets.reaches(batch[-1].offset)
+            and not await self._hold_until_accepted(
+                # Say how far this owner's hands reach before a handler can stop the loop
+                # (pipeline.runtime.quarantine).
+                Hands(batch[0].offset, batch[-1].offset + CLAIM_AHEAD),
+                batch[0].offset,
+            )
         ):
-            # Say how far this owner's hands reach before a handler can stop the loop
-            # (pipeline.runtime.quarantine).
-            await self._hold(Hands(batch[0].offset, batch[-1].offset + CLAIM_AHEAD))
+            return  # leaving: the batch was not run, the next owner reads it again
+        taken = self.offsets.started(batch[0].offset, batch[-1].offset, len(batch))
         timed = self.stages.started(batch[-1].offset)
         started = time.perf_counter()
         with tracing.batch_span(self.tp.topic, self.tp.partition, len(batch)):
@@ -244,15 +249,13 @@ class PartitionWorker:
         # the batches in flight behind a failed one.
         acks = await self.publisher.publish(result, taken.end)
         self.stages.on_acknowledged(acks, timed, taken.end, exactly_once)
-        self._pending_acks.append((acks, taken, result.state_changes))
-        await self._settle_acks(MAX_PENDING_ACKS)
+        await self._published(acks, taken, result.state_changes)
 
-    async def _hold(self, hands: Hands) -> None:
-        """Commit the mark; with exactly-once, only once no transaction is in flight: a plain
-        commit landing after a transaction's later offsets would move the group back."""
-        if self.parts.publishing.transactions is not None:
-            await self._settle_acks(0)
-        await self.offsets.hold(hands)
+    async def _published(
+        self, acks: asyncio.Future[Any], taken: PendingBatch, changes: BatchChanges | None
+    ) -> None:
+        self._pending_acks.append((acks, taken, changes))
+        await self._settle_acks(MAX_PENDING_ACKS)
 
     async def _until_cleared(self) -> None:
         stopping = asyncio.ensure_future(self.stopping.wait())
@@ -262,55 +265,6 @@ class PartitionWorker:
         finally:
             stopping.cancel()
             cleared.cancel()
-
-    async def _under_suspicion(self, size: int) -> list[Record]:
-        """A batch of records the dead owner handled already, or none once records in its
-        range were handled carefully (or the suspicion is over).
-
-        Records before the range go in batches that stop short of it; records
-        in it, one at a time; after it, the suspicion is over.
-        """
-        suspicion = self.suspicion
-        assert suspicion is not None
-        if suspicion.before(self.queue.peek().offset):
-            return self.queue.take_while(size, lambda record: suspicion.before(record.offset))
-        if suspicion.careful_at(self.queue.peek().offset):
-            await self._carefully(suspicion)
-            return []
-        self.suspicion = None
-        self.offsets.hands = None  # the dead owner's mark no longer says anything
-        log.info("%s-%d: past the records in hand at the last owner's end; batches again", *self.tp)
-        return []
-
-    async def _carefully(self, suspicion: Suspicion) -> None:
-        """The records in hand at the last owner's end, one at a time, each marked first.
-
-        In this replica only one partition goes carefully at a time: when a
-        record blocks the loop, the others are waiting their turn, not in
-        hand, and gain no strike. Its partition keeps the turn until its
-        range is done. A record the last owners ended with
-        `quarantine_after` times is dead-lettered instead of run.
-        """
-        async with suspicion.one_at_a_time:
-            while self.queue and suspicion.careful_at(self.queue.peek().offset):
-                if self.stopping.is_set() or self._draining:
-                    return
-                if self.offsets.uncommitted >= self.processor.queue_records:
-                    break  # the duplicate bound: the run loop waits for a commit
-                [record] = self.queue.take(1)
-                self.stages.skip_through(record.offset)
-                strikes = suspicion.hands.strikes_on(record.offset)
-                taken = self.offsets.started(record.offset, record.offset, 1)
-                if strikes >= suspicion.limit:
-                    result = quarantined(self.parts.handling, record, strikes)
-                else:
-                    hands = suspicion.hands
-                    await self._hold(Hands(hands.first, hands.last, strikes + 1, record.offset))
-                    result = await self.handler.handle([record])
-                acks = await self.publisher.publish(result, taken.end)
-                self._pending_acks.append((acks, taken, result.state_changes))
-                await self._settle_acks(MAX_PENDING_ACKS)
-            await self._hold(Hands(suspicion.hands.first, suspicion.hands.last))
 
     async def _idle(self) -> None:
         """Wait for new records or the oldest acknowledgement, whichever comes first.

@@ -360,3 +360,35 @@ async def test_a_clean_hand_over_keeps_the_strikes_of_a_record_not_yet_reached(
     expected = Hands(0, 100, 2, at).encode() if kept else ""
     assert mark(broker) == Committed(10, expected)
     assert (offsets.hands is not None) is kept
+
+
+async def test_a_refused_strike_is_committed_before_the_record_runs(tmp_path: Path) -> None:
+    """A strike's commit refused (a rebalance under way) is retried; the record waits for it.
+
+    Run after a refusal, a record that kills its owner would do so without its
+    strike, and cost one death more than quarantine_after + 1.
+    """
+    broker = new_broker(ONE)
+    await publish(broker, 60)
+    tp = TopicPartition(ONE.name, 0)
+    broker.group("suspect").commit({tp: 5}, Hands(5, 5, 2, 5).encode())
+    calls = Calls()
+
+    async def hangs_at_five(step: Step, ctx: Context) -> Done:
+        assert ctx.record is not None
+        calls.offsets.append(ctx.record.offset)
+        if ctx.record.offset == 5:
+            assert mark(broker) == Committed(5, Hands(5, 5, 3, 5).encode()), "ran unmarked"
+            calls.in_poison.set()
+            await asyncio.Event().wait()
+        return Done(key=step.key, n=step.n)
+
+    broker.fail("commit", times=2)  # the strike's first two tries
+    processor = dataclasses.replace(hangs_on_the_poison(calls), handler=hangs_at_five)
+    runtime = await replica(broker, processor, 0, tmp_path, commit_interval_s=3600)
+    run = asyncio.ensure_future(runtime.run())
+    await asyncio.wait_for(calls.in_poison.wait(), 10)
+    runtime.request_stop()
+    assert await run == EXIT_DRAIN_INCOMPLETE
+    assert mark(broker) == Committed(5, Hands(5, 5, 3, 5).encode())
+    assert calls.offsets == [5]
