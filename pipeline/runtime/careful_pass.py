@@ -46,6 +46,8 @@ class CarefulPass:
     stopping: asyncio.Event
     suspicion: Suspicion | None
     _draining: bool
+    _holding: bool
+    """Records are out of the queue and not yet started while their mark is committed."""
     _wakeup: asyncio.Future[None] | None
 
     async def _settle_acks(self, keep: int) -> None:
@@ -72,18 +74,22 @@ class CarefulPass:
         `pipeline scale`, where each death's replacement joins the group).
         False: this owner is leaving the partition, and must not run them.
         """
-        while not await self._hold(hands, next_offset):
-            if self.stopping.is_set() or self._draining:
-                return False
-            self._wakeup = asyncio.get_running_loop().create_future()
-            try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup, MARK_RETRY_S)  # or a stop's wake
-            finally:
-                self._wakeup = None
-            if self.stopping.is_set() or self._draining:
-                return False
-        return True
+        self._holding = True  # taken, not yet started: the fetch must not skip past them
+        try:
+            while not await self._hold(hands, next_offset):
+                if self.stopping.is_set() or self._draining:
+                    return False
+                self._wakeup = asyncio.get_running_loop().create_future()
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup, MARK_RETRY_S)  # or a stop's wake
+                finally:
+                    self._wakeup = None
+                if self.stopping.is_set() or self._draining:
+                    return False
+            return True
+        finally:
+            self._holding = False
 
     async def _under_suspicion(self, size: int) -> list[Record]:
         """A batch of records the dead owner handled already, or none once records in its

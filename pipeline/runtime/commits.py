@@ -34,6 +34,8 @@ class PartitionOffsets:
         self.hands: Hands | None = None
         """What this partition's commits say may be in a handler (pipeline.runtime.quarantine):
         this owner's last mark, or the dead owner's while its records are gone over again."""
+        self._struck: int | None = None
+        """The record this owner committed a strike on before running it."""
         self.on_committed: Callable[[int], None] = lambda offset: None
         """Told each offset committed (pipeline.runtime.stage_times times the commit)."""
 
@@ -95,6 +97,12 @@ class PartitionOffsets:
         hands = self.hands
         if hands is None or hands.at is None or hands.at < self._tracker.committable:
             return ""
+        if hands.at == self._struck:
+            # Released with it still in hand: the broker stopped this owner (an output not
+            # acknowledged), which is no fault of the record's; its own strike is taken back.
+            if hands.strikes <= 1:
+                return ""
+            return Hands(hands.first, hands.last, hands.strikes - 1, hands.at).encode()
         return hands.encode()
 
     async def hold(self, hands: Hands, next_offset: int) -> bool:
@@ -111,6 +119,7 @@ class PartitionOffsets:
         if not await self._committer.mark({self.tp: offset}, {self.tp: hands.encode()}):
             return False
         self.hands = hands
+        self._struck = hands.at
         self._tracker.mark_committed(offset)
         return True
 

@@ -72,6 +72,7 @@ class PartitionWorker(CarefulPass):
         self._wakeup: asyncio.Future[None] | None = None
         """What the idle worker awaits; resolved by new records, an acknowledgement or stop."""
         self._draining = False
+        self._holding = False
         self.last_progress = time.monotonic()
         self._pending_acks: deque[tuple[asyncio.Future[Any], PendingBatch, BatchChanges | None]] = (
             deque()
@@ -145,7 +146,12 @@ class PartitionWorker(CarefulPass):
     @property
     def idle(self) -> bool:
         """Nothing queued, nothing taken: every record offered so far is finished."""
-        return not self.queue and self.offsets.in_progress == 0 and not self._draining
+        return (
+            not self.queue
+            and self.offsets.in_progress == 0
+            and not self._draining
+            and not self._holding
+        )
 
     def wants_pause(self) -> bool:
         return (

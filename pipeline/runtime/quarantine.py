@@ -24,6 +24,9 @@ record in hand).
   runs (`strikes=N@R`: N owners, this one counted, ended with R in hand).
   A death then strikes the record in hand, never the committed offset, and
   the records waiting their turn are not in hand and gain nothing.
+- A mark's commit refused (a rebalance) is retried before the records it
+  names run (pipeline.runtime.careful_pass); an owner the broker stops
+  with a record in hand takes its own strike back as it releases the mark.
 - The owner that finds a count of K (`Processor.quarantine_after`, 3) on
   the record it is about to run dead-letters it as `Quarantined` without
   running it, and goes on.

@@ -392,3 +392,56 @@ async def test_a_refused_strike_is_committed_before_the_record_runs(tmp_path: Pa
     assert await run == EXIT_DRAIN_INCOMPLETE
     assert mark(broker) == Committed(5, Hands(5, 5, 3, 5).encode())
     assert calls.offsets == [5]
+
+
+async def test_a_batch_waiting_for_its_refused_claim_is_not_skipped_as_a_gap(
+    tmp_path: Path,
+) -> None:
+    """While a claim is retried its batch is out of the queue and not started; the fetch loop
+    must not count the partition idle and skip its offsets as gaps (the batch would then not
+    follow the committable offset, and the worker crash)."""
+    broker = new_broker(ONE)
+    await publish(broker, 100)
+    calls = Calls()
+
+    async def fine(step: Step, ctx: Context) -> Done:
+        assert ctx.record is not None
+        calls.offsets.append(ctx.record.offset)
+        return Done(key=step.key, n=step.n)
+
+    broker.fail("commit", times=8)  # the first claim refused for longer than a gap check
+    processor = dataclasses.replace(hangs_on_the_poison(calls), handler=fine, batch_records=500)
+    runtime = await replica(broker, processor, 0, tmp_path, commit_interval_s=3600)
+    run = asyncio.ensure_future(runtime.run())
+    try:
+        await until(lambda: len(calls.offsets) == 100 or run.done(), "all handled")
+    finally:
+        runtime.request_stop()
+        assert await run == EXIT_OK
+    assert calls.offsets == list(range(100))
+
+
+async def test_an_owner_the_broker_stops_mid_strike_takes_its_strike_back(tmp_path: Path) -> None:
+    """The careful owner commits a strike on a record, runs it, and the broker refuses an
+    output: the record did nothing wrong, so the mark it leaves holds no more strikes than
+    it found (a property test once saw a normal record quarantined after such ends)."""
+    broker = new_broker(ONE)
+    await publish(broker, 60)
+    tp = TopicPartition(ONE.name, 0)
+    # Records 5..40 one at a time, 8 struck twice; the outputs of the first are refused once
+    # the worker awaits them, which is when 8's strike is committed and 8 run.
+    broker.group("suspect").commit({tp: 5}, Hands(5, 40, 2, 8).encode())
+    for n in range(3):  # as many such ends as it takes to quarantine, were they counted
+        broker.fail("produce", times=1, topic=OUTPUT.name)
+        runtime = await replica(broker, passes_everything(), n, tmp_path)
+        assert await asyncio.wait_for(runtime.run(), 20) == EXIT_FAILED
+        left = read_hands(mark(broker))
+        assert left is None or all(left.strikes_on(o) <= (2 if o == 8 else 0) for o in range(60))
+    runtime = await replica(broker, passes_everything(), 9, tmp_path)
+    run = asyncio.ensure_future(runtime.run())
+    try:
+        await until(lambda: committed(broker, "suspect", ONE.name).get(0) == 60, "all handled")
+    finally:
+        runtime.request_stop()
+        assert await run == EXIT_OK
+    assert dead_source_offsets(broker, ONE.name) == set()
