@@ -112,6 +112,19 @@ def mark(broker: MemoryBroker) -> Committed | None:
     return broker.group("suspect").commits.get(TopicPartition(ONE.name, 0))
 
 
+async def run_until_committed(
+    broker: MemoryBroker, processor: Processor[Step], n: int, tmp: Path, count: int
+) -> None:
+    """Replica `n` until the group has committed `count` records, then a clean stop."""
+    runtime = await replica(broker, processor, n, tmp)
+    run = asyncio.ensure_future(runtime.run())
+    try:
+        await until(lambda: committed(broker, "suspect", ONE.name).get(0) == count, "all handled")
+    finally:
+        runtime.request_stop()
+        assert await run == EXIT_OK
+
+
 async def test_a_record_that_hangs_every_owner_is_quarantined_and_the_rest_goes_on(
     tmp_path: Path,
 ) -> None:
@@ -165,13 +178,7 @@ async def test_clean_hand_overs_of_an_idle_partition_count_nothing(tmp_path: Pat
         assert found is None or found.metadata == ""
     await publish(broker, 10)
     calls = Calls()
-    runtime = await replica(broker, hangs_on_the_poison(calls), 9, tmp_path)
-    run = asyncio.ensure_future(runtime.run())
-    try:
-        await until(lambda: committed(broker, "suspect", ONE.name).get(0) == 10, "all handled")
-    finally:
-        runtime.request_stop()
-        assert await run == EXIT_OK
+    await run_until_committed(broker, hangs_on_the_poison(calls), 9, tmp_path, 10)
     assert calls.offsets == list(range(10))
     assert dead_source_offsets(broker, ONE.name) == set()
 
@@ -192,13 +199,7 @@ async def test_a_mark_left_by_others_decides_the_first_record(
         return Done(key=step.key, n=step.n)
 
     processor = dataclasses.replace(hangs_on_the_poison(calls), handler=fine)
-    runtime = await replica(broker, processor, 0, tmp_path)
-    run = asyncio.ensure_future(runtime.run())
-    try:
-        await until(lambda: committed(broker, "suspect", ONE.name).get(0) == 60, "all handled")
-    finally:
-        runtime.request_stop()
-        assert await run == EXIT_OK
+    await run_until_committed(broker, processor, 0, tmp_path, 60)
     assert (5 not in calls.offsets) is quarantined
     assert dead_source_offsets(broker, ONE.name) == ({(0, 5)} if quarantined else set())
     assert calls.offsets == [n for n in range(5, 60) if not (quarantined and n == 5)]
@@ -240,13 +241,7 @@ async def test_owners_the_broker_stops_count_no_strike_against_the_records_in_ha
         assert await asyncio.wait_for(runtime.run(), 20) == EXIT_FAILED
         final = mark(broker)
         assert final is None or final.metadata == "", f"end {n} left {final}"
-    runtime = await replica(broker, passes_everything(), 5, tmp_path)
-    run = asyncio.ensure_future(runtime.run())
-    try:
-        await until(lambda: committed(broker, "suspect", ONE.name).get(0) == 200, "everything")
-    finally:
-        runtime.request_stop()
-        assert await run == EXIT_OK
+    await run_until_committed(broker, passes_everything(), 5, tmp_path, 200)
     assert dead_source_offsets(broker, ONE.name) == set()
     handled = {n for ns in outputs_by_key(broker).values() for n in ns}
     assert handled == set(range(200))
@@ -437,11 +432,5 @@ async def test_an_owner_the_broker_stops_mid_strike_takes_its_strike_back(tmp_pa
         assert await asyncio.wait_for(runtime.run(), 20) == EXIT_FAILED
         left = read_hands(mark(broker))
         assert left is None or all(left.strikes_on(o) <= (2 if o == 8 else 0) for o in range(60))
-    runtime = await replica(broker, passes_everything(), 9, tmp_path)
-    run = asyncio.ensure_future(runtime.run())
-    try:
-        await until(lambda: committed(broker, "suspect", ONE.name).get(0) == 60, "all handled")
-    finally:
-        runtime.request_stop()
-        assert await run == EXIT_OK
+    await run_until_committed(broker, passes_everything(), 9, tmp_path, 60)
     assert dead_source_offsets(broker, ONE.name) == set()
