@@ -118,3 +118,23 @@ async def test_a_malformed_traceparent_starts_a_new_trace_and_is_not_an_error(
         assert pipeline.metrics.total("dead_lettered") == 0
     (span,) = [s for s in exported.get_finished_spans() if s.name == "handle echo"]
     assert span.parent is None or f"{span.context.trace_id:032x}" != TRACE
+
+
+def test_a_global_provider_set_after_start_is_seen_within_the_check_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "No provider yet" is remembered for a second (OpenTelemetry's getter reads the
+    environment per call); one set later, by an embedder, is seen once that second is over,
+    and is kept."""
+    from opentelemetry import trace
+
+    monkeypatch.setattr(tracing, "_global", None)
+    monkeypatch.setattr(tracing, "_next_global_check", 0.0)
+    assert not tracing.enabled()
+    real = TracerProvider()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: real)
+    assert not tracing.enabled()  # within the second: still the remembered answer
+    monkeypatch.setattr(tracing, "_next_global_check", 0.0)  # the second is over
+    assert tracing.enabled()
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.NoOpTracerProvider)
+    assert tracing.enabled()  # a global provider cannot be unset: kept without asking
