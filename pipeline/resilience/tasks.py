@@ -16,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from pipeline.errors import PipelineError
 
 T = TypeVar("T")
 log = logging.getLogger("pipeline.process")
@@ -55,11 +58,33 @@ def dump_tasks() -> None:
     log.warning("SIGUSR1: %d asyncio task(s)\n%s", len(tasks), out.getvalue())
 
 
+EVENT_LOOPS = ("asyncio", "uvloop")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop PIPELINE_EVENT_LOOP names: asyncio's own (the default) or uvloop's."""
+    chosen = os.environ.get("PIPELINE_EVENT_LOOP", "asyncio").strip().lower() or "asyncio"
+    if chosen not in EVENT_LOOPS:
+        raise PipelineError(
+            f"PIPELINE_EVENT_LOOP={chosen!r} is not a loop this project runs on; "
+            f"use one of {', '.join(EVENT_LOOPS)}"
+        )
+    if chosen == "uvloop":
+        try:
+            import uvloop
+        except ImportError as exc:
+            raise PipelineError(
+                "PIPELINE_EVENT_LOOP=uvloop, but uvloop is not installed: pip install uvloop"
+            ) from exc
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def run_process(
     main: Coroutine[Any, Any, T], leftover_timeout_s: float = LEFTOVER_TASKS_TIMEOUT_S
 ) -> T:
     """Run `main` to completion; leftover tasks get `leftover_timeout_s` to stop."""
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     asyncio.set_event_loop(loop)
     loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     try:

@@ -57,3 +57,24 @@ async def test_cancel_and_wait_gives_up_on_a_stubborn_task(
     stubborn.released = True
     assert await cancel_and_wait(task, 1.0, "the released task") is True
     assert await cancel_and_wait(asyncio.ensure_future(asyncio.sleep(3600)), 1.0, "sleep") is True
+
+
+def test_the_event_loop_is_the_one_pipeline_event_loop_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvloop
+
+    from pipeline.errors import PipelineError
+    from pipeline.resilience.tasks import new_event_loop
+
+    for value, on_uvloop in (("", False), ("asyncio", False), ("UVLoop", True)):
+        monkeypatch.setenv("PIPELINE_EVENT_LOOP", value)
+        loop = new_event_loop()
+        try:
+            assert isinstance(loop, uvloop.Loop) is on_uvloop
+            assert loop.run_until_complete(asyncio.sleep(0, "ran")) == "ran"
+        finally:
+            loop.close()
+    monkeypatch.setenv("PIPELINE_EVENT_LOOP", "trio")
+    with pytest.raises(PipelineError, match="use one of asyncio, uvloop"):
+        new_event_loop()
