@@ -282,6 +282,10 @@ class Admin(Protocol):
     ) -> dict[str, str | None]:
         """Set these configs, leaving every other one alone; per topic None or the refusal."""
 
+    async def set_group_configs(self, group: str, configs: Mapping[str, str]) -> str | None:
+        """Set a group's configs (a share group's start, lock, delivery limit); None or the
+        refusal."""
+
     async def group_commits(self, group: str) -> dict[TopicPartition, Committed]: ...
 
     async def list_groups(self) -> list[str]:
@@ -289,6 +293,64 @@ class Admin(Protocol):
 
     async def describe_group(self, group: str) -> GroupDescription:
         """Its state and members with their assignments; an unknown group is Dead, no members."""
+
+
+# -- share groups ---------------------------------------------------------------------------
+# KIP-932, "queues for Kafka": a share group hands each record to one member of any number,
+# under a time-limited lock; the member accepts it (done), releases it (delivered again, its
+# delivery count one higher) or rejects it (never again); a member that leaves or dies loses
+# its locks and the records go to others. Only the confluent client speaks it (librdkafka's
+# share consumer, in preview in confluent-kafka 2.16): aiokafka has none, the in-memory broker
+# does not model it yet. A share consumer is not thread-safe and, acknowledging explicitly,
+# must give every record of a poll an outcome before the next: one member per slot of work.
+
+Outcome = Literal["accept", "release", "reject"]
+"""accept: done; release: deliver again (to any member); reject: never deliver again."""
+
+SHARE_GROUP_DEFAULTS: Mapping[str, str] = {"share.auto.offset.reset": "earliest"}
+"""Group configs a share group of this project gets: Kafka's default start is the latest
+offset, which would skip every record published before the first member joined."""
+
+
+class SharedRecord(Record, Protocol):
+    """A record acquired from a share group: the port's record and its delivery count."""
+
+    @property
+    def delivery_count(self) -> int:
+        """1 on the first delivery; a release or a lost lock makes the next one higher."""
+
+
+@dataclass(frozen=True)
+class ShareOptions:
+    group_id: str
+    max_records: int = 1
+    """Records one poll may acquire; all of them are acknowledged before the next poll."""
+    client_id: str | None = None
+
+
+class ShareConsumer(Protocol):
+    """One member of a share group; every call runs on the consumer's own thread."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Send the acknowledgements made and leave the group; unacknowledged records'
+        locks are released, so others get them without waiting out the lock."""
+
+    async def subscribe(self, topics: Sequence[str]) -> None: ...
+
+    async def poll(self, wait_s: float) -> list[SharedRecord]:
+        """Acquire up to max_records, waiting at most `wait_s` for the first."""
+
+    async def acknowledge(self, record: SharedRecord, outcome: Outcome) -> None:
+        """Record the outcome locally; `commit` (or the next poll) sends it."""
+
+    async def commit(self) -> dict[TopicPartition, str | None]:
+        """Send the outcomes made since the last commit; per partition None or the refusal."""
+
+
+class ShareGroupsUnsupported(PipelineError):
+    """The client or the cluster cannot do share groups; says which and what to do."""
 
 
 class Clients(Protocol):
@@ -302,3 +364,7 @@ class Clients(Protocol):
     def producer(self, options: ProducerOptions) -> Producer: ...
 
     def admin(self) -> Admin: ...
+
+    def share_consumer(self, options: ShareOptions) -> ShareConsumer:
+        """A share group member (see "share groups" above); ShareGroupsUnsupported where the
+        client cannot be one."""

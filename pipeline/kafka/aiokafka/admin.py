@@ -13,7 +13,11 @@ from aiokafka.errors import KafkaError, for_code
 
 from pipeline.errors import PipelineError
 from pipeline.kafka.aiokafka.errors import translated
-from pipeline.kafka.aiokafka.incremental_configs import set_topic_configs
+from pipeline.kafka.aiokafka.incremental_configs import (
+    RESOURCE_GROUP,
+    set_configs,
+    set_topic_configs,
+)
 from pipeline.kafka.coordinator_wait import asking_until_coordinated
 from pipeline.kafka.port import (
     Committed,
@@ -137,6 +141,12 @@ class AioAdmin:
         }
 
     @translated
+    async def set_group_configs(self, group: str, configs: Mapping[str, str]) -> str | None:
+        [(_, code, message)] = await set_configs(
+            self._client, RESOURCE_GROUP, {group: dict(configs)}
+        )
+        return None if not code else f"{refusal(code)}: {message or ''}".rstrip(": ")
+
     async def group_commits(self, group: str) -> dict[TopicPartition, Committed]:
         """A group's commits, waiting out a coordinator still being elected.
 

@@ -11,6 +11,7 @@ import asyncio
 import time
 from typing import Any
 
+import aiokafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -20,7 +21,16 @@ from pipeline.kafka.aiokafka.connect_errors import explained
 from pipeline.kafka.aiokafka.consumer import AioConsumer
 from pipeline.kafka.aiokafka.producer import AioProducer
 from pipeline.kafka.metadata import DEFAULT_WAIT_S, TopicNotOnClusterError
-from pipeline.kafka.port import Admin, Consumer, ConsumerOptions, Producer, ProducerOptions
+from pipeline.kafka.port import (
+    Admin,
+    Consumer,
+    ConsumerOptions,
+    Producer,
+    ProducerOptions,
+    ShareConsumer,
+    ShareGroupsUnsupported,
+    ShareOptions,
+)
 from pipeline.settings import PipelineSettings
 
 
@@ -65,3 +75,10 @@ class AioClients:
         client = AIOKafkaAdminClient(**admin_kwargs(self.settings))
         client.start = explained(client.start, self.settings)
         return AioAdmin(client)
+
+    def share_consumer(self, options: ShareOptions) -> ShareConsumer:
+        raise ShareGroupsUnsupported(
+            f"share group {options.group_id!r} needs the confluent client (aiokafka "
+            f"{aiokafka.__version__} has no share-group support): set PIPELINE_CLIENT=confluent "
+            "or pass --client confluent"
+        )

@@ -17,6 +17,7 @@ from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, 
 
 API_KEY = 44
 RESOURCE_TOPIC = 2
+RESOURCE_GROUP = 32
 OPERATION_SET = 0
 
 
@@ -81,14 +82,21 @@ async def set_topic_configs(
 
     Returns (topic, error code, error message) per topic; code 0 is success.
     """
+    return await set_configs(admin, RESOURCE_TOPIC, configs)
+
+
+async def set_configs(
+    admin: AIOKafkaAdminClient, resource_type: int, configs: dict[str, dict[str, str]]
+) -> list[tuple[str, int, str | None]]:
+    """Set these configs per resource (topics, groups), leaving every other one as it is."""
     request = IncrementalAlterConfigsRequest(
         [
             (
-                RESOURCE_TOPIC,
-                topic,
-                [(name, OPERATION_SET, value) for name, value in sorted(values.items())],
+                resource_type,
+                name,
+                [(key, OPERATION_SET, value) for key, value in sorted(values.items())],
             )
-            for topic, values in configs.items()
+            for name, values in configs.items()
         ]
     )
     response = await admin._send_request(request)

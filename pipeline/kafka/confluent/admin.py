@@ -183,6 +183,22 @@ class ConfluentAdmin:
         }
 
     @translated
+    async def set_group_configs(self, group: str, configs: Mapping[str, str]) -> str | None:
+        resource = ConfigResource(
+            ResourceType.GROUP,
+            group,
+            incremental_configs=[
+                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+                for name, value in configs.items()
+            ],
+        )
+        futures = self.client.incremental_alter_configs(
+            [resource], request_timeout=REQUEST_TIMEOUT_S
+        )
+        [future] = futures.values()
+        return refusal(await _outcome(future))
+
+    @translated
     async def group_commits(self, group: str) -> dict[TopicPartition, Committed]:
         """Read through a consumer of the group: the AdminClient's call can crash the process
         (pipeline.kafka.confluent.commits)."""

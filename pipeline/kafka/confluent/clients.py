@@ -7,10 +7,24 @@ librdkafka's configuration is built in config.py.
 from __future__ import annotations
 
 from pipeline.kafka.confluent.admin import ConfluentAdmin
-from pipeline.kafka.confluent.config import client_config, consumer_config, producer_config
+from pipeline.kafka.confluent.config import (
+    client_config,
+    consumer_config,
+    producer_config,
+    share_consumer_config,
+)
 from pipeline.kafka.confluent.consumer import ConfluentConsumer
 from pipeline.kafka.confluent.producer import ConfluentProducer
-from pipeline.kafka.port import Admin, Consumer, ConsumerOptions, Producer, ProducerOptions
+from pipeline.kafka.confluent.share_consumer import ConfluentShareConsumer
+from pipeline.kafka.port import (
+    Admin,
+    Consumer,
+    ConsumerOptions,
+    Producer,
+    ProducerOptions,
+    ShareConsumer,
+    ShareOptions,
+)
 from pipeline.settings import PipelineSettings
 
 
@@ -36,3 +50,8 @@ class ConfluentClients:
 
     def admin(self) -> Admin:
         return ConfluentAdmin(client_config(self.settings))
+
+    def share_consumer(self, options: ShareOptions) -> ShareConsumer:
+        return ConfluentShareConsumer(
+            share_consumer_config(self.settings, options), options.group_id
+        )

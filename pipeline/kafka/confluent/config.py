@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.kafka.confluent.errors import remember_cause
 from pipeline.kafka.connect_errors import explain, final
-from pipeline.kafka.port import ConsumerOptions, ProducerOptions
+from pipeline.kafka.port import ConsumerOptions, ProducerOptions, ShareOptions
 from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.settings import PipelineSettings
 
@@ -150,4 +150,18 @@ def producer_config(settings: PipelineSettings, options: ProducerOptions) -> dic
         config["transaction.timeout.ms"] = options.transaction_timeout_ms
         delivery_timeout_ms = min(delivery_timeout_ms, options.transaction_timeout_ms)
     config["message.timeout.ms"] = delivery_timeout_ms
+    return config
+
+
+def share_consumer_config(settings: PipelineSettings, options: ShareOptions) -> dict[str, Any]:
+    """A share group member acknowledging each record itself, `max_records` per poll."""
+    config = client_config(settings)
+    config.update(
+        {
+            "client.id": options.client_id or settings.client_id,
+            "group.id": options.group_id,
+            "share.acknowledgement.mode": "explicit",
+            "max.poll.records": options.max_records,
+        }
+    )
     return config

@@ -66,6 +66,11 @@ class MemoryAdmin:
             answers[name] = None
         return answers
 
+    async def set_group_configs(self, group: str, configs: Mapping[str, str]) -> str | None:
+        self.broker.check_reachable()
+        self.broker.group_configs.setdefault(group, {}).update(configs)
+        return None
+
     async def group_commits(self, group: str) -> dict[TopicPartition, Committed]:
         return dict(self.broker.group(group).commits)
 

@@ -6,7 +6,16 @@ from pipeline.kafka.memory.admin import MemoryAdmin
 from pipeline.kafka.memory.cluster import BOOTSTRAP, MemoryBroker
 from pipeline.kafka.memory.consumer import MemoryConsumer
 from pipeline.kafka.memory.producer import MemoryProducer
-from pipeline.kafka.port import Admin, Consumer, ConsumerOptions, Producer, ProducerOptions
+from pipeline.kafka.port import (
+    Admin,
+    Consumer,
+    ConsumerOptions,
+    Producer,
+    ProducerOptions,
+    ShareConsumer,
+    ShareGroupsUnsupported,
+    ShareOptions,
+)
 
 
 class MemoryClients:
@@ -27,3 +36,9 @@ class MemoryClients:
 
     def admin(self) -> Admin:
         return MemoryAdmin(self.broker)
+
+    def share_consumer(self, options: ShareOptions) -> ShareConsumer:
+        raise ShareGroupsUnsupported(
+            f"share group {options.group_id!r}: the in-memory broker does not model share "
+            "groups yet; run queue-mode processors against a real cluster"
+        )

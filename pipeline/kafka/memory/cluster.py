@@ -36,6 +36,7 @@ class MemoryBroker:
     def __init__(self) -> None:
         self.topics: dict[str, TopicLog] = {}
         self.groups: dict[str, Group] = {}
+        self.group_configs: dict[str, dict[str, str]] = {}
         self.transactions: dict[int, Transaction] = {}
         self._transaction_ids = itertools.count(1)
         self._epochs: dict[str, int] = {}
