@@ -300,8 +300,8 @@ class Admin(Protocol):
 # under a time-limited lock; the member accepts it (done), releases it (delivered again, its
 # delivery count one higher) or rejects it (never again); a member that leaves or dies loses
 # its locks and the records go to others. Only the confluent client speaks it (librdkafka's
-# share consumer, in preview in confluent-kafka 2.16): aiokafka has none, the in-memory broker
-# does not model it yet. A share consumer is not thread-safe and, acknowledging explicitly,
+# share consumer, in preview in confluent-kafka 2.16) and the in-memory broker; aiokafka has
+# none. A share consumer is not thread-safe and, acknowledging explicitly,
 # must give every record of a poll an outcome before the next: one member per slot of work.
 
 Outcome = Literal["accept", "release", "reject"]

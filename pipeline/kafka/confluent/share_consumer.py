@@ -17,7 +17,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from confluent_kafka import AcknowledgeType, KafkaError, KafkaException, Message, ShareConsumer
+from confluent_kafka import (
+    AcknowledgeType,
+    IllegalStateException,
+    KafkaError,
+    KafkaException,
+    Message,
+    ShareConsumer,
+)
 
 from pipeline.kafka.confluent.errors import translated
 from pipeline.kafka.port import Headers, KafkaClientError, Outcome, SharedRecord, TopicPartition
@@ -70,7 +77,10 @@ class ConfluentShareConsumer:
 
     async def _on_thread(self, call: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, functools.partial(call, *args))
+        try:
+            return await loop.run_in_executor(self._thread, functools.partial(call, *args))
+        except IllegalStateException as exc:  # a poll before every outcome, a stale record
+            raise KafkaClientError(f"IllegalState: {exc}") from exc
 
     @property
     def client(self) -> ShareConsumer:

@@ -6,6 +6,7 @@ from pipeline.kafka.memory.admin import MemoryAdmin
 from pipeline.kafka.memory.cluster import BOOTSTRAP, MemoryBroker
 from pipeline.kafka.memory.consumer import MemoryConsumer
 from pipeline.kafka.memory.producer import MemoryProducer
+from pipeline.kafka.memory.share_groups import MemoryShareConsumer
 from pipeline.kafka.port import (
     Admin,
     Consumer,
@@ -13,7 +14,6 @@ from pipeline.kafka.port import (
     Producer,
     ProducerOptions,
     ShareConsumer,
-    ShareGroupsUnsupported,
     ShareOptions,
 )
 
@@ -38,7 +38,4 @@ class MemoryClients:
         return MemoryAdmin(self.broker)
 
     def share_consumer(self, options: ShareOptions) -> ShareConsumer:
-        raise ShareGroupsUnsupported(
-            f"share group {options.group_id!r}: the in-memory broker does not model share "
-            "groups yet; run queue-mode processors against a real cluster"
-        )
+        return MemoryShareConsumer(self.broker, options)

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline.kafka.memory.groups import Group
 from pipeline.kafka.memory.log import (
@@ -17,6 +18,9 @@ from pipeline.kafka.memory.log import (
 )
 from pipeline.kafka.metadata import TopicNotOnClusterError
 from pipeline.kafka.port import KafkaClientError, TopicPartition
+
+if TYPE_CHECKING:
+    from pipeline.kafka.memory.share_state import ShareGroup
 
 BOOTSTRAP = "memory://"
 
@@ -37,6 +41,7 @@ class MemoryBroker:
         self.topics: dict[str, TopicLog] = {}
         self.groups: dict[str, Group] = {}
         self.group_configs: dict[str, dict[str, str]] = {}
+        self.share_groups: dict[str, ShareGroup] = {}
         self.transactions: dict[int, Transaction] = {}
         self._transaction_ids = itertools.count(1)
         self._epochs: dict[str, int] = {}
@@ -94,6 +99,10 @@ class MemoryBroker:
         log.entries.append(Entry(record, None if transaction is None else transaction.id))
         if transaction is not None:
             transaction.partitions.add((log.topic, log.partition))
+        self._wake()
+
+    def wake_readers(self) -> None:
+        """Records became available again (a share group's release): pollers look again."""
         self._wake()
 
     def _wake(self) -> None:

@@ -1,10 +1,11 @@
-"""The share-group adapter on a real broker (Kafka 4.4, confluent-kafka's ShareConsumer).
+"""Share groups through the port: on the in-memory broker and on Kafka 4.4 (confluent-kafka).
 
 Every record goes to one member and an accepted one never comes back; a
 released one comes back with its delivery count one higher, a rejected
-one never; a member that leaves with records unacknowledged hands them to
-the others. Where the client cannot do share groups the error says which
-client to use.
+one never, and one delivered as often as the group's limit is archived; a
+member that leaves with records unacknowledged hands them to the others;
+a poll before every record of the last one has an outcome is refused.
+Where the client cannot do share groups the error says which to use.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from pipeline.kafka.connect import connect
+from pipeline.kafka.memory import MemoryClients
 from pipeline.kafka.port import (
     SHARE_GROUP_DEFAULTS,
     Clients,
+    KafkaClientError,
     NewTopic,
     Outcome,
     ProducerOptions,
@@ -31,14 +34,16 @@ from pipeline.kafka.port import (
 )
 from pipeline.settings import PipelineSettings
 
-pytestmark = pytest.mark.integration
-
 Place = tuple[int, int]
 
 
-@pytest.fixture
-def clients(kafka_bootstrap: str) -> Clients:
-    return connect(PipelineSettings(bootstrap_servers=kafka_bootstrap, client="confluent"))
+@pytest.fixture(params=["memory", pytest.param("confluent", marks=pytest.mark.integration)])
+def clients(request: pytest.FixtureRequest) -> Clients:
+    """Not aiokafka: it has no share groups (the last test)."""
+    if request.param == "memory":
+        return MemoryClients()
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    return connect(PipelineSettings(bootstrap_servers=bootstrap, client="confluent"))
 
 
 async def a_topic_with(clients: Clients, count: int, partitions: int = 3) -> str:
@@ -104,6 +109,15 @@ async def take(
     return records
 
 
+async def first_records(member: ShareConsumer, deadline: float) -> list[SharedRecord]:
+    """Poll until something is acquired (its outcomes left to the caller)."""
+    while time.monotonic() < deadline:
+        records = await member.poll(1.0)
+        if records:
+            return records
+    raise AssertionError("nothing acquired before the deadline")
+
+
 def places(records: Sequence[SharedRecord]) -> list[Place]:
     return [(r.partition, r.offset) for r in records]
 
@@ -139,9 +153,7 @@ async def test_a_released_record_comes_back_counted_and_a_rejected_one_never(
     group = await a_share_group(clients)
     member = await join(clients, members, group, topic, max_records=10)
     deadline = time.monotonic() + 60
-    first: list[SharedRecord] = []
-    while not first and time.monotonic() < deadline:
-        first = await member.poll(1.0)
+    first = await first_records(member, deadline)
     outcomes: dict[Place, Outcome] = {(0, 1): "release", (0, 2): "reject"}
     for record in first:
         await member.acknowledge(record, outcomes.get((record.partition, record.offset), "accept"))
@@ -162,9 +174,7 @@ async def test_a_member_that_leaves_hands_its_unacknowledged_records_to_the_othe
     group = await a_share_group(clients, **{"share.record.lock.duration.ms": "15000"})
     leaving = await join(clients, members, group, topic, max_records=4)
     deadline = time.monotonic() + 60
-    held: list[SharedRecord] = []
-    while not held and time.monotonic() < deadline:
-        held = await leaving.poll(1.0)
+    held = await first_records(leaving, deadline)
     members.remove(leaving)
     await leaving.stop()  # nothing acknowledged
     staying = await join(clients, members, group, topic, max_records=4)
@@ -175,15 +185,56 @@ async def test_a_member_that_leaves_hands_its_unacknowledged_records_to_the_othe
     assert {r.delivery_count for r in back} == {2}
 
 
-@pytest.mark.parametrize("client", ["aiokafka", "memory"])
-def test_a_client_without_share_groups_says_which_to_use(client: str) -> None:
-    from pipeline.kafka.memory import MemoryClients
+async def test_one_delivered_as_often_as_the_limit_is_archived(
+    clients: Clients, members: list[ShareConsumer]
+) -> None:
+    topic = await a_topic_with(clients, 2, partitions=1)
+    group = await a_share_group(clients, **{"share.delivery.count.limit": "2"})
+    member = await join(clients, members, group, topic, max_records=10)
+    deadline = time.monotonic() + 60
+    deliveries: list[tuple[int, int]] = []
+    while len(deliveries) < 4 and time.monotonic() < deadline:
+        for record in await take(member, deadline, outcome="release"):
+            deliveries.append((record.offset, record.delivery_count))
+    assert sorted(deliveries) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert await take(member, time.monotonic() + 3) == []  # archived: never a third time
 
-    chosen: Clients = (
-        MemoryClients()
-        if client == "memory"
-        else connect(PipelineSettings(bootstrap_servers="127.0.0.1:9", client="aiokafka"))
-    )
-    expected = "does not model share groups" if client == "memory" else "needs the confluent client"
-    with pytest.raises(ShareGroupsUnsupported, match=expected):
-        chosen.share_consumer(ShareOptions("g"))
+
+async def test_a_poll_before_every_outcome_is_refused(
+    clients: Clients, members: list[ShareConsumer]
+) -> None:
+    topic = await a_topic_with(clients, 3, partitions=1)
+    group = await a_share_group(clients)
+    member = await join(clients, members, group, topic, max_records=10)
+    deadline = time.monotonic() + 60
+    held = await first_records(member, deadline)
+    with pytest.raises(KafkaClientError, match="IllegalState"):
+        await member.poll(0.1)
+    for record in held:
+        await member.acknowledge(record, "accept")
+    await member.commit()
+    assert await member.poll(0.5) == []  # answered: polling goes on
+
+
+def test_aiokafka_has_no_share_groups_and_says_which_client_has() -> None:
+    aiokafka = connect(PipelineSettings(bootstrap_servers="127.0.0.1:9", client="aiokafka"))
+    with pytest.raises(ShareGroupsUnsupported, match="needs the confluent client"):
+        aiokafka.share_consumer(ShareOptions("g"))
+
+
+async def test_a_record_whose_lock_expires_goes_to_another_member() -> None:
+    """In memory only: the broker's shortest lock is 15 s
+    (group.share.min.record.lock.duration.ms)."""
+    clients = MemoryClients()
+    topic = await a_topic_with(clients, 1, partitions=1)
+    group = await a_share_group(clients, **{"share.record.lock.duration.ms": "200"})
+    started: list[ShareConsumer] = []
+    try:
+        slow = await join(clients, started, group, topic)
+        [held] = await slow.poll(1.0)
+        fast = await join(clients, started, group, topic)
+        back = await take(fast, time.monotonic() + 5)
+        assert [(r.offset, r.delivery_count) for r in back] == [(held.offset, 2)]
+    finally:
+        for member in started:
+            await member.stop()

@@ -1,0 +1,27 @@
+"""What the in-memory broker keeps per share group (pipeline.kafka.memory.share_groups)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.kafka.memory.log import MemoryRecord
+from pipeline.kafka.port import TopicPartition
+
+Place = tuple[TopicPartition, int]
+
+
+@dataclass
+class Delivery:
+    record: MemoryRecord
+    count: int = 0
+    holder: int | None = None
+    """The member holding its lock; None: available to the next poll."""
+    expires: float = 0.0
+
+
+@dataclass
+class ShareGroup:
+    name: str
+    starts: dict[TopicPartition, int] = field(default_factory=dict)
+    """The next offset never delivered, per partition."""
+    unfinished: dict[Place, Delivery] = field(default_factory=dict)
