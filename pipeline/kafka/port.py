@@ -349,7 +349,7 @@ class ShareConsumer(Protocol):
         """Send the outcomes made since the last commit; per partition None or the refusal."""
 
 
-class ShareGroupsUnsupported(PipelineError):
+class ShareGroupsUnsupported(KafkaClientError):
     """The client or the cluster cannot do share groups; says which and what to do."""
 
 

@@ -27,7 +27,14 @@ from confluent_kafka import (
 )
 
 from pipeline.kafka.confluent.errors import translated
-from pipeline.kafka.port import Headers, KafkaClientError, Outcome, SharedRecord, TopicPartition
+from pipeline.kafka.port import (
+    Headers,
+    KafkaClientError,
+    Outcome,
+    SharedRecord,
+    ShareGroupsUnsupported,
+    TopicPartition,
+)
 
 log = logging.getLogger("pipeline.kafka.confluent")
 
@@ -68,10 +75,27 @@ class ConfluentSharedRecord:
         self.delivery_count: int = message.delivery_count() or 1
 
 
+def unsupported_by_the_cluster(
+    exc: KafkaClientError, group_id: str, bootstrap: str
+) -> KafkaClientError:
+    """A cluster without share groups answers the member's heartbeat UNSUPPORTED_VERSION
+    (checked on Kafka 4.4 formatted with share.version=0): say so, and what to do."""
+    text = str(exc)
+    if "UNSUPPORTED_VERSION" not in text or "ShareGroup" not in text:
+        return exc
+    return ShareGroupsUnsupported(
+        f"share group {group_id!r}: the cluster at {bootstrap} does not serve share groups "
+        f"({text}). Kafka 4.2 and later enable them on new clusters; on one formatted "
+        "without them run `kafka-features.sh --bootstrap-server "
+        f"{bootstrap} upgrade --feature share.version=1`"
+    )
+
+
 class ConfluentShareConsumer:
     def __init__(self, config: dict[str, Any], group_id: str) -> None:
         self._config = config
         self._group_id = group_id
+        self._bootstrap = str(config.get("bootstrap.servers", ""))
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-share-{group_id}")
         self._client: ShareConsumer | None = None
 
@@ -105,8 +129,14 @@ class ConfluentShareConsumer:
     async def subscribe(self, topics: Sequence[str]) -> None:
         await self._on_thread(self.client.subscribe, list(topics))
 
-    @translated
     async def poll(self, wait_s: float) -> list[SharedRecord]:
+        try:
+            return await self._translated_poll(wait_s)
+        except KafkaClientError as exc:
+            raise unsupported_by_the_cluster(exc, self._group_id, self._bootstrap) from exc
+
+    @translated
+    async def _translated_poll(self, wait_s: float) -> list[SharedRecord]:
         return await self._on_thread(self._poll_on_thread, self.client, wait_s)
 
     def _poll_on_thread(self, client: ShareConsumer, wait_s: float) -> list[SharedRecord]:
