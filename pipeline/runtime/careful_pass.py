@@ -46,8 +46,9 @@ class CarefulPass:
     stopping: asyncio.Event
     suspicion: Suspicion | None
     _draining: bool
-    _holding: bool
-    """Records are out of the queue and not yet started while their mark is committed."""
+    _holding: int
+    """Records out of the queue and not yet started while their mark is committed: still
+    held (the in-flight bound counts them) and not idle (no gap is skipped past them)."""
     _wakeup: asyncio.Future[None] | None
 
     async def _settle_acks(self, keep: int) -> None:
@@ -65,7 +66,7 @@ class CarefulPass:
             await self._settle_acks(0)
         return await self.offsets.hold(hands, next_offset)
 
-    async def _hold_until_accepted(self, hands: Hands, next_offset: int) -> bool:
+    async def _hold_until_accepted(self, hands: Hands, next_offset: int, count: int) -> bool:
         """The mark committed before a handler gets what it names, retried while refused.
 
         A refusal is a rebalance under way. Running the records anyway would
@@ -74,7 +75,7 @@ class CarefulPass:
         `pipeline scale`, where each death's replacement joins the group).
         False: this owner is leaving the partition, and must not run them.
         """
-        self._holding = True  # taken, not yet started: the fetch must not skip past them
+        self._holding = count
         try:
             while not await self._hold(hands, next_offset):
                 if self.stopping.is_set() or self._draining:
@@ -89,7 +90,7 @@ class CarefulPass:
                     return False
             return True
         finally:
-            self._holding = False
+            self._holding = 0
 
     async def _under_suspicion(self, size: int) -> list[Record]:
         """A batch of records the dead owner handled already, or none once records in its
@@ -131,7 +132,9 @@ class CarefulPass:
                 if strikes < suspicion.limit:
                     hands = suspicion.hands
                     if not await self._hold_until_accepted(
-                        Hands(hands.first, hands.last, strikes + 1, record.offset), record.offset
+                        Hands(hands.first, hands.last, strikes + 1, record.offset),
+                        record.offset,
+                        1,
                     ):
                         return  # leaving: not run, its count as the last owners left it
                 taken = self.offsets.started(record.offset, record.offset, 1)

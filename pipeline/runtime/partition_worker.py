@@ -72,7 +72,7 @@ class PartitionWorker(CarefulPass):
         self._wakeup: asyncio.Future[None] | None = None
         """What the idle worker awaits; resolved by new records, an acknowledgement or stop."""
         self._draining = False
-        self._holding = False
+        self._holding = 0
         self.last_progress = time.monotonic()
         self._pending_acks: deque[tuple[asyncio.Future[Any], PendingBatch, BatchChanges | None]] = (
             deque()
@@ -132,7 +132,7 @@ class PartitionWorker(CarefulPass):
     @property
     def held(self) -> int:
         """Records in memory: queued, being handled, or with outputs awaiting acks."""
-        return len(self.queue) + self.offsets.in_progress
+        return len(self.queue) + self._holding + self.offsets.in_progress
 
     @property
     def load(self) -> int:
@@ -141,7 +141,7 @@ class PartitionWorker(CarefulPass):
         What the bulkhead's pause and resume marks count (a SIGKILL redoes these);
         `held` counts what is in memory.
         """
-        return len(self.queue) + self.offsets.uncommitted
+        return len(self.queue) + self._holding + self.offsets.uncommitted
 
     @property
     def idle(self) -> bool:
@@ -238,6 +238,7 @@ class PartitionWorker(CarefulPass):
                 # (pipeline.runtime.quarantine).
                 Hands(batch[0].offset, batch[-1].offset + CLAIM_AHEAD),
                 batch[0].offset,
+                len(batch),
             )
         ):
             return  # leaving: the batch was not run, the next owner reads it again

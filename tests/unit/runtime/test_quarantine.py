@@ -394,7 +394,9 @@ async def test_a_batch_waiting_for_its_refused_claim_is_not_skipped_as_a_gap(
 ) -> None:
     """While a claim is retried its batch is out of the queue and not started; the fetch loop
     must not count the partition idle and skip its offsets as gaps (the batch would then not
-    follow the committable offset, and the worker crash)."""
+    follow the committable offset, and the worker crash), and the in-flight bound must still
+    count the batch as held (it did not: a process test held 2,045 records under a bound of
+    2,000)."""
     broker = new_broker(ONE)
     await publish(broker, 100)
     calls = Calls()
@@ -408,12 +410,20 @@ async def test_a_batch_waiting_for_its_refused_claim_is_not_skipped_as_a_gap(
     processor = dataclasses.replace(hangs_on_the_poison(calls), handler=fine, batch_records=500)
     runtime = await replica(broker, processor, 0, tmp_path, commit_interval_s=3600)
     run = asyncio.ensure_future(runtime.run())
+    held_while_refused: list[int] = []
+
+    def handled_all() -> bool:
+        if not calls.offsets:  # the claim still refused: the whole batch is in hand
+            held_while_refused.append(sum(runtime.partitions.held().values()))
+        return len(calls.offsets) == 100 or run.done()
+
     try:
-        await until(lambda: len(calls.offsets) == 100 or run.done(), "all handled")
+        await until(handled_all, "all handled")
     finally:
         runtime.request_stop()
         assert await run == EXIT_OK
     assert calls.offsets == list(range(100))
+    assert max(held_while_refused) == 100
 
 
 async def test_an_owner_the_broker_stops_mid_strike_takes_its_strike_back(tmp_path: Path) -> None:
