@@ -67,7 +67,7 @@ def test_the_event_loop_is_the_one_pipeline_event_loop_names(
     from pipeline.errors import PipelineError
     from pipeline.resilience.tasks import new_event_loop
 
-    for value, on_uvloop in (("", False), ("asyncio", False), ("UVLoop", True)):
+    for value, on_uvloop in (("", True), ("asyncio", False), ("UVLoop", True)):
         monkeypatch.setenv("PIPELINE_EVENT_LOOP", value)
         loop = new_event_loop()
         try:
