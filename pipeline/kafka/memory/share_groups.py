@@ -68,7 +68,7 @@ class MemoryShareConsumer:
         self._finish()
         for delivery in self._group.unfinished.values():
             if delivery.holder == id(self):
-                self._make_available(delivery)
+                delivery.holder = None  # available to the next poll
         self._sweep()
         self.broker.wake_readers()
 
@@ -142,15 +142,12 @@ class MemoryShareConsumer:
                 continue
             answers.setdefault(tp, None)
             if outcome == "release":
-                self._make_available(delivery)
+                delivery.holder = None  # available to the next poll
             else:
                 del group.unfinished[place]
         self._outcomes.clear()
         self._sweep()
         return answers
-
-    def _make_available(self, delivery: Delivery) -> None:
-        delivery.holder = None
 
     def _sweep(self) -> None:
         """Archive what is available but delivered as often as the limit allows."""
@@ -163,7 +160,7 @@ class MemoryShareConsumer:
         now = time.monotonic()
         for delivery in self._group.unfinished.values():
             if delivery.holder is not None and delivery.expires <= now:
-                self._make_available(delivery)
+                delivery.holder = None  # available to the next poll
         self._sweep()
 
     def _acquire(self, limit: int) -> list[MemorySharedRecord]:
