@@ -35,6 +35,7 @@ from pipeline.kafka.port import (
 from pipeline.settings import PipelineSettings
 
 Place = tuple[int, int]
+NOT_UTF8 = b"\xff\xfe\x00 not text"
 
 
 @pytest.fixture(params=["memory", pytest.param("confluent", marks=pytest.mark.integration)])
@@ -46,7 +47,11 @@ def clients(request: pytest.FixtureRequest) -> Clients:
     return connect(PipelineSettings(bootstrap_servers=bootstrap, client="confluent"))
 
 
-async def a_topic_with(clients: Clients, count: int, partitions: int = 3) -> str:
+async def a_topic_with(
+    clients: Clients, count: int, partitions: int = 3, odd_record: bool = False
+) -> str:
+    """`count` records k<n>/v<n> over the partitions; `odd_record`: one more on partition 0
+    with no key, a value that is not UTF-8 and a header without a value."""
     name = f"share.{uuid.uuid4().hex[:10]}"
     admin = clients.admin()
     await admin.start()
@@ -61,6 +66,8 @@ async def a_topic_with(clients: Clients, count: int, partitions: int = 3) -> str
             batch = producer.create_batch()
             for n in range(partition, count, partitions):
                 assert batch.append(f"k{n}".encode(), f"v{n}".encode(), None, [])
+            if odd_record and partition == 0:
+                assert batch.append(None, NOT_UTF8, None, [("empty", None)])
             await (await producer.send_batch(batch, name, partition))
     finally:
         await producer.stop()
@@ -238,3 +245,16 @@ async def test_a_record_whose_lock_expires_goes_to_another_member() -> None:
     finally:
         for member in started:
             await member.stop()
+
+
+async def test_a_record_without_a_key_with_bytes_that_are_not_text_comes_through_whole(
+    clients: Clients, members: list[ShareConsumer]
+) -> None:
+    topic = await a_topic_with(clients, 0, partitions=1, odd_record=True)
+    group = await a_share_group(clients)
+    member = await join(clients, members, group, topic)
+    [record] = await first_records(member, time.monotonic() + 60)
+    assert (record.key, record.value, record.delivery_count) == (None, NOT_UTF8, 1)
+    assert [(name, value) for name, value in record.headers] == [("empty", None)]
+    await member.acknowledge(record, "accept")
+    assert all(refusal is None for refusal in (await member.commit()).values())
