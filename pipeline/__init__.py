@@ -36,6 +36,7 @@ _HOMES = {
     "BreakerPolicy": "pipeline.resilience.breaker",
     "RetryPolicy": "pipeline.resilience.retry",
     "FloodGuardPolicy": "pipeline.resilience.flood_guard",
+    "QueuePolicy": "pipeline.queue_policy",
     "Table": "pipeline.stores.table",
     "Store": "pipeline.stores.store_spec",
     "Window": "pipeline.stores.windows",
@@ -79,6 +80,7 @@ __all__ = [
     "PipelineError",
     "PipelineSettings",
     "Processor",
+    "QueuePolicy",
     "RawRecord",
     "Reduce",
     "RetryPolicy",
@@ -107,6 +109,7 @@ if TYPE_CHECKING:
         ToSink,
     )
     from pipeline.publishing.delivery import Delivery
+    from pipeline.queue_policy import QueuePolicy
     from pipeline.publishing.producer import EventProducer
     from pipeline.resilience.breaker import BreakerPolicy, DependencyUnavailable
     from pipeline.resilience.flood_guard import FloodGuardPolicy

@@ -25,6 +25,7 @@ MetricName = Literal[
     "loop_stalls",
     "stall_abandoned_batches",
     "dead_lettered",
+    "queue_outcomes",
     "handler_errors",
     "envelope_repairs",
     "flood_guard_pauses",
@@ -85,6 +86,7 @@ WINDOW_LATE_RECORDS: Final = "window_late_records"
 LOOP_STALLS: Final = "loop_stalls"
 STALL_ABANDONED_BATCHES: Final = "stall_abandoned_batches"
 DEAD_LETTERED: Final = "dead_lettered"
+QUEUE_OUTCOMES: Final = "queue_outcomes"
 HANDLER_ERRORS: Final = "handler_errors"
 ENVELOPE_REPAIRS: Final = "envelope_repairs"
 FLOOD_GUARD_PAUSES: Final = "flood_guard_pauses"
@@ -166,6 +168,12 @@ CATALOGUE: Final[dict[MetricName, tuple[MetricKind, str, str]]] = {
         "Batches dropped unpublished after a stall because the group had moved on.",
     ),
     "dead_lettered": ("counter", "error", "Records sent to a dead-letter topic, by error type."),
+    "queue_outcomes": (
+        "counter",
+        "outcome",
+        "Queue mode: records acknowledged to the share group, by outcome (accept, release, "
+        "reject).",
+    ),
     "handler_errors": ("counter", "error", "Handler exceptions, retried or dead-lettered."),
     "envelope_repairs": ("counter", "repair", "Records read despite a damaged envelope."),
     "flood_guard_pauses": ("counter", "topic", "Pauses of a partition flooding the DLQ."),

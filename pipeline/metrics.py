@@ -166,6 +166,17 @@ class Metrics:
             value += sum(read().values())
         return value
 
+    def by_label(self, name: MetricName, label: str) -> dict[str, float]:
+        """A counter summed per value of one of its labels (a test's or report's breakdown)."""
+        values: dict[str, float] = {}
+        counter = self._counters.get(name)
+        for family in counter.collect() if counter is not None else ():
+            for sample in family.samples:
+                if sample.name.endswith("_total") and label in sample.labels:
+                    key = sample.labels[label]
+                    values[key] = values.get(key, 0.0) + sample.value
+        return values
+
     def counters_from(self, name: MetricName, read: GaugeRead) -> None:
         """Counters kept elsewhere (a cache's plain ints), read when /metrics is scraped."""
         self.counter_sources[name].append(read)

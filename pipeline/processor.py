@@ -21,6 +21,7 @@ from pipeline.app_modules import import_app_module
 from pipeline.catalogue import TopicSpec
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.kafka.port import Record
+from pipeline.queue_policy import Declared, QueuePolicy, check_queue_declaration
 from pipeline.resilience.breaker import BreakerPolicy, BreakerRegistry
 from pipeline.resilience.flood_guard import FloodGuardPolicy
 from pipeline.resilience.retry import RetryPolicy
@@ -151,6 +152,10 @@ class Processor(Generic[EventT]):
     standbys: int = 0
     """Other replicas keeping warm copies of each partition's stores, so a failover restores
     a tail, not the whole store (pipeline.runtime.standbys)."""
+    delivery: Literal["stream", "queue"] = "stream"
+    """stream: partitions to replicas, in order per key; queue: any record to any replica
+    through a share group, no order, replicas past the partition count (pipeline.queue_delivery)."""
+    queue: QueuePolicy = field(default_factory=QueuePolicy)
 
     def __post_init__(self) -> None:
         if self.lanes < 1:
@@ -168,6 +173,16 @@ class Processor(Generic[EventT]):
             raise ConfigError(f"processor {self.name!r}: two tables share a name: {table_names}")
         check_state_declaration(
             self.name, self.state_stores, self.lanes, self.run_in, self.standbys
+        )
+        check_queue_declaration(
+            Declared(
+                self.name,
+                self.delivery,
+                self.exactly_once,
+                bool(self.state_stores or self.standbys),
+                self.lanes,
+                self.retry.attempts,
+            )
         )
 
         by_type: dict[type[BaseModel], TopicSpec[BaseModel] | None] = {}

@@ -39,7 +39,8 @@ from pipeline.processor import EventT, Processor
 from pipeline.publishing.delivery import Delivery
 from pipeline.publishing.producer import EventProducer
 from pipeline.resilience.retry import RetryPolicy
-from pipeline.runtime.worker import EXIT_OK, Runtime, WorkerOptions
+from pipeline.runtime.replicas import Replica, open_worker
+from pipeline.runtime.worker import EXIT_OK, WorkerOptions
 from pipeline.settings import PipelineSettings
 from pipeline.stores.table import Loader, TableFollower
 from pipeline.wire import dlq_headers as dlq
@@ -116,7 +117,7 @@ class TestPipeline(Generic[EventT]):
                 self.broker.create_topic(spec.name, spec.partitions, spec.topic_configs(1))
         self._producer = EventProducer(self.settings, clients=self.clients)
         self._producer_started = False
-        self.runtime: Runtime | None = None
+        self.runtime: Replica | None = None
         self._run: asyncio.Future[int] | None = None
 
     def _topics(self) -> list[TopicSpec[BaseModel]]:
@@ -152,7 +153,7 @@ class TestPipeline(Generic[EventT]):
             store_dir=self.state_dir / "stores",
         )
         runtime = await asyncio.wait_for(
-            Runtime.open(self.settings, self.processor, options, clients=self.clients), timeout_s
+            open_worker(self.settings, self.processor, options, self.clients), timeout_s
         )
         if runtime is None:
             raise PipelineError(f"the worker of processor {self.processor.name!r} did not open")
@@ -239,11 +240,22 @@ class TestPipeline(Generic[EventT]):
     # -- waiting ----------------------------------------------------------------------------
 
     async def processed(self, timeout_s: float = 10.0) -> None:
-        """Until the group has committed all its source holds: handled, outputs acknowledged."""
+        """Until the group has committed all its source holds: handled, outputs acknowledged.
+
+        In queue mode: until its share group has an outcome for every record."""
         source = self.processor.source.name
-        group = self.broker.group(self.processor.group_id)
         logs = self.broker.topic(source).partitions
         ends = {TopicPartition(source, log.partition): log.high_watermark for log in logs}
+        if self.processor.delivery == "queue":
+            shared = self.broker.share_groups
+
+            def settled_all() -> bool:
+                found = shared.get(self.processor.group_id)
+                return found is not None and found.settled(ends)
+
+            await self._until(settled_all, timeout_s, f"every record of {source} to be settled")
+            return
+        group = self.broker.group(self.processor.group_id)
 
         def committed_all() -> bool:
             return all(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -19,6 +20,10 @@ from pipeline.ops.schema_registry import registered_schemas
 from pipeline.ops.topic_plan import TopicPlan
 from pipeline.ops.topics import TopicsOnCluster, plan_with_schemas
 from pipeline.settings import PipelineSettings
+
+if TYPE_CHECKING:
+    from pipeline.kafka.port import Clients
+    from pipeline.processor import Processor
 
 app = typer.Typer(
     help=(
@@ -97,31 +102,36 @@ def apply(
                     f"dry run: {len(plan.pending)} topic(s) would change, "
                     f"{registering} schema(s) would be registered"
                 )
-                await _changelogs(settings, {spec.name for spec in specs}, dry_run=True)
+                await _processor_parts(settings, {spec.name for spec in specs}, dry_run=True)
                 return 0
             if registry is not None:
                 await register_subjects(registry, subjects)
             await admin.apply(plan, brokers)
             console.print(f"[green]applied[/]: {len(plan.pending)} topic(s) changed")
-        await _changelogs(settings, {spec.name for spec in specs}, dry_run=False)
+        await _processor_parts(settings, {spec.name for spec in specs}, dry_run=False)
         return 0
 
     raise typer.Exit(run_sync(run()))
 
 
-async def _changelogs(settings: PipelineSettings, topics: set[str], dry_run: bool) -> None:
-    """The changelog topics of the stores of the processors reading `topics`, the catalogue's
-    (pipeline.ops.changelogs); a processor reading another topic makes its own at start."""
+async def _processor_parts(settings: PipelineSettings, topics: set[str], dry_run: bool) -> None:
+    """What the processors reading `topics` (the catalogue's) need besides topics: their
+    stores' changelogs (pipeline.ops.changelogs) and their share groups' configs
+    (pipeline.ops.share_groups); a processor reading another topic sets them up at start."""
     from pipeline.processor import load_processors
 
     try:
         processors = load_processors(settings.processors_module, settings.topic_prefix)
     except ConfigError as exc:
-        console.print(f"changelog topics not checked: {escape(str(exc))}", highlight=False)
+        console.print(f"changelogs and share groups not checked: {escape(str(exc))}")
         return
     clients = connect(settings)
     for processor in processors.values():
-        if not processor.state_stores or processor.source.name not in topics:
+        if processor.source.name not in topics:
+            continue
+        if processor.delivery == "queue":
+            await _share_group(clients, processor, dry_run)
+        if not processor.state_stores:
             continue
         try:
             missing = await ensure_changelogs(
@@ -251,3 +261,15 @@ def describe(
         )
 
     run_sync(run())
+
+
+async def _share_group(clients: Clients, processor: Processor[Any], dry_run: bool) -> None:
+    from pipeline.ops.share_groups import configure_share_group
+    from pipeline.queue_delivery import share_group_configs
+
+    configs = ", ".join(f"{k}={v}" for k, v in share_group_configs(processor).items())
+    if dry_run:
+        console.print(f"would set share group {processor.group_id}: {configs}")
+        return
+    await configure_share_group(clients, processor, processor.group_id)
+    console.print(f"[green]set[/] share group {processor.group_id}: {configs}")

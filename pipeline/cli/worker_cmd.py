@@ -107,8 +107,9 @@ def worker(
     Example: pipeline worker enrich_orders --client confluent --rebalance-protocol cooperative
     """
     from pipeline.kafka.connect import connect
+    from pipeline.runtime.replicas import Replica, open_worker
     from pipeline.runtime.watchdog import LoopWatchdog
-    from pipeline.runtime.worker import Runtime, StopSwitch, WorkerOptions
+    from pipeline.runtime.worker import StopSwitch, WorkerOptions
 
     replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
     setup_process_logging(log_level, who=replica_id, log_format=log_format)
@@ -137,17 +138,17 @@ def worker(
         switch = StopSwitch()
         # The runtime once it is opened; the watchdog guards the opening too (a table
         # catching up), when no record is in hand yet.
-        opened: list[Runtime] = []
+        opened: list[Replica] = []
 
         def in_hand() -> list[str]:
-            return opened[0].partitions.in_hand() if opened else []
+            return opened[0].in_hand() if opened else []
 
         def uncommitted() -> int:
-            return opened[0].partitions.uncommitted() if opened else 0
+            return opened[0].uncommitted() if opened else 0
 
         watchdog = LoopWatchdog(liveness_stall, in_hand, processor, uncommitted)
         with watchdog.watching(asyncio.get_running_loop()):
-            runtime = await Runtime.open(settings, found, options, connect(settings), switch=switch)
+            runtime = await open_worker(settings, found, options, connect(settings), switch)
             if runtime is None:
                 return switch.exit_code
             opened.append(runtime)

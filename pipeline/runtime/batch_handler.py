@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 from pydantic import BaseModel
 
 from pipeline.errors import EventDecodeError, OutputTooLargeError
-from pipeline.kafka.port import Record, TopicPartition
+from pipeline.kafka.port import Record, SharedRecord, TopicPartition
 from pipeline.metric_names import (
     DEAD_LETTERED,
     DEPENDENCY_FAILURES,
@@ -41,6 +41,7 @@ from pipeline.processor import (
     PermanentError,
     SyncHandler,
 )
+from pipeline.queue_delivery import handler_deadline
 from pipeline.resilience.breaker import DependencyError, DependencyUnavailable
 from pipeline.resilience.flood_guard import FloodGuard
 from pipeline.resilience.waiting import BREAKER_RECHECK_FLOOR_S, pause, until_done
@@ -48,6 +49,7 @@ from pipeline.runtime.batch_result import BatchResult
 from pipeline.runtime.dead_letters import describe_error, now_ms
 from pipeline.runtime.handler_deadline import HandlerDeadline, LaneClock
 from pipeline.runtime.host import Abandoned, HandlingParts
+from pipeline.runtime.outcomes import Released
 from pipeline.stores.partition_state import PartitionState
 from pipeline.stores.windows import LateEventError
 from pipeline.telemetry import tracing
@@ -74,8 +76,11 @@ class BatchHandler:
         parts: HandlingParts,
         stopping: asyncio.Event,
         state: PartitionState | None = None,
+        releases: bool = False,
     ) -> None:
         self.tp = tp
+        self.releases = releases
+        """Queue mode: attempt n is a record's n-th delivery, and a retry a release."""
         self.state = state
         """The partition's stores (None: the processor declares none)."""
         self.parts = parts
@@ -83,7 +88,7 @@ class BatchHandler:
         self.stopping = stopping
         policy = self.processor.flood_guard
         self.flood = FloodGuard(policy) if policy is not None else None
-        self.deadline = HandlerDeadline(self.processor.handler_timeout_s, self.processor.lanes)
+        self.deadline = HandlerDeadline(handler_deadline(self.processor), self.processor.lanes)
         self.waiting_on_dependency = False
         """True while the partition waits for a dependency: slow, not stuck (liveness)."""
         self.handling: tuple[int, int] | None = None
@@ -194,7 +199,7 @@ class BatchHandler:
         for record in records:
             ctx.record = record
             ctx.envelope = None
-            failures = 0
+            failures = cast(SharedRecord, record).delivery_count - 1 if self.releases else 0
             dependency_failures = 0
             first_failure = 0
             while True:
@@ -249,7 +254,7 @@ class BatchHandler:
                     if await self._dead_letter(record, exc, failures + 1, first_failure, result):
                         break
                     continue
-                except Exception as exc:  # noqa: BLE001 - a handler bug: retried, then dead-lettered
+                except Exception as exc:
                     failures += 1
                     first_failure = first_failure or now_ms()
                     self.parts.metrics.inc(HANDLER_ERRORS, labels={"error": type(exc).__name__})
@@ -259,6 +264,8 @@ class BatchHandler:
                         failures = 0
                         continue
                     await self._retry_later(record, exc, failures)
+                    if self.releases:
+                        raise Released from exc
                     continue
                 if envelope.repair is not None:
                     self.parts.metrics.inc(ENVELOPE_REPAIRS, labels={"repair": envelope.repair})

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.kafka.port import Clients
 from pipeline.metrics import Metrics
 from pipeline.ops.changelogs import ensure_changelogs
+from pipeline.ops.share_groups import configure_share_group
 from pipeline.processor import Processor
 from pipeline.resilience.breaker import BreakerRegistry
 from pipeline.runtime.health import HealthServer
@@ -148,6 +149,8 @@ async def open_replica(
         try:
             limits = await message_limits(clients, processor)
             await ensure_changelogs(clients, processor, group_of(processor, replay))
+            if replay is None:  # a replay reads its range in a consumer group of its own
+                await configure_share_group(clients, processor, processor.group_id)
             await prepare_schemas(processor, switch.requested)
             if switch.requested.is_set():
                 log.info("stopped while opening: not joining the group")

@@ -17,9 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from pipeline.kafka.port import Clients, Consumer, ConsumerOptions
@@ -48,6 +46,7 @@ from pipeline.runtime.opening import (
 )
 from pipeline.runtime.options import WorkerOptions
 from pipeline.runtime.partitions import Partitions
+from pipeline.runtime.pools import HandlerPools
 from pipeline.runtime.replay_consumer import ReplayConsumer
 from pipeline.runtime.standbys import Standbys
 from pipeline.runtime.transactions import TransactionalPublisher
@@ -148,7 +147,7 @@ class Runtime:
         self.room_freed = asyncio.Event()
         """Set when a partition finishes a batch: the in-flight bound may have room again."""
         self._stop_requested = self.switch.requested
-        self._executors: dict[str, Executor] = {}
+        self.pools = HandlerPools()
         self.drain_clean = True
         self.standbys: Standbys | None = None
         """Warm copies of other replicas' partitions (Processor.standbys; not in a replay)."""
@@ -175,7 +174,7 @@ class Runtime:
                 self.record_path,
                 self.dead_letter_log,
                 self.retry_log,
-                self.executor_for,
+                self.pools.executor_for,
                 self.fail,
             ),
             PublishingParts(
@@ -269,15 +268,12 @@ class Runtime:
     def request_stop(self) -> None:
         self.switch.request_stop()
 
-    def executor_for(self, kind: str) -> Executor:
-        executor = self._executors.get(kind)
-        if executor is None:
-            workers = max(1, (os.cpu_count() or 2) - 1)
-            executor = (
-                ProcessPoolExecutor(workers) if kind == "process" else ThreadPoolExecutor(workers)
-            )
-            self._executors[kind] = executor
-        return executor
+    def in_hand(self) -> list[str]:
+        """Records in a handler call now (read by the frozen-loop watchdog's thread)."""
+        return self.partitions.in_hand()
+
+    def uncommitted(self) -> int:
+        return self.partitions.uncommitted()
 
     def live(self) -> tuple[bool, str]:
         """Not live when a partition with lag has not advanced for `liveness_stall_s`."""
@@ -395,6 +391,5 @@ class Runtime:
             if self.transactions is not None:
                 await self.transactions.stop()
             await self.producer.stop()
-            for executor in self._executors.values():
-                executor.shutdown(wait=False, cancel_futures=True)
+            self.pools.shutdown()
             await self.services.close()

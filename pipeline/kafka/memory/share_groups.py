@@ -88,6 +88,9 @@ class MemoryShareConsumer:
                 f"IllegalState: {len(missing)} record(s) of the last poll have no outcome yet "
                 "(explicit acknowledgement: accept, release or reject each before polling)"
             )
+        if self._outcomes:
+            self._finish()  # a poll carries the outcomes given since the last, as on a broker
+            self.broker.wake_readers()
         deadline = time.monotonic() + wait_s
         while True:
             self.broker.check_reachable()

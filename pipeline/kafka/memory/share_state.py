@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pipeline.kafka.memory.log import MemoryRecord
@@ -25,3 +26,9 @@ class ShareGroup:
     starts: dict[TopicPartition, int] = field(default_factory=dict)
     """The next offset never delivered, per partition."""
     unfinished: dict[Place, Delivery] = field(default_factory=dict)
+
+    def settled(self, ends: Mapping[TopicPartition, int]) -> bool:
+        """Every record below `ends` delivered and given its outcome (or archived)."""
+        return not self.unfinished and all(
+            end == 0 or self.starts.get(tp, 0) >= end for tp, end in ends.items()
+        )
