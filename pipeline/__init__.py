@@ -109,8 +109,8 @@ if TYPE_CHECKING:
         ToSink,
     )
     from pipeline.publishing.delivery import Delivery
-    from pipeline.queue_policy import QueuePolicy
     from pipeline.publishing.producer import EventProducer
+    from pipeline.queue_policy import QueuePolicy
     from pipeline.resilience.breaker import BreakerPolicy, DependencyUnavailable
     from pipeline.resilience.flood_guard import FloodGuardPolicy
     from pipeline.resilience.retry import RetryPolicy

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from pipeline.catalogue import Catalogue, load_catalogue
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.paths import kafka_state_dir
 from pipeline.settings import PipelineSettings, load_settings
 
@@ -117,9 +117,11 @@ def group_and_topic(
         return group, topic
     from pipeline.kafka.aiokafka.probe import run_sync
     from pipeline.kafka.connect import connect
-    from pipeline.reading.offsets import group_commits
+    from pipeline.reading.offsets import group_commits, share_group_backlog
 
     topics = {tp.topic for tp in run_sync(group_commits(connect(settings), group))}
+    if not topics:  # a share group commits nothing: the topics it holds state for
+        topics = {tp.topic for tp in run_sync(share_group_backlog(connect(settings), group))}
     if len(topics) != 1:
         raise ConfigError(
             f"group {group!r} has committed offsets on {len(topics)} topics "
@@ -148,3 +150,17 @@ def report_sweep(report: SweepReport) -> None:
         console.print(f"[yellow]cleaned up after a killed chaos run[/]: {line}")
     for line in report.problems:
         console.print(f"[red]could not clean up after a killed chaos run[/]: {line}")
+
+
+def queue_groups(settings: PipelineSettings) -> dict[str, str]:
+    """The share groups of the processors module's queue-mode processors, with their topics:
+    what the console watches besides the consumer groups the brokers list. None without a
+    processors module (said, not an error: the console shows the rest)."""
+    from pipeline.processor import load_processors
+
+    try:
+        processors = load_processors(settings.processors_module, settings.topic_prefix)
+    except PipelineError as exc:
+        console.print(f"[yellow]no processors module[/] ({exc}); share groups not shown")
+        return {}
+    return {p.group_id: p.source.name for p in processors.values() if p.delivery == "queue"}

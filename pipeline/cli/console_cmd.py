@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from pipeline.cli.common import BootstrapOption, LogFormatOption, console, settings_for_cli, stdout
+from pipeline.cli.common import (
+    BootstrapOption,
+    LogFormatOption,
+    console,
+    queue_groups,
+    settings_for_cli,
+    stdout,
+)
 
 if TYPE_CHECKING:  # imported when a command runs: every `pipeline` start imports this module
     from rich.console import Group
@@ -59,7 +66,9 @@ def console_command(
     except PipelineError as exc:
         console.print(f"[yellow]no catalogue[/] ({exc}); showing groups and their topics only")
         catalogue = None
-    app = create_console(ConsoleConfig(settings, catalogue, metrics, status_file, interval))
+    config = ConsoleConfig(settings, catalogue, metrics, status_file, interval)
+    config.share_groups = queue_groups(settings)
+    app = create_console(config)
     console.print(f"console on http://{host}:{port}/ (Ctrl-C stops it)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
@@ -89,7 +98,13 @@ def top(
             catalogue = load_catalogue(settings.catalogue_module, settings.topic_prefix)
         except PipelineError:
             catalogue = None
-        watch = ClusterWatch(connect(settings), catalogue, settings.topic_prefix, interval)
+        watch = ClusterWatch(
+            connect(settings),
+            catalogue,
+            settings.topic_prefix,
+            interval,
+            share_groups=queue_groups(settings),
+        )
         async with watch:
             if once:
                 # Rates need two samples.

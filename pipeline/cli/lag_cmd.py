@@ -26,8 +26,12 @@ def _seconds(value: float | None) -> str:
 
 
 def render(sample: GroupLag) -> Table:
-    table = Table(title=f"group {sample.group} on {sample.topic}")
-    for column in ("partition", "end", "committed", "lag", "lag (s)", "oldest", "in", "out"):
+    shared = sample.kind == "share"
+    what = "share group" if shared else "group"
+    table = Table(title=f"{what} {sample.group} on {sample.topic}")
+    # A share group commits nothing: below its start offset every record has an outcome.
+    committed = "start" if shared else "committed"
+    for column in ("partition", "end", committed, "lag", "lag (s)", "oldest", "in", "out"):
         table.add_column(column, justify="right")
     for p in sample.partitions:
         table.add_row(
@@ -71,7 +75,9 @@ def lag(
 
     Read from the brokers, so it is right for paused partitions and for groups
     with no member running. Rates need two samples: a single run takes two,
-    --interval apart.
+    --interval apart. A queue-mode processor's share group shows its start
+    offset and, as lag, the records without an outcome yet (in flight ones
+    included), as Kafka 4.2+ counts them.
 
     Example: pipeline lag --processor enrich_orders --watch
     """

@@ -89,7 +89,10 @@ def scale(
 
     setup_process_logging("INFO")
     settings = settings_for_cli(bootstrap)
+    from pipeline.processor import load_processor
+
     group, topic = group_and_topic(settings, processor, None, None)
+    queued = load_processor(settings.processors_module, processor, settings.topic_prefix)
     policy = ScalingPolicy(
         min_replicas=min_replicas,
         max_replicas=max_replicas,
@@ -120,6 +123,7 @@ def scale(
         on_status=show,
         manage_processes=not recommend_only,
         probe_health=health_probe,
+        share=queued.delivery == "queue",
     )
     console.print(
         f"scaling {processor} (group {group}, topic {topic}) between {min_replicas} and "

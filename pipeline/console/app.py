@@ -48,12 +48,20 @@ class ConsoleConfig:
     interval_s: float = 5.0
     clients: Clients | None = None
     """Default: the cluster the settings name (tests pass the in-memory broker's)."""
+    share_groups: dict[str, str] = field(default_factory=dict)
+    """Queue-mode processors' share groups and their topics (pipeline.cli.common)."""
 
 
 def create_console(config: ConsoleConfig) -> FastAPI:
     settings = config.settings
     clients = config.clients or connect(settings)
-    watch = ClusterWatch(clients, config.catalogue, settings.topic_prefix, config.interval_s)
+    watch = ClusterWatch(
+        clients,
+        config.catalogue,
+        settings.topic_prefix,
+        config.interval_s,
+        share_groups=config.share_groups,
+    )
     keys = KeyRing(settings.console.api_keys)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["number"] = _number

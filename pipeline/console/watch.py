@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from pipeline.catalogue import Catalogue
@@ -102,10 +102,14 @@ class ClusterWatch:
         catalogue: Catalogue | None,
         prefix: str = "",
         interval_s: float = 5.0,
+        share_groups: Mapping[str, str] | None = None,
     ) -> None:
+        """`share_groups`: queue-mode processors' groups and their topics (the brokers list
+        consumer groups only; a share group commits nothing)."""
         self.clients = clients
         self.catalogue = catalogue
         self.prefix = prefix
+        self.share_groups = {g: t for g, t in (share_groups or {}).items() if self.watched(g)}
         self.interval_s = interval_s
         self.snapshot = Snapshot()
         self.history: dict[str, deque[Point]] = {}
@@ -160,9 +164,8 @@ class ClusterWatch:
             | {tp.topic for m in described.members for tp in m.assignment}
             for described, committed in zip(descriptions, commits, strict=True)
         ]
-        topics = await self._topics(
-            admin, consumer, sorted(set(self._catalogue_topics()).union(*topics_of))
-        )
+        wanted_topics = set(self._catalogue_topics()).union(*topics_of, self.share_groups.values())
+        topics = await self._topics(admin, consumer, sorted(wanted_topics))
         snapshot = Snapshot(at=time.time(), topics=topics)
         for described, committed, wanted in zip(descriptions, commits, topics_of, strict=True):
             group = described.group
@@ -189,6 +192,9 @@ class ClusterWatch:
                 group, described, lags, group.startswith(REPLAY_PREFIX), committed
             )
             self._remember(group, lags)
+        for group, topic in self.share_groups.items():
+            if topic in topics:
+                await self._sample_share_group(admin, snapshot, group, topics[topic], now)
         # Groups deleted since: their history and rates go with them.
         for gone in set(self.history) - set(snapshot.groups):
             del self.history[gone]
@@ -197,6 +203,27 @@ class ClusterWatch:
         self.sampled.set()
         self.sampled = asyncio.Event()
         return snapshot
+
+    async def _sample_share_group(
+        self, admin: Admin, snapshot: Snapshot, group: str, view: TopicView, now: float
+    ) -> None:
+        found = await admin.share_group_backlog(group)
+        backlog = {tp.partition: b for tp, b in found.items() if tp.topic == view.name}
+        sample, reading = measure(
+            group,
+            view.name,
+            now,
+            view.end_offsets,
+            self._starts[view.name],
+            {p: b.start for p, b in backlog.items() if b.start >= 0},
+            self._previous.get((group, view.name)),
+            backlog=backlog,
+        )
+        self._previous[(group, view.name)] = reading
+        # Its members are the brokers' to know (no share-group describe here): none shown.
+        described = GroupDescription(group, "Share", ())
+        snapshot.groups[group] = GroupView(group, described, [sample], False)
+        self._remember(group, [sample])
 
     def _catalogue_topics(self) -> list[str]:
         if self.catalogue is None:

@@ -294,6 +294,10 @@ class Admin(Protocol):
     async def describe_group(self, group: str) -> GroupDescription:
         """Its state and members with their assignments; an unknown group is Dead, no members."""
 
+    async def share_group_backlog(self, group: str) -> dict[TopicPartition, ShareBacklog]:
+        """Per partition a share group has read: its start offset and lag. Empty for a
+        group that has read nothing, or is no share group (Kafka answers so for both)."""
+
 
 # -- share groups ---------------------------------------------------------------------------
 # KIP-932, "queues for Kafka": a share group hands each record to one member of any number,
@@ -303,6 +307,17 @@ class Admin(Protocol):
 # share consumer, in preview in confluent-kafka 2.16) and the in-memory broker; aiokafka has
 # none. A share consumer is not thread-safe and, acknowledging explicitly,
 # must give every record of a poll an outcome before the next: one member per slot of work.
+
+
+@dataclass(frozen=True)
+class ShareBacklog:
+    start: int
+    """Every record below it has an outcome (the share-partition start offset; Kafka 4.4
+    may report it behind); -1 before any outcome was written."""
+    lag: int
+    """Records without an outcome yet, in flight ones included; -1 (unknown) before any
+    outcome was written (the whole partition is backlog then)."""
+
 
 Outcome = Literal["accept", "release", "reject"]
 """accept: done; release: deliver again (to any member); reject: never deliver again."""

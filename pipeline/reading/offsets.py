@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pipeline.kafka.port import Admin, Clients, Committed, ConsumerOptions, TopicPartition
+from pipeline.kafka.port import (
+    Admin,
+    Clients,
+    Committed,
+    ConsumerOptions,
+    ShareBacklog,
+    TopicPartition,
+)
 
 
 async def end_offsets(clients: Clients, topic: str) -> dict[int, int]:
@@ -25,6 +32,16 @@ async def group_commits(clients: Clients, group: str) -> dict[TopicPartition, Co
     await admin.start()
     try:
         return await admin.group_commits(group)
+    finally:
+        await admin.stop()
+
+
+async def share_group_backlog(clients: Clients, group: str) -> dict[TopicPartition, ShareBacklog]:
+    """A share group's start offsets and lag, with an admin connection of its own."""
+    admin = clients.admin()
+    await admin.start()
+    try:
+        return await admin.share_group_backlog(group)
     finally:
         await admin.stop()
 

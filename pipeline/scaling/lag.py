@@ -7,12 +7,16 @@ while a member is stuck, and for a group with no member running at all.
 
 Lag counts records not yet committed. A partition the group never committed
 counts from the log start offset, as a worker with auto.offset.reset =
-earliest would start there.
+earliest would start there. A share group (queue mode) commits nothing:
+its lag is what the brokers count as without an outcome (in flight
+included), and its "committed" offset is its start offset, below which
+every record has one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import asdict, dataclass
 
@@ -23,10 +27,14 @@ from pipeline.kafka.port import (
     Consumer,
     ConsumerOptions,
     GroupDescription,
+    KafkaClientError,
+    ShareBacklog,
     TopicPartition,
 )
 from pipeline.metrics import Labels, Metrics, labels_of
 from pipeline.reading.offsets import member_count
+
+log = logging.getLogger("pipeline.lag")
 
 AGE_FETCH_TIMEOUT_S = 2.0
 
@@ -59,6 +67,8 @@ class GroupLag:
     measured_at: float
     """Wall-clock seconds."""
     partitions: list[PartitionLag]
+    kind: str = "consumer"
+    """consumer, or share: a queue-mode processor's share group."""
 
     @property
     def lag(self) -> int:
@@ -95,6 +105,7 @@ class GroupLag:
     def to_json(self) -> dict[str, object]:
         return {
             "group": self.group,
+            "kind": self.kind,
             "topic": self.topic,
             "measured_at": self.measured_at,
             "lag": self.lag,
@@ -135,13 +146,19 @@ def measure(
     committed: dict[int, int],
     previous: Reading | None,
     ages: dict[int, float] | None = None,
+    backlog: dict[int, ShareBacklog] | None = None,
 ) -> tuple[GroupLag, Reading]:
     """One sample of a group's lag from the offsets read; rates against `previous`.
 
     Pure, so `pipeline lag`, the supervisor and the console give the same
-    figures for the same offsets.
+    figures for the same offsets. `backlog`: a share group's, per partition
+    (its `committed` are then the start offsets); its lag is taken as the
+    brokers count it, and the consume rate is the rate it shrinks at.
     """
     positions = positions_of(committed, starts, ends)
+    for partition, shared in (backlog or {}).items():
+        if partition in ends and shared.lag >= 0:
+            positions[partition] = max(positions[partition], ends[partition] - shared.lag)
     partitions = []
     for partition, end in sorted(ends.items()):
         produce_rate = consume_rate = None
@@ -160,17 +177,28 @@ def measure(
                 oldest_age_s=(ages or {}).get(partition),
             )
         )
-    return GroupLag(group, topic, time.time(), partitions), (now, ends, positions)
+    kind = "consumer" if backlog is None else "share"
+    return GroupLag(group, topic, time.time(), partitions, kind), (now, ends, positions)
 
 
 class LagMonitor:
     """Samples one group's lag on one topic; rates come from consecutive samples."""
 
-    def __init__(self, clients: Clients, group: str, topic: str, measure_age: bool = True) -> None:
+    def __init__(
+        self,
+        clients: Clients,
+        group: str,
+        topic: str,
+        measure_age: bool = True,
+        share: bool | None = None,
+    ) -> None:
+        """`share`: whether the group is a share group (a queue-mode processor's); None:
+        taken as one when it commits nothing and the brokers hold share state for it."""
         self.clients = clients
         self.group = group
         self.topic = topic
         self.measure_age = measure_age
+        self.share = share
         self._consumer: Consumer | None = None
         self._admin: Admin | None = None
         self._partitions: list[TopicPartition] = []
@@ -215,15 +243,34 @@ class LagMonitor:
             for tp, meta in fetched.items()
             if tp.topic == self.topic and meta.offset >= 0
         }
+        backlog = None
+        if self.share or (self.share is None and not committed):
+            backlog = await self._share_backlog()
+        if backlog is not None:
+            committed = {p: shared.start for p, shared in backlog.items() if shared.start >= 0}
         ages = (
             await self._ages(positions_of(committed, starts, ends), ends)
             if self.measure_age
             else {}
         )
         self.latest, self._previous = measure(
-            self.group, self.topic, now, ends, starts, committed, self._previous, ages
+            self.group, self.topic, now, ends, starts, committed, self._previous, ages, backlog
         )
         return self.latest
+
+    async def _share_backlog(self) -> dict[int, ShareBacklog] | None:
+        """The group's backlog when it is a share group; None when it is not (or, not told,
+        has no share state: a consumer group yet to commit reads the same lag either way)."""
+        assert self._admin is not None
+        try:
+            found = await self._admin.share_group_backlog(self.group)
+        except KafkaClientError as exc:
+            if self.share:
+                raise
+            log.debug("group %s read as a consumer group: %s", self.group, exc)
+            return None
+        backlog = {tp.partition: b for tp, b in found.items() if tp.topic == self.topic}
+        return backlog if backlog or self.share else None
 
     async def describe_group(self) -> GroupDescription:
         """The group's state (Stable, PreparingRebalance, ...) and its members."""

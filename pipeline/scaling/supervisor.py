@@ -47,6 +47,8 @@ GATE_POLL_S = 0.05
 """How often the step's gates are looked at: a step's replicas join within this of the last."""
 SETTLED_STATES = ("Stable", "Empty")
 SETTLE_LIMIT_S = 60.0
+UNCAPPED = 1_000_000
+"""The partition count a share group's scaling sees: none, in effect (max_replicas caps it)."""
 """A step that has not settled by then (a worker that never joins) is taken as settled:
 the policy must not stay blind to the rates for good."""
 
@@ -105,6 +107,8 @@ class Supervisor:
     """Kill (then replace) a worker whose /healthz stops answering (scaling.health_probe)."""
     decide: Callable[[Observation], Decision] | None = None
     """Another policy to apply (benchmarks compare KEDA's); default: our Autoscaler."""
+    share: bool | None = None
+    """The group is a queue-mode processor's share group (None: told by its state)."""
     ready: bool = False
     became_ready: asyncio.Event = field(default_factory=asyncio.Event)
     latest: Status | None = None
@@ -208,6 +212,8 @@ class Supervisor:
             return False
         if self.gates or self.draining:
             return True
+        if self.share:
+            return False  # a share group has no rebalance: a new member takes records at once
         try:
             group = await monitor.describe_group()
         except KafkaClientError as exc:
@@ -253,11 +259,15 @@ class Supervisor:
     # -- the loop -------------------------------------------------------------------
 
     def observe(self, sample: GroupLag, replicas: int, settling: bool = False) -> Observation:
+        partitions, with_lag = len(sample.partitions), sample.partitions_with_lag
+        if sample.kind == "share":
+            # A share group hands records to any number of members: only max_replicas caps it.
+            partitions = with_lag = UNCAPPED
         return Observation(
             at=time.monotonic(),
             lag=sample.lag,
-            partitions=len(sample.partitions),
-            partitions_with_lag=sample.partitions_with_lag,
+            partitions=partitions,
+            partitions_with_lag=with_lag,
             input_rate=sample.produce_rate or 0.0,
             consume_rate=sample.consume_rate or 0.0,
             replicas=replicas,
@@ -298,7 +308,9 @@ class Supervisor:
         )
         clients = connect(self.settings)
         try:
-            async with LagMonitor(clients, self.group, self.topic, measure_age=False) as monitor:
+            async with LagMonitor(
+                clients, self.group, self.topic, measure_age=False, share=self.share
+            ) as monitor:
                 export_lag(self.metrics, monitor)
                 await monitor.sample()  # the first sample has no rates
                 self.ready = True

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.catalogue import TopicSpec
 from pipeline.processor import Context, PermanentError, Processor
+from pipeline.queue_policy import QueuePolicy
 from pipeline.resilience.breaker import BreakerPolicy
 from pipeline.resilience.retry import RetryPolicy
 from pipeline.stores.store_spec import Store
@@ -78,6 +79,29 @@ AVRO_OUTPUT = TopicSpec(
 )
 """Topics in Avro through the schema registry (PIPELINE_SCHEMA_REGISTRY__URL)."""
 TOPICS = [SOURCE, SOURCE.dlq_spec(), OUTPUT]
+
+
+class Taken(BaseModel):
+    """What a queue-mode processor made of a record: at which delivery, by which replica."""
+
+    key: str
+    seq: int
+    attempt: int
+    source_id: str
+    replica: str
+
+
+QUEUE_SOURCE = TopicSpec(
+    name="queue.in", event_model=Keyed, key_field="key", partitions=3, replication_factor=1
+)
+QUEUE_OUTPUT = TopicSpec(
+    name="queue.out", event_model=Taken, key_field="key", partitions=3, replication_factor=1
+)
+QUEUE_TOPICS = [QUEUE_SOURCE, QUEUE_SOURCE.dlq_spec(), QUEUE_OUTPUT]
+NARROW_QUEUE = TopicSpec(
+    name="queue.narrow", event_model=Keyed, key_field="key", partitions=2, replication_factor=1
+)
+"""Two partitions: a stream could never use more than two replicas on it."""
 CHAINED_TOPICS = [OUTPUT.dlq_spec(), FINAL]
 """What the second of two chained processors needs besides TOPICS (created by its test)."""
 
@@ -180,6 +204,23 @@ def cpu_heavy(event: Keyed) -> Handled:
 
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
 
+
+async def mail(event: Keyed, ctx: Context) -> Taken:
+    """A queue's job: `mode="flaky"` fails its first two deliveries, `"doomed"` every one."""
+    if event.mode == "flaky" and ctx.attempt <= 2:
+        raise ConnectionResetError(f"seq {event.seq}: the mail server hung up")
+    if event.mode == "doomed":
+        raise ValueError(f"seq {event.seq}: no such mailbox")
+    await asyncio.sleep(0.001)
+    return Taken(
+        key=event.key,
+        seq=event.seq,
+        attempt=ctx.attempt,
+        source_id=ctx.event_id,
+        replica=ctx.replica_id,
+    )
+
+
 COUNTS: Store[int] = Store("counts")
 
 
@@ -188,7 +229,30 @@ async def count_per_key(event: Keyed, ctx: Context) -> None:
     ctx.store(COUNTS).increment(event.key, 1)
 
 
+async def mail_slowly(event: Keyed, ctx: Context) -> Taken:
+    """20 ms of I/O per record: 50 records/s for a replica of one slot."""
+    await asyncio.sleep(0.02)
+    return await mail(event, ctx)
+
+
 PROCESSORS = {
+    "slow_mailer": Processor(
+        "slow_mailer",
+        NARROW_QUEUE,
+        mail_slowly,
+        outputs=(QUEUE_OUTPUT,),
+        delivery="queue",
+        queue=QueuePolicy(slots=1, record_lock_s=15),
+    ),
+    "mailer": Processor(
+        "mailer",
+        QUEUE_SOURCE,
+        mail,
+        outputs=(QUEUE_OUTPUT,),
+        retry=RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05),
+        delivery="queue",
+        queue=QueuePolicy(slots=2, record_lock_s=15),
+    ),
     "counter": Processor(
         "counter", SOURCE, count_per_key, stores=(COUNTS,), queue_records=5000, batch_records=500
     ),

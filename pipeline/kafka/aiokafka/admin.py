@@ -18,6 +18,7 @@ from pipeline.kafka.aiokafka.incremental_configs import (
     set_configs,
     set_topic_configs,
 )
+from pipeline.kafka.aiokafka.share_offsets import describe_share_group_offsets
 from pipeline.kafka.coordinator_wait import asking_until_coordinated
 from pipeline.kafka.port import (
     Committed,
@@ -25,6 +26,7 @@ from pipeline.kafka.port import (
     GroupMember,
     NewTopic,
     PartitionInfo,
+    ShareBacklog,
     TopicPartition,
 )
 
@@ -179,6 +181,16 @@ class AioAdmin:
                     group, str(described[2]), tuple(_member(m) for m in described[5])
                 )
         return GroupDescription(group, "Dead", ())
+
+    @translated
+    async def share_group_backlog(self, group: str) -> dict[TopicPartition, ShareBacklog]:
+        code, message, partitions = await describe_share_group_offsets(self._client, group)
+        _raise_for(code, f"describing share group {group!r} ({message or 'no message'})")
+        backlog = {}
+        for topic, partition, start, lag, error, why in partitions:
+            _raise_for(error, f"describing share group {group!r} on {topic}-{partition} ({why})")
+            backlog[TopicPartition(topic, partition)] = ShareBacklog(start, lag)
+        return backlog
 
 
 def _member(described: Any) -> GroupMember:

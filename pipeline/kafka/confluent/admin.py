@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
@@ -22,12 +22,14 @@ from pipeline.errors import PipelineError
 from pipeline.kafka.confluent.commits import GroupCommitReader
 from pipeline.kafka.confluent.errors import translated
 from pipeline.kafka.port import (
+    Admin,
     Committed,
     GroupDescription,
     GroupMember,
     KafkaClientError,
     NewTopic,
     PartitionInfo,
+    ShareBacklog,
     TopicPartition,
 )
 
@@ -55,10 +57,13 @@ async def _outcome(future: concurrent.futures.Future[T]) -> BaseException | None
 
 
 class ConfluentAdmin:
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], share_admin: Callable[[], Admin]) -> None:
+        """`share_admin`: an admin that can describe share groups, which confluent-kafka
+        2.16 cannot (the aiokafka adapter's, speaking the request itself)."""
         self._config = config
         self._client: AdminClient | None = None
         self._commit_reader = GroupCommitReader(config)
+        self._share_admin = share_admin
 
     @property
     def client(self) -> AdminClient:
@@ -234,6 +239,14 @@ class ConfluentAdmin:
             for member in described.members
         )
         return GroupDescription(group, STATE_NAMES.get(described.state.name, "Unknown"), members)
+
+    async def share_group_backlog(self, group: str) -> dict[TopicPartition, ShareBacklog]:
+        admin = self._share_admin()
+        await admin.start()
+        try:
+            return await admin.share_group_backlog(group)
+        finally:
+            await admin.stop()
 
 
 STATE_NAMES = {

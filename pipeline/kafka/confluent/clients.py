@@ -6,6 +6,7 @@ librdkafka's configuration is built in config.py.
 
 from __future__ import annotations
 
+from pipeline.kafka.aiokafka.clients import AioClients
 from pipeline.kafka.confluent.admin import ConfluentAdmin
 from pipeline.kafka.confluent.config import (
     client_config,
@@ -49,7 +50,7 @@ class ConfluentClients:
         return ConfluentProducer(producer_config(self.settings, options), options.batch_bytes)
 
     def admin(self) -> Admin:
-        return ConfluentAdmin(client_config(self.settings))
+        return ConfluentAdmin(client_config(self.settings), AioClients(self.settings).admin)
 
     def share_consumer(self, options: ShareOptions) -> ShareConsumer:
         return ConfluentShareConsumer(

@@ -11,6 +11,7 @@ from pipeline.kafka.port import (
     GroupMember,
     NewTopic,
     PartitionInfo,
+    ShareBacklog,
     TopicPartition,
 )
 
@@ -94,3 +95,19 @@ class MemoryAdmin:
             for index, member in enumerate(found.members)
         )
         return GroupDescription(group, "Stable" if members else "Empty", members)
+
+    async def share_group_backlog(self, group: str) -> dict[TopicPartition, ShareBacklog]:
+        self.broker.check_reachable()
+        found = self.broker.share_groups.get(group)
+        if found is None:
+            return {}
+        backlog = {}
+        for tp, next_new in found.starts.items():
+            if tp not in found.written:
+                backlog[tp] = ShareBacklog(-1, -1)  # as a broker answers before any outcome
+                continue
+            waiting = [offset for (at, offset) in found.unfinished if at == tp]
+            end = self.broker.partition_log(tp).high_watermark
+            start = min([next_new, *waiting])
+            backlog[tp] = ShareBacklog(start, end - next_new + len(waiting))
+        return backlog

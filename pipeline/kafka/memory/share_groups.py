@@ -144,6 +144,7 @@ class MemoryShareConsumer:
                 answers[tp] = f"INVALID_RECORD_STATE: {tp.topic}-{tp.partition}@{offset}"
                 continue
             answers.setdefault(tp, None)
+            group.written.add(tp)
             if outcome == "release":
                 delivery.holder = None  # available to the next poll
             else:

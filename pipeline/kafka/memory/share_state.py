@@ -26,6 +26,8 @@ class ShareGroup:
     starts: dict[TopicPartition, int] = field(default_factory=dict)
     """The next offset never delivered, per partition."""
     unfinished: dict[Place, Delivery] = field(default_factory=dict)
+    written: set[TopicPartition] = field(default_factory=set)
+    """Partitions with an outcome given: before the first, a broker reports no backlog."""
 
     def settled(self, ends: Mapping[TopicPartition, int]) -> bool:
         """Every record below `ends` delivered and given its outcome (or archived)."""

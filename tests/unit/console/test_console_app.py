@@ -200,3 +200,36 @@ async def test_a_vanished_broker_keeps_the_last_figures_and_says_why(broker: Mem
     finally:
         broker.reachable = True
         await watch.stop()
+
+
+async def test_a_queue_processors_share_group_is_watched_with_its_backlog() -> None:
+    """The brokers list consumer groups only: a share group is watched because a queue-mode
+    processor names it, and shows the records without an outcome as its lag."""
+    from pipeline.console.watch import ClusterWatch
+    from pipeline.processor import Processor
+    from pipeline.queue_policy import QueuePolicy
+    from pipeline.testing import TestPipeline
+    from tests.unit.runtime.support import SOURCE, Step
+
+    released = asyncio.Event()
+
+    async def waits(step: Step, ctx: object) -> None:
+        if step.n == 0:
+            await released.wait()
+
+    processor = Processor("mail", SOURCE, waits, delivery="queue", queue=QueuePolicy(slots=2))
+    async with TestPipeline(processor) as run:
+        await run.publish(SOURCE, [Step(key=f"k{n}", n=n) for n in range(20)])
+        watch = ClusterWatch(
+            MemoryClients(run.broker), None, share_groups={"mail": SOURCE.name}, interval_s=60
+        )
+        async with watch:
+            deadline = asyncio.get_running_loop().time() + 10
+            while (found := (await watch.sample()).groups.get("mail")) is None or found.lag != 1:
+                assert asyncio.get_running_loop().time() < deadline, found
+                await asyncio.sleep(0.02)  # the other 19 accepted, the first in hand
+            assert found.description.state == "Share"
+            assert found.lags[0].kind == "share"
+            released.set()
+            await run.processed()
+            assert (await watch.sample()).groups["mail"].lag == 0

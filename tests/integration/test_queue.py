@@ -1,0 +1,278 @@
+"""Queue delivery on Kafka 4.4's share groups, with replicas as real processes.
+
+20,000 records on a 3-partition topic, 6 replicas of a queue-mode
+processor (2 slots each: 12 members, four times the partitions), one record
+in 50 failing twice before it succeeds, one in 500 failing for good, and two
+replicas killed with SIGKILL mid-stream. Every record must end accepted
+(its output on the output topic) or dead-lettered with its reason, none
+lost; the share group's backlog, as Kafka's own `kafka-share-groups`
+tool reports it, must reach 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pipeline.dev.kafka_jars import java_executable, resolve_classpath
+from pipeline.kafka.aiokafka.probe import run_sync
+from pipeline.kafka.connect import connect
+from pipeline.ops.topics import ensure_topics
+from pipeline.paths import cache_dir, project_dir
+from pipeline.publishing.producer import EventProducer
+from pipeline.reading.offsets import end_offsets
+from pipeline.scaling.worker_process import PIPELINE
+from pipeline.settings import PipelineSettings
+from pipeline.wire import dlq_headers as dlq
+from pipeline.wire.codec import decode_value, header_value
+from tests.integration.processors import (
+    NARROW_QUEUE,
+    QUEUE_OUTPUT,
+    QUEUE_SOURCE,
+    QUEUE_TOPICS,
+    Keyed,
+    Taken,
+)
+from tests.replicas import Replica, poll_until
+from tests.support import read_all, run_cli
+
+pytestmark = pytest.mark.integration
+
+RECORDS = 20_000
+REPLICAS = 6
+SLOTS = 2  # the mailer's QueuePolicy
+ATTEMPTS = 4  # the mailer's RetryPolicy
+
+
+def mode_of(seq: int) -> str:
+    if seq % 500 == 0:
+        return "doomed"
+    return "flaky" if seq % 50 == 0 else ""
+
+
+def released(replica: Replica) -> float:
+    """The records a replica released (failed, to be delivered again)."""
+    _, text = replica.get("/metrics")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("pipeline_queue_outcomes_total{") and 'outcome="release"' in line
+    )
+
+
+def share_group_backlog(bootstrap: str, group: str) -> dict[int, int]:
+    """Per partition, the lag Kafka's own share-group tool reports."""
+    result = subprocess.run(
+        [
+            java_executable(),
+            "-cp",
+            resolve_classpath(cache_dir()),
+            "org.apache.kafka.tools.consumer.group.ShareGroupCommand",
+            "--bootstrap-server",
+            bootstrap,
+            "--describe",
+            "--group",
+            group,
+            "--offsets",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lags: dict[int, int] = {}
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[0] == group and re.fullmatch(r"\d+", fields[2]):
+            lags[int(fields[2])] = int(fields[4]) if fields[4].isdigit() else -1
+    return lags
+
+
+def test_twenty_thousand_records_through_six_replicas_two_killed_none_lost(
+    settings: PipelineSettings, unique: str, tmp_path: Path
+) -> None:
+    clients = connect(settings)
+    run_sync(ensure_topics(clients, [spec.with_name(unique + spec.name) for spec in QUEUE_TOPICS]))
+    source = QUEUE_SOURCE.with_name(unique + QUEUE_SOURCE.name)
+    output = QUEUE_OUTPUT.with_name(unique + QUEUE_OUTPUT.name)
+    dlq_topic = unique + QUEUE_SOURCE.dlq_name
+    events = [Keyed(key=f"k{i % 97}", seq=i, mode=mode_of(i)) for i in range(RECORDS)]
+
+    async def publish() -> None:
+        async with EventProducer(settings) as producer:
+            for start in range(0, RECORDS, 5000):
+                await producer.publish_many(source, events[start : start + 5000])
+
+    run_sync(publish())
+    env = {
+        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "PIPELINE_TOPIC_PREFIX": unique,
+        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
+        "PIPELINE_CLIENT": "confluent",
+    }
+    replicas = [Replica("mailer", f"q{n}", env, tmp_path) for n in range(REPLICAS)]
+    try:
+        for replica in replicas:
+            replica.wait_ready(timeout_s=120)
+
+        def settled() -> int:
+            return sum(run_sync(_ends(settings, output.name, dlq_topic)))
+
+        poll_until(lambda: settled() >= RECORDS // 4, 180, what="a quarter of the records")
+        for killed in replicas[:2]:
+            killed.signal(signal.SIGKILL)
+            killed.wait()
+        survivors = replicas[2:]
+        poll_until(lambda: settled() >= RECORDS, 300, what=f"{RECORDS} outputs and dead letters")
+        poll_until(
+            lambda: (
+                (lags := share_group_backlog(settings.bootstrap_servers, unique + "mailer"))
+                and all(lag == 0 for lag in lags.values())
+            ),
+            120,
+            what="the share group's backlog to reach 0",
+        )
+        releases = sum(released(replica) for replica in survivors)
+        for replica in survivors:
+            assert replica.stop() == 0, replica.tail()
+    except AssertionError as exc:
+        tails = "\n".join(f"--- {r.replica_id}\n{r.tail(30)}" for r in replicas)
+        raise AssertionError(f"{exc}\n{tails}") from None
+    finally:
+        for replica in replicas:
+            if replica.process.poll() is None:
+                replica.signal(signal.SIGKILL)
+                replica.wait()
+
+    taken: list[Taken] = [
+        decode_value(output, r.value)  # type: ignore[misc]
+        for r in run_sync(read_all(clients, output.name))
+    ]
+    accepted = Counter(t.seq for t in taken)
+    dead = {}
+    for letter in run_sync(read_all(clients, dlq_topic)):
+        event: Keyed = decode_value(source, letter.value)  # type: ignore[assignment]
+        dead[event.seq] = (
+            header_value(letter.headers, dlq.ERROR_TYPE),
+            int(header_value(letter.headers, dlq.ATTEMPTS) or 0),
+        )
+    doomed = {seq for seq in range(RECORDS) if mode_of(seq) == "doomed"}
+    # None lost: every record accepted or dead-lettered, and the doomed ones exactly dead.
+    assert set(accepted) | set(dead) == set(range(RECORDS))
+    assert set(dead) == doomed, sorted(set(dead) ^ doomed)[:20]
+    assert all(reason == ("ValueError", ATTEMPTS) for reason in dead.values()), dead
+    assert not set(accepted) & doomed
+    # At-least-once: only records in hand at the kills can have a second output.
+    duplicates = sum(count - 1 for count in accepted.values())
+    assert duplicates <= 2 * SLOTS, duplicates
+    # Redeliveries counted: each flaky record was accepted at its third delivery or later.
+    flaky = [t for t in taken if mode_of(t.seq) == "flaky"]
+    assert flaky and all(t.attempt >= 3 for t in flaky)
+    assert releases > 0
+
+
+async def _ends(settings: PipelineSettings, *topics: str) -> list[int]:
+    clients = connect(settings)
+    return [sum((await end_offsets(clients, topic)).values()) for topic in topics]
+
+
+def test_the_autoscaler_scales_a_queue_past_its_partitions_and_back_down(
+    settings: PipelineSettings, unique: str, tmp_path: Path
+) -> None:
+    """2 partitions, so a stream stops at 2 replicas; a queue's backlog takes 4, then 1."""
+    clients = connect(settings)
+    topics = [NARROW_QUEUE, NARROW_QUEUE.dlq_spec(), QUEUE_OUTPUT]
+    run_sync(ensure_topics(clients, [spec.with_name(unique + spec.name) for spec in topics]))
+    source = NARROW_QUEUE.with_name(unique + NARROW_QUEUE.name)
+    output = unique + QUEUE_OUTPUT.name
+    backlog = 2_000
+
+    async def publish() -> None:
+        async with EventProducer(settings) as producer:
+            await producer.publish_many(source, [Keyed(key=f"k{i}", seq=i) for i in range(backlog)])
+
+    run_sync(publish())
+    env = {
+        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "PIPELINE_TOPIC_PREFIX": unique,
+        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
+        "PIPELINE_CLIENT": "confluent",
+    }
+    status_file = tmp_path / "status.jsonl"
+    # A replica of one slot takes 50 records/s: the backlog needs 4 to drain in 10 s.
+    supervisor = subprocess.Popen(
+        [
+            PIPELINE,
+            "scale",
+            "slow_mailer",
+            "--min",
+            "1",
+            "--max",
+            "4",
+            "--target-drain",
+            "10s",
+            "--interval",
+            "1s",
+            "--scale-down-window",
+            "6s",
+            "--replica-rate",
+            "50",
+            "--status-file",
+            str(status_file),
+            "--log-dir",
+            str(tmp_path / "workers"),
+        ],
+        cwd=project_dir(),
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "supervisor.log", "wb"),  # noqa: SIM115
+    )
+    try:
+        poll_until(
+            lambda: any(int(s["replicas"]) >= 3 for s in statuses(status_file)),  # type: ignore[call-overload]
+            90,
+            what="a scale-up past the 2 partitions",
+        )
+        poll_until(
+            lambda: sum(run_sync(end_offsets(clients, output)).values()) >= backlog,
+            120,
+            what=f"{backlog} outputs",
+        )
+        lags = lag_tool(env, unique + "slow_mailer")
+        assert lags["kind"] == "share" and lags["lag"] == 0, lags
+        poll_until(
+            lambda: (s := statuses(status_file)) and s[-1]["replicas"] == 1,
+            90,
+            what="the scale-down once the backlog drained",
+        )
+    except AssertionError as exc:
+        log = (tmp_path / "supervisor.log").read_text()[-3000:]
+        raise AssertionError(f"{exc}\n{statuses(status_file)[-5:]}\n{log}") from None
+    finally:
+        supervisor.terminate()
+        supervisor.wait(timeout=90)
+    history = statuses(status_file)
+    assert max(int(s["replicas"]) for s in history) >= 3  # type: ignore[call-overload]
+    assert history[-1]["lag"] == 0
+    assert supervisor.returncode == 0, (tmp_path / "supervisor.log").read_text()[-3000:]
+
+
+def statuses(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def lag_tool(env: dict[str, str], group: str) -> dict[str, object]:
+    """`pipeline lag --json` for a share group named by its group alone (its topic found)."""
+    result = run_cli("lag", "--group", group, "--json", "--interval", "0.3", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
