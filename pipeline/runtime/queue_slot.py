@@ -6,8 +6,14 @@ stream) → its outputs and dead letters published and acknowledged by the
 brokers → its outcome to the group: ACCEPT when handled, REJECT when it was
 dead-lettered (it is kept in the DLQ), RELEASE when it failed and may be
 tried again, or its handling was called off. An outcome rides on the
-slot's next poll, and the slot commits what is left when it stops. A slot
-never holds more than one record, so a slow one holds up nothing else.
+slot's next poll, and the slot commits what is left when it stops.
+
+A slot asks for one record at a time, so a slow one holds up nothing else;
+but librdkafka's share consumer (2.16) acquires whole record batches as
+the brokers hand them out (KIP-1206's strict record limit is not in it), so
+a poll can bring several records of one producer batch. The slot handles
+those one after another, and releases the rest unstarted when their lock
+would run out before it reached them (LockClock), or on a stop.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pipeline.kafka.port import (
 )
 from pipeline.metric_names import DEAD_LETTERED, QUEUE_OUTCOMES
 from pipeline.queue_delivery import DeliveryLimitReached
+from pipeline.queue_policy import LOCK_MARGIN_S
 from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.resilience.waiting import pause
 from pipeline.runtime.batch_handler import BatchHandler
@@ -39,6 +46,8 @@ log = logging.getLogger("pipeline.worker")
 POLL_WAIT_S = 0.2
 """How long a poll waits for a record; also how soon an idle slot sees a stop."""
 POLL_RETRY_S = 1.0
+COMMIT_EVERY_S = 1.0
+"""Within a poll of several records, how often their outcomes are committed."""
 
 
 class QueueSlot:
@@ -62,6 +71,7 @@ class QueueSlot:
         self.handler = BatchHandler(TopicPartition(source, -1), handling, stopping, releases=True)
         self.in_hand: SharedRecord | None = None
         self.started = False
+        self.lock = LockClock(handling.processor.queue.record_lock_s)
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -85,13 +95,42 @@ class QueueSlot:
                 )
                 await pause_unless(POLL_RETRY_S, requested)
                 continue
-            for record in records:
-                self.in_hand = record
-                try:
-                    outcome = await self.settle(record)
-                finally:
-                    self.in_hand = None
-                await self._acknowledge(record, outcome)
+            await self._take(records, requested)
+
+    async def _take(self, records: list[SharedRecord], requested: asyncio.Event) -> None:
+        """One poll's records in turn; those it could not start in time go back unstarted."""
+        now = asyncio.get_running_loop().time
+        acquired_at = committed_at = now()
+        unstarted = 0
+        for index, record in enumerate(records):
+            stopping = requested.is_set()
+            if stopping or (index and not self.lock.room_for_one(acquired_at, now())):
+                await self._acknowledge(record, "release")
+                unstarted += not stopping
+                continue
+            self.in_hand = record
+            started = now()
+            try:
+                outcome = await self.settle(record)
+            finally:
+                self.in_hand = None
+            self.lock.took(now() - started)
+            await self._acknowledge(record, outcome)
+            if index + 1 < len(records) and now() - committed_at >= COMMIT_EVERY_S:
+                # A long poll's outcomes sent now, not at the next poll: a death redoes less.
+                await self._commit()
+                committed_at = now()
+        if unstarted:
+            self.client_log.log(
+                logging.WARNING,
+                "%s: a poll brought %d records (librdkafka acquires whole record batches); "
+                "%d were released unstarted before their %gs lock ran out, each a delivery "
+                "more. Smaller producer batches to this topic, or more slots, avoid it",
+                self.name,
+                len(records),
+                unstarted,
+                self.lock.lock_s,
+            )
 
     async def settle(self, record: SharedRecord) -> Outcome:
         """Handle the record and store what it left; its outcome for the group."""
@@ -159,13 +198,40 @@ class QueueSlot:
         if not self.started:
             return
         try:
-            refused = {tp: why for tp, why in (await self.consumer.commit()).items() if why}
-            if refused:
-                log.warning("%s: outcomes refused at the last commit: %s", self.name, refused)
-        except KafkaClientError as exc:
-            log.warning("%s: the last commit of outcomes failed: %s", self.name, exc)
+            await self._commit()
         finally:
             await self.consumer.stop()
+
+    async def _commit(self) -> None:
+        """Send the outcomes given so far; a refusal (a lock that ran out) is logged: those
+        records are delivered again, duplicates, not losses."""
+        try:
+            refused = {tp: why for tp, why in (await self.consumer.commit()).items() if why}
+        except KafkaClientError as exc:
+            self.client_log.log(
+                logging.WARNING, "%s: committing outcomes failed: %s", self.name, exc
+            )
+            return
+        if refused:
+            self.client_log.log(
+                logging.WARNING, "%s: outcomes refused at a commit: %s", self.name, refused
+            )
+
+
+class LockClock:
+    """Whether a record acquired with others can still be started before its lock runs out:
+    the lock's margin and twice a typical record's time must be left."""
+
+    def __init__(self, lock_s: float) -> None:
+        self.lock_s = lock_s
+        self.typical_s = 0.0
+        """A moving average of the time a record takes, handled and stored."""
+
+    def took(self, seconds: float) -> None:
+        self.typical_s = seconds if not self.typical_s else 0.8 * self.typical_s + 0.2 * seconds
+
+    def room_for_one(self, acquired_at: float, now: float) -> bool:
+        return acquired_at + self.lock_s - now > LOCK_MARGIN_S + 2 * self.typical_s
 
 
 async def pause_unless(seconds: float, requested: asyncio.Event) -> None:

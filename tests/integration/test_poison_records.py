@@ -138,7 +138,9 @@ WATCHDOG = re.compile(
 )
 
 
-@pytest.mark.parametrize("client", ["aiokafka", "confluent"])
+@pytest.mark.parametrize(
+    "client", ["aiokafka", pytest.param("confluent", marks=pytest.mark.full_size)]
+)
 def test_a_record_that_blocks_the_loop_for_ever_costs_at_most_k_plus_one_deaths(
     harness: Harness, tmp_path: Path, client: str
 ) -> None:

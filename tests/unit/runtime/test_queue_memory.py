@@ -24,6 +24,7 @@ from pipeline.processor import Context, PermanentError, Processor
 from pipeline.queue_delivery import handler_deadline, share_group_configs
 from pipeline.queue_policy import QueuePolicy
 from pipeline.resilience.retry import RetryPolicy
+from pipeline.runtime.queue_slot import LockClock
 from pipeline.runtime.queue_worker import QueueRuntime
 from pipeline.runtime.worker import WorkerOptions
 from pipeline.settings import PipelineSettings
@@ -230,3 +231,17 @@ async def test_aiokafka_is_refused_before_anything_is_opened(tmp_path: Path) -> 
             WorkerOptions(replica_id="r1", handle_signals=False, cache_dir=tmp_path),
             AioClients(settings),
         )
+
+
+def test_a_record_is_started_only_with_its_lock_margin_and_two_typical_records_left() -> None:
+    """librdkafka can acquire a whole record batch in one poll: a slot starts the next of
+    them only while its lock leaves the margin and room for two records of typical length."""
+    clock = LockClock(lock_s=15.0)
+    assert clock.room_for_one(acquired_at=0.0, now=9.9)  # 5.1 s left, nothing measured yet
+    assert not clock.room_for_one(acquired_at=0.0, now=10.0)
+    clock.took(1.0)
+    assert clock.room_for_one(0.0, 7.9) and not clock.room_for_one(0.0, 8.0)
+    for _ in range(50):
+        clock.took(0.01)
+    assert 0.01 <= clock.typical_s < 0.02
+    assert clock.room_for_one(0.0, 9.9)
