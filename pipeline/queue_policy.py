@@ -87,10 +87,10 @@ def check_queue_declaration(processor: Declared) -> None:
             "one key's records in order within a partition, and a queue has no order; use "
             "queue=QueuePolicy(slots=N) to handle N records at once per replica"
         )
-    if processor.retry_attempts + 1 > MAX_DELIVERY_LIMIT:
+    if processor.retry_attempts >= MAX_DELIVERY_LIMIT:
         raise ConfigError(
             f"processor {name!r}: delivery='queue' with retry attempts="
             f"{processor.retry_attempts}: each attempt is a delivery and the broker allows "
-            f"at most {MAX_DELIVERY_LIMIT} (one is kept for a record whose replica died); use "
-            f"RetryPolicy(attempts={MAX_DELIVERY_LIMIT - 1}) or fewer"
+            f"at most {MAX_DELIVERY_LIMIT}, the last kept for dead-lettering a record no "
+            f"delivery finished; use RetryPolicy(attempts={MAX_DELIVERY_LIMIT - 1}) or fewer"
         )

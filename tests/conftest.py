@@ -18,7 +18,7 @@ import pytest
 from pipeline.dev.localkafka import LocalKafka
 from pipeline.paths import cache_dir
 from pipeline.settings import PipelineSettings
-from tests.support import log_progress
+from tests.support import THROWAWAY_STOP_S, log_progress
 
 
 def _docker_kafka() -> contextlib.AbstractContextManager[str] | None:
@@ -52,7 +52,7 @@ def kafka_bootstrap() -> Iterator[str]:
         try:
             yield cluster.up(brokers=1, progress=log_progress).bootstrap
         finally:
-            cluster.down()
+            cluster.down(timeout_s=THROWAWAY_STOP_S)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,11 @@ from pipeline.scaling.worker_process import PIPELINE
 __all__ = ["PIPELINE", "log_progress", "read_all", "run_cli"]
 
 
+THROWAWAY_STOP_S = 3.0
+"""How long a test cluster, deleted right after, gets to stop on SIGTERM before SIGKILL:
+its controlled shutdown keeps nothing anyone reads (it cost 17 s at the end of the suite)."""
+
+
 def log_progress(message: str) -> None:
     print(f"[kafka] {message}", file=sys.stderr)
 

@@ -31,7 +31,7 @@ from pipeline.kafka.port import (
 )
 from pipeline.metric_names import DEAD_LETTERED, QUEUE_OUTCOMES
 from pipeline.queue_delivery import DeliveryLimitReached
-from pipeline.queue_policy import LOCK_MARGIN_S
+from pipeline.queue_policy import LOCK_MARGIN_S, MAX_DELIVERY_LIMIT
 from pipeline.resilience.log_limit import RateLimitedLog
 from pipeline.resilience.waiting import pause
 from pipeline.runtime.batch_handler import BatchHandler
@@ -134,8 +134,8 @@ class QueueSlot:
 
     async def settle(self, record: SharedRecord) -> Outcome:
         """Handle the record and store what it left; its outcome for the group."""
-        if record.delivery_count > self.handling.processor.retry.attempts:
-            result = self._undelivered(record)
+        if record.delivery_count >= MAX_DELIVERY_LIMIT:
+            result = self._undelivered(record)  # the last the group allows: keep it
         else:
             try:
                 result = await self.handler.handle([record])

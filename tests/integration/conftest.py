@@ -12,7 +12,7 @@ from pipeline.dev.localkafka import LocalKafka
 from pipeline.dev.registry import ephemeral_registry
 from pipeline.paths import cache_dir
 from tests.integration.harness import harness
-from tests.support import log_progress
+from tests.support import THROWAWAY_STOP_S, log_progress
 
 __all__ = ["harness", "schema_registry", "three_brokers"]
 
@@ -40,4 +40,4 @@ def three_brokers() -> Iterator[LocalKafka]:
             cluster.up(brokers=3, progress=log_progress)
             yield cluster
         finally:
-            cluster.down()
+            cluster.down(timeout_s=THROWAWAY_STOP_S)

@@ -1,10 +1,9 @@
 """Queue delivery on Kafka 4.4's share groups, with replicas as real processes.
 
-20,000 records (4,000 in `make test`; `make test-full` runs both) on a
-3-partition topic, 6 replicas of a queue-mode processor (2 slots each: 12
-members, four times the partitions), one record in 50 failing twice before
-it succeeds, one in 500 failing for good, and two replicas killed with
-SIGKILL mid-stream. Every record must end accepted (its output on the
+20,000 records on a 3-partition topic, 6 replicas of a queue-mode processor
+(2 slots each: 12 members, four times the partitions), one record in 50
+failing twice before it succeeds, one in 500 failing for good, and two
+replicas killed with SIGKILL mid-stream. Every record must end accepted (its output on the
 output topic) or dead-lettered with its reason, none lost; the share
 group's backlog, as Kafka's own `kafka-share-groups` tool reports it, must
 reach 0. Then the autoscaler: a queue on 2 partitions scales past 2
@@ -47,6 +46,7 @@ from tests.support import read_all, run_cli
 
 pytestmark = pytest.mark.integration
 
+RECORDS = 20_000
 REPLICAS = 6
 SLOTS = 2  # the mailer's QueuePolicy
 ATTEMPTS = 4  # the mailer's RetryPolicy
@@ -99,12 +99,10 @@ def share_group_backlog(bootstrap: str, group: str) -> dict[int, int]:
     return lags
 
 
-@pytest.mark.parametrize(
-    "records", [4_000, pytest.param(20_000, marks=pytest.mark.full_size)], ids=lambda n: f"{n}"
-)
-def test_records_through_six_replicas_two_killed_none_lost(
-    settings: PipelineSettings, unique: str, tmp_path: Path, records: int
+def test_twenty_thousand_records_through_six_replicas_two_killed_none_lost(
+    settings: PipelineSettings, unique: str, tmp_path: Path
 ) -> None:
+    records = RECORDS
     clients = connect(settings)
     run_sync(ensure_topics(clients, [spec.with_name(unique + spec.name) for spec in QUEUE_TOPICS]))
     source = QUEUE_SOURCE.with_name(unique + QUEUE_SOURCE.name)
@@ -174,7 +172,8 @@ def test_records_through_six_replicas_two_killed_none_lost(
     # None lost: every record accepted or dead-lettered, and the doomed ones exactly dead.
     assert set(accepted) | set(dead) == set(range(records))
     assert set(dead) == doomed, sorted(set(dead) ^ doomed)[:20]
-    assert all(reason == ("ValueError", ATTEMPTS) for reason in dead.values()), dead
+    # Attempts are deliveries, and a killed replica costs each record it held one.
+    assert all(why == "ValueError" and tries >= ATTEMPTS for why, tries in dead.values()), dead
     assert not set(accepted) & doomed
     # At-least-once: what a killed replica handled and had not yet sent the outcome of is
     # redone: its slots' records in hand, and at most a second of outcomes each

@@ -35,6 +35,7 @@ def assert_per_key_order(outputs: list[tuple[int, int, Handled]]) -> None:
 
 
 @pytest.mark.both_clients
+@pytest.mark.long  # on confluent in `make test-confluent`; its SIGKILL test runs in `make test`
 def test_three_replicas_process_everything_once_in_key_order(harness: Harness) -> None:
     replicas = [harness.start("passthrough", f"r{i}") for i in range(3)]
     for replica in replicas:

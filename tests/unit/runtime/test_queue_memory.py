@@ -22,7 +22,7 @@ from pipeline.kafka.port import ShareGroupsUnsupported, ShareOptions
 from pipeline.metric_names import QUEUE_OUTCOMES
 from pipeline.processor import Context, PermanentError, Processor
 from pipeline.queue_delivery import handler_deadline, share_group_configs
-from pipeline.queue_policy import QueuePolicy
+from pipeline.queue_policy import MAX_DELIVERY_LIMIT, QueuePolicy
 from pipeline.resilience.retry import RetryPolicy
 from pipeline.runtime.queue_slot import LockClock
 from pipeline.runtime.queue_worker import QueueRuntime
@@ -105,7 +105,8 @@ async def test_the_last_attempt_and_a_permanent_failure_are_dead_lettered_and_re
 
 async def test_a_record_no_delivery_finished_is_dead_lettered_without_running() -> None:
     """Its earlier members vanished with it in hand (as a killed replica does): at the
-    broker's last allowed delivery the replica keeps it in the DLQ instead of running it."""
+    group's last allowed delivery the replica keeps it in the DLQ instead of running it,
+    so the broker never archives it unseen."""
     ran: list[int] = []
 
     async def handle(step: Step, ctx: Context) -> Done:
@@ -116,7 +117,7 @@ async def test_a_record_no_delivery_finished_is_dead_lettered_without_running() 
     pipeline = TestPipeline(processor, keep_retry=True)
     await pipeline.publish(SOURCE, Step(key="a", n=7))
     pipeline.broker.group_configs[processor.group_id] = dict(share_group_configs(processor))
-    for _ in range(FAST.attempts):  # each one takes it and dies without an outcome
+    for _ in range(MAX_DELIVERY_LIMIT - 1):  # each one takes it and dies without an outcome
         vanished = MemoryShareConsumer(pipeline.broker, ShareOptions(processor.group_id))
         await vanished.start()
         await vanished.subscribe([SOURCE.name])
@@ -126,7 +127,7 @@ async def test_a_record_no_delivery_finished_is_dead_lettered_without_running() 
         await run.processed()
         [letter] = run.dead_letters()
         assert letter.error_type == "DeliveryLimitReached"
-        assert f"delivered {FAST.attempts} times" in letter.error_message
+        assert f"delivered {MAX_DELIVERY_LIMIT - 1} times" in letter.error_message
         assert ran == []
         assert outcomes(run)["reject"] == 1
 
@@ -186,7 +187,7 @@ def test_the_handler_deadline_stays_under_the_record_lock() -> None:
     assert share_group_configs(longer) == {
         "share.auto.offset.reset": "earliest",
         "share.record.lock.duration.ms": "60000",
-        "share.delivery.count.limit": str(FAST.attempts + 1),
+        "share.delivery.count.limit": str(MAX_DELIVERY_LIMIT),
     }
 
 
