@@ -62,6 +62,21 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def alive(replica: WorkerProcess, timeout_s: float) -> None:
+    """Its health server answers: a stream replica is not *ready* (caught up) for minutes
+    behind this backlog, and needs not be to be measured."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if replica.get("/healthz")[0] == 200:
+                return
+        except OSError:
+            pass  # not listening yet
+        if not replica.running or time.monotonic() > deadline:
+            raise RuntimeError(f"{replica.replica_id} not alive: {replica.tail()}")
+        time.sleep(0.2)
+
+
 def outputs(settings: PipelineSettings, topic: str) -> int:
     return sum(asyncio.run(end_offsets(connect(settings), topic)).values())
 
@@ -109,7 +124,7 @@ def one_mode(
             ]
             replicas += new
             for replica in new:
-                replica.wait_ready(120)
+                alive(replica, 120)
             time.sleep(SETTLE_S)
             before, started = outputs(settings, done_topic), time.monotonic()
             time.sleep(seconds)

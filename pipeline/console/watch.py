@@ -220,8 +220,7 @@ class ClusterWatch:
             backlog=backlog,
         )
         self._previous[(group, view.name)] = reading
-        # Its members are the brokers' to know (no share-group describe here): none shown.
-        described = GroupDescription(group, "Share", ())
+        described = await admin.describe_share_group(group)
         snapshot.groups[group] = GroupView(group, described, [sample], False)
         self._remember(group, [sample])
 

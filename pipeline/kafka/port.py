@@ -294,6 +294,10 @@ class Admin(Protocol):
     async def describe_group(self, group: str) -> GroupDescription:
         """Its state and members with their assignments; an unknown group is Dead, no members."""
 
+    async def describe_share_group(self, group: str) -> GroupDescription:
+        """A share group's state and members, each with the partitions it fetches from; an
+        unknown group (or one that is no share group) is Dead, no members."""
+
     async def share_group_backlog(self, group: str) -> dict[TopicPartition, ShareBacklog]:
         """Per partition a share group has read: its start offset and lag. Empty for a
         group that has read nothing, or is no share group (Kafka answers so for both)."""

@@ -5,7 +5,8 @@ policy onto KEDA). KEDA's Kafka scaler only knows lag, so
 the policy is mapped onto its settings:
 - lagThreshold = per-replica rate × target drain time: the backlog one
   replica clears within the target (KEDA asks for ceil(lag / threshold));
-- min/maxReplicaCount = the policy's bounds, max capped at the partitions;
+- min/maxReplicaCount = the policy's bounds, max capped at the partitions
+  (not for a queue-mode processor: its share group takes any number);
 - the HPA behaviour scales up at once and down to the highest
   recommendation of the policy's scale-down window;
 - pollingInterval = the policy's decision interval.
@@ -68,6 +69,16 @@ def render(
     """File name → manifest text."""
     if options.scale_on not in ("kafka", "prometheus"):
         raise ConfigError(f"--scale-on must be kafka or prometheus, not {options.scale_on!r}")
+    queue = processor.delivery == "queue"
+    if queue and options.scale_on == "kafka":
+        raise ConfigError(
+            f"processor {processor.name!r} is queue-mode: KEDA's Kafka scaler reads a consumer "
+            "group's lag, and its share group has none; use --scale-on prometheus (our "
+            "autoscaler reads the share group's backlog)"
+        )
+    ceiling = (
+        policy.max_replicas if queue else min(policy.max_replicas, processor.source.partitions)
+    )
     name = re.sub(r"[^a-z0-9-]", "-", processor.name.lower()).strip("-")
     values = {
         "name": name,
@@ -82,7 +93,8 @@ def render(
         "drain_deadline_s": f"{options.drain_deadline_s:g}",
         "grace_period_s": str(math.ceil(options.drain_deadline_s) + LEAVE_GROUP_MARGIN_S),
         "min_replicas": str(policy.min_replicas),
-        "max_replicas": str(min(policy.max_replicas, processor.source.partitions)),
+        "max_replicas": str(ceiling),
+        "client": "confluent" if queue else settings.client,
         "interval_s": str(options.interval_s),
         "scale_down_window_s": f"{policy.scale_down_window_s:.0f}",
         "caught_up_window_s": f"{policy.caught_up_window_s:.0f}",

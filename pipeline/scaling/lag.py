@@ -280,6 +280,8 @@ class LagMonitor:
     async def members(self) -> int:
         """Members the group has now (0 when it is empty or unknown)."""
         assert self._admin is not None
+        if self.share or (self.latest is not None and self.latest.kind == "share"):
+            return len((await self._admin.describe_share_group(self.group)).members)
         return await member_count(self._admin, self.group)
 
     async def _ages(self, positions: dict[int, int], ends: dict[int, int]) -> dict[int, float]:

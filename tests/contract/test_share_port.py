@@ -294,3 +294,42 @@ async def test_the_backlog_counts_records_without_an_outcome_in_flight_ones_too(
         await lag_reaches(10 - len(held) + 1)  # the released one has no outcome yet
     finally:
         await admin.stop()
+
+
+async def test_a_share_group_is_described_with_its_members(
+    clients: Clients, members: list[ShareConsumer]
+) -> None:
+    """What `pipeline scale --recommend-only` counts and the console shows: consumer groups
+    are described by another request, which knows nothing of share groups."""
+    topic = await a_topic_with(clients, 3, partitions=2)
+    group = await a_share_group(clients)
+    admin = clients.admin()
+    await admin.start()
+    try:
+        assert (await admin.describe_share_group(f"share-never-{uuid.uuid4().hex[:8]}")).state == (
+            "Dead"
+        )
+        for n in range(2):
+            member = clients.share_consumer(ShareOptions(group, client_id=f"slot-{n}"))
+            await member.start()
+            members.append(member)
+            await member.subscribe([topic])
+            await keep_polling(member, 0.5)  # a share member joins with its first fetch
+        deadline = time.monotonic() + 30
+        while len((described := await admin.describe_share_group(group)).members) < 2 or not all(
+            m.assignment for m in described.members
+        ):
+            assert time.monotonic() < deadline, described
+            for member in members:
+                await keep_polling(member, 0.2)
+        assert described.state == "Stable"
+        assert sorted(m.client_id for m in described.members) == ["slot-0", "slot-1"]
+        assert {tp.topic for m in described.members for tp in m.assignment} == {topic}
+    finally:
+        await admin.stop()
+
+
+async def keep_polling(member: ShareConsumer, wait_s: float) -> None:
+    """A poll that releases whatever it acquired: the member stays in, the records go back."""
+    for record in await member.poll(wait_s):
+        await member.acknowledge(record, "release")

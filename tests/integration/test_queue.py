@@ -41,6 +41,7 @@ from tests.integration.processors import (
     Keyed,
     Taken,
 )
+from tests.integration.test_autoscale import statuses
 from tests.replicas import Replica, poll_until
 from tests.support import read_all, run_cli
 
@@ -271,12 +272,6 @@ def test_the_autoscaler_scales_a_queue_past_its_partitions_and_back_down(
     assert max(int(s["replicas"]) for s in history) >= 3  # type: ignore[call-overload]
     assert history[-1]["lag"] == 0
     assert supervisor.returncode == 0, (tmp_path / "supervisor.log").read_text()[-3000:]
-
-
-def statuses(path: Path) -> list[dict[str, object]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def lag_tool(env: dict[str, str], group: str) -> dict[str, object]:

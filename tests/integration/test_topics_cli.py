@@ -8,9 +8,12 @@ import time
 import pytest
 
 from pipeline.kafka.connect import connect
+from pipeline.kafka.port import ShareOptions
 from pipeline.ops.schema_registry import registered_schemas
 from pipeline.ops.topics import TopicsOnCluster
+from pipeline.publishing.producer import EventProducer
 from pipeline.settings import PipelineSettings
+from tests.integration.processors import QUEUE_SOURCE, Keyed
 from tests.support import run_cli
 
 pytestmark = pytest.mark.integration
@@ -186,3 +189,43 @@ async def test_apply_creates_the_changelogs_of_the_stateful_processors(
     again = run_cli("topics", "apply", env=env)
     assert again.returncode == 0, again.stderr
     assert "created changelog" not in again.stderr
+
+
+async def test_apply_sets_the_share_groups_of_the_queue_processors(
+    settings: PipelineSettings, unique: str
+) -> None:
+    """Kafka starts a share group at the partitions' ends: records published before apply
+    would never reach a queue-mode processor. After apply, a member gets them all."""
+    env = {
+        **cli_env(settings, unique, "queued"),
+        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
+    }
+    dry = run_cli("topics", "apply", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert f"would set share group {unique}mailer: share.auto.offset.reset=earliest" in (
+        " ".join(dry.stderr.split())
+    )
+    applied = run_cli("topics", "apply", env=env)
+    assert applied.returncode == 0, applied.stderr
+    said = " ".join(applied.stderr.split())
+    for group in ("mailer", "slow_mailer"):
+        assert f"set share group {unique}{group}: share.auto.offset.reset=earliest" in said
+    assert "share.record.lock.duration.ms=15000, share.delivery.count.limit=10" in said
+    source = QUEUE_SOURCE.with_name(unique + QUEUE_SOURCE.name)
+    async with EventProducer(settings) as producer:
+        await producer.publish_many(source, [Keyed(key=f"k{n}", seq=n) for n in range(30)])
+    shared = connect(settings.model_copy(update={"client": "confluent"}))
+    member = shared.share_consumer(ShareOptions(unique + "mailer", max_records=100))
+    await member.start()
+    try:
+        await member.subscribe([source.name])
+        taken: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(taken) < 30:
+            assert time.monotonic() < deadline, f"{len(taken)} of 30 records delivered"
+            for record in await member.poll(1.0):
+                taken.append(record.offset)
+                await member.acknowledge(record, "accept")
+        assert len(taken) == 30
+    finally:
+        await member.stop()

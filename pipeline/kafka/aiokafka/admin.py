@@ -18,6 +18,7 @@ from pipeline.kafka.aiokafka.incremental_configs import (
     set_configs,
     set_topic_configs,
 )
+from pipeline.kafka.aiokafka.share_describe import describe_share_group
 from pipeline.kafka.aiokafka.share_offsets import describe_share_group_offsets
 from pipeline.kafka.coordinator_wait import asking_until_coordinated
 from pipeline.kafka.port import (
@@ -31,6 +32,8 @@ from pipeline.kafka.port import (
 )
 
 TOPIC_ALREADY_EXISTS = 36
+NOT_A_SHARE_GROUP = (69, 129)
+"""GROUP_ID_NOT_FOUND, and GROUP_ID_NOT_FOUND's sibling for a group of another type."""
 
 
 AUTHORIZATION_HINTS = {
@@ -181,6 +184,29 @@ class AioAdmin:
                     group, str(described[2]), tuple(_member(m) for m in described[5])
                 )
         return GroupDescription(group, "Dead", ())
+
+    @translated
+    async def describe_share_group(self, group: str) -> GroupDescription:
+        answer = await describe_share_group(self._client, group)
+        if answer["error_code"] in NOT_A_SHARE_GROUP:
+            return GroupDescription(group, "Dead", ())
+        _raise_for(answer["error_code"], f"describing share group {group!r}")
+        members = tuple(
+            GroupMember(
+                str(m["member_id"]),
+                str(m["client_id"]),
+                str(m["client_host"]).lstrip("/"),
+                tuple(
+                    sorted(
+                        TopicPartition(assigned["topic_name"], p)
+                        for assigned in m["assignment"]["topic_partitions"]
+                        for p in assigned["partitions"]
+                    )
+                ),
+            )
+            for m in answer["members"]
+        )
+        return GroupDescription(group, str(answer["group_state"]), members)
 
     @translated
     async def share_group_backlog(self, group: str) -> dict[TopicPartition, ShareBacklog]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
@@ -240,11 +240,19 @@ class ConfluentAdmin:
         )
         return GroupDescription(group, STATE_NAMES.get(described.state.name, "Unknown"), members)
 
+    async def describe_share_group(self, group: str) -> GroupDescription:
+        return await self._asking_share_admin(lambda admin: admin.describe_share_group(group))
+
     async def share_group_backlog(self, group: str) -> dict[TopicPartition, ShareBacklog]:
+        return await self._asking_share_admin(lambda admin: admin.share_group_backlog(group))
+
+    async def _asking_share_admin(self, ask: Callable[[Admin], Awaitable[T]]) -> T:
+        """One question to an admin that speaks the share-group requests, on a connection
+        of its own (asked every few seconds at most: lag samples, the console)."""
         admin = self._share_admin()
         await admin.start()
         try:
-            return await admin.share_group_backlog(group)
+            return await ask(admin)
         finally:
             await admin.stop()
 

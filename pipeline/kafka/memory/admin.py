@@ -96,6 +96,17 @@ class MemoryAdmin:
         )
         return GroupDescription(group, "Stable" if members else "Empty", members)
 
+    async def describe_share_group(self, group: str) -> GroupDescription:
+        self.broker.check_reachable()
+        found = self.broker.share_groups.get(group)
+        if found is None:
+            return GroupDescription(group, "Dead", ())
+        members = tuple(
+            GroupMember(f"memory-share-{key:x}", client_id, "memory", assignment)
+            for key, (client_id, assignment) in found.members.items()
+        )
+        return GroupDescription(group, "Stable" if members else "Empty", members)
+
     async def share_group_backlog(self, group: str) -> dict[TopicPartition, ShareBacklog]:
         self.broker.check_reachable()
         found = self.broker.share_groups.get(group)

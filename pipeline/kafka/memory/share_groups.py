@@ -65,6 +65,7 @@ class MemoryShareConsumer:
         if not self._started:
             return
         self._started = False
+        self._group.members.pop(id(self), None)
         self._finish()
         for delivery in self._group.unfinished.values():
             if delivery.holder == id(self):
@@ -77,6 +78,8 @@ class MemoryShareConsumer:
         for topic in topics:
             self.broker.topic(topic)  # an unknown topic fails here, as on a cluster
         self._topics = list(topics)
+        client_id = self.options.client_id or "memory"
+        self._group.members[id(self)] = (client_id, tuple(self._partitions()))
 
     async def poll(self, wait_s: float) -> list[SharedRecord]:
         self._require_started()

@@ -26,6 +26,8 @@ class ShareGroup:
     starts: dict[TopicPartition, int] = field(default_factory=dict)
     """The next offset never delivered, per partition."""
     unfinished: dict[Place, Delivery] = field(default_factory=dict)
+    members: dict[int, tuple[str, tuple[TopicPartition, ...]]] = field(default_factory=dict)
+    """Its members now: client id and the partitions of the topics it subscribed to."""
     written: set[TopicPartition] = field(default_factory=set)
     """Partitions with an outcome given: before the first, a broker reports no backlog."""
 

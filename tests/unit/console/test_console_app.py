@@ -228,7 +228,8 @@ async def test_a_queue_processors_share_group_is_watched_with_its_backlog() -> N
             while (found := (await watch.sample()).groups.get("mail")) is None or found.lag != 1:
                 assert asyncio.get_running_loop().time() < deadline, found
                 await asyncio.sleep(0.02)  # the other 19 accepted, the first in hand
-            assert found.description.state == "Share"
+            assert found.description.state == "Stable"
+            assert len(found.description.members) == 2  # its slots
             assert found.lags[0].kind == "share"
             released.set()
             await run.processed()

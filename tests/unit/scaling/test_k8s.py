@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 import yaml
 
 from consumers import PROCESSORS
+from pipeline.errors import ConfigError
 from pipeline.scaling.k8s import LEAVE_GROUP_MARGIN_S, RenderOptions, lag_threshold, render
 from pipeline.scaling.policy import ScalingPolicy
 from pipeline.settings import PipelineSettings
@@ -110,3 +112,22 @@ def test_the_prometheus_alternative_follows_our_desired_replicas() -> None:
     # The policy's windows reach the process that applies them.
     assert command[command.index("--scale-down-window") + 1] == "90s"
     assert command[command.index("--caught-up-window") + 1] == "12s"
+
+
+def test_a_queue_processor_scales_past_its_partitions_on_our_policy_and_the_confluent_client() -> (
+    None
+):
+    queue = dataclasses.replace(PROCESSORS["enrich_orders"], delivery="queue", lanes=1)
+    options = RenderOptions(image="registry.example/pipeline:1.0", scale_on="kafka")
+    with pytest.raises(ConfigError, match="--scale-on prometheus"):
+        render(queue, SETTINGS, POLICY, options)
+    rendered = render(queue, SETTINGS, POLICY, dataclasses.replace(options, scale_on="prometheus"))
+    docs = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    assert of_kind(docs, "ScaledObject")[0]["spec"]["maxReplicaCount"] == POLICY.max_replicas
+    assert POLICY.max_replicas > queue.source.partitions
+    worker = [d for d in of_kind(docs, "Deployment") if "autoscaler" not in d["metadata"]["name"]]
+    env = {
+        e["name"]: e.get("value")
+        for e in worker[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["PIPELINE_CLIENT"] == "confluent"

@@ -66,6 +66,7 @@ async def test_the_monitor_reads_a_queue_processors_backlog_on_the_memory_broker
         clients = MemoryClients(run.broker)
         async with LagMonitor(clients, processor.group_id, SOURCE.name, share=True) as monitor:
             sample = await monitor.sample()
+            assert await monitor.members() == 1  # the replica's one slot, from the share group
         assert sample.kind == "share" and sample.lag == 0
         async with LagMonitor(clients, processor.group_id, SOURCE.name) as monitor:
             assert (await monitor.sample()).kind == "share"  # told by its share state
