@@ -43,6 +43,7 @@ from pipeline.publishing.producer import EventProducer
 from pipeline.scaling.worker_process import PIPELINE
 from pipeline.settings import PipelineSettings
 from tests.integration.processors import SOURCE, TOPICS, Keyed
+from tests.support import THROWAWAY_STOP_S
 
 PROCESSOR = "passthrough"
 ADMIN_CRASH_PROBE = """
@@ -202,7 +203,7 @@ def one_round(probe_admin: bool = False) -> tuple[list[Outcome], bool | None]:
                 crashes = _probe_on_new_cluster(folder)
             return outcomes, crashes
         finally:
-            cluster.down()
+            cluster.down(timeout_s=THROWAWAY_STOP_S)
 
 
 def _probe_on_new_cluster(folder: Path) -> bool:
@@ -211,7 +212,7 @@ def _probe_on_new_cluster(folder: Path) -> bool:
     try:
         return admin_call_crashes(bootstrap)
     finally:
-        cluster.down()
+        cluster.down(timeout_s=THROWAWAY_STOP_S)
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""The chaos suite, shortened for CI: scenarios 1, 4 and 7 in one run (stateful), then 6.
+"""The chaos suite, shortened for CI: scenarios 1, 4 and 7 in one run (stateful); 6 in
+`make test-full`.
 
 `pipeline chaos run --all` is the full matrix (docs/operations/failures.md);
 these run the same code on the tests' own 3-broker cluster with shorter
@@ -90,6 +91,7 @@ def test_a_leader_bounce_a_frozen_worker_and_a_blocked_loop_lose_and_reorder_not
     assert result.verdict.events_in >= 300 * 40
 
 
+@pytest.mark.full_size  # a minute; `make test-full` and `pipeline chaos run --all` run it
 def test_a_group_restarted_behind_retention_goes_on_from_the_log_start_and_says_so(
     chaos: ChaosCluster, tmp_path: Path
 ) -> None:

@@ -138,6 +138,7 @@ def test_an_interrupted_replay_resumes_with_no_gap(harness: Harness, tmp_path: P
 
 
 @pytest.mark.both_clients
+@pytest.mark.long  # on confluent in `make test-confluent`; the time-window replay runs in both
 def test_a_copy_replay_keeps_keys_values_headers_and_times(harness: Harness) -> None:
     origin = int((datetime.now(UTC) - timedelta(minutes=30)).timestamp() * 1000)
     events = keyed_events(300, keys=30)

@@ -292,7 +292,7 @@ async def deaths_until_quarantined(
             return deaths
 
 
-@examples(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@examples(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     count=st.integers(min_value=1, max_value=700),
     poison_at=st.floats(min_value=0, max_value=1, exclude_max=True),
