@@ -32,12 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import signal
 import statistics
 import tempfile
 import time
 import uuid
+
+import confluent_kafka
 
 from bench.queue_processors import AWAITING_LANES, AWAITING_SLOTS, JOBS, TOPICS, Job
 from pipeline.dev.localkafka import ephemeral_kafka
@@ -215,6 +218,10 @@ def main() -> None:
                 ratio(modes["queue"][sizes[-1]], modes["queue"][3]) if 3 in sizes else None
             ),
         }
+    figures["clients"] = {
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
+        "librdkafka": confluent_kafka.libversion()[0],
+    }
     print(json.dumps(figures))
 
 
