@@ -48,8 +48,9 @@ db: setup postgres
 # the rest of the suite runs on aiokafka, the default, and the contract suite
 # on both in the first pass. `make test` leaves the longest (marked long: the
 # 215k-record backfill, the demo, the redrive, a rolling restart, the table's
-# catch-up, an interrupted replay, three replicas in key order, a copy replay) out
-# of the confluent pass to stay within 25 minutes; `make test-confluent` runs them all.
+# catch-up, an interrupted replay, three replicas in key order, a copy replay,
+# exactly-once through a SIGKILL) out of the confluent pass to stay within 25 minutes;
+# `make test-confluent` runs them all.
 CONFLUENT_TESTS := tests/integration/test_runtime.py \
 	tests/integration/test_producer.py tests/integration/test_replay.py \
 	tests/integration/test_example_pipeline.py
@@ -60,8 +61,10 @@ test: setup kafka db browser
 		$(BIN)/python -m pytest --durations=5 -m 'both_clients and not long and not full_size' \
 		$(CONFLUENT_TESTS)
 
-# What `make test` leaves out (marked full_size): the poison test on the confluent client
-# too (`make test` runs it on aiokafka), the chaos retention scenario. About 3 minutes.
+# What `make test` leaves out (marked full_size), each with a shorter version in it: the
+# queue test at issue 46's 20,000 records (4,000), the poison test on the confluent client
+# too (aiokafka), the chaos retention scenario (the other faults), the fresh-cluster
+# commands (also `python -m tests.integration.fresh_cluster`). About 4 minutes.
 test-full: setup kafka db
 	POSTGRES_URL=$$($(BIN)/pipeline db url) $(BIN)/python -m pytest --durations=10 -s -m full_size
 

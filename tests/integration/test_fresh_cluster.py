@@ -9,6 +9,7 @@ from tests.integration.fresh_cluster import one_round
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.full_size  # a cluster of its own, 46 s: `make test-full`, or the module as a command
 def test_every_group_command_survives_a_fresh_cluster_on_confluent() -> None:
     outcomes, _ = one_round()
     report = {o.command: o.returncode for o in outcomes}

@@ -278,6 +278,7 @@ def test_static_member_restart_keeps_its_partitions_without_a_rebalance(harness:
 
 
 @pytest.mark.both_clients
+@pytest.mark.long  # on confluent in `make test-confluent`; its frozen replica's fencing runs
 def test_exactly_once_survives_a_sigkill_without_duplicates(harness: Harness) -> None:
     replicas = [harness.start("passthrough_eos", f"e{i}") for i in range(3)]
     for replica in replicas:
