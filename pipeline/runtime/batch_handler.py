@@ -254,7 +254,7 @@ class BatchHandler:
                     if await self._dead_letter(record, exc, failures + 1, first_failure, result):
                         break
                     continue
-                except Exception as exc:
+                except Exception as exc:  # a handler bug: retried (queue: released), then DLQ
                     failures += 1
                     first_failure = first_failure or now_ms()
                     self.parts.metrics.inc(HANDLER_ERRORS, labels={"error": type(exc).__name__})
