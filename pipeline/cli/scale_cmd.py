@@ -22,7 +22,9 @@ from pipeline.telemetry.client_logs import setup_process_logging
 def scale(
     processor: str = typer.Argument(..., help="Processor name from the processors module."),
     min_replicas: int = typer.Option(1, "--min", help="Never fewer replicas."),
-    max_replicas: int = typer.Option(8, "--max", help="Never more (nor more than partitions)."),
+    max_replicas: int = typer.Option(
+        8, "--max", help="Never more (nor, for a stream, more than its partitions)."
+    ),
     target_drain: str = typer.Option("30s", "--target-drain", help="Clear a backlog within."),
     interval: str = typer.Option("5s", "--interval", help="How often to decide."),
     scale_down_window: str = typer.Option(
