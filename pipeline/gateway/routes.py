@@ -131,7 +131,13 @@ def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str
             "required": True,
             "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{model}"}}},
         }
-        batch_schema = {"type": "array", "items": {"$ref": f"#/components/schemas/{model}"}}
+        # What parse_batch enforces: an empty batch is refused (400), an oversized one (413).
+        batch_schema = {
+            "type": "array",
+            "items": {"$ref": f"#/components/schemas/{model}"},
+            "minItems": 1,
+            "maxItems": settings.gateway.max_batch_events,
+        }
         batch_body = {
             "required": True,
             "content": {
