@@ -59,6 +59,13 @@ def _responses() -> dict[int | str, dict[str, Any]]:
     }
     for status, text in described.items():
         responses[status] = {"description": text, "content": {JSON: {"schema": ERROR}}}
+    responses[503]["headers"] = {
+        "Retry-After": {
+            "description": "seconds to wait before sending again",
+            "schema": {"type": "integer", "minimum": 1},
+            "required": True,
+        }
+    }
     return responses
 
 
