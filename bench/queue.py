@@ -44,6 +44,7 @@ import confluent_kafka
 
 from bench.queue_processors import AWAITING_LANES, AWAITING_SLOTS, JOBS, TOPICS, Job
 from pipeline.dev.localkafka import ephemeral_kafka
+from pipeline.dev.processes import stop_gently
 from pipeline.kafka.connect import connect
 from pipeline.ops.topics import ensure_topics
 from pipeline.publishing.producer import EventProducer
@@ -139,14 +140,9 @@ def one_mode(
                 break
     finally:
         for replica in replicas:
-            replica.signal(signal.SIGTERM)
+            replica.signal(signal.SIGTERM)  # all drain at once
         for replica in replicas:
-            try:
-                replica.wait(60)
-            except Exception:  # noqa: BLE001 - stopped hard instead, said so
-                log(f"{replica.replica_id} did not stop on SIGTERM; killing it")
-                replica.signal(signal.SIGKILL)
-                replica.wait()
+            stop_gently(replica.process, timeout_s=60)
     return rates
 
 

@@ -23,7 +23,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from pipeline.kafka.aiokafka.share_offsets import Uuid
+from pipeline.kafka.aiokafka.share_offsets import Uuid, ask_coordinator
 
 API_KEY = 77
 
@@ -105,7 +105,5 @@ class ShareGroupDescribeRequest(Request[ShareGroupDescribeRequest_v1]):  # type:
 async def describe_share_group(admin: AIOKafkaAdminClient, group: str) -> dict[str, Any]:
     """The group's answer: error_code, error_message, group_state and members (each with
     member_id, client_id, client_host and assignment.topic_partitions)."""
-    coordinator = await admin.find_coordinator(group)
-    response = await admin._send_request(ShareGroupDescribeRequest(group), coordinator)
-    [answer] = response.to_object()["groups"]
-    return answer  # type: ignore[no-any-return]
+    [answer] = await ask_coordinator(admin, group, ShareGroupDescribeRequest(group))
+    return answer

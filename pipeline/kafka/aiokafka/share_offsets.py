@@ -121,15 +121,22 @@ class DescribeShareGroupOffsetsRequest(Request[DescribeShareGroupOffsetsRequest_
         return request_struct_class([(self._group, None, {})], {})
 
 
+async def ask_coordinator(
+    admin: AIOKafkaAdminClient, group: str, request: Request[Any]
+) -> list[dict[str, Any]]:
+    """The groups of a group request's answer, asked of the group's coordinator."""
+    coordinator = await admin.find_coordinator(group)
+    response = await admin._send_request(request, coordinator)
+    groups: list[dict[str, Any]] = response.to_object()["groups"]
+    return groups
+
+
 async def describe_share_group_offsets(
     admin: AIOKafkaAdminClient, group: str
 ) -> tuple[int, str | None, list[tuple[str, int, int, int, int, str | None]]]:
     """The group's error (code, message) and, per partition, (topic, partition, start offset,
     lag, error code, error message)."""
-    coordinator = await admin.find_coordinator(group)
-    response = await admin._send_request(DescribeShareGroupOffsetsRequest(group), coordinator)
-    found: dict[str, Any] = response.to_object()
-    [answer] = found["groups"]
+    [answer] = await ask_coordinator(admin, group, DescribeShareGroupOffsetsRequest(group))
     partitions = [
         (
             topic["topic_name"],

@@ -64,6 +64,7 @@ class ConfluentAdmin:
         self._client: AdminClient | None = None
         self._commit_reader = GroupCommitReader(config)
         self._share_admin = share_admin
+        self._shares: Admin | None = None
 
     @property
     def client(self) -> AdminClient:
@@ -76,7 +77,12 @@ class ConfluentAdmin:
 
     async def stop(self) -> None:
         self._client = None
-        await self._commit_reader.close()
+        shares, self._shares = self._shares, None
+        try:
+            if shares is not None:
+                await shares.stop()
+        finally:
+            await self._commit_reader.close()
 
     async def _metadata(self, topic: str | None = None) -> Any:
         try:
@@ -247,14 +253,13 @@ class ConfluentAdmin:
         return await self._asking_share_admin(lambda admin: admin.share_group_backlog(group))
 
     async def _asking_share_admin(self, ask: Callable[[Admin], Awaitable[T]]) -> T:
-        """One question to an admin that speaks the share-group requests, on a connection
-        of its own (asked every few seconds at most: lag samples, the console)."""
-        admin = self._share_admin()
-        await admin.start()
-        try:
-            return await ask(admin)
-        finally:
-            await admin.stop()
+        """A question to the admin that speaks the share-group requests: opened at the first
+        one and kept until stop(), so lag samples do not connect again each time."""
+        if self._shares is None:
+            admin = self._share_admin()
+            await admin.start()
+            self._shares = admin
+        return await ask(self._shares)
 
 
 STATE_NAMES = {
