@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from datetime import datetime
 from typing import Any
 
 import msgpack
@@ -28,11 +30,42 @@ def check_size(body: bytes, limit: int) -> None:
         )
 
 
+def _not_json(constant: str) -> Any:
+    """Python's parser takes NaN and Infinity; JSON (RFC 8259) has neither."""
+    raise json.JSONDecodeError(f"{constant} is not a JSON number", constant, 0)
+
+
+def _loads(text: bytes) -> Any:
+    return json.loads(text, parse_constant=_not_json)
+
+
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return _loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise GatewayError(400, "malformed_body", f"the body is not valid JSON: {exc}") from None
+
+
+def _as_json(value: Any, where: str) -> Any:
+    """A msgpack value as the JSON the event schema describes: a timestamp becomes its
+    RFC 3339 text; what JSON has no word for is refused, naming where it sits."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _as_json(inner, f"{where}.{key}") for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_as_json(inner, f"{where}.{index}") for index, inner in enumerate(value)]
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    kind = {bytes: "binary", float: "non-finite float"}.get(type(value), type(value).__name__)
+    raise GatewayError(
+        400,
+        "malformed_body",
+        f"{where} is a msgpack {kind} value, which the event schema (JSON) has no type for: "
+        "send text, numbers, booleans, nil, arrays, maps and timestamps",
+    )
 
 
 def parse_single(body: bytes, content_type: str | None) -> dict[str, Any]:
@@ -61,7 +94,7 @@ def parse_batch(body: bytes, content_type: str | None, max_events: int) -> list[
         for number, line in enumerate(body.splitlines(), start=1):
             if line.strip():
                 try:
-                    events.append(json.loads(line))
+                    events.append(_loads(line))
                 except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                     raise GatewayError(
                         400, "malformed_body", f"NDJSON line {number} is not valid JSON: {exc}"
@@ -91,4 +124,6 @@ def parse_batch(body: bytes, content_type: str | None, max_events: int) -> list[
             f"the batch has {len(events):,} events; the limit is {max_events:,} "
             "(PIPELINE_GATEWAY__MAX_BATCH_EVENTS)",
         )
+    if kind in MSGPACK:
+        return [_as_json(event, f"event {index}") for index, event in enumerate(events)]
     return events

@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from pipeline.catalogue import Catalogue, TopicSpec
 from pipeline.gateway.auth import KeyRing
-from pipeline.gateway.errors import GatewayError, field_errors
+from pipeline.gateway.contract import EventContract
+from pipeline.gateway.errors import GatewayError
 from pipeline.gateway.idempotency import IdempotencyWindow, event_id_for
 from pipeline.metrics import Metrics, labels_of
 from pipeline.publishing.delivery import Delivery
@@ -62,6 +63,11 @@ class Gateway:
             tuning.idempotency_window_s, tuning.idempotency_max_keys
         )
         self._connector: asyncio.Task[None] | None = None
+        self.contracts = {
+            spec.name: EventContract.of(spec.event_model)
+            for spec in self.catalogue
+            if not spec.is_dlq
+        }
         self.unavailable_log = RateLimitedLog(log, "503 answers")
         self.metrics.gauge(
             "breaker_state",
@@ -136,6 +142,8 @@ class Gateway:
         )
 
     def validate(self, spec: TopicSpec[BaseModel], raw: list[Any]) -> list[BaseModel]:
+        """Each item against the schema the document publishes, then its model (contract.py);
+        every problem of every item in one 422, as nothing is published unless all pass."""
         events: list[BaseModel] = []
         problems: list[dict[str, Any]] = []
         for index, item in enumerate(raw):
@@ -145,10 +153,11 @@ class Gateway:
                     {"index": index, "errors": [{"field": "(event)", "reason": reason}]}
                 )
                 continue
-            try:
-                events.append(spec.event_model.model_validate(item))
-            except ValidationError as exc:
-                problems.append({"index": index, "errors": field_errors(exc)})
+            built = self.contracts[spec.name].build(item)
+            if isinstance(built, list):
+                problems.append({"index": index, "errors": built})
+            else:
+                events.append(built)
         if problems:
             raise GatewayError(
                 422,

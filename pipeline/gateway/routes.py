@@ -17,47 +17,91 @@ from pydantic import BaseModel
 
 from pipeline.catalogue import TopicSpec
 from pipeline.gateway.bodies import JSON, MSGPACK, NDJSON, check_size, parse_batch, parse_single
+from pipeline.gateway.contract import document_schemas
 from pipeline.gateway.core import Gateway
 from pipeline.gateway.fast_path import Handle
 
 PUBLISHED = {
     "type": "object",
+    "required": ["topic", "events"],
     "properties": {
         "topic": {"type": "string"},
         "events": {
             "type": "array",
             "items": {
                 "type": "object",
+                "required": ["event_id", "partition", "offset"],
                 "properties": {
                     "event_id": {"type": "string"},
-                    "partition": {"type": "integer"},
-                    "offset": {"type": "integer"},
+                    "partition": {"type": "integer", "minimum": 0},
+                    "offset": {"type": "integer", "minimum": 0},
                 },
             },
         },
+        "replayed": {
+            "type": "boolean",
+            "description": "true when the Idempotency-Key was seen: the first answer, again",
+        },
     },
 }
-ERROR = {"type": "object", "properties": {"error": {"type": "object"}}}
+FIELD_PROBLEM = {
+    "type": "object",
+    "required": ["field", "reason"],
+    "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+}
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["status", "reason", "message"],
+            "properties": {
+                "status": {"type": "integer"},
+                "reason": {"type": "string", "description": "a stable code, such as validation"},
+                "message": {"type": "string", "description": "what was wrong, and what to do"},
+                "items": {
+                    "type": "array",
+                    "description": "per event of the request (index), each problem by field",
+                    "items": {
+                        "type": "object",
+                        "required": ["errors"],
+                        "properties": {
+                            "index": {"type": "integer", "minimum": 0},
+                            "errors": {"type": "array", "items": FIELD_PROBLEM},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "Bearer": {"type": "http", "scheme": "bearer", "description": "the same key as a bearer"},
+}
 
 
-def _responses() -> dict[int | str, dict[str, Any]]:
+def _responses(with_keys: bool) -> dict[int | str, dict[str, Any]]:
+    """Every answer a publish route gives (core.py, bodies.py, auth.py), with its body."""
     described = {
         400: "malformed body",
-        401: "missing or unknown API key",
-        403: "the key may not publish to this topic",
         404: "unknown topic",
         413: "body or batch too large",
         415: "unsupported content type",
         422: "invalid event(s); nothing published",
         503: "broker unreachable, breaker open or buffer full; see Retry-After",
     }
+    if with_keys:
+        described[401] = "missing or unknown API key"
+        described[403] = "the key may not publish to this topic"
     responses: dict[int | str, dict[str, Any]] = {
         200: {
             "description": "acknowledged by the brokers (acks=all)",
             "content": {JSON: {"schema": PUBLISHED}},
         }
     }
-    for status, text in described.items():
+    for status, text in sorted(described.items()):
         responses[status] = {"description": text, "content": {JSON: {"schema": ERROR}}}
     responses[503]["headers"] = {
         "Retry-After": {
@@ -66,6 +110,10 @@ def _responses() -> dict[int | str, dict[str, Any]]:
             "required": True,
         }
     }
+    if with_keys:
+        responses[401]["headers"] = {
+            "WWW-Authenticate": {"schema": {"type": "string", "const": "ApiKey"}, "required": True}
+        }
     return responses
 
 
@@ -73,6 +121,7 @@ def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str
     """Declare the routes on `app`; the publish handler and its paths, for the fast path."""
     settings = gateway.settings
     prefix = gateway.catalogue.prefix
+    with_keys = not gateway.keys.open
 
     async def handle(
         topic: str,
@@ -118,14 +167,21 @@ def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str
 
         async def publish(
             request: Request,
-            x_api_key: str | None = Header(None),
-            authorization: str | None = Header(None),
-            idempotency_key: str | None = Header(None),
+            idempotency_key: str | None = Header(
+                None,
+                description="publishes once per key within the idempotency window; a repeat "
+                "gets the first answer with replayed: true",
+            ),
         ) -> JSONResponse:
-            body = await request.body()
-            content_type = request.headers.get("content-type")
+            headers = request.headers
             answer = await handle(
-                topic, batch, body, content_type, x_api_key, authorization, idempotency_key
+                topic,
+                batch,
+                await request.body(),
+                headers.get("content-type"),
+                headers.get("x-api-key"),
+                headers.get("authorization"),
+                idempotency_key,
             )
             return JSONResponse(answer)
 
@@ -145,14 +201,15 @@ def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str
             "minItems": 1,
             "maxItems": settings.gateway.max_batch_events,
         }
+        # NDJSON and msgpack carry the same array: one event per line, or a msgpack array.
         batch_body = {
             "required": True,
-            "content": {
-                JSON: {"schema": batch_schema},
-                NDJSON[0]: {"schema": {"type": "string"}},
-                MSGPACK[0]: {"schema": {"type": "string", "format": "binary"}},
-            },
+            "content": {JSON: {"schema": batch_schema}}
+            | {kind: {"schema": batch_schema} for kind in (NDJSON[0], MSGPACK[0])},
         }
+        security: dict[str, Any] = (
+            {"security": [{name: []} for name in SECURITY_SCHEMES]} if with_keys else {}
+        )
 
         routes = (
             ("events", False, single_body, f"Publish one {model} to {logical}", "publish"),
@@ -171,8 +228,8 @@ def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str
                 methods=["POST"],
                 summary=summary,
                 operation_id=f"{operation}_{logical.replace('.', '_')}",
-                openapi_extra={"requestBody": body},
-                responses=_responses(),
+                openapi_extra={"requestBody": body, **security},
+                responses=_responses(with_keys),
             )
 
     published = [spec for spec in gateway.catalogue if not spec.is_dlq]
@@ -193,7 +250,7 @@ def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str
                     "key_field": spec.key_field,
                     "partitions": spec.partitions,
                     "event_type": spec.event_type,
-                    "schema": spec.event_model.model_json_schema(),
+                    "schema": gateway.contracts[spec.name].schema,
                 }
                 for spec in published
             ]
@@ -213,11 +270,12 @@ def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str
         document = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for spec in published:
-            schema = spec.event_model.model_json_schema(ref_template="#/components/schemas/{model}")
-            schemas.update(schema.pop("$defs", {}))
-            schemas[spec.event_model.__name__] = schema
+        components = document.setdefault("components", {})
+        components.setdefault("schemas", {}).update(
+            document_schemas([spec.event_model for spec in published])
+        )
+        if with_keys:
+            components["securitySchemes"] = SECURITY_SCHEMES
         app.openapi_schema = document
         return document
 

@@ -17,8 +17,6 @@ from typing import Any
 import httpx
 import msgpack
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, given, settings
 
 from pipeline.dev.processes import free_ports
 from pipeline.gateway.auth import hash_key
@@ -56,13 +54,16 @@ class Running:
         return {name: self.count(name) for name in ("orders", "customers", "orders.enriched")}
 
 
-def start_gateway(bootstrap: str, prefix: str, log: str, *extra: str) -> tuple[str, Any]:
+def start_gateway(
+    bootstrap: str, prefix: str, log: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[str, Any]:
+    """`pipeline gateway` with the shop and admin keys; `env` overrides its settings."""
     port = free_ports(1)[0]
     keys = [
         {"name": "shop", "sha256": hash_key(SHOP_KEY), "topics": ["orders"]},
         {"name": "admin", "sha256": hash_key(ADMIN_KEY), "topics": ["*"]},
     ]
-    env = {
+    environment = {
         **os.environ,
         "PIPELINE_BOOTSTRAP_SERVERS": bootstrap,
         "PIPELINE_TOPIC_PREFIX": prefix,
@@ -70,11 +71,12 @@ def start_gateway(bootstrap: str, prefix: str, log: str, *extra: str) -> tuple[s
         "PIPELINE_GATEWAY__MAX_BODY_BYTES": "65536",
         "PIPELINE_GATEWAY__MAX_BATCH_EVENTS": "50",
         "PIPELINE_GATEWAY__PUBLISH_TIMEOUT_S": "3",
+        **(env or {}),
     }
     process = subprocess.Popen(
         [PIPELINE, "gateway", "--port", str(port), *extra],
         cwd=project_dir(),
-        env=env,
+        env=environment,
         stdout=open(log, "wb"),  # noqa: SIM115 - the process owns it
         stderr=subprocess.STDOUT,
     )
@@ -351,31 +353,3 @@ def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(
     with pytest.raises(httpx.HTTPError):
         httpx.get(url + "/healthz", timeout=2)
     assert time.monotonic() - started < 5
-
-
-def test_fuzzed_requests_never_get_a_server_error(gateway: Running) -> None:
-    """Schemathesis generates requests from the OpenAPI document; none may get a 5xx."""
-    schema = schemathesis.openapi.from_url(gateway.url + "/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 7  # a pair per topic, and the catalogue
-    server_errors: list[str] = []
-    statuses: list[int] = []
-    for operation in operations:
-
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=15,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        def no_server_error(case: Any) -> None:
-            response = case.call(headers={"X-API-Key": ADMIN_KEY}, timeout=30)
-            statuses.append(response.status_code)
-            if response.status_code >= 500:
-                server_errors.append(f"{case.method} {case.path}: {response.text[:300]}")
-
-        no_server_error()
-    assert not server_errors, server_errors[:5]
-    assert len(statuses) >= 5 * len(operations), "the fuzzer hardly sent anything"
-    assert 200 in statuses and any(400 <= status < 500 for status in statuses)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from pipeline.catalogue import load_catalogue
 from pipeline.gateway.core import Gateway
 from pipeline.gateway.routes import install
-from pipeline.settings import GatewayTuning, PipelineSettings
+from pipeline.settings import ApiKey, GatewayTuning, PipelineSettings
 
 
 def document(settings: PipelineSettings) -> dict[str, Any]:
@@ -40,3 +40,36 @@ def test_every_publish_route_says_a_503_comes_with_retry_after() -> None:
     for path in publishing:
         header = paths[path]["post"]["responses"]["503"]["headers"]["Retry-After"]
         assert header["required"] and header["schema"] == {"type": "integer", "minimum": 1}
+
+
+def keyed_settings() -> PipelineSettings:
+    key = ApiKey(name="admin", sha256="0" * 64, topics=["*"])
+    return PipelineSettings(bootstrap_servers="127.0.0.1:9", gateway=GatewayTuning(api_keys=[key]))
+
+
+def test_keys_are_declared_as_security_only_when_configured() -> None:
+    open_document = document(PipelineSettings(bootstrap_servers="127.0.0.1:9"))
+    assert "securitySchemes" not in open_document["components"]
+    keyed = document(keyed_settings())
+    assert keyed["components"]["securitySchemes"]["ApiKey"]["name"] == "X-API-Key"
+    for path, item in keyed["paths"].items():
+        if path.startswith("/v1/topics/") and "events" in path:
+            operation = item["post"]
+            assert {"ApiKey": []} in operation["security"], path
+            assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["required"]
+            assert "403" in operation["responses"]
+
+
+def test_every_batch_encoding_carries_the_same_array_of_events() -> None:
+    paths = document(PipelineSettings(bootstrap_servers="127.0.0.1:9"))["paths"]
+    for path, item in paths.items():
+        if path.endswith("events:batch"):
+            content = item["post"]["requestBody"]["content"]
+            schemas = [content[kind]["schema"] for kind in content]
+            assert len(content) == 3 and all(schema == schemas[0] for schema in schemas), path
+
+
+def test_a_limited_decimal_is_published_as_the_text_it_is_checked_as() -> None:
+    components = document(PipelineSettings(bootstrap_servers="127.0.0.1:9"))["components"]
+    amount = components["schemas"]["Order"]["properties"]["amount"]
+    assert amount["type"] == "string" and amount["pattern"].startswith("^")
