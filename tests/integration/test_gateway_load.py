@@ -8,7 +8,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import HEADER_EVENT_ID, header_value
 from tests.integration.test_gateway import CLEAN_EXIT, SHOP_KEY, order, start_gateway, wait_status
 from tests.replicas import poll_until
-from tests.support import log_progress, read_all
+from tests.support import THROWAWAY_STOP_S, log_progress, read_all
 from topics import CATALOGUE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,6 +40,7 @@ class Answers:
     log: list[tuple[float, int, str | None]] = field(default_factory=list)
     """(when, status, Retry-After); status 0 is a transport error, its repr in the third."""
     acknowledged: list[str] = field(default_factory=list)
+    last_acknowledged_at: float = 0.0
 
     def statuses(self) -> Counter[int]:
         return Counter(status for _, status, _ in self.log)
@@ -48,13 +49,16 @@ class Answers:
         return [error for _, status, error in self.log if status == 0]
 
 
-async def hammer(url: str, seconds: float, answers: Answers) -> None:
-    """CLIENTS connections, each posting one order after the other for `seconds`."""
+async def hammer(
+    url: str, seconds: float, answers: Answers, enough: Callable[[], bool] = lambda: False
+) -> None:
+    """CLIENTS connections, each posting one order after the other for `seconds`, or until
+    `enough()` says what the test waits for has been seen."""
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
 
     async def client_loop(client: httpx.AsyncClient) -> None:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not enough():
             try:
                 response = await client.post(
                     url + "/v1/topics/orders/events",
@@ -70,6 +74,7 @@ async def hammer(url: str, seconds: float, answers: Answers) -> None:
             )
             if response.status_code == 200:
                 answers.acknowledged.extend(e["event_id"] for e in response.json()["events"])
+                answers.last_acknowledged_at = time.monotonic()
             elif response.status_code == 503:
                 await asyncio.sleep(0.05)
 
@@ -120,7 +125,7 @@ def own_broker() -> Iterator[LocalKafka]:
             cluster.up(brokers=1, progress=log_progress)
             yield cluster
         finally:
-            cluster.down()
+            cluster.down(timeout_s=THROWAWAY_STOP_S)
 
 
 async def test_a_broker_outage_gets_503s_with_retry_after_then_2xx_soon_after_it_returns(
@@ -151,7 +156,12 @@ async def test_a_broker_outage_gets_503s_with_retry_after_then_2xx_soon_after_it
 
     try:
         wait_status(url, "/readyz", 200)
-        await asyncio.gather(hammer(url, 40, answers), outage())
+
+        # Until 3 s of answers after the broker is back, within 40 s in all.
+        def recovered_for_a_while() -> bool:
+            return "back" in marks and answers.last_acknowledged_at > marks["back"] + 3
+
+        await asyncio.gather(hammer(url, 40, answers, recovered_for_a_while), outage())
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) in CLEAN_EXIT
