@@ -133,7 +133,7 @@ class Gateway:
 
     def spec_for(self, topic: str) -> TopicSpec[BaseModel]:
         for spec in self.catalogue:
-            if spec.name == self.catalogue.prefix + topic:
+            if spec.name == self.catalogue.prefix + topic and not spec.is_dlq:
                 return spec
         raise GatewayError(
             404,

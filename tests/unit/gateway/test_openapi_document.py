@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 
 from pipeline.catalogue import load_catalogue
@@ -73,3 +74,20 @@ def test_a_limited_decimal_is_published_as_the_text_it_is_checked_as() -> None:
     components = document(PipelineSettings(bootstrap_servers="127.0.0.1:9"))["components"]
     amount = components["schemas"]["Order"]["properties"]["amount"]
     assert amount["type"] == "string" and amount["pattern"].startswith("^")
+
+
+def test_a_dead_letter_topic_in_the_catalogue_is_not_published_to() -> None:
+    """A DLQ declared in the catalogue gets no route; its path is an unknown topic (404), not
+    an answer that published nothing."""
+    from pipeline.catalogue import Catalogue
+    from pipeline.gateway.errors import GatewayError
+    from topics import ORDERS
+
+    settings = PipelineSettings(bootstrap_servers="127.0.0.1:9")
+    gateway = Gateway(settings, Catalogue([ORDERS, ORDERS.dlq_spec()]))
+    app = FastAPI()
+    install(app, gateway)
+    assert not [path for path in app.openapi()["paths"] if ".dlq" in path]
+    with pytest.raises(GatewayError) as refused:
+        gateway.spec_for(ORDERS.dlq_spec().name)
+    assert refused.value.status == 404
