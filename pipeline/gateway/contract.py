@@ -12,8 +12,9 @@ model) is the model's 422 as before.
 Where pydantic's schema is too loose to check with, it is narrowed here:
 a decimal's text is a plain decimal (no exponent, sign, blanks or
 leading zeros) with the digits and places the model allows, and a decimal
-limited in digits or places is text only, as a JSON number has no places
-of its own (0.29 arrives as 0.28999999999999998).
+limited in digits or places is text only: JSON Schema cannot state a
+number's places exactly (`multipleOf: 0.01` is float arithmetic, and
+57 × 0.01 is 0.5700000000000001 to a generator).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class PublishedSchema(GenerateJsonSchema):
             # Bounds a pattern cannot say: a number carries them exactly when places are free.
             if digits is None and places is None:
                 return super().decimal_schema(schema)["anyOf"][0]  # type: ignore[no-any-return]
-            text["description"] = f"{text.get('description', 'a decimal')}; {_bounds(schema)}"
+            text["description"] += f"; {_bounds(schema)}"
             return text
         if digits is not None or places is not None:
             return text
@@ -249,12 +250,18 @@ def _unrepresentable(value: Any, path: tuple[str, ...] = ()) -> str:
     return "" if path else "(event)"
 
 
-def document_schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
-    """Every model's schema and those it refers to, for the OpenAPI document's components;
-    generated together, so two models' nested types of one name do not overwrite each other."""
-    _, top = models_json_schema(
+def document_schemas(
+    models: list[type[BaseModel]],
+) -> tuple[dict[type[BaseModel], dict[str, str]], dict[str, Any]]:
+    """Each model's reference, and every schema for the OpenAPI document's components.
+
+    Generated together, so that two models of one name (two topics' `Event`,
+    or nested types) are told apart rather than overwriting each other.
+    """
+    references, top = models_json_schema(
         [(model, "validation") for model in models],
         ref_template=COMPONENTS,
         schema_generator=PublishedSchema,
     )
-    return dict(top.get("$defs", {}))
+    by_model = {model: dict(references[(model, "validation")]) for model in models}
+    return by_model, dict(top.get("$defs", {}))

@@ -192,12 +192,12 @@ def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str
         model = spec.event_model.__name__
         single_body = {
             "required": True,
-            "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+            "content": {JSON: {"schema": references[spec.event_model]}},
         }
         # What parse_batch enforces: an empty batch is refused (400), an oversized one (413).
         batch_schema = {
             "type": "array",
-            "items": {"$ref": f"#/components/schemas/{model}"},
+            "items": references[spec.event_model],
             "minItems": 1,
             "maxItems": settings.gateway.max_batch_events,
         }
@@ -233,6 +233,9 @@ def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str
             )
 
     published = [spec for spec in gateway.catalogue if not spec.is_dlq]
+    references, components_schemas = document_schemas(
+        list(dict.fromkeys(spec.event_model for spec in published))
+    )
     for spec in published:
         route_for(spec)
     routes = {}
@@ -271,9 +274,7 @@ def install(app: FastAPI, gateway: Gateway) -> tuple[Handle, dict[str, tuple[str
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         components = document.setdefault("components", {})
-        components.setdefault("schemas", {}).update(
-            document_schemas([spec.event_model for spec in published])
-        )
+        components.setdefault("schemas", {}).update(components_schemas)
         if with_keys:
             components["securitySchemes"] = SECURITY_SCHEMES
         app.openapi_schema = document

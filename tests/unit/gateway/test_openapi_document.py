@@ -91,3 +91,24 @@ def test_a_dead_letter_topic_in_the_catalogue_is_not_published_to() -> None:
     with pytest.raises(GatewayError) as refused:
         gateway.spec_for(ORDERS.dlq_spec().name)
     assert refused.value.status == 404
+
+
+def test_two_topics_whose_models_share_a_name_each_refer_to_their_own() -> None:
+    from pydantic import BaseModel, create_model
+
+    from pipeline.catalogue import Catalogue, TopicSpec
+
+    first: type[BaseModel] = create_model("Event", sku=(str, ...))
+    second: type[BaseModel] = create_model("Event", count=(int, ...))
+    specs = [
+        TopicSpec(name=name, event_model=model, key_field=key)
+        for name, model, key in (("a", first, "sku"), ("b", second, "count"))
+    ]
+    app = FastAPI()
+    install(app, Gateway(PipelineSettings(bootstrap_servers="127.0.0.1:9"), Catalogue(specs)))
+    document_ = app.openapi()
+    schemas = document_["components"]["schemas"]
+    for topic, field in (("a", "sku"), ("b", "count")):
+        body = document_["paths"][f"/v1/topics/{topic}/events"]["post"]["requestBody"]
+        reference = body["content"]["application/json"]["schema"]["$ref"]
+        assert list(schemas[reference.rsplit("/", 1)[1]]["properties"]) == [field], topic
