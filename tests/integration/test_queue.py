@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -281,3 +282,83 @@ def lag_tool(env: dict[str, str], group: str) -> dict[str, object]:
     result = run_cli("lag", "--group", group, "--json", "--interval", "0.3", env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.full_size  # a freeze past the 15 s record lock; `make test-full` runs it
+def test_a_frozen_replica_past_its_record_lock_loses_nothing_and_goes_on(
+    settings: PipelineSettings, unique: str, tmp_path: Path
+) -> None:
+    """SIGSTOP a queue replica holding records for longer than their lock: the broker
+    delivers them to the others; woken, the replica's late outcomes for records it no longer
+    holds must neither lose a record nor stop it."""
+    clients = connect(settings)
+    topics = [NARROW_QUEUE, NARROW_QUEUE.dlq_spec(), QUEUE_OUTPUT]
+    run_sync(ensure_topics(clients, [spec.with_name(unique + spec.name) for spec in topics]))
+    source = NARROW_QUEUE.with_name(unique + NARROW_QUEUE.name)
+    output = QUEUE_OUTPUT.with_name(unique + QUEUE_OUTPUT.name)
+    records = 2_400  # 3 replicas of one slot at 50 records/s: about 16 s of work
+
+    async def publish() -> None:
+        async with EventProducer(settings) as producer:
+            await producer.publish_many(source, [Keyed(key=f"k{i}", seq=i) for i in range(records)])
+
+    run_sync(publish())
+    env = {
+        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "PIPELINE_TOPIC_PREFIX": unique,
+        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
+        "PIPELINE_CLIENT": "confluent",
+    }
+    replicas = [Replica("slow_mailer", f"f{n}", env, tmp_path) for n in range(3)]
+    frozen = replicas[0]
+    lock_s = 15  # slow_mailer's QueuePolicy
+    try:
+        for replica in replicas:
+            replica.wait_ready(timeout_s=120)
+
+        def outputs() -> int:
+            return sum(run_sync(end_offsets(clients, output.name)).values())
+
+        poll_until(lambda: outputs() >= 200, 120, what="200 outputs before the freeze")
+        frozen.signal(signal.SIGSTOP)
+        at_freeze = outputs()
+        # The others go on meanwhile, and past the lock they take the frozen one's records.
+        poll_until(lambda: outputs() >= at_freeze + 300, 60, what="progress while one is frozen")
+        # The fault's length, not a wait for an event: frozen until past the record lock.
+        time.sleep(lock_s + 5)
+        frozen.signal(signal.SIGCONT)
+        poll_until(lambda: outputs() >= records, 180, what=f"{records} outputs")
+        # Woken, the replica answers again (its late outcomes did not stop it).
+        status, _ = frozen.get("/healthz")
+        assert status == 200 and frozen.process.poll() is None, frozen.tail()
+        poll_until(
+            lambda: (
+                (lags := share_group_backlog(settings.bootstrap_servers, unique + "slow_mailer"))
+                and all(lag == 0 for lag in lags.values())
+            ),
+            120,
+            what="the share group's backlog to reach 0",
+        )
+        for replica in replicas:
+            assert replica.stop() == 0, replica.tail()
+    except AssertionError as exc:
+        tails = "\n".join(f"--- {r.replica_id}\n{r.tail(30)}" for r in replicas)
+        raise AssertionError(f"{exc}\n{tails}") from None
+    finally:
+        for replica in replicas:
+            if replica.process.poll() is None:
+                replica.signal(signal.SIGCONT)
+                replica.signal(signal.SIGKILL)
+                replica.wait()
+    taken: list[Taken] = [
+        decode_value(output, r.value)  # type: ignore[misc]
+        for r in run_sync(read_all(clients, output.name))
+    ]
+    accepted = Counter(t.seq for t in taken)
+    assert set(accepted) == set(range(records)), sorted(set(range(records)) - set(accepted))[:20]
+    assert not run_sync(read_all(clients, unique + NARROW_QUEUE.dlq_name)), "a record died"
+    # Redelivered after the lock: taken again by another replica, at a later delivery.
+    redelivered = [t for t in taken if t.attempt >= 2]
+    duplicates = sum(count - 1 for count in accepted.values())
+    print(f"frozen replica: {len(redelivered)} redelivered, {duplicates} duplicates")
+    assert redelivered, "nothing the frozen replica held was delivered again"
