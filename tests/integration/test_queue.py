@@ -18,14 +18,17 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.dev.kafka_jars import java_executable, resolve_classpath
-from pipeline.kafka.aiokafka.probe import run_sync
+from pipeline.dev.localkafka import LocalKafka
+from pipeline.kafka.aiokafka.probe import live_broker_count, run_sync
 from pipeline.kafka.connect import connect
 from pipeline.ops.topics import ensure_topics
 from pipeline.paths import cache_dir, project_dir
@@ -45,7 +48,7 @@ from tests.integration.processors import (
 )
 from tests.integration.test_autoscale import statuses
 from tests.replicas import Replica, poll_until
-from tests.support import read_all, run_cli
+from tests.support import THROWAWAY_STOP_S, log_progress, read_all, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -362,3 +365,97 @@ def test_a_frozen_replica_past_its_record_lock_loses_nothing_and_goes_on(
     duplicates = sum(count - 1 for count in accepted.values())
     print(f"frozen replica: {len(redelivered)} redelivered, {duplicates} duplicates")
     assert redelivered, "nothing the frozen replica held was delivered again"
+
+
+@pytest.fixture
+def own_broker() -> Iterator[LocalKafka]:
+    """A broker of this test's own: it is stopped and started again mid-run."""
+    with tempfile.TemporaryDirectory(prefix="pipeline-test-queue-outage-") as folder:
+        cluster = LocalKafka(Path(folder), cache_dir(), heap_mb=384)
+        try:
+            cluster.up(brokers=1, progress=log_progress)
+            yield cluster
+        finally:
+            cluster.down(timeout_s=THROWAWAY_STOP_S)
+
+
+@pytest.mark.full_size  # its own broker, stopped for 10 s; `make test-full` runs it
+def test_a_queue_rides_out_its_broker_going_away_and_coming_back(
+    own_broker: LocalKafka, tmp_path: Path
+) -> None:
+    """The share group's state lives on the broker: stopped mid-stream and started again,
+    the replicas reconnect and finish, nothing lost, nothing dead-lettered."""
+    state = own_broker.load_state()
+    assert state is not None
+    settings = PipelineSettings(bootstrap_servers=state.bootstrap)
+    unique = "outage."
+    clients = connect(settings)
+    topics = [NARROW_QUEUE, NARROW_QUEUE.dlq_spec(), QUEUE_OUTPUT]
+    run_sync(ensure_topics(clients, [spec.with_name(unique + spec.name) for spec in topics]))
+    source = NARROW_QUEUE.with_name(unique + NARROW_QUEUE.name)
+    output = QUEUE_OUTPUT.with_name(unique + QUEUE_OUTPUT.name)
+    records = 2_400
+
+    async def publish() -> None:
+        async with EventProducer(settings) as producer:
+            await producer.publish_many(source, [Keyed(key=f"k{i}", seq=i) for i in range(records)])
+
+    run_sync(publish())
+    env = {
+        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "PIPELINE_TOPIC_PREFIX": unique,
+        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
+        "PIPELINE_CLIENT": "confluent",
+    }
+    replicas = [Replica("slow_mailer", f"o{n}", env, tmp_path) for n in range(3)]
+
+    def outputs() -> int:
+        return sum(run_sync(end_offsets(connect(settings), output.name)).values())
+
+    try:
+        for replica in replicas:
+            replica.wait_ready(timeout_s=120)
+        poll_until(lambda: outputs() >= 300, 120, what="300 outputs before the outage")
+        at_outage = outputs()
+        own_broker.kill_node(1, signal.SIGTERM)
+        assert at_outage < records - 500, "the outage came too late to test anything"
+        # The fault's length, not a wait for an event: the broker is away this long.
+        time.sleep(10)
+        own_broker.restart_node(1)
+
+        def broker_answers() -> bool:
+            try:
+                return live_broker_count(state.bootstrap) >= 1
+            except Exception:  # noqa: BLE001 - refused while it starts
+                return False
+
+        poll_until(broker_answers, 60, 0.2, "the broker back")
+        poll_until(lambda: outputs() >= records, 240, what=f"{records} outputs after it")
+        poll_until(
+            lambda: (
+                (lags := share_group_backlog(settings.bootstrap_servers, unique + "slow_mailer"))
+                and all(lag == 0 for lag in lags.values())
+            ),
+            120,
+            what="the share group's backlog to reach 0",
+        )
+        for replica in replicas:
+            assert replica.process.poll() is None, f"{replica.replica_id} exited"
+            assert replica.stop() == 0, replica.tail()
+    except AssertionError as exc:
+        tails = "\n".join(f"--- {r.replica_id}\n{r.tail(30)}" for r in replicas)
+        raise AssertionError(f"{exc}\n{tails}") from None
+    finally:
+        for replica in replicas:
+            if replica.process.poll() is None:
+                replica.signal(signal.SIGKILL)
+                replica.wait()
+    taken: list[Taken] = [
+        decode_value(output, r.value)  # type: ignore[misc]
+        for r in run_sync(read_all(clients, output.name))
+    ]
+    accepted = Counter(t.seq for t in taken)
+    assert set(accepted) == set(range(records)), sorted(set(range(records)) - set(accepted))[:20]
+    assert not run_sync(read_all(clients, unique + NARROW_QUEUE.dlq_name)), "a record died"
+    duplicates = sum(count - 1 for count in accepted.values())
+    print(f"broker outage: {duplicates} duplicates of {records}")
