@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.stores.partition_state import PartitionState
@@ -31,12 +31,22 @@ _TIME = struct.Struct(">Q")
 _LENGTH = struct.Struct(">I")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def event_ms(at: datetime | int | float) -> int:
-    """Milliseconds since the epoch: a datetime (naive means UTC) or a number of ms."""
+    """Milliseconds since the epoch: a datetime (naive means UTC) or a number of ms.
+
+    The millisecond an instant falls in, counted exactly: rounding (as the
+    float of `timestamp()` invites) put an event at 10:00:59.9996 into the
+    10:01 window, which the order's own minute, and any check of it, says
+    is 10:00.
+    """
     if isinstance(at, datetime):
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
-        return round(at.timestamp() * 1000)
+        return (at - _EPOCH) // _MS
     return int(at)
 
 

@@ -14,6 +14,7 @@ import asyncio
 import tempfile
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -350,3 +351,23 @@ def test_event_times_are_milliseconds_or_datetimes_in_utc() -> None:
     aware = datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
     assert event_ms(aware) == event_ms(datetime(2026, 1, 1, 10)) == 1767261600000
     assert event_ms(1234) == 1234
+
+
+@given(
+    instant=st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    )
+)
+def test_an_event_time_falls_in_the_millisecond_and_minute_it_names(instant: datetime) -> None:
+    """Found by `make demo`: an order at 10:00:59.9996 was summed into the 10:01 window
+    (`round` of a float timestamp), while its own minute, and the demo's check, said 10:00."""
+    ms = event_ms(instant)
+    floor = instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+    assert datetime.fromtimestamp(ms // 1000, UTC) + timedelta(milliseconds=ms % 1000) == floor
+    minute_start = ms // 60_000 * 60_000
+    assert minute_start == event_ms(instant.replace(second=0, microsecond=0))
+
+
+def test_the_last_microseconds_of_a_minute_are_still_in_it() -> None:
+    last = datetime(2026, 12, 7, 10, 0, 59, 999_600, tzinfo=UTC)
+    assert event_ms(last) // 60_000 == event_ms(datetime(2026, 12, 7, 10, tzinfo=UTC)) // 60_000
