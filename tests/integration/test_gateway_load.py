@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,11 @@ from pipeline.dev.localkafka import LocalKafka
 from pipeline.kafka.aiokafka.probe import live_broker_count, run_sync
 from pipeline.kafka.connect import connect
 from pipeline.ops.topics import ensure_topics
-from pipeline.paths import cache_dir
 from pipeline.settings import PipelineSettings
 from pipeline.wire.codec import HEADER_EVENT_ID, header_value
 from tests.integration.test_gateway import CLEAN_EXIT, SHOP_KEY, order, start_gateway, wait_status
 from tests.replicas import poll_until
-from tests.support import THROWAWAY_STOP_S, log_progress, read_all
+from tests.support import read_all
 from topics import CATALOGUE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -114,18 +112,6 @@ async def test_fifty_clients_on_a_healthy_broker_get_only_2xx_and_every_event_on
     stored = stored_ids(settings, prefix + "orders")
     assert set(stored) == set(answers.acknowledged)
     assert set(stored.values()) == {1}, "an event was stored twice"
-
-
-@pytest.fixture
-def own_broker() -> Iterator[LocalKafka]:
-    """A broker of this test's own: it is stopped and started again mid-run."""
-    with tempfile.TemporaryDirectory(prefix="pipeline-test-gateway-outage-") as folder:
-        cluster = LocalKafka(Path(folder), cache_dir(), heap_mb=320)
-        try:
-            cluster.up(brokers=1, progress=log_progress)
-            yield cluster
-        finally:
-            cluster.down(timeout_s=THROWAWAY_STOP_S)
 
 
 async def test_a_broker_outage_gets_503s_with_retry_after_then_2xx_soon_after_it_returns(

@@ -13,19 +13,21 @@ replicas under a backlog, and back down once it drained.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from pipeline.catalogue import TopicSpec
 from pipeline.dev.kafka_jars import java_executable, resolve_classpath
 from pipeline.dev.localkafka import LocalKafka
 from pipeline.kafka.aiokafka.probe import live_broker_count, run_sync
@@ -48,7 +50,7 @@ from tests.integration.processors import (
 )
 from tests.integration.test_autoscale import statuses
 from tests.replicas import Replica, poll_until
-from tests.support import THROWAWAY_STOP_S, log_progress, read_all, run_cli
+from tests.support import read_all, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +106,85 @@ def share_group_backlog(bootstrap: str, group: str) -> dict[int, int]:
     return lags
 
 
+def queue_env(settings: PipelineSettings, unique: str) -> dict[str, str]:
+    """A queue replica's settings: this test's topics, the test processors, confluent-kafka."""
+    return {
+        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "PIPELINE_TOPIC_PREFIX": unique,
+        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
+        "PIPELINE_CLIENT": "confluent",
+    }
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """slow_mailer's topics under a test's prefix, with records waiting on its 2 partitions."""
+
+    source: TopicSpec[Keyed]
+    output: TopicSpec[Taken]
+    dlq: str
+    records: int
+
+
+def narrow_backlog(settings: PipelineSettings, unique: str, records: int) -> Backlog:
+    clients = connect(settings)
+    topics = [NARROW_QUEUE, NARROW_QUEUE.dlq_spec(), QUEUE_OUTPUT]
+    run_sync(ensure_topics(clients, [spec.with_name(unique + spec.name) for spec in topics]))
+    source = NARROW_QUEUE.with_name(unique + NARROW_QUEUE.name)
+
+    async def publish() -> None:
+        async with EventProducer(settings) as producer:
+            await producer.publish_many(source, [Keyed(key=f"k{i}", seq=i) for i in range(records)])
+
+    run_sync(publish())
+    output = QUEUE_OUTPUT.with_name(unique + QUEUE_OUTPUT.name)
+    return Backlog(source, output, unique + NARROW_QUEUE.dlq_name, records)
+
+
+def outputs_of(settings: PipelineSettings, backlog: Backlog) -> int:
+    return sum(run_sync(end_offsets(connect(settings), backlog.output.name)).values())
+
+
+def wait_share_group_drained(bootstrap: str, group: str) -> None:
+    poll_until(
+        lambda: (
+            (lags := share_group_backlog(bootstrap, group))
+            and all(lag == 0 for lag in lags.values())
+        ),
+        120,
+        what="the share group's backlog to reach 0",
+    )
+
+
+def accepted_all(settings: PipelineSettings, backlog: Backlog) -> list[Taken]:
+    """Every record of the backlog accepted, none dead-lettered; what was taken."""
+    clients = connect(settings)
+    taken: list[Taken] = [
+        decode_value(backlog.output, r.value)  # type: ignore[misc]
+        for r in run_sync(read_all(clients, backlog.output.name))
+    ]
+    missing = set(range(backlog.records)) - {t.seq for t in taken}
+    assert not missing, sorted(missing)[:20]
+    assert not run_sync(read_all(clients, backlog.dlq)), "a record was dead-lettered"
+    return taken
+
+
+@contextlib.contextmanager
+def running(replicas: list[Replica]) -> Iterator[None]:
+    """A failure says what each replica logged last; none is left running (or frozen)."""
+    try:
+        yield
+    except AssertionError as exc:
+        tails = "\n".join(f"--- {r.replica_id}\n{r.tail(30)}" for r in replicas)
+        raise AssertionError(f"{exc}\n{tails}") from None
+    finally:
+        for replica in replicas:
+            if replica.process.poll() is None:
+                replica.signal(signal.SIGCONT)
+                replica.signal(signal.SIGKILL)
+                replica.wait()
+
+
 @pytest.mark.parametrize(
     "records", [4_000, pytest.param(20_000, marks=pytest.mark.full_size)], ids=str
 )
@@ -123,14 +204,9 @@ def test_records_through_six_replicas_two_killed_none_lost(
                 await producer.publish_many(source, events[start : start + 5000])
 
     run_sync(publish())
-    env = {
-        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "PIPELINE_TOPIC_PREFIX": unique,
-        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
-        "PIPELINE_CLIENT": "confluent",
-    }
+    env = queue_env(settings, unique)
     replicas = [Replica("mailer", f"q{n}", env, tmp_path) for n in range(REPLICAS)]
-    try:
+    with running(replicas):
         for replica in replicas:
             replica.wait_ready(timeout_s=120)
 
@@ -143,25 +219,10 @@ def test_records_through_six_replicas_two_killed_none_lost(
             killed.wait()
         survivors = replicas[2:]
         poll_until(lambda: settled() >= records, 300, what=f"{records} outputs and dead letters")
-        poll_until(
-            lambda: (
-                (lags := share_group_backlog(settings.bootstrap_servers, unique + "mailer"))
-                and all(lag == 0 for lag in lags.values())
-            ),
-            120,
-            what="the share group's backlog to reach 0",
-        )
+        wait_share_group_drained(settings.bootstrap_servers, unique + "mailer")
         releases = sum(released(replica) for replica in survivors)
         for replica in survivors:
             assert replica.stop() == 0, replica.tail()
-    except AssertionError as exc:
-        tails = "\n".join(f"--- {r.replica_id}\n{r.tail(30)}" for r in replicas)
-        raise AssertionError(f"{exc}\n{tails}") from None
-    finally:
-        for replica in replicas:
-            if replica.process.poll() is None:
-                replica.signal(signal.SIGKILL)
-                replica.wait()
 
     taken: list[Taken] = [
         decode_value(output, r.value)  # type: ignore[misc]
@@ -203,24 +264,8 @@ def test_the_autoscaler_scales_a_queue_past_its_partitions_and_back_down(
     settings: PipelineSettings, unique: str, tmp_path: Path
 ) -> None:
     """2 partitions, so a stream stops at 2 replicas; a queue's backlog takes 4, then 1."""
-    clients = connect(settings)
-    topics = [NARROW_QUEUE, NARROW_QUEUE.dlq_spec(), QUEUE_OUTPUT]
-    run_sync(ensure_topics(clients, [spec.with_name(unique + spec.name) for spec in topics]))
-    source = NARROW_QUEUE.with_name(unique + NARROW_QUEUE.name)
-    output = unique + QUEUE_OUTPUT.name
-    backlog = 1_200
-
-    async def publish() -> None:
-        async with EventProducer(settings) as producer:
-            await producer.publish_many(source, [Keyed(key=f"k{i}", seq=i) for i in range(backlog)])
-
-    run_sync(publish())
-    env = {
-        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "PIPELINE_TOPIC_PREFIX": unique,
-        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
-        "PIPELINE_CLIENT": "confluent",
-    }
+    backlog = narrow_backlog(settings, unique, 1_200)
+    env = queue_env(settings, unique)
     status_file = tmp_path / "status.jsonl"
     # A replica of one slot takes 50 records/s: the backlog needs 4 to drain in 6 s.
     supervisor = subprocess.Popen(
@@ -257,9 +302,9 @@ def test_the_autoscaler_scales_a_queue_past_its_partitions_and_back_down(
             what="a scale-up past the 2 partitions",
         )
         poll_until(
-            lambda: sum(run_sync(end_offsets(clients, output)).values()) >= backlog,
+            lambda: outputs_of(settings, backlog) >= backlog.records,
             120,
-            what=f"{backlog} outputs",
+            what=f"{backlog.records} outputs",
         )
         lags = lag_tool(env, unique + "slow_mailer")
         assert lags["kind"] == "share" and lags["lag"] == 0, lags
@@ -294,89 +339,42 @@ def test_a_frozen_replica_past_its_record_lock_loses_nothing_and_goes_on(
     """SIGSTOP a queue replica holding records for longer than their lock: the broker
     delivers them to the others; woken, the replica's late outcomes for records it no longer
     holds must neither lose a record nor stop it."""
-    clients = connect(settings)
-    topics = [NARROW_QUEUE, NARROW_QUEUE.dlq_spec(), QUEUE_OUTPUT]
-    run_sync(ensure_topics(clients, [spec.with_name(unique + spec.name) for spec in topics]))
-    source = NARROW_QUEUE.with_name(unique + NARROW_QUEUE.name)
-    output = QUEUE_OUTPUT.with_name(unique + QUEUE_OUTPUT.name)
-    records = 2_400  # 3 replicas of one slot at 50 records/s: about 16 s of work
-
-    async def publish() -> None:
-        async with EventProducer(settings) as producer:
-            await producer.publish_many(source, [Keyed(key=f"k{i}", seq=i) for i in range(records)])
-
-    run_sync(publish())
-    env = {
-        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "PIPELINE_TOPIC_PREFIX": unique,
-        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
-        "PIPELINE_CLIENT": "confluent",
-    }
+    # 3 replicas of one slot at 50 records/s: about 16 s of work.
+    backlog = narrow_backlog(settings, unique, 2_400)
+    env = queue_env(settings, unique)
     replicas = [Replica("slow_mailer", f"f{n}", env, tmp_path) for n in range(3)]
     frozen = replicas[0]
     lock_s = 15  # slow_mailer's QueuePolicy
-    try:
+    with running(replicas):
         for replica in replicas:
             replica.wait_ready(timeout_s=120)
-
-        def outputs() -> int:
-            return sum(run_sync(end_offsets(clients, output.name)).values())
-
-        poll_until(lambda: outputs() >= 200, 120, what="200 outputs before the freeze")
+        poll_until(lambda: outputs_of(settings, backlog) >= 200, 120, what="200 before the freeze")
         frozen.signal(signal.SIGSTOP)
-        at_freeze = outputs()
+        at_freeze = outputs_of(settings, backlog)
         # The others go on meanwhile, and past the lock they take the frozen one's records.
-        poll_until(lambda: outputs() >= at_freeze + 300, 60, what="progress while one is frozen")
+        poll_until(
+            lambda: outputs_of(settings, backlog) >= at_freeze + 300,
+            60,
+            what="progress while one is frozen",
+        )
         # The fault's length, not a wait for an event: frozen until past the record lock.
         time.sleep(lock_s + 5)
         frozen.signal(signal.SIGCONT)
-        poll_until(lambda: outputs() >= records, 180, what=f"{records} outputs")
+        poll_until(
+            lambda: outputs_of(settings, backlog) >= backlog.records, 180, what="every output"
+        )
         # Woken, the replica answers again (its late outcomes did not stop it).
         status, _ = frozen.get("/healthz")
         assert status == 200 and frozen.process.poll() is None, frozen.tail()
-        poll_until(
-            lambda: (
-                (lags := share_group_backlog(settings.bootstrap_servers, unique + "slow_mailer"))
-                and all(lag == 0 for lag in lags.values())
-            ),
-            120,
-            what="the share group's backlog to reach 0",
-        )
+        wait_share_group_drained(settings.bootstrap_servers, unique + "slow_mailer")
         for replica in replicas:
             assert replica.stop() == 0, replica.tail()
-    except AssertionError as exc:
-        tails = "\n".join(f"--- {r.replica_id}\n{r.tail(30)}" for r in replicas)
-        raise AssertionError(f"{exc}\n{tails}") from None
-    finally:
-        for replica in replicas:
-            if replica.process.poll() is None:
-                replica.signal(signal.SIGCONT)
-                replica.signal(signal.SIGKILL)
-                replica.wait()
-    taken: list[Taken] = [
-        decode_value(output, r.value)  # type: ignore[misc]
-        for r in run_sync(read_all(clients, output.name))
-    ]
-    accepted = Counter(t.seq for t in taken)
-    assert set(accepted) == set(range(records)), sorted(set(range(records)) - set(accepted))[:20]
-    assert not run_sync(read_all(clients, unique + NARROW_QUEUE.dlq_name)), "a record died"
+    taken = accepted_all(settings, backlog)
     # Redelivered after the lock: taken again by another replica, at a later delivery.
     redelivered = [t for t in taken if t.attempt >= 2]
-    duplicates = sum(count - 1 for count in accepted.values())
+    duplicates = len(taken) - backlog.records
     print(f"frozen replica: {len(redelivered)} redelivered, {duplicates} duplicates")
     assert redelivered, "nothing the frozen replica held was delivered again"
-
-
-@pytest.fixture
-def own_broker() -> Iterator[LocalKafka]:
-    """A broker of this test's own: it is stopped and started again mid-run."""
-    with tempfile.TemporaryDirectory(prefix="pipeline-test-queue-outage-") as folder:
-        cluster = LocalKafka(Path(folder), cache_dir(), heap_mb=384)
-        try:
-            cluster.up(brokers=1, progress=log_progress)
-            yield cluster
-        finally:
-            cluster.down(timeout_s=THROWAWAY_STOP_S)
 
 
 @pytest.mark.full_size  # its own broker, stopped for 10 s; `make test-full` runs it
@@ -389,73 +387,33 @@ def test_a_queue_rides_out_its_broker_going_away_and_coming_back(
     assert state is not None
     settings = PipelineSettings(bootstrap_servers=state.bootstrap)
     unique = "outage."
-    clients = connect(settings)
-    topics = [NARROW_QUEUE, NARROW_QUEUE.dlq_spec(), QUEUE_OUTPUT]
-    run_sync(ensure_topics(clients, [spec.with_name(unique + spec.name) for spec in topics]))
-    source = NARROW_QUEUE.with_name(unique + NARROW_QUEUE.name)
-    output = QUEUE_OUTPUT.with_name(unique + QUEUE_OUTPUT.name)
-    records = 2_400
-
-    async def publish() -> None:
-        async with EventProducer(settings) as producer:
-            await producer.publish_many(source, [Keyed(key=f"k{i}", seq=i) for i in range(records)])
-
-    run_sync(publish())
-    env = {
-        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "PIPELINE_TOPIC_PREFIX": unique,
-        "PIPELINE_PROCESSORS_MODULE": "tests.integration.processors",
-        "PIPELINE_CLIENT": "confluent",
-    }
+    backlog = narrow_backlog(settings, unique, 2_400)
+    env = queue_env(settings, unique)
     replicas = [Replica("slow_mailer", f"o{n}", env, tmp_path) for n in range(3)]
 
-    def outputs() -> int:
-        return sum(run_sync(end_offsets(connect(settings), output.name)).values())
+    def broker_answers() -> bool:
+        try:
+            return live_broker_count(state.bootstrap) >= 1
+        except Exception:  # noqa: BLE001 - refused while it starts
+            return False
 
-    try:
+    with running(replicas):
         for replica in replicas:
             replica.wait_ready(timeout_s=120)
-        poll_until(lambda: outputs() >= 300, 120, what="300 outputs before the outage")
-        at_outage = outputs()
+        poll_until(lambda: outputs_of(settings, backlog) >= 300, 120, what="300 before the outage")
+        at_outage = outputs_of(settings, backlog)
         own_broker.kill_node(1, signal.SIGTERM)
-        assert at_outage < records - 500, "the outage came too late to test anything"
+        assert at_outage < backlog.records - 500, "the outage came too late to test anything"
         # The fault's length, not a wait for an event: the broker is away this long.
         time.sleep(10)
         own_broker.restart_node(1)
-
-        def broker_answers() -> bool:
-            try:
-                return live_broker_count(state.bootstrap) >= 1
-            except Exception:  # noqa: BLE001 - refused while it starts
-                return False
-
         poll_until(broker_answers, 60, 0.2, "the broker back")
-        poll_until(lambda: outputs() >= records, 240, what=f"{records} outputs after it")
         poll_until(
-            lambda: (
-                (lags := share_group_backlog(settings.bootstrap_servers, unique + "slow_mailer"))
-                and all(lag == 0 for lag in lags.values())
-            ),
-            120,
-            what="the share group's backlog to reach 0",
+            lambda: outputs_of(settings, backlog) >= backlog.records, 240, what="every output"
         )
+        wait_share_group_drained(settings.bootstrap_servers, unique + "slow_mailer")
         for replica in replicas:
             assert replica.process.poll() is None, f"{replica.replica_id} exited"
             assert replica.stop() == 0, replica.tail()
-    except AssertionError as exc:
-        tails = "\n".join(f"--- {r.replica_id}\n{r.tail(30)}" for r in replicas)
-        raise AssertionError(f"{exc}\n{tails}") from None
-    finally:
-        for replica in replicas:
-            if replica.process.poll() is None:
-                replica.signal(signal.SIGKILL)
-                replica.wait()
-    taken: list[Taken] = [
-        decode_value(output, r.value)  # type: ignore[misc]
-        for r in run_sync(read_all(clients, output.name))
-    ]
-    accepted = Counter(t.seq for t in taken)
-    assert set(accepted) == set(range(records)), sorted(set(range(records)) - set(accepted))[:20]
-    assert not run_sync(read_all(clients, unique + NARROW_QUEUE.dlq_name)), "a record died"
-    duplicates = sum(count - 1 for count in accepted.values())
-    print(f"broker outage: {duplicates} duplicates of {records}")
+    taken = accepted_all(settings, backlog)
+    print(f"broker outage: {len(taken) - backlog.records} duplicates of {backlog.records}")
